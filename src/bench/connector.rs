@@ -1,0 +1,374 @@
+//! Opening one bench connection: TCP, then TLS (rustls with aws-lc-rs) for
+//! `wss://`, then the WebSocket upgrade; and the rustls client configuration.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::BenchError;
+use super::target::{Target, parse_url, remote_allowed, resolve};
+use crate::cli::BenchClientArgs;
+
+/// A bench WebSocket.
+pub type Ws = WebSocketStream<BenchStream>;
+
+/// How long one connection may take (TCP + TLS + upgrade) before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP, or TLS over TCP.
+pub enum BenchStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Everything needed to open connections to one target, shared by all tasks.
+pub struct Connector {
+    target: Target,
+    addr: SocketAddr,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    ws_config: WebSocketConfig,
+}
+
+impl Connector {
+    /// Parses and resolves the URL (loopback only) and builds the TLS client.
+    ///
+    /// `resumption: false` makes every TLS handshake a full one.
+    pub async fn new(
+        client: &BenchClientArgs,
+        ws_config: WebSocketConfig,
+        resumption: bool,
+    ) -> Result<Connector, BenchError> {
+        let target = parse_url(&client.url)?;
+        let addrs = resolve(&target, remote_allowed()).await?;
+        let addr = pick_address(&addrs).await?;
+        let tls = if target.tls {
+            if client.insecure && client.ca.is_some() {
+                super::note("--insecure given: --ca is ignored, no certificate is verified");
+            }
+            let config = client_config(client.insecure, client.ca.as_deref(), resumption)?;
+            let name = ServerName::try_from(target.host.clone()).map_err(|e| BenchError::BadUrl {
+                url: target.url.clone(),
+                reason: format!("host {:?} is not a valid TLS server name: {e}", target.host),
+            })?;
+            Some((TlsConnector::from(config), name))
+        } else {
+            if client.insecure || client.ca.is_some() {
+                super::note("ws:// is not TLS: --insecure and --ca are ignored");
+            }
+            None
+        };
+        Ok(Connector {
+            target,
+            addr,
+            tls,
+            ws_config,
+        })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The address connections go to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens one WebSocket, bounded by [`CONNECT_TIMEOUT`].
+    pub async fn connect(&self) -> Result<Ws, BenchError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => Err(BenchError::ConnectTimeout {
+                url: self.target.url.clone(),
+                secs: CONNECT_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
+    async fn connect_unbounded(&self) -> Result<Ws, BenchError> {
+        let tcp = tcp_connect(self.addr).await?;
+        let stream = match &self.tls {
+            None => BenchStream::Plain(tcp),
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| classify_tls_error(&self.target, e))?;
+                BenchStream::Tls(Box::new(tls))
+            }
+        };
+        let (ws, _response) =
+            tokio_tungstenite::client_async_with_config(&self.target.uri, stream, Some(self.ws_config))
+                .await
+                .map_err(|e| classify_upgrade_error(&self.target, e))?;
+        Ok(ws)
+    }
+}
+
+/// The first address that accepts a TCP connection (e.g. `localhost` may
+/// resolve to ::1 first while the server listens on 127.0.0.1 only).
+async fn pick_address(addrs: &[SocketAddr]) -> Result<SocketAddr, BenchError> {
+    if let [only] = addrs {
+        return Ok(*only);
+    }
+    let mut last = None;
+    for &addr in addrs {
+        match tcp_connect(addr).await {
+            Ok(_probe) => return Ok(addr),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| BenchError::Internal("no address to connect to".to_owned())))
+}
+
+async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream, BenchError> {
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(BenchError::ConnectRefused { addr });
+        }
+        Ok(Err(source)) => return Err(BenchError::Connect { addr, source }),
+        Err(_) => {
+            return Err(BenchError::Connect {
+                addr,
+                source: io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"),
+            });
+        }
+    };
+    // Latency benchmark: never let Nagle hold back a small frame.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+fn classify_tls_error(target: &Target, e: io::Error) -> BenchError {
+    let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(cert_error)) => BenchError::TlsVerify {
+            host: target.host.clone(),
+            detail: format!("{cert_error:?}"),
+        },
+        Some(other) => BenchError::TlsHandshake {
+            host: target.host.clone(),
+            detail: other.to_string(),
+        },
+        None => BenchError::TlsHandshake {
+            host: target.host.clone(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn classify_upgrade_error(target: &Target, e: WsError) -> BenchError {
+    match e {
+        WsError::Http(response) => {
+            let status = response.status().as_u16();
+            let hint = match status {
+                400 => " (the server did not accept the upgrade request)",
+                401 | 403 => " (the route requires authentication or rejected the origin)",
+                404 => " (no route at that path: check the path, e.g. /ws/echo)",
+                426 => " (the server wants a different WebSocket version)",
+                429 | 503 => {
+                    " (the server is at a connection limit: raise --max-connections / --max-connections-per-ip)"
+                }
+                _ => "",
+            };
+            BenchError::UpgradeRefused {
+                url: target.url.clone(),
+                status,
+                hint,
+            }
+        }
+        other => {
+            let hint = if target.tls {
+                ""
+            } else {
+                " (if that port serves TLS, use wss://)"
+            };
+            BenchError::Upgrade {
+                url: target.url.clone(),
+                detail: format!("{other}{hint}"),
+            }
+        }
+    }
+}
+
+/// The rustls client configuration: TLS 1.3 and 1.2, ALPN `http/1.1`,
+/// webpki roots plus `--ca`, or no verification at all with `--insecure`.
+pub fn client_config(
+    insecure: bool,
+    ca: Option<&Path>,
+    resumption: bool,
+) -> Result<Arc<ClientConfig>, BenchError> {
+    let provider = crate::tls::provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| BenchError::TlsConfig(e.to_string()))?;
+    let mut config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DangerAcceptAnyServerCert { provider }))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca {
+            add_pem_roots(&mut roots, path)?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !resumption {
+        config.resumption = Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), BenchError> {
+    let ca_error = |detail: String| BenchError::CaFile {
+        path: path.to_owned(),
+        detail,
+    };
+    let iter = CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))?;
+    let mut added = 0;
+    for cert in iter {
+        let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| ca_error(format!("certificate {} is not usable: {e}", added + 1)))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(ca_error("no CERTIFICATE block found".to_owned()));
+    }
+    Ok(())
+}
+
+/// Accepts any server certificate (`--insecure`). Handshake signatures are
+/// still checked, so the peer must hold the key of the certificate it sent.
+#[derive(Debug)]
+pub struct DangerAcceptAnyServerCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for DangerAcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl AsyncRead for BenchStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BenchStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            BenchStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BenchStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BenchStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            BenchStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BenchStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            BenchStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            BenchStream::Plain(s) => s.is_write_vectored(),
+            BenchStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BenchStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            BenchStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BenchStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            BenchStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The TOML configuration file: its shape (unknown keys are errors) and the
+//! mapping from byte offsets to line numbers for error messages.
+//!
+//! Merging with flags and environment happens in `config::load`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::route::RouteTable;
+use crate::cli::{KeyType, LogFormat, TlsMode};
+
+/// Top-level keys of `wssd.toml`. Names match the long flags with `_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<Vec<Spanned<String>>>,
+    pub http: Option<Vec<Spanned<String>>>,
+    pub admin: Option<Spanned<String>>,
+    pub state_dir: Option<PathBuf>,
+    pub max_message_size: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub handshake_timeout: Option<Spanned<f64>>,
+    pub ping_interval: Option<Spanned<f64>>,
+    pub idle_timeout: Option<Spanned<f64>>,
+    pub drain_timeout: Option<Spanned<f64>>,
+    pub allow_origin: Option<Vec<String>>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    pub tls: Option<TlsTable>,
+    pub route: Option<Vec<Spanned<RouteTable>>>,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsTable {
+    pub mode: Option<TlsMode>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub hostname: Option<Vec<String>>,
+    pub key_type: Option<KeyType>,
+}
+
+/// A parsed file with its text, for turning spans into line numbers.
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub config: FileConfig,
+}
+
+impl LoadedFile {
+    /// Reads and parses `path`; errors name the file and, for syntax,
+    /// unknown keys and wrong types, the line.
+    pub fn read(path: PathBuf) -> Result<LoadedFile, String> {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: cannot read the configuration file: {e}",
+                path.display()
+            )
+        })?;
+        let config: FileConfig = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!(":{}", line_of(&text, s.start)))
+                .unwrap_or_default();
+            format!(
+                "{}{line}: {}",
+                path.display(),
+                e.message().trim_end().replace('\n', " ")
+            )
+        })?;
+        Ok(LoadedFile { path, text, config })
+    }
+
+    /// `file:line` for a byte offset into the file.
+    pub fn place(&self, offset: usize) -> String {
+        format!("{}:{}", self.path.display(), line_of(&self.text, offset))
+    }
+}
+
+/// 1-based line number of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedFile, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wssd.toml");
+        std::fs::write(&path, text).unwrap();
+        LoadedFile::read(path)
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("listen = [\"127.0.0.1:1\"]\nlisten_on = 3\n")
+            .err()
+            .unwrap();
+        assert!(err.contains("wssd.toml:2"), "{err}");
+        assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn unknown_route_key_is_an_error() {
+        let err = parse("[[route]]\npath = \"/a\"\nkind = \"echo\"\nfolder = \"x\"\n")
+            .err()
+            .unwrap();
+        assert!(err.contains("folder"), "{err}");
+        assert!(err.contains(":4"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_an_error() {
+        let err = parse("[tls]\nmode = \"maybe\"\n").err().unwrap();
+        assert!(err.contains("wssd.toml:2"), "{err}");
+        assert!(err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn good_file_parses() {
+        let f = parse(
+            "listen = [\"127.0.0.1:1\"]\nmax_message_size = 10\n[tls]\nmode = \"self-signed\"\nkey_type = \"rsa2048\"\n[[route]]\npath = \"/e\"\nkind = \"echo\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.config.max_message_size, Some(10));
+        assert_eq!(f.config.tls.unwrap().key_type, Some(KeyType::Rsa2048));
+        assert_eq!(f.config.route.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,131 @@
+//! Every number that bounds a connection: sizes, counts and timeouts, with
+//! their defaults, resolved once from configuration. No other module invents
+//! a limit; they read these.
+
+use std::time::Duration;
+
+/// Default largest WebSocket message: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Default most WebSocket connections at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most connections from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default time from TCP accept to complete request headers.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default interval between server pings.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time to wait for WebSockets to close on shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// WebSocket read buffer per connection (tungstenite allocates it eagerly).
+pub const READ_BUFFER_SIZE: usize = 4 * 1024;
+/// Bytes tungstenite collects before writing to the socket.
+pub const WRITE_BUFFER_SIZE: usize = 0;
+/// Largest HTTP request head hyper buffers.
+pub const MAX_HTTP_BUFFER: usize = 16 * 1024;
+/// Most request headers accepted.
+pub const MAX_HEADERS: usize = 64;
+/// Ciphertext rustls may queue per connection before writes wait.
+pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
+/// Time allowed for the closing handshake once a close frame was sent.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// TCP connections above `max_connections` that may be in their handshake
+/// at once (they get a 503 if they ask for a WebSocket past the limit).
+pub const HANDSHAKE_HEADROOM: usize = 256;
+
+/// Global limits, resolved from configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_message_size: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub handshake_timeout: Duration,
+    /// `None` when pings are off.
+    pub ping_interval: Option<Duration>,
+    /// `None` when there is no idle timeout.
+    pub idle_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ping_interval: Some(DEFAULT_PING_INTERVAL),
+            idle_timeout: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// Per-route overrides; `None` means "use the global value". For the two
+/// timeouts, `Some(None)` means "off on this route".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteLimits {
+    pub max_message_size: Option<usize>,
+    pub ping_interval: Option<Option<Duration>>,
+    pub idle_timeout: Option<Option<Duration>>,
+}
+
+/// The limits one WebSocket session runs with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionLimits {
+    pub max_message_size: usize,
+    pub ping_interval: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// Applies a route's overrides to the global limits.
+    pub fn for_route(&self, route: &RouteLimits) -> SessionLimits {
+        SessionLimits {
+            max_message_size: route.max_message_size.unwrap_or(self.max_message_size),
+            ping_interval: route.ping_interval.unwrap_or(self.ping_interval),
+            idle_timeout: route.idle_timeout.unwrap_or(self.idle_timeout),
+        }
+    }
+}
+
+/// Converts a number of seconds from configuration; 0 means off (`None`).
+pub fn seconds(value: f64, place: &str, key: &str) -> Result<Option<Duration>, String> {
+    if !value.is_finite() || !(0.0..=31_536_000.0).contains(&value) {
+        return Err(format!(
+            "{place}: `{key}` must be a number of seconds between 0 and 31536000, not {value}"
+        ));
+    }
+    if value == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Duration::from_secs_f64(value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_overrides_apply() {
+        let global = Limits::default();
+        let route = RouteLimits {
+            max_message_size: Some(10),
+            ping_interval: Some(None),
+            idle_timeout: None,
+        };
+        let s = global.for_route(&route);
+        assert_eq!(s.max_message_size, 10);
+        assert_eq!(s.ping_interval, None);
+        assert_eq!(s.idle_timeout, None);
+    }
+
+    #[test]
+    fn seconds_validates() {
+        assert_eq!(seconds(0.0, "x", "k").unwrap(), None);
+        assert_eq!(
+            seconds(1.5, "x", "k").unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert!(seconds(-1.0, "x", "k").unwrap_err().contains("`k`"));
+    }
+}

@@ -1,0 +1,208 @@
+//! The HTTP layer: serves one connection (TLS or plain) with hyper, and for
+//! each request goes edge checks -> router -> route kind. WebSocket upgrades
+//! are accepted in `edge` and handed to `crate::session`.
+//!
+//! Sockets, TLS and connection limits are `crate::server`'s business.
+
+pub mod edge;
+pub mod router;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::limits::{MAX_HEADERS, MAX_HTTP_BUFFER};
+use crate::metrics::{self, HandshakeFailure};
+use crate::routes::static_files;
+use router::Router;
+
+/// Response body type used everywhere.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What every connection shares: routes, limits and the shutdown signal.
+pub struct HttpContext {
+    pub router: Router,
+    /// Browser Origins allowed besides the request's own host.
+    pub allow_origin: Vec<String>,
+    /// One permit per open WebSocket (`--max-connections`).
+    pub sessions: Arc<Semaphore>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Tracks sessions so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// Facts about one client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The listener's address, as a metrics label.
+    pub listener: Arc<str>,
+    pub tls: bool,
+    /// The connection's admission slot; released when the last holder
+    /// (the HTTP connection or the WebSocket session) lets go.
+    pub ticket: Arc<crate::server::admission::Ticket>,
+}
+
+/// Serves HTTP/1.1 on one connection until it closes, is upgraded, or the
+/// server shuts down. `header_timeout` bounds the wait for request headers.
+pub async fn serve_connection<IO>(
+    io: IO,
+    ctx: Arc<HttpContext>,
+    conn: ConnInfo,
+    header_timeout: Duration,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = ctx.shutdown.clone();
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(req, &ctx, &conn).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HTTP_BUFFER)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            metrics::handshake_failed(HandshakeFailure::Timeout);
+        } else if e.is_parse() || e.is_parse_too_large() {
+            metrics::handshake_failed(HandshakeFailure::Http);
+        }
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let upgrade = wants_websocket(&req);
+    let Some(matched) = ctx.router.find(&path) else {
+        if upgrade {
+            metrics::handshake_failed(HandshakeFailure::Http);
+        }
+        return counted(text_response(StatusCode::NOT_FOUND, "not found\n"));
+    };
+    let route = matched.route.clone();
+    match (route.spec.kind.is_websocket(), upgrade) {
+        (true, true) => edge::accept_websocket(req, route, ctx, conn),
+        (true, false) => {
+            let mut r = text_response(
+                StatusCode::UPGRADE_REQUIRED,
+                &format!(
+                    "{} is a WebSocket endpoint ({}): connect with {}://HOST{}\n",
+                    route.spec.path,
+                    route.spec.kind.name(),
+                    if conn.tls { "wss" } else { "ws" },
+                    path
+                ),
+            );
+            r.headers_mut()
+                .insert(UPGRADE, HeaderValue::from_static("websocket"));
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                HeaderValue::from_static("Upgrade"),
+            );
+            counted(r)
+        }
+        (false, true) => {
+            metrics::handshake_failed(HandshakeFailure::Http);
+            counted(text_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{} serves files, not WebSockets; WebSocket routes: {}\n",
+                    route.spec.path,
+                    websocket_paths(&ctx.router)
+                ),
+            ))
+        }
+        (false, false) => {
+            let response = match &route.files {
+                Some(source) => {
+                    static_files::serve(source, req.method(), matched.rest, &path).await
+                }
+                None => text_response(StatusCode::NOT_FOUND, "not found\n"),
+            };
+            counted(response)
+        }
+    }
+}
+
+fn websocket_paths(router: &Router) -> String {
+    let list: Vec<&str> = router
+        .routes()
+        .iter()
+        .filter(|r| r.spec.kind.is_websocket())
+        .map(|r| r.spec.path.as_str())
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Whether the request asks for a WebSocket upgrade.
+fn wants_websocket<B>(req: &Request<B>) -> bool {
+    let has_token = |name, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    has_token(UPGRADE, "websocket") && has_token(hyper::header::CONNECTION, "upgrade")
+}
+
+fn counted(response: Response<Body>) -> Response<Body> {
+    metrics::http_response(response.status().as_u16());
+    response
+}
+
+/// A short plain-text response.
+pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(full_body(Bytes::from(text.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A body holding these bytes.
+pub fn full_body(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}

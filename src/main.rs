@@ -1,0 +1,294 @@
+//! The `wssd` binary: reads `.env`, parses the command line, and runs one
+//! command. The only place that prints errors and picks exit codes.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use wssd::certs::{self, LoadedCert};
+use wssd::cli::{CertCommand, Cli, Command, LogFormat, ServeArgs, TlsMode};
+use wssd::config::{self, Config, Environment};
+
+fn main() -> ExitCode {
+    // `.env` must be loaded before any thread exists (it sets variables);
+    // existing environment variables win over it.
+    let dotenv_problem = match dotenvy::dotenv() {
+        Ok(_) => None,
+        Err(e) if e.not_found() => None,
+        Err(e) => Some(format!("error: .env: {e}")),
+    };
+    let cli = Cli::parse();
+    if let Some(problem) = dotenv_problem {
+        eprintln!("{problem}");
+        return ExitCode::FAILURE;
+    }
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let result = match command {
+        Command::Serve(args) => serve(&args),
+        Command::Check(args) => check(&args),
+        Command::Cert(cmd) => cert(cmd),
+        Command::Bench(cmd) => runtime().and_then(|rt| {
+            rt.block_on(wssd::bench::run(cmd))
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
+    config::load(args, &Environment::from_process()).map_err(|errors| {
+        for problem in &errors.0 {
+            eprintln!("error: {problem}");
+        }
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = match load_config(args) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_logging(&config);
+    if let Some(file) = &config.config_file {
+        tracing::info!("configuration file: {}", file.display());
+    }
+    let cert = match load_certificate(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
+        wssd::server::run(config, cert, signal)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads or creates the certificate the configuration asks for, logging
+/// where it is and how to trust it. `None` when TLS is off.
+fn load_certificate(config: &Config) -> Result<Option<LoadedCert>, certs::CertError> {
+    let tls = &config.tls;
+    match tls.mode {
+        TlsMode::Off => {
+            tracing::warn!("TLS is off: only plain ws:// and http:// listeners run");
+            Ok(None)
+        }
+        TlsMode::Files => {
+            let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+                return Ok(None);
+            };
+            let loaded = certs::files::load_pair(cert, key)?;
+            tracing::info!(
+                "certificate: {} (names: {}; expires {}, serial {})",
+                cert.display(),
+                loaded.info.sans.join(", "),
+                humantime(loaded.info.not_after),
+                loaded.info.serial
+            );
+            Ok(Some(loaded))
+        }
+        TlsMode::SelfSigned => {
+            let (loaded, provenance) =
+                certs::self_signed::ensure(&config.state_dir, &tls.hostnames, tls.key_type)?;
+            match provenance {
+                certs::self_signed::Provenance::Reused => tracing::info!(
+                    "self-signed certificate reused: {}",
+                    loaded.cert_path.display()
+                ),
+                certs::self_signed::Provenance::Generated { reason } => tracing::info!(
+                    "self-signed certificate generated ({reason}): {}",
+                    loaded.cert_path.display()
+                ),
+            }
+            tracing::info!(
+                "certificate names: {}; expires {}. Browsers will warn until you trust it: \
+                 curl --cacert {} ..., or add it to your trust store \
+                 (Debian: cp it to /usr/local/share/ca-certificates/wssd.crt && update-ca-certificates)",
+                loaded.info.sans.join(", "),
+                humantime(loaded.info.not_after),
+                loaded.cert_path.display()
+            );
+            Ok(Some(loaded))
+        }
+        TlsMode::LocalCa | TlsMode::Acme => Ok(None),
+    }
+}
+
+fn humantime(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    wssd::metrics::install();
+}
+
+/// `wssd check`: every configuration and certificate problem, exit 1 on any.
+fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let config = match config::load(args, &Environment::from_process()) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            problems.extend(errors.0);
+            None
+        }
+    };
+    if let Some(config) = &config {
+        match config.tls.mode {
+            TlsMode::Files => {
+                if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+                    for line in certs::inspect::check_pair(cert, key, SystemTime::now()) {
+                        match line.strip_prefix("warning: ") {
+                            Some(w) => warnings.push(w.to_string()),
+                            None => problems.push(line),
+                        }
+                    }
+                }
+            }
+            TlsMode::SelfSigned => {
+                let (cert, key) = certs::self_signed::paths(&config.state_dir);
+                if cert.exists() {
+                    for line in certs::inspect::check_pair(&cert, &key, SystemTime::now()) {
+                        warnings.push(format!(
+                            "{} (it will be regenerated at start if needed)",
+                            line.strip_prefix("warning: ").unwrap_or(&line)
+                        ));
+                    }
+                } else if let Err(e) = writable_dir(&config.state_dir) {
+                    problems.push(e);
+                }
+            }
+            _ => {}
+        }
+        let mut addrs: Vec<(std::net::SocketAddr, &str)> = Vec::new();
+        addrs.extend(config.listen.iter().map(|a| (*a, "--listen")));
+        addrs.extend(config.http.iter().map(|a| (*a, "--http")));
+        addrs.extend(config.admin.iter().map(|a| (*a, "--admin")));
+        let rt = runtime()?;
+        rt.block_on(async {
+            for (addr, what) in addrs {
+                if let Err(e) = wssd::server::bind::bind(addr, what) {
+                    problems.push(e.to_string());
+                }
+            }
+        });
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    if problems.is_empty() {
+        if let Some(c) = &config {
+            println!(
+                "ok: configuration{} is valid; {} TLS listener(s), {} plain listener(s), {} route(s), TLS {:?}",
+                c.config_file
+                    .as_ref()
+                    .map(|f| format!(" ({})", f.display()))
+                    .unwrap_or_default(),
+                c.listen.len(),
+                c.http.len(),
+                c.routes.len(),
+                c.tls.mode
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            println!("error: {p}");
+        }
+        println!("{} problem(s) found", problems.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
+    let mut probe = dir.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let meta = std::fs::metadata(&probe)
+        .map_err(|e| format!("state folder {}: {e}", dir.display()))?;
+    if meta.permissions().readonly() {
+        return Err(format!(
+            "state folder {} cannot be created or written ({} is read-only); set --state-dir to a writable folder",
+            dir.display(),
+            probe.display()
+        ));
+    }
+    Ok(())
+}
+
+fn cert(cmd: CertCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CertCommand::Generate(args) => {
+            let message = certs::generate::run_generate(&args)?;
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CertCommand::Inspect(args) => {
+            let report =
+                certs::inspect::inspect(&args.file, args.key.as_deref(), SystemTime::now())?;
+            print!("{report}");
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Every metric wssd exports: names, label sets and the Prometheus recorder.
+//! Other modules call these functions instead of naming metrics themselves,
+//! so the list below is the whole `/metrics` vocabulary. Labels are bounded:
+//! route paths and listener addresses come from configuration, never from
+//! clients.
+//!
+//! - `wssd_connections_open{route,listener}` gauge
+//! - `wssd_connections_total{route,listener}` counter
+//! - `wssd_messages_total{route,direction}` and `wssd_bytes_total{route,direction}`
+//! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout)
+//! - `wssd_close_codes_total{code}` close codes sent or received
+//! - `wssd_http_requests_total{status}` plain HTTP responses
+//! - `wssd_certificate_not_after_seconds{name}` gauge (Unix time)
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once; later calls return the same handle.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    if let Some(h) = HANDLE.get() {
+        return Some(h);
+    }
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        return HANDLE.get();
+    }
+    Some(HANDLE.get_or_init(|| handle))
+}
+
+/// Renders the Prometheus text format (empty when no recorder is installed).
+pub fn render() -> String {
+    match HANDLE.get() {
+        Some(h) => {
+            h.run_upkeep();
+            h.render()
+        }
+        None => String::new(),
+    }
+}
+
+/// Why a connection failed before it became a WebSocket or got an HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// TLS handshake failed (bad client hello, unknown CA on the client, ...).
+    Tls,
+    /// Malformed HTTP or WebSocket upgrade request.
+    Http,
+    /// Refused by a connection limit.
+    Limit,
+    /// The handshake timeout passed.
+    Timeout,
+}
+
+impl HandshakeFailure {
+    fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::Tls => "tls",
+            HandshakeFailure::Http => "http",
+            HandshakeFailure::Limit => "limit",
+            HandshakeFailure::Timeout => "timeout",
+        }
+    }
+}
+
+pub fn handshake_failed(reason: HandshakeFailure) {
+    counter!("wssd_handshake_failures_total", "reason" => reason.label()).increment(1);
+}
+
+pub fn close_code(code: u16) {
+    counter!("wssd_close_codes_total", "code" => code.to_string()).increment(1);
+}
+
+pub fn http_response(status: u16) {
+    counter!("wssd_http_requests_total", "status" => status.to_string()).increment(1);
+}
+
+pub fn certificate_not_after(name: &str, unix_seconds: i64) {
+    gauge!("wssd_certificate_not_after_seconds", "name" => name.to_string())
+        .set(unix_seconds as f64);
+}
+
+/// Counters one WebSocket session updates; fetched once per session so the
+/// per-message path is an atomic add, not a registry lookup.
+pub struct SessionMetrics {
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    open: Gauge,
+}
+
+impl SessionMetrics {
+    /// Counts a new session and returns its counters; the open gauge goes
+    /// down again when this is dropped.
+    pub fn open(route: &str, listener: &str) -> Self {
+        let route = route.to_string();
+        let listener = listener.to_string();
+        counter!("wssd_connections_total", "route" => route.clone(), "listener" => listener.clone())
+            .increment(1);
+        let open = gauge!("wssd_connections_open", "route" => route.clone(), "listener" => listener);
+        open.increment(1.0);
+        SessionMetrics {
+            messages_in: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "in"),
+            messages_out: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "out"),
+            bytes_in: counter!("wssd_bytes_total", "route" => route.clone(), "direction" => "in"),
+            bytes_out: counter!("wssd_bytes_total", "route" => route, "direction" => "out"),
+            open,
+        }
+    }
+}
+
+impl Drop for SessionMetrics {
+    fn drop(&mut self) {
+        self.open.decrement(1.0);
+    }
+}

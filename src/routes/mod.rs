@@ -1,0 +1,7 @@
+//! Route kinds: what a matched route does with a request. WebSocket kinds
+//! provide a session handler; HTTP kinds answer requests. Matching the path
+//! is `crate::http::router`'s job; limits and auth are applied before this.
+
+pub mod bundled;
+pub mod echo;
+pub mod static_files;

@@ -1,0 +1,207 @@
+//! The server: binds every listener, runs the accept loops and the admin
+//! listener, waits for SIGTERM/SIGINT, then drains: stop accepting, close
+//! every WebSocket with 1001, wait up to the drain timeout.
+//!
+//! Certificates arrive already loaded (see `certs`); this module only puts
+//! them in the resolver.
+
+pub mod admission;
+pub mod bind;
+pub mod listener;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::config::limits::HANDSHAKE_HEADROOM;
+use crate::http::HttpContext;
+use crate::http::router::Router;
+use crate::tls::resolver::{CertResolver, CertSet};
+use crate::{admin, certs, metrics, tls};
+use admission::Admission;
+use bind::BindError;
+use listener::Listener;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{0}")]
+    Routes(String),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Whether the server is ready, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listening: AtomicBool,
+    draining: AtomicBool,
+    resolver: Option<Arc<CertResolver>>,
+}
+
+impl Readiness {
+    /// Ready: listeners bound, not draining, and (with TLS) a certificate loaded.
+    pub fn is_ready(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down");
+        }
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("listeners not bound yet");
+        }
+        if let Some(r) = &self.resolver
+            && !r.is_ready()
+        {
+            return Err("no valid certificate loaded");
+        }
+        Ok(())
+    }
+}
+
+/// Runs until `shutdown` resolves (a signal in `main`), then drains.
+pub async fn run(
+    config: Config,
+    cert: Option<certs::LoadedCert>,
+    shutdown_signal: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let router = Router::new(&config.routes, &config.limits).map_err(ServerError::Routes)?;
+    let resolver = cert.as_ref().map(|c| {
+        metrics::certificate_not_after(&c.cert_path.display().to_string(), c.info.not_after_unix());
+        Arc::new(CertResolver::new(CertSet::single(c.key.clone())))
+    });
+    let acceptor = match &resolver {
+        Some(r) => Some(TlsAcceptor::from(Arc::new(tls::server_config(r.clone())?))),
+        None => None,
+    };
+
+    // Bind everything before serving anything.
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let socket = bind::bind(*addr, "--listen")?;
+        let label: Arc<str> = socket.local_addr().map(|a| a.to_string()).unwrap_or_default().into();
+        listeners.push(Listener { socket, tls: acceptor.clone(), label });
+    }
+    for addr in &config.http {
+        let socket = bind::bind(*addr, "--http")?;
+        let label: Arc<str> = socket.local_addr().map(|a| a.to_string()).unwrap_or_default().into();
+        listeners.push(Listener { socket, tls: None, label });
+    }
+    let admin_socket = match config.admin {
+        Some(addr) => Some(bind::bind(addr, "--admin")?),
+        None => None,
+    };
+
+    let shutdown = CancellationToken::new();
+    let ctx = Arc::new(HttpContext {
+        router,
+        allow_origin: config.allow_origin.clone(),
+        sessions: Arc::new(Semaphore::new(config.limits.max_connections)),
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+    });
+    let admission = Admission::new(
+        config.limits.max_connections + HANDSHAKE_HEADROOM,
+        config.limits.max_connections_per_ip,
+    );
+    let readiness = Arc::new(Readiness {
+        resolver: resolver.clone(),
+        ..Readiness::default()
+    });
+
+    let loops = TaskTracker::new();
+    for l in listeners {
+        log_listener(&l, &config);
+        loops.spawn(listener::accept_loop(
+            l,
+            ctx.clone(),
+            admission.clone(),
+            config.limits.handshake_timeout,
+        ));
+    }
+    if let Some(socket) = admin_socket {
+        if let Ok(addr) = socket.local_addr() {
+            tracing::info!("admin listener: http://{addr}/metrics, /healthz, /readyz");
+        }
+        loops.spawn(admin::serve(socket, readiness.clone(), shutdown.clone()));
+    }
+    loops.close();
+    readiness.listening.store(true, Ordering::Relaxed);
+    tracing::info!("wssd is ready");
+
+    shutdown_signal.await;
+    tracing::info!(
+        open = admission.open(),
+        "shutting down: no new connections; closing WebSockets with 1001 (drain timeout {:?})",
+        config.limits.drain_timeout
+    );
+    readiness.draining.store(true, Ordering::Relaxed);
+    shutdown.cancel();
+    loops.wait().await;
+    ctx.tracker.close();
+    if tokio::time::timeout(config.limits.drain_timeout, ctx.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "drain timeout passed with {} connections still open; closing them",
+            admission.open()
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_listener(l: &Listener, config: &Config) {
+    let addr = l.label.as_ref();
+    let host = browser_host(addr, config);
+    match &l.tls {
+        Some(_) => tracing::info!(
+            "listening on {addr} (TLS): open https://{host}/ ; WebSockets at {}",
+            ws_urls("wss", &host, config)
+        ),
+        None => tracing::info!(
+            "listening on {addr} (plain): open http://{host}/ ; WebSockets at {}",
+            ws_urls("ws", &host, config)
+        ),
+    }
+}
+
+/// `localhost:PORT` for loopback listeners (what browsers and the default
+/// certificate expect), the address otherwise.
+fn browser_host(addr: &str, config: &Config) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() || a.ip().is_unspecified() => {
+            let name = config
+                .tls
+                .hostnames
+                .iter()
+                .find(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('*'))
+                .cloned()
+                .unwrap_or_else(|| "localhost".into());
+            format!("{name}:{}", a.port())
+        }
+        _ => addr.to_string(),
+    }
+}
+
+fn ws_urls(scheme: &str, host: &str, config: &Config) -> String {
+    let list: Vec<String> = config
+        .routes
+        .iter()
+        .filter(|r| r.kind.is_websocket())
+        .map(|r| format!("{scheme}://{host}{} ({})", r.path, r.kind.name()))
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}

@@ -1,0 +1,208 @@
+//! The WebSocket session driver: one upgraded connection from the first
+//! frame to the closing handshake. It applies the per-socket limits (message
+//! size, pings and pong deadline, idle timeout), answers protocol errors with
+//! the right close code, sends 1001 on shutdown and counts everything.
+//!
+//! What a message *means* is the route kind's business (`crate::routes`); the
+//! session hands data messages to a [`Handler`] and writes what it returns.
+
+use std::time::Duration;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SessionLimits;
+use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+use crate::metrics::{self, SessionMetrics};
+
+/// The codec settings for one socket: small eager buffers, explicit bounds.
+pub fn websocket_config(limits: &SessionLimits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(WRITE_BUFFER_SIZE)
+        // A bound, not an allocation: one outgoing message plus slack.
+        .max_write_buffer_size(limits.max_message_size.saturating_mul(2).max(64 * 1024))
+        .max_message_size(Some(limits.max_message_size))
+        .max_frame_size(Some(limits.max_message_size))
+}
+
+/// What a route kind does with each data message.
+pub trait Handler: Send {
+    /// Called for every text or binary message; returns the replies.
+    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>);
+}
+
+/// Why a session ended, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The peer closed (with this code, 1005 when none).
+    ClosedByPeer(u16),
+    /// We closed with this code.
+    ClosedByUs(u16),
+    /// The TCP connection dropped without a closing handshake.
+    Dropped,
+}
+
+/// Drives one WebSocket until it closes.
+pub async fn run<S, H>(
+    mut ws: WebSocketStream<S>,
+    limits: SessionLimits,
+    shutdown: CancellationToken,
+    counters: SessionMetrics,
+    mut handler: H,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut next_ping = limits
+        .ping_interval
+        .map(|d| Instant::now() + d)
+        .unwrap_or(far_future);
+    let mut pong_deadline: Option<Instant> = None;
+    let mut idle_deadline = limits
+        .idle_timeout
+        .map(|d| Instant::now() + d)
+        .unwrap_or(far_future);
+    let mut replies = Vec::new();
+
+    loop {
+        let deadline = pong_deadline.map_or(next_ping, |p| p.min(next_ping));
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                return close(ws, CloseCode::Away, "server shutting down").await;
+            }
+            incoming = ws.next() => {
+                let Some(incoming) = incoming else { return Ending::Dropped };
+                match incoming {
+                    Ok(Message::Close(frame)) => {
+                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                        metrics::close_code(code);
+                        // tungstenite queued the reply; flush it and finish.
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
+                        return Ending::ClosedByPeer(code);
+                    }
+                    Ok(Message::Pong(_)) => pong_deadline = None,
+                    Ok(Message::Ping(_)) => {
+                        // The pong is queued by tungstenite; send it now.
+                        if ws.flush().await.is_err() {
+                            return Ending::Dropped;
+                        }
+                    }
+                    Ok(Message::Frame(_)) => {}
+                    Ok(message) => {
+                        if let Some(d) = limits.idle_timeout {
+                            idle_deadline = Instant::now() + d;
+                        }
+                        let mut pending = Some(message);
+                        // Handle everything already buffered, then flush once.
+                        while let Some(message) = pending.take() {
+                            counters.messages_in.increment(1);
+                            counters.bytes_in.increment(message.len() as u64);
+                            handler.on_message(message, &mut replies);
+                            for reply in replies.drain(..) {
+                                counters.messages_out.increment(1);
+                                counters.bytes_out.increment(reply.len() as u64);
+                                if ws.feed(reply).await.is_err() {
+                                    return Ending::Dropped;
+                                }
+                            }
+                            if let Some(Some(Ok(next))) = ws.next().now_or_never() {
+                                if next.is_text() || next.is_binary() {
+                                    pending = Some(next);
+                                } else if let Message::Close(frame) = next {
+                                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                                    metrics::close_code(code);
+                                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
+                                    return Ending::ClosedByPeer(code);
+                                } else if let Message::Pong(_) = next {
+                                    pong_deadline = None;
+                                }
+                            }
+                        }
+                        if ws.flush().await.is_err() {
+                            return Ending::Dropped;
+                        }
+                    }
+                    Err(e) => return fail(ws, e).await,
+                }
+            }
+            _ = sleep_until(deadline) => {
+                if pong_deadline.is_some_and(|p| Instant::now() >= p) {
+                    return close(ws, CloseCode::Away, "ping timeout").await;
+                }
+                if let Some(interval) = limits.ping_interval {
+                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return Ending::Dropped;
+                    }
+                    if pong_deadline.is_none() {
+                        pong_deadline = Some(Instant::now() + interval);
+                    }
+                    next_ping = Instant::now() + interval;
+                }
+            }
+            _ = sleep_until(idle_deadline) => {
+                return close(ws, CloseCode::Normal, "idle timeout").await;
+            }
+        }
+    }
+}
+
+/// Maps a read error to the close code RFC 6455 asks for and closes.
+async fn fail<S>(ws: WebSocketStream<S>, error: WsError) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (code, reason) = match &error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            (CloseCode::Size, "message too big")
+        }
+        WsError::Capacity(_) => (CloseCode::Size, "frame too big"),
+        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text message"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            return Ending::Dropped;
+        }
+        WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+        WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
+            return Ending::Dropped;
+        }
+        _ => (CloseCode::Error, "internal error"),
+    };
+    tracing::debug!(%error, "closing WebSocket with {}", u16::from(code));
+    close(ws, code, reason).await
+}
+
+/// Sends a close frame and waits (bounded) for the peer's reply.
+async fn close<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let numeric = u16::from(code);
+    metrics::close_code(numeric);
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    let finish = async {
+        if ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        // Read until the peer answers the close (or gives up).
+        while let Some(Ok(message)) = ws.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
+    Ending::ClosedByUs(numeric)
+}

@@ -1,0 +1,62 @@
+//! Echo over ws:// and wss:// (TLS verified against the generated certificate).
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::Wssd;
+
+async fn roundtrip<S>(ws: &mut S, msg: Message) -> Message
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
+        + futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    ws.send(msg).await.expect("send");
+    loop {
+        match ws.next().await.expect("stream ended").expect("read") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => return m,
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_and_binary_over_wss_and_ws_at_once() {
+    let server = Wssd::builder().with_http().spawn().await;
+    let mut wss = server.wss("/ws/echo").await;
+    let mut ws = server.ws("/ws/echo").await;
+    for sock in 0..2 {
+        let text = Message::text(format!("héllo {sock}"));
+        let bin = Message::binary(vec![0u8, 1, 2, 255, sock]);
+        let (t, b) = if sock == 0 {
+            (roundtrip(&mut wss, text.clone()).await, roundtrip(&mut wss, bin.clone()).await)
+        } else {
+            (roundtrip(&mut ws, text.clone()).await, roundtrip(&mut ws, bin.clone()).await)
+        };
+        assert_eq!(t, text, "text stays text");
+        assert_eq!(b, bin, "binary stays binary");
+    }
+}
+
+#[tokio::test]
+async fn three_mib_message_echoes_intact() {
+    let server = Wssd::builder().spawn().await;
+    let mut wss = server.wss("/ws/echo").await;
+    let payload: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+    let back = roundtrip(&mut wss, Message::binary(payload.clone())).await;
+    assert_eq!(back.into_data().as_ref(), payload.as_slice());
+}
+
+#[tokio::test]
+async fn many_pipelined_messages_come_back_in_order() {
+    let server = Wssd::builder().spawn().await;
+    let mut wss = server.wss("/ws/echo").await;
+    for i in 0..500 {
+        wss.feed(Message::text(i.to_string())).await.unwrap();
+    }
+    wss.flush().await.unwrap();
+    for i in 0..500 {
+        let m = wss.next().await.unwrap().unwrap();
+        assert_eq!(m, Message::text(i.to_string()));
+    }
+}
