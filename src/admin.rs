@@ -61,7 +61,10 @@ fn handle(req: &Request<Incoming>, readiness: &Readiness) -> Response<Body> {
         "/healthz" => text_response(StatusCode::OK, "ok\n"),
         "/readyz" => match readiness.is_ready() {
             Ok(()) => text_response(StatusCode::OK, "ready\n"),
-            Err(why) => text_response(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+            Err(why) => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {why}\n"),
+            ),
         },
         "/metrics" => {
             let mut r = Response::new(full_body(Bytes::from(metrics::render())));
@@ -71,6 +74,9 @@ fn handle(req: &Request<Incoming>, readiness: &Readiness) -> Response<Body> {
             );
             r
         }
-        _ => text_response(StatusCode::NOT_FOUND, "admin endpoints: /healthz /readyz /metrics\n"),
+        _ => text_response(
+            StatusCode::NOT_FOUND,
+            "admin endpoints: /healthz /readyz /metrics\n",
+        ),
     }
 }

@@ -107,7 +107,12 @@ pub struct ServeArgs {
     pub key: Option<PathBuf>,
 
     /// Name or IP address for generated certificates; repeatable [default: localhost, 127.0.0.1, ::1]
-    #[arg(long, env = "WSSD_HOSTNAME", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "WSSD_HOSTNAME",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub hostname: Vec<String>,
 
     /// Key algorithm for generated certificates [default: ecdsa-p256]
@@ -151,7 +156,12 @@ pub struct ServeArgs {
     pub drain_timeout: Option<f64>,
 
     /// Browser Origin allowed besides the server's own host; repeatable; * for any
-    #[arg(long, env = "WSSD_ALLOW_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "WSSD_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
     pub allow_origin: Vec<String>,
 
     /// Metrics and health listener (plain HTTP), or "off" [default: 127.0.0.1:9099]

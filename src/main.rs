@@ -261,8 +261,8 @@ fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
             None => break,
         }
     }
-    let meta = std::fs::metadata(&probe)
-        .map_err(|e| format!("state folder {}: {e}", dir.display()))?;
+    let meta =
+        std::fs::metadata(&probe).map_err(|e| format!("state folder {}: {e}", dir.display()))?;
     if meta.permissions().readonly() {
         return Err(format!(
             "state folder {} cannot be created or written ({} is read-only); set --state-dir to a writable folder",

@@ -102,7 +102,8 @@ impl SessionMetrics {
         let listener = listener.to_string();
         counter!("wssd_connections_total", "route" => route.clone(), "listener" => listener.clone())
             .increment(1);
-        let open = gauge!("wssd_connections_open", "route" => route.clone(), "listener" => listener);
+        let open =
+            gauge!("wssd_connections_open", "route" => route.clone(), "listener" => listener);
         open.increment(1.0);
         SessionMetrics {
             messages_in: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "in"),

@@ -178,7 +178,43 @@ where
         _ => (CloseCode::Error, "internal error"),
     };
     tracing::debug!(%error, "closing WebSocket with {}", u16::from(code));
-    close(ws, code, reason).await
+    close_and_linger(ws, code, reason).await
+}
+
+/// Most bytes discarded while lingering after an error close.
+const LINGER_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Sends a close frame after a read error, then discards whatever the peer
+/// is still sending (the rest of an oversized message, its close reply)
+/// until it closes, so the close frame is not lost to a TCP reset.
+async fn close_and_linger<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let numeric = u16::from(code);
+    metrics::close_code(numeric);
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    let linger = async {
+        if ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        let raw = ws.get_mut();
+        let _ = raw.flush().await;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut discarded = 0usize;
+        while discarded < LINGER_BUDGET {
+            match raw.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, linger).await;
+    Ending::ClosedByUs(numeric)
 }
 
 /// Sends a close frame and waits (bounded) for the peer's reply.

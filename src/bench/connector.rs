@@ -372,3 +372,46 @@ impl AsyncWrite for BenchStream {
         }
     }
 }
+
+/// Connections opened by [`open_many`], and why the others failed.
+pub struct Opened {
+    pub sockets: Vec<Ws>,
+    pub errors: super::report::ErrorLog,
+    /// The first failure, kept typed so "nothing connected" can say why.
+    pub first_error: Option<BenchError>,
+    pub elapsed: Duration,
+}
+
+/// Opens `n` connections, at most `concurrency` handshakes at a time so the
+/// server's accept backlog is not overrun; one task per connection.
+pub async fn open_many(connector: &Arc<Connector>, n: usize, concurrency: usize) -> Opened {
+    let started = tokio::time::Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let connector = Arc::clone(connector);
+        let permits = Arc::clone(&permits);
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            connector.connect().await
+        });
+    }
+    let mut opened = Opened {
+        sockets: Vec::with_capacity(n),
+        errors: super::report::ErrorLog::default(),
+        first_error: None,
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(ws)) => opened.sockets.push(ws),
+            Ok(Err(e)) => {
+                opened.errors.add(e.to_string());
+                opened.first_error.get_or_insert(e);
+            }
+            Err(e) => opened.errors.add(format!("connect task failed: {e}")),
+        }
+    }
+    opened.elapsed = started.elapsed();
+    opened
+}

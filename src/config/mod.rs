@@ -155,7 +155,11 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         }
         TlsMode::LocalCa | TlsMode::Acme => problems.push(format!(
             "--tls {} is not available in this build yet; use self-signed or files",
-            if mode == TlsMode::Acme { "acme" } else { "local-ca" }
+            if mode == TlsMode::Acme {
+                "acme"
+            } else {
+                "local-ca"
+            }
         )),
         TlsMode::SelfSigned | TlsMode::Off => {
             if cert.is_some() || key.is_some() {
@@ -213,9 +217,10 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         }
         listen.clear();
         if http.is_empty() && !listen_given {
-            http.push(parse_addr(DEFAULT_PLAIN_LISTEN).unwrap_or_else(|_| {
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)
-            }));
+            http.push(
+                parse_addr(DEFAULT_PLAIN_LISTEN)
+                    .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)),
+            );
         }
     } else if !listen_given {
         listen.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443));
@@ -372,7 +377,9 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         .or_else(|| fc.log_level.clone())
         .unwrap_or_else(|| "info".into());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
-        problems.push(format!("--log-level `{log_level}` is not a level or filter: {e}"));
+        problems.push(format!(
+            "--log-level `{log_level}` is not a level or filter: {e}"
+        ));
     }
 
     let state_dir = match args.state_dir.clone().or_else(|| fc.state_dir.clone()) {
@@ -464,9 +471,8 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = text.parse::<SocketAddr>() {
         return Ok(a);
     }
-    let bad = || {
-        format!("`{text}` is not an address; use IP:PORT, [IPv6]:PORT, localhost:PORT or :PORT")
-    };
+    let bad =
+        || format!("`{text}` is not an address; use IP:PORT, [IPv6]:PORT, localhost:PORT or :PORT");
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let ip = match host {
@@ -487,9 +493,7 @@ fn check_hostname(name: &str) -> Result<(), String> {
         && name.split('.').enumerate().all(|(i, label)| {
             (!label.is_empty() && label.len() <= 63)
                 && (label == "*" && i == 0
-                    || label
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                    || label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         });
     if ok {
         Ok(())

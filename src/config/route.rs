@@ -112,8 +112,14 @@ impl RouteTable {
         let kind = build_kind(&self.kind, self.dir, place)?;
         let limits = RouteLimits {
             max_message_size: self.max_message_size,
-            ping_interval: self.ping_interval.map(|s| seconds(s, place, "ping_interval")).transpose()?,
-            idle_timeout: self.idle_timeout.map(|s| seconds(s, place, "idle_timeout")).transpose()?,
+            ping_interval: self
+                .ping_interval
+                .map(|s| seconds(s, place, "ping_interval"))
+                .transpose()?,
+            idle_timeout: self
+                .idle_timeout
+                .map(|s| seconds(s, place, "idle_timeout"))
+                .transpose()?,
         };
         Ok(RouteSpec {
             path: check_path(&self.path, place)?,
@@ -185,9 +191,21 @@ mod tests {
     #[test]
     fn rejects_bad_routes() {
         assert!(parse_route_flag("echo").unwrap_err().contains("PATH=KIND"));
-        assert!(parse_route_flag("ws=echo").unwrap_err().contains("start with `/`"));
-        assert!(parse_route_flag("/x=nope").unwrap_err().contains("unknown route kind"));
-        assert!(parse_route_flag("/x=echo:arg").unwrap_err().contains("no argument"));
+        assert!(
+            parse_route_flag("ws=echo")
+                .unwrap_err()
+                .contains("start with `/`")
+        );
+        assert!(
+            parse_route_flag("/x=nope")
+                .unwrap_err()
+                .contains("unknown route kind")
+        );
+        assert!(
+            parse_route_flag("/x=echo:arg")
+                .unwrap_err()
+                .contains("no argument")
+        );
         assert!(
             parse_route_flag("/x=proxy:ws://a")
                 .unwrap_err()

@@ -169,8 +169,16 @@ mod tests {
     fn origin_rules() {
         let hv = |s: &'static str| HeaderValue::from_static(s);
         let host = hv("localhost:8443");
-        assert!(origin_allowed(&hv("https://localhost:8443"), Some(&host), &[]));
-        assert!(!origin_allowed(&hv("https://evil.example"), Some(&host), &[]));
+        assert!(origin_allowed(
+            &hv("https://localhost:8443"),
+            Some(&host),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            &hv("https://evil.example"),
+            Some(&host),
+            &[]
+        ));
         assert!(origin_allowed(
             &hv("https://app.example"),
             Some(&host),

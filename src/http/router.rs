@@ -36,7 +36,11 @@ impl Router {
                 RouteKind::Static { dir: None } => Some(Source::Bundled),
                 RouteKind::Static { dir: Some(dir) } => {
                     let real = std::fs::canonicalize(dir).map_err(|e| {
-                        format!("route {}: cannot open folder {}: {e}", spec.path, dir.display())
+                        format!(
+                            "route {}: cannot open folder {}: {e}",
+                            spec.path,
+                            dir.display()
+                        )
                     })?;
                     Some(Source::Dir(real))
                 }

@@ -26,10 +26,19 @@ pub enum Source {
 /// Answers a GET or HEAD for `rest`, the request path below the route prefix
 /// (still percent-encoded, starting with `/` or empty). `full_path` is the
 /// whole request path, used for redirects.
-pub async fn serve(source: &Source, method: &Method, rest: &str, full_path: &str) -> Response<Body> {
+pub async fn serve(
+    source: &Source,
+    method: &Method,
+    rest: &str,
+    full_path: &str,
+) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
-        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are allowed here\n");
-        r.headers_mut().insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        let mut r = text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are allowed here\n",
+        );
+        r.headers_mut()
+            .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let Some(relative) = clean_path(rest) else {
@@ -41,15 +50,38 @@ pub async fn serve(source: &Source, method: &Method, rest: &str, full_path: &str
             let key = relative.to_string_lossy().replace('\\', "/");
             let key = key.strip_suffix("/index.html").unwrap_or(&key);
             match bundled::find(if key == "index.html" { "" } else { key }) {
-                Some(asset) => respond(asset.content_type, asset.body.len() as u64, head, Full::new(Bytes::from_static(asset.body)).map_err(|never| match never {}).boxed(), true),
+                Some(asset) => respond(
+                    asset.content_type,
+                    asset.body.len() as u64,
+                    head,
+                    Full::new(Bytes::from_static(asset.body))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                    true,
+                ),
                 None => not_found(),
             }
         }
-        Source::Dir(root) => serve_dir(root, &relative, head, rest.ends_with('/') || rest.is_empty(), full_path).await,
+        Source::Dir(root) => {
+            serve_dir(
+                root,
+                &relative,
+                head,
+                rest.ends_with('/') || rest.is_empty(),
+                full_path,
+            )
+            .await
+        }
     }
 }
 
-async fn serve_dir(root: &Path, relative: &Path, head: bool, trailing_slash: bool, full_path: &str) -> Response<Body> {
+async fn serve_dir(
+    root: &Path,
+    relative: &Path,
+    head: bool,
+    trailing_slash: bool,
+    full_path: &str,
+) -> Response<Body> {
     let candidate = root.join(relative);
     let Ok(real) = tokio::fs::canonicalize(&candidate).await else {
         return not_found();
@@ -90,12 +122,18 @@ async fn serve_dir(root: &Path, relative: &Path, head: bool, trailing_slash: boo
     };
     let content_type = content_type_of(&file);
     let stream = ReaderStream::with_capacity(handle, 16 * 1024);
-    let body = StreamBody::new(futures_util::StreamExt::map(stream, |chunk| chunk.map(Frame::data)));
+    let body = StreamBody::new(futures_util::StreamExt::map(stream, |chunk| {
+        chunk.map(Frame::data)
+    }));
     respond(&content_type, len, head, BodyExt::boxed(body), false)
 }
 
 fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) -> Response<Body> {
-    let body = if head { crate::http::empty_body() } else { body };
+    let body = if head {
+        crate::http::empty_body()
+    } else {
+        body
+    };
     let mut r = Response::new(body);
     let h = r.headers_mut();
     if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
@@ -104,9 +142,16 @@ fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) 
     h.insert(CONTENT_LENGTH, len.into());
     h.insert(
         CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static(if bundled { "no-cache" } else { "public, max-age=60" }),
+        hyper::header::HeaderValue::from_static(if bundled {
+            "no-cache"
+        } else {
+            "public, max-age=60"
+        }),
     );
-    h.insert("x-content-type-options", hyper::header::HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -131,7 +176,9 @@ fn content_type_of(path: &Path) -> String {
 /// Percent-decodes and normalizes a request path below the route; `None`
 /// for anything that tries to leave the folder or is not valid UTF-8.
 fn clean_path(rest: &str) -> Option<PathBuf> {
-    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8().ok()?;
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()?;
     if decoded.contains('\0') || decoded.contains('\\') {
         return None;
     }
@@ -163,10 +210,19 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(content_type_of(Path::new("a.html")), "text/html; charset=utf-8");
-        assert_eq!(content_type_of(Path::new("a.js")), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type_of(Path::new("a.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type_of(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type_of(Path::new("a.png")), "image/png");
         assert_eq!(content_type_of(Path::new("a.wasm")), "application/wasm");
-        assert_eq!(content_type_of(Path::new("noext")), "application/octet-stream");
+        assert_eq!(
+            content_type_of(Path::new("noext")),
+            "application/octet-stream"
+        );
     }
 }

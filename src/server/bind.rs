@@ -50,7 +50,11 @@ fn hint(addr: SocketAddr, e: &io::Error) -> String {
         ),
         io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
             "permission denied: ports below 1024 need privileges; run `sudo setcap cap_net_bind_service=+ep $(command -v wssd)` or use a port of 1024 or more (e.g. {})",
-            if addr.port() == 443 { 8443 } else { 8000 + addr.port() }
+            if addr.port() == 443 {
+                8443
+            } else {
+                8000 + addr.port()
+            }
         ),
         io::ErrorKind::PermissionDenied => format!("permission denied: {e}"),
         io::ErrorKind::AddrNotAvailable => format!(

@@ -86,13 +86,29 @@ pub async fn run(
     let mut listeners = Vec::new();
     for addr in &config.listen {
         let socket = bind::bind(*addr, "--listen")?;
-        let label: Arc<str> = socket.local_addr().map(|a| a.to_string()).unwrap_or_default().into();
-        listeners.push(Listener { socket, tls: acceptor.clone(), label });
+        let label: Arc<str> = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+            .into();
+        listeners.push(Listener {
+            socket,
+            tls: acceptor.clone(),
+            label,
+        });
     }
     for addr in &config.http {
         let socket = bind::bind(*addr, "--http")?;
-        let label: Arc<str> = socket.local_addr().map(|a| a.to_string()).unwrap_or_default().into();
-        listeners.push(Listener { socket, tls: None, label });
+        let label: Arc<str> = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+            .into();
+        listeners.push(Listener {
+            socket,
+            tls: None,
+            label,
+        });
     }
     let admin_socket = match config.admin {
         Some(addr) => Some(bind::bind(addr, "--admin")?),

@@ -29,9 +29,15 @@ async fn text_and_binary_over_wss_and_ws_at_once() {
         let text = Message::text(format!("héllo {sock}"));
         let bin = Message::binary(vec![0u8, 1, 2, 255, sock]);
         let (t, b) = if sock == 0 {
-            (roundtrip(&mut wss, text.clone()).await, roundtrip(&mut wss, bin.clone()).await)
+            (
+                roundtrip(&mut wss, text.clone()).await,
+                roundtrip(&mut wss, bin.clone()).await,
+            )
         } else {
-            (roundtrip(&mut ws, text.clone()).await, roundtrip(&mut ws, bin.clone()).await)
+            (
+                roundtrip(&mut ws, text.clone()).await,
+                roundtrip(&mut ws, bin.clone()).await,
+            )
         };
         assert_eq!(t, text, "text stays text");
         assert_eq!(b, bin, "binary stays binary");

@@ -12,7 +12,11 @@ async fn bundled_client_and_404_over_https() {
     assert!(r.body_text().contains("app.js"));
     let r = http_get(server.tls_connect().await, "localhost", "/app.js", &[]).await;
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     let js = r.body_text();
     assert!(js.contains("/ws/echo") && js.contains("wss:") && js.contains("location.protocol"));
     let r = http_get(server.tls_connect().await, "localhost", "/nope.txt", &[]).await;
@@ -29,8 +33,11 @@ async fn static_folder_types_no_listing_no_escape() {
     std::fs::write(site.path().join("withindex/index.html"), "<p>hi</p>").unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), site.path().join("link.txt"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        site.path().join("link.txt"),
+    )
+    .unwrap();
     let server = Wssd::builder()
         .plain_only()
         .arg("--route")
@@ -39,8 +46,9 @@ async fn static_folder_types_no_listing_no_escape() {
         .arg("/ws/echo=echo")
         .spawn()
         .await;
+    let addr = server.http_addr();
     let get = |path: &'static str| async move {
-        let tcp = tokio::net::TcpStream::connect(server.http_addr()).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         http_get(tcp, "localhost", path, &[]).await
     };
     let r = get("/site/a.css").await;
@@ -48,7 +56,10 @@ async fn static_folder_types_no_listing_no_escape() {
     assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
     assert_eq!(r.body_text(), "body{}");
     let r = get("/site/sub/b.json").await;
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(get("/site/sub/").await.status, 404, "no directory listing");
     assert_eq!(get("/site/withindex/").await.body_text(), "<p>hi</p>");
     assert_eq!(get("/site/withindex").await.status, 301);
@@ -75,7 +86,13 @@ async fn wrong_kind_of_request_gets_a_clear_error() {
         ("Sec-WebSocket-Version", "13"),
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ];
-    let r = http_get(server.tls_connect().await, "localhost", "/index.html", &upgrade).await;
+    let r = http_get(
+        server.tls_connect().await,
+        "localhost",
+        "/index.html",
+        &upgrade,
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.body_text().contains("/ws/echo"), "{}", r.body_text());
     // Wrong WebSocket version: 426 with the supported version.
@@ -87,6 +104,12 @@ async fn wrong_kind_of_request_gets_a_clear_error() {
     // A foreign browser Origin is refused.
     let mut foreign = upgrade.to_vec();
     foreign.push(("Origin", "https://evil.example"));
-    let r = http_get(server.tls_connect().await, "localhost", "/ws/echo", &foreign).await;
+    let r = http_get(
+        server.tls_connect().await,
+        "localhost",
+        "/ws/echo",
+        &foreign,
+    )
+    .await;
     assert_eq!(r.status, 403);
 }

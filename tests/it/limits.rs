@@ -45,7 +45,13 @@ async fn connection_limit_answers_503_before_upgrade() {
         ("Sec-WebSocket-Version", "13"),
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ];
-    let r = http_get(server.tls_connect().await, "localhost", "/ws/echo", &upgrade).await;
+    let r = http_get(
+        server.tls_connect().await,
+        "localhost",
+        "/ws/echo",
+        &upgrade,
+    )
+    .await;
     assert_eq!(r.status, 503, "{}", r.body_text());
     assert!(r.body_text().contains("--max-connections"));
     assert_eq!(
@@ -61,7 +67,13 @@ async fn connection_limit_answers_503_before_upgrade() {
     drop(_a);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = http_get(server.tls_connect().await, "localhost", "/ws/echo", &upgrade).await;
+        let r = http_get(
+            server.tls_connect().await,
+            "localhost",
+            "/ws/echo",
+            &upgrade,
+        )
+        .await;
         if r.status == 101 {
             break;
         }
@@ -79,7 +91,9 @@ async fn handshake_timeout_frees_a_silent_socket() {
         .await;
     // TLS listener: never send a ClientHello.
     let start = Instant::now();
-    let mut silent = tokio::net::TcpStream::connect(server.tls_addr()).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(server.tls_addr())
+        .await
+        .unwrap();
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
         .await
@@ -87,9 +101,14 @@ async fn handshake_timeout_frees_a_silent_socket() {
         .unwrap_or(0);
     assert_eq!(n, 0, "expected EOF");
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(900), "closed too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
     // Plain listener: a connection that sends half a request head.
-    let mut slow = tokio::net::TcpStream::connect(server.http_addr()).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut slow, b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
@@ -152,8 +171,18 @@ async fn metrics_count_what_happened() {
     }
     let port = server.tls_addr().port();
     let labels = format!("route=\"/ws/echo\",listener=\"127.0.0.1:{port}\"");
-    assert_eq!(server.metric(&format!("wssd_connections_open{{{labels}}}")).await, 1.0);
-    assert_eq!(server.metric(&format!("wssd_connections_total{{{labels}}}")).await, 1.0);
+    assert_eq!(
+        server
+            .metric(&format!("wssd_connections_open{{{labels}}}"))
+            .await,
+        1.0
+    );
+    assert_eq!(
+        server
+            .metric(&format!("wssd_connections_total{{{labels}}}"))
+            .await,
+        1.0
+    );
     assert_eq!(
         server
             .metric("wssd_messages_total{route=\"/ws/echo\",direction=\"in\"}")
@@ -167,11 +196,18 @@ async fn metrics_count_what_happened() {
         15.0
     );
     let body = server.admin_get("/metrics").await.body_text();
-    assert!(body.contains("wssd_certificate_not_after_seconds{name="), "{body}");
+    assert!(
+        body.contains("wssd_certificate_not_after_seconds{name="),
+        "{body}"
+    );
     wss.close(None).await.unwrap();
     while wss.next().await.is_some() {}
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.metric(&format!("wssd_connections_open{{{labels}}}")).await != 0.0 {
+    while server
+        .metric(&format!("wssd_connections_open{{{labels}}}"))
+        .await
+        != 0.0
+    {
         assert!(Instant::now() < deadline, "open gauge did not go down");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,0 +1,79 @@
+//! Linux process facts the idle bench needs: the open-file limit and the
+//! resident memory (VmRSS) of a process.
+
+use std::io;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own and pass by valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass by valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+    let soft = limit.rlim_cur as u64;
+    Ok(soft)
+}
+
+/// Resident memory of `pid` in KiB (VmRSS from /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => "no such process".to_owned(),
+        _ => format!("cannot read {path}: {e}"),
+    })?;
+    parse_vm_rss(&status).ok_or_else(|| format!("no VmRSS line in {path} (a zombie or kernel thread?)"))
+}
+
+/// Resident memory of this process in KiB.
+pub fn own_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_vm_rss(&s))
+}
+
+/// The KiB value of the `VmRSS:` line of a /proc/PID/status text.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix("VmRSS:")?;
+        let mut parts = rest.split_whitespace();
+        let value: u64 = parts.next()?.parse().ok()?;
+        match parts.next() {
+            Some("kB") | None => Some(value),
+            Some(_) => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vm_rss() {
+        let status = "Name:\tnginx\nVmPeak:\t  12000 kB\nVmRSS:\t    5120 kB\nRssAnon:\t 100 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(5120));
+        assert_eq!(parse_vm_rss("Name:\tkworker\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None);
+    }
+
+    #[test]
+    fn own_rss_is_readable() {
+        assert!(own_rss_kib().is_some_and(|kib| kib > 0));
+        assert!(rss_kib(std::process::id()).is_ok());
+    }
+}
