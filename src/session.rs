@@ -178,15 +178,23 @@ where
         _ => (CloseCode::Error, "internal error"),
     };
     tracing::debug!(%error, "closing WebSocket with {}", u16::from(code));
-    close_and_linger(ws, code, reason).await
+    if code == CloseCode::Size {
+        // The rest of the oversized message is still on its way.
+        close_and_linger(ws, code, reason).await
+    } else {
+        close(ws, code, reason).await
+    }
 }
 
 /// Most bytes discarded while lingering after an error close.
 const LINGER_BUDGET: usize = 64 * 1024 * 1024;
+/// Lingering stops once the peer has been silent this long.
+const LINGER_QUIET: Duration = Duration::from_millis(250);
 
 /// Sends a close frame after a read error, then discards whatever the peer
 /// is still sending (the rest of an oversized message, its close reply)
-/// until it closes, so the close frame is not lost to a TCP reset.
+/// until it goes quiet or closes, so the close frame is not lost to a TCP
+/// reset (nginx's "lingering close").
 async fn close_and_linger<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -207,9 +215,9 @@ where
         let mut buf = vec![0u8; 16 * 1024];
         let mut discarded = 0usize;
         while discarded < LINGER_BUDGET {
-            match raw.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
+            match tokio::time::timeout(LINGER_QUIET, raw.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => break,
             }
         }
     };

@@ -63,10 +63,11 @@ impl Connector {
                 super::note("--insecure given: --ca is ignored, no certificate is verified");
             }
             let config = client_config(client.insecure, client.ca.as_deref(), resumption)?;
-            let name = ServerName::try_from(target.host.clone()).map_err(|e| BenchError::BadUrl {
-                url: target.url.clone(),
-                reason: format!("host {:?} is not a valid TLS server name: {e}", target.host),
-            })?;
+            let name =
+                ServerName::try_from(target.host.clone()).map_err(|e| BenchError::BadUrl {
+                    url: target.url.clone(),
+                    reason: format!("host {:?} is not a valid TLS server name: {e}", target.host),
+                })?;
             Some((TlsConnector::from(config), name))
         } else {
             if client.insecure || client.ca.is_some() {
@@ -114,10 +115,13 @@ impl Connector {
                 BenchStream::Tls(Box::new(tls))
             }
         };
-        let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(&self.target.uri, stream, Some(self.ws_config))
-                .await
-                .map_err(|e| classify_upgrade_error(&self.target, e))?;
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            &self.target.uri,
+            stream,
+            Some(self.ws_config),
+        )
+        .await
+        .map_err(|e| classify_upgrade_error(&self.target, e))?;
         Ok(ws)
     }
 }
@@ -158,7 +162,9 @@ async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream, BenchError> {
 }
 
 fn classify_tls_error(target: &Target, e: io::Error) -> BenchError {
-    let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(cert_error)) => BenchError::TlsVerify {
             host: target.host.clone(),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -21,10 +22,83 @@ pub fn new_histogram() -> Result<Histogram<u64>, BenchError> {
         .map_err(|e| BenchError::Internal(format!("histogram: {e}")))
 }
 
-/// Records one latency; values below 1 µs count as 1 µs, above the bound saturate.
-pub fn record_us(histogram: &mut Histogram<u64>, elapsed: std::time::Duration) {
-    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
-    histogram.saturating_record(us);
+/// Latencies recorded by many tasks into a few mutex-guarded histograms
+/// (one histogram per connection would cost ~180 KiB each).
+pub struct SharedHistogram {
+    shards: Vec<Mutex<Histogram<u64>>>,
+}
+
+/// Samples a recorder buffers before taking its shard's lock.
+const RECORDER_BATCH: usize = 256;
+
+impl SharedHistogram {
+    pub fn new(shards: usize) -> Result<Arc<SharedHistogram>, BenchError> {
+        let shards = (0..shards.max(1))
+            .map(|_| new_histogram().map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Arc::new(SharedHistogram { shards }))
+    }
+
+    /// A recorder for task number `index`; tasks spread over the shards.
+    pub fn recorder(self: &Arc<Self>, index: usize) -> Recorder {
+        Recorder {
+            shared: Arc::clone(self),
+            shard: index % self.shards.len(),
+            pending: Vec::with_capacity(RECORDER_BATCH),
+        }
+    }
+
+    /// All shards added up (call after every recorder is dropped).
+    pub fn merged(&self) -> Result<Histogram<u64>, BenchError> {
+        let mut total = new_histogram()?;
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            total
+                .add(&*shard)
+                .map_err(|e| BenchError::Internal(format!("histogram: {e:?}")))?;
+        }
+        Ok(total)
+    }
+}
+
+/// One task's handle on a [`SharedHistogram`]; flushes when full and on drop.
+pub struct Recorder {
+    shared: Arc<SharedHistogram>,
+    shard: usize,
+    pending: Vec<u64>,
+}
+
+impl Recorder {
+    pub fn record(&mut self, elapsed: std::time::Duration) {
+        self.pending
+            .push(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        if self.pending.len() >= RECORDER_BATCH {
+            self.flush();
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some(shard) = self.shared.shards.get(self.shard) {
+            let mut histogram = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for us in self.pending.drain(..) {
+                histogram.saturating_record(us.max(1));
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// Latency percentiles in microseconds; all zero when nothing was recorded.
@@ -97,7 +171,6 @@ pub fn per_sec(x: f64, secs: f64) -> f64 {
 pub struct ErrorLog {
     total: u64,
     kinds: BTreeMap<String, u64>,
-    first: Option<String>,
 }
 
 impl ErrorLog {
@@ -111,9 +184,6 @@ impl ErrorLog {
         }
         let message = message.into();
         self.total += n;
-        if self.first.is_none() {
-            self.first = Some(message.clone());
-        }
         if let Some(count) = self.kinds.get_mut(&message) {
             *count += n;
         } else if self.kinds.len() < ERROR_KINDS_KEPT {
@@ -123,9 +193,6 @@ impl ErrorLog {
 
     pub fn merge(&mut self, other: ErrorLog) {
         let listed: u64 = other.kinds.values().sum();
-        if self.first.is_none() {
-            self.first = other.first;
-        }
         for (message, n) in other.kinds {
             self.add_n(message, n);
         }
@@ -135,10 +202,6 @@ impl ErrorLog {
 
     pub fn total(&self) -> u64 {
         self.total
-    }
-
-    pub fn first(&self) -> Option<&str> {
-        self.first.as_deref()
     }
 
     /// Indented `count x message` lines, most frequent first; empty when no errors.
@@ -239,7 +302,7 @@ mod tests {
     fn percentiles_of_known_values() {
         let mut h = new_histogram().unwrap();
         for us in 1..=1000u64 {
-            record_us(&mut h, Duration::from_micros(us));
+            h.record(us).unwrap();
         }
         let p = Percentiles::from_histogram(&h);
         assert_eq!(p.p50_us, 500);
@@ -251,11 +314,31 @@ mod tests {
     }
 
     #[test]
+    fn shared_histogram_merges_recorders() {
+        let shared = SharedHistogram::new(4).unwrap();
+        for task in 0..10 {
+            let mut r = shared.recorder(task);
+            for us in 0..1000u64 {
+                r.record(Duration::from_micros(us + 1));
+            }
+        }
+        let h = shared.merged().unwrap();
+        assert_eq!(h.len(), 10_000);
+        assert_eq!(Percentiles::from_histogram(&h).p50_us, 500);
+    }
+
+    #[test]
     fn empty_histogram_is_zero_and_tiny_values_count_as_one() {
-        let mut h = new_histogram().unwrap();
-        assert_eq!(Percentiles::from_histogram(&h), Percentiles::default());
-        record_us(&mut h, Duration::from_nanos(10));
-        record_us(&mut h, Duration::from_secs(100_000));
+        let shared = SharedHistogram::new(1).unwrap();
+        assert_eq!(
+            Percentiles::from_histogram(&shared.merged().unwrap()),
+            Percentiles::default()
+        );
+        let mut r = shared.recorder(0);
+        r.record(Duration::from_nanos(10));
+        r.record(Duration::from_secs(100_000));
+        drop(r);
+        let h = shared.merged().unwrap();
         assert_eq!(h.min(), 1);
         assert_eq!(h.len(), 2);
     }
@@ -305,7 +388,9 @@ mod tests {
         };
         let line = json_line(&report).unwrap();
         assert!(!line.contains('\n'));
-        assert!(line.starts_with(r#"{"mode":"echo","url":"wss://127.0.0.1:8443/ws/echo","conns":100,"#));
+        assert!(
+            line.starts_with(r#"{"mode":"echo","url":"wss://127.0.0.1:8443/ws/echo","conns":100,"#)
+        );
         assert!(line.contains(r#""msgs_per_sec":123456.7,"mb_per_sec":15.802,"p50_us":800,"p90_us":900,"p99_us":1200,"p999_us":2300,"max_us":9000,"mean_us":810.5,"errors":0"#), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["p999_us"], 2300);
@@ -342,7 +427,6 @@ mod tests {
         }
         log.add("error 0");
         assert_eq!(log.total(), 21);
-        assert_eq!(log.first(), Some("error 0"));
         assert!(log.human().starts_with("    2 x error 0\n"));
         assert_eq!(log.human().lines().count(), ERROR_KINDS_KEPT);
 

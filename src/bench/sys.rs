@@ -36,7 +36,8 @@ pub fn rss_kib(pid: u32) -> Result<u64, String> {
         io::ErrorKind::NotFound => "no such process".to_owned(),
         _ => format!("cannot read {path}: {e}"),
     })?;
-    parse_vm_rss(&status).ok_or_else(|| format!("no VmRSS line in {path} (a zombie or kernel thread?)"))
+    parse_vm_rss(&status)
+        .ok_or_else(|| format!("no VmRSS line in {path} (a zombie or kernel thread?)"))
 }
 
 /// Resident memory of this process in KiB.

@@ -52,11 +52,20 @@ pub fn parse_url(url: &str) -> Result<Target, BenchError> {
     let host = raw_host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(raw_host);
+        .unwrap_or(raw_host)
+        .to_owned();
     if host.is_empty() {
         return Err(bad("empty host".to_owned()));
     }
-    let port = match authority.port() {
+    // Not `authority.port()`: it silently returns None for a port that is
+    // out of range, which would send the bench to port 80/443.
+    let port = authority
+        .as_str()
+        .get(raw_host.len()..)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    let port = match port {
         None => {
             if tls {
                 443
@@ -64,9 +73,9 @@ pub fn parse_url(url: &str) -> Result<Target, BenchError> {
                 80
             }
         }
-        Some(p) => match p.as_str().parse::<u16>() {
+        Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => {
-                return Err(bad(format!("port {} is not in 1-65535", p.as_str())));
+                return Err(bad(format!("port {p} is not in 1-65535")));
             }
             Ok(n) => n,
         },
@@ -75,7 +84,7 @@ pub fn parse_url(url: &str) -> Result<Target, BenchError> {
         url: url.trim().to_owned(),
         uri,
         tls,
-        host: host.to_owned(),
+        host,
         port,
     })
 }
@@ -105,7 +114,11 @@ pub async fn resolve(target: &Target, allow_remote: bool) -> Result<Vec<SocketAd
 }
 
 /// Refuses any address outside 127.0.0.0/8 and ::1 (IPv4-mapped loopback counts).
-pub fn check_loopback(host: &str, addrs: &[SocketAddr], allow_remote: bool) -> Result<(), BenchError> {
+pub fn check_loopback(
+    host: &str,
+    addrs: &[SocketAddr],
+    allow_remote: bool,
+) -> Result<(), BenchError> {
     if allow_remote {
         return Ok(());
     }
@@ -166,6 +179,7 @@ mod tests {
             "ws://127.0.0.1:0/",
             "ws://127.0.0.1:70000/",
             "ws://127.0.0.1:abc/",
+            "ws://[::1]:99999/",
             "",
         ] {
             let err = parse_url(url).expect_err(url);
@@ -183,7 +197,10 @@ mod tests {
             "[::ffff:127.0.0.1]:1".parse().unwrap(),
         ];
         assert!(check_loopback("localhost", &lo, false).is_ok());
-        let remote: Vec<SocketAddr> = vec!["127.0.0.1:1".parse().unwrap(), "10.0.0.1:1".parse().unwrap()];
+        let remote: Vec<SocketAddr> = vec![
+            "127.0.0.1:1".parse().unwrap(),
+            "10.0.0.1:1".parse().unwrap(),
+        ];
         let err = check_loopback("example", &remote, false).unwrap_err();
         assert!(err.to_string().contains(ALLOW_REMOTE_ENV), "{err}");
         assert!(check_loopback("example", &remote, true).is_ok());
