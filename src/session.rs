@@ -22,6 +22,9 @@ use crate::config::SessionLimits;
 use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
 use crate::metrics::{self, SessionMetrics};
 
+/// Most messages handled between two flushes.
+const MAX_BATCH: usize = 64;
+
 /// The codec settings for one socket: small eager buffers, explicit bounds.
 pub fn websocket_config(limits: &SessionLimits) -> WebSocketConfig {
     WebSocketConfig::default()
@@ -104,8 +107,11 @@ where
                             idle_deadline = Instant::now() + d;
                         }
                         let mut pending = Some(message);
-                        // Handle everything already buffered, then flush once.
+                        let mut batch = 0;
+                        // Handle what is already buffered (a bounded batch,
+                        // so pings and shutdown are not starved), then flush once.
                         while let Some(message) = pending.take() {
+                            batch += 1;
                             counters.messages_in.increment(1);
                             counters.bytes_in.increment(message.len() as u64);
                             handler.on_message(message, &mut replies);
@@ -116,16 +122,31 @@ where
                                     return Ending::Dropped;
                                 }
                             }
-                            if let Some(Some(Ok(next))) = ws.next().now_or_never() {
-                                if next.is_text() || next.is_binary() {
-                                    pending = Some(next);
-                                } else if let Message::Close(frame) = next {
-                                    let code = frame.map_or(1005, |f| u16::from(f.code));
-                                    metrics::close_code(code);
-                                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                                    return Ending::ClosedByPeer(code);
-                                } else if let Message::Pong(_) = next {
-                                    pong_deadline = None;
+                            if batch >= MAX_BATCH {
+                                break;
+                            }
+                            match ws.next().now_or_never() {
+                                None => {}
+                                Some(Some(Ok(next))) => match next {
+                                    Message::Text(_) | Message::Binary(_) => pending = Some(next),
+                                    Message::Close(frame) => {
+                                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                                        metrics::close_code(code);
+                                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
+                                        return Ending::ClosedByPeer(code);
+                                    }
+                                    Message::Pong(_) => pong_deadline = None,
+                                    // Pongs to pings are queued by tungstenite
+                                    // and go out with the flush below.
+                                    Message::Ping(_) | Message::Frame(_) => {}
+                                },
+                                Some(Some(Err(e))) => {
+                                    let _ = ws.flush().await;
+                                    return fail(ws, e).await;
+                                }
+                                Some(None) => {
+                                    let _ = ws.flush().await;
+                                    return Ending::Dropped;
                                 }
                             }
                         }

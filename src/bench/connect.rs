@@ -9,7 +9,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connector::Connector;
+use super::connector::{Connector, tls_description};
 use super::report::{
     ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, json_line, per_sec, print,
     round_to,
@@ -45,7 +45,14 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
         connector.addr(),
         args.secs
     ));
-    // One cycle first, so a wrong URL or certificate fails with its own message.
+    // One connection first, so a wrong URL or certificate fails with its own message.
+    let mut probe = connector.connect().await?;
+    let tls = tls_description(&probe);
+    if let Some(tls) = &tls {
+        print(&format!("  tls           {tls}\n"));
+    }
+    let _ = timeout(STEP_TIMEOUT, probe.close(None)).await;
+    drop(probe);
     cycle(&connector).await?;
 
     let deadline = Instant::now() + secs;
@@ -75,6 +82,7 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     let report = ConnectReport {
         mode: "connect",
         url: connector.target().url.clone(),
+        tls,
         workers: args.workers,
         secs: secs_f,
         connects,

@@ -126,6 +126,27 @@ impl Connector {
     }
 }
 
+/// `TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519` for a wss:// socket, None for ws://.
+pub fn tls_description(ws: &Ws) -> Option<String> {
+    let BenchStream::Tls(tls) = ws.get_ref() else {
+        return None;
+    };
+    let conn = tls.get_ref().1;
+    let part = |p: Option<String>| p.unwrap_or_else(|| "?".to_owned());
+    Some(format!(
+        "{} {} {}",
+        part(conn.protocol_version().map(|v| format!("{v:?}"))),
+        part(
+            conn.negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+        ),
+        part(
+            conn.negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name()))
+        ),
+    ))
+}
+
 /// The first address that accepts a TCP connection (e.g. `localhost` may
 /// resolve to ::1 first while the server listens on 127.0.0.1 only).
 async fn pick_address(addrs: &[SocketAddr]) -> Result<SocketAddr, BenchError> {
@@ -168,7 +189,7 @@ fn classify_tls_error(target: &Target, e: io::Error) -> BenchError {
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(cert_error)) => BenchError::TlsVerify {
             host: target.host.clone(),
-            detail: format!("{cert_error:?}"),
+            detail: cert_error.to_string(),
         },
         Some(other) => BenchError::TlsHandshake {
             host: target.host.clone(),

@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connector::{Connector, Ws, open_many};
+use super::connector::{Connector, Ws, open_many, tls_description};
 use super::report::{
     EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, json_line, per_sec, print,
     round_to,
@@ -61,10 +61,14 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         args.conns,
         opened.elapsed.as_secs_f64()
     ));
-    print(&opened.errors.human());
     if connected == 0 {
         return Err(BenchError::no_connections(args.conns, opened.first_error));
     }
+    let tls = opened.sockets.first().and_then(tls_description);
+    if let Some(tls) = &tls {
+        print(&format!("  tls           {tls}\n"));
+    }
+    print(&opened.errors.human());
 
     let payload = Arc::new(Payload::new(args.size, args.binary));
     let deadline = Instant::now() + secs;
@@ -114,6 +118,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
     let report = EchoReport {
         mode: "echo",
         url: connector.target().url.clone(),
+        tls,
         conns: args.conns,
         connected,
         size: args.size,

@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connector::{Connector, Ws, open_many};
+use super::connector::{Connector, Ws, open_many, tls_description};
 use super::report::{IdleReport, PidRss, json_line, print, round_to};
 use super::{BenchError, CONNECT_CONCURRENCY, note, sys};
 use crate::cli::BenchIdleArgs;
@@ -71,10 +71,14 @@ pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
         args.conns,
         opened.elapsed.as_secs_f64()
     ));
-    print(&opened.errors.human());
     if open == 0 {
         return Err(BenchError::no_connections(args.conns, opened.first_error));
     }
+    let tls = opened.sockets.first().and_then(tls_description);
+    if let Some(tls) = &tls {
+        print(&format!("  tls           {tls}\n"));
+    }
+    print(&opened.errors.human());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let closed_by_server = Arc::new(AtomicU64::new(0));
@@ -152,6 +156,7 @@ pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
     let report = IdleReport {
         mode: "idle",
         url: connector.target().url.clone(),
+        tls,
         conns: args.conns,
         open,
         errors: opened.errors.total() + closed_early,

@@ -229,6 +229,8 @@ pub struct PidRss {
 pub struct EchoReport {
     pub mode: &'static str,
     pub url: String,
+    /// Negotiated TLS version, cipher suite and key exchange; null for ws://.
+    pub tls: Option<String>,
     pub conns: usize,
     pub connected: usize,
     pub size: usize,
@@ -251,6 +253,8 @@ pub struct EchoReport {
 pub struct ConnectReport {
     pub mode: &'static str,
     pub url: String,
+    /// Negotiated TLS version, cipher suite and key exchange; null for ws://.
+    pub tls: Option<String>,
     pub workers: usize,
     pub secs: f64,
     pub connects: u64,
@@ -265,6 +269,8 @@ pub struct ConnectReport {
 pub struct IdleReport {
     pub mode: &'static str,
     pub url: String,
+    /// Negotiated TLS version, cipher suite and key exchange; null for ws://.
+    pub tls: Option<String>,
     pub conns: usize,
     pub open: usize,
     pub errors: u64,
@@ -364,6 +370,7 @@ mod tests {
         let report = EchoReport {
             mode: "echo",
             url: "wss://127.0.0.1:8443/ws/echo".into(),
+            tls: Some("TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519".into()),
             conns: 100,
             connected: 100,
             size: 64,
@@ -389,7 +396,7 @@ mod tests {
         let line = json_line(&report).unwrap();
         assert!(!line.contains('\n'));
         assert!(
-            line.starts_with(r#"{"mode":"echo","url":"wss://127.0.0.1:8443/ws/echo","conns":100,"#)
+            line.starts_with(r#"{"mode":"echo","url":"wss://127.0.0.1:8443/ws/echo","tls":"TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519","conns":100,"#)
         );
         assert!(line.contains(r#""msgs_per_sec":123456.7,"mb_per_sec":15.802,"p50_us":800,"p90_us":900,"p99_us":1200,"p999_us":2300,"max_us":9000,"mean_us":810.5,"errors":0"#), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -401,6 +408,7 @@ mod tests {
         let report = IdleReport {
             mode: "idle",
             url: "ws://127.0.0.1:1/".into(),
+            tls: None,
             conns: 10,
             open: 10,
             errors: 0,
@@ -416,6 +424,7 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&json_line(&report).unwrap()).unwrap();
         assert!(v["rss_per_conn_kib"].is_null());
+        assert!(v["tls"].is_null());
         assert_eq!(v["mode"], "idle");
     }
 

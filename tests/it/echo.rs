@@ -66,3 +66,24 @@ async fn many_pipelined_messages_come_back_in_order() {
         assert_eq!(m, Message::text(i.to_string()));
     }
 }
+
+#[tokio::test]
+async fn ipv4_and_ipv6_listeners_side_by_side() {
+    let v6_port = crate::harness::free_port();
+    let server = Wssd::builder()
+        .args(["--listen", &format!("[::1]:{v6_port}")])
+        .spawn()
+        .await;
+    let addr: std::net::SocketAddr = format!("[::1]:{v6_port}").parse().unwrap();
+    let tls = crate::harness::tls_connect(addr, &server.client_tls()).await;
+    let mut v6 = crate::harness::ws_over(tls, &format!("wss://localhost:{v6_port}/ws/echo")).await;
+    let mut v4 = server.wss("/ws/echo").await;
+    assert_eq!(
+        roundtrip(&mut v6, Message::text("six")).await,
+        Message::text("six")
+    );
+    assert_eq!(
+        roundtrip(&mut v4, Message::text("four")).await,
+        Message::text("four")
+    );
+}
