@@ -140,19 +140,39 @@ pub struct ServeArgs {
     pub max_connections_per_ip: Option<usize>,
 
     /// Seconds from TCP accept to complete HTTP request headers (TLS included) [default: 10]
-    #[arg(long, env = "WSSD_HANDSHAKE_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "WSSD_HANDSHAKE_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
     pub handshake_timeout: Option<f64>,
 
     /// Seconds between server pings; a socket whose pong does not come back is closed; 0 = off [default: 30]
-    #[arg(long, env = "WSSD_PING_INTERVAL", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "WSSD_PING_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
     pub ping_interval: Option<f64>,
 
     /// Close a WebSocket that sent no message for this many seconds; 0 = off [default: off]
-    #[arg(long, env = "WSSD_IDLE_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "WSSD_IDLE_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
     pub idle_timeout: Option<f64>,
 
     /// Seconds to wait for WebSockets to close on shutdown [default: 10]
-    #[arg(long, env = "WSSD_DRAIN_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "WSSD_DRAIN_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
     pub drain_timeout: Option<f64>,
 
     /// Browser Origin allowed besides the server's own host; repeatable; * for any

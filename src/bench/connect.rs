@@ -11,10 +11,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connector::{Connector, tls_description};
 use super::report::{
-    ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, json_line, per_sec, print,
-    round_to,
+    ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, client_cpu_line, json_line,
+    per_sec, print, round_to,
 };
-use super::{BenchError, HISTOGRAM_SHARDS, check_secs};
+use super::{BenchError, HISTOGRAM_SHARDS, check_secs, sys};
 use crate::cli::BenchConnectArgs;
 
 /// The message each connection echoes once.
@@ -55,6 +55,7 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     drop(probe);
     cycle(&connector).await?;
 
+    let cpu_before = sys::own_cpu_secs();
     let deadline = Instant::now() + secs;
     let mut tasks = tokio::task::JoinSet::new();
     let latencies = SharedHistogram::new(HISTOGRAM_SHARDS)?;
@@ -78,6 +79,7 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     }
 
     let secs_f = secs.as_secs_f64();
+    let client_cpu_cores = sys::cpu_cores_since(cpu_before, secs_f);
     let latency = Percentiles::from_histogram(&latencies.merged()?);
     let report = ConnectReport {
         mode: "connect",
@@ -89,6 +91,7 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
         connects_per_sec: round_to(per_sec(connects as f64, secs_f), 1),
         latency,
         errors: errors.total(),
+        client_cpu_cores,
     };
     let mut text = String::new();
     text.push_str(&format!(
@@ -99,6 +102,9 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     text.push_str("                (TCP connect to first echo received; the close is not in the latency but is in the rate)\n");
     text.push_str(&format!("  errors        {}\n", report.errors));
     text.push_str(&errors.human());
+    if let Some(cores) = client_cpu_cores {
+        text.push_str(&client_cpu_line(cores));
+    }
     text.push_str(&json_line(&report)?);
     text.push('\n');
     print(&text);

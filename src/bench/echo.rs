@@ -8,16 +8,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connector::{Connector, Ws, open_many, tls_description};
 use super::report::{
-    EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, json_line, per_sec, print,
-    round_to,
+    EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, client_cpu_line, json_line,
+    per_sec, print, round_to,
 };
-use super::{BenchError, CONNECT_CONCURRENCY, HISTOGRAM_SHARDS, check_secs};
+use super::{BenchError, CONNECT_CONCURRENCY, HISTOGRAM_SHARDS, check_secs, sys};
 use crate::cli::BenchEchoArgs;
 
 /// Largest message the bench sends.
@@ -71,6 +71,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
     print(&opened.errors.human());
 
     let payload = Arc::new(Payload::new(args.size, args.binary));
+    let cpu_before = sys::own_cpu_secs();
     let deadline = Instant::now() + secs;
     let latencies = SharedHistogram::new(HISTOGRAM_SHARDS)?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -113,6 +114,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
     }
 
     let secs_f = secs.as_secs_f64();
+    let client_cpu_cores = sys::cpu_cores_since(cpu_before, secs_f);
     let latency = Percentiles::from_histogram(&latencies.merged()?);
     let bytes = 2.0 * args.size as f64 * round_trips as f64;
     let report = EchoReport {
@@ -133,6 +135,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         connect_errors: opened.errors.total(),
         mismatches,
         dropped_conns: dropped,
+        client_cpu_cores,
     };
     let mut text = String::new();
     text.push_str(&format!(
@@ -153,6 +156,9 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         report.errors, report.connect_errors, report.mismatches, report.dropped_conns
     ));
     text.push_str(&run_errors.human());
+    if let Some(cores) = client_cpu_cores {
+        text.push_str(&client_cpu_line(cores));
+    }
     text.push_str(&json_line(&report)?);
     text.push('\n');
     print(&text);
@@ -205,10 +211,10 @@ async fn run_connection(
         let writer = async {
             let mut seq = 0u64;
             loop {
-                let permit = match timeout_at(deadline, credits.acquire()).await {
-                    Ok(Ok(permit)) => permit,
-                    // Deadline, or the reader stopped.
-                    Err(_) | Ok(Err(_)) => return Ok(()),
+                let permit = match credits.acquire().await {
+                    Ok(permit) => permit,
+                    // The reader stopped.
+                    Err(_) => return Ok(()),
                 };
                 permit.forget();
                 // Feed every message we have credit for, then flush once.
@@ -216,10 +222,8 @@ async fn run_connection(
                     if sent_tx.send((seq, Instant::now())).is_err() {
                         return Ok(());
                     }
-                    match timeout_at(deadline, sink.feed(payload.message(seq))).await {
-                        Err(_) => return Ok(()),
-                        Ok(Err(e)) => return Err(format!("send failed: {e}")),
-                        Ok(Ok(())) => {}
+                    if let Err(e) = sink.feed(payload.message(seq)).await {
+                        return Err(format!("send failed: {e}"));
                     }
                     seq += 1;
                     match credits.try_acquire() {
@@ -227,19 +231,14 @@ async fn run_connection(
                         Err(_) => break,
                     }
                 }
-                match timeout_at(deadline, sink.flush()).await {
-                    Err(_) => return Ok(()),
-                    Ok(Err(e)) => return Err(format!("send failed: {e}")),
-                    Ok(Ok(())) => {}
+                if let Err(e) = sink.flush().await {
+                    return Err(format!("send failed: {e}"));
                 }
             }
         };
         let reader = async {
             let result = loop {
-                let next = match timeout_at(deadline, stream.next()).await {
-                    Err(_) => break Ok(()),
-                    Ok(next) => next,
-                };
+                let next = stream.next().await;
                 let now = Instant::now();
                 if now > deadline {
                     break Ok(());
@@ -278,15 +277,22 @@ async fn run_connection(
         };
         let mut writer = pin!(writer);
         let mut reader = pin!(reader);
+        let work = async {
+            tokio::select! {
+                w = &mut writer => match w {
+                    Ok(()) => reader.await,
+                    Err(e) => Err(e),
+                },
+                r = &mut reader => match r {
+                    Ok(()) => writer.await,
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        // One timer for the whole run rather than one per send and receive.
         tokio::select! {
-            w = &mut writer => match w {
-                Ok(()) => reader.await,
-                Err(e) => Err(e),
-            },
-            r = &mut reader => match r {
-                Ok(()) => writer.await,
-                Err(e) => Err(e),
-            },
+            result = work => result,
+            () = sleep_until(deadline) => Ok(()),
         }
     };
     outcome.failure = result.err();

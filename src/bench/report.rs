@@ -246,6 +246,8 @@ pub struct EchoReport {
     pub connect_errors: u64,
     pub mismatches: u64,
     pub dropped_conns: u64,
+    /// CPU the bench client itself used during the run, in cores (1.0 = one core busy).
+    pub client_cpu_cores: Option<f64>,
 }
 
 /// The final JSON line of `wssd bench connect`.
@@ -262,6 +264,8 @@ pub struct ConnectReport {
     #[serde(flatten)]
     pub latency: Percentiles,
     pub errors: u64,
+    /// CPU the bench client itself used during the run, in cores (1.0 = one core busy).
+    pub client_cpu_cores: Option<f64>,
 }
 
 /// The final JSON line of `wssd bench idle`.
@@ -284,6 +288,17 @@ pub struct IdleReport {
     pub rss_settled: bool,
     pub pids: Vec<PidRss>,
     pub client_rss_kib: Option<u64>,
+}
+
+/// `  client CPU    0.98 of 1 cores ...` with a warning when the client was saturated.
+pub fn client_cpu_line(cores: f64) -> String {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let note = if cores >= 0.9 * available as f64 {
+        ": the client was busy all the time and may be what limited the rate"
+    } else {
+        ""
+    };
+    format!("  client CPU    {cores:.2} of {available} cores{note}\n")
 }
 
 /// One line of JSON (no newline).
@@ -392,6 +407,7 @@ mod tests {
             connect_errors: 0,
             mismatches: 0,
             dropped_conns: 0,
+            client_cpu_cores: Some(0.98),
         };
         let line = json_line(&report).unwrap();
         assert!(!line.contains('\n'));

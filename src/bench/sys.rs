@@ -29,6 +29,24 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(soft)
 }
 
+/// CPU time (user + system) this process has used so far, in seconds.
+pub fn own_cpu_secs() -> Option<f64> {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own and pass by valid pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+/// Cores' worth of CPU this process used since `since` (from [`own_cpu_secs`]) over `wall` seconds.
+pub fn cpu_cores_since(since: Option<f64>, wall: f64) -> Option<f64> {
+    let used = own_cpu_secs()? - since?;
+    (wall > 0.0).then(|| (used / wall * 100.0).round() / 100.0)
+}
+
 /// Resident memory of `pid` in KiB (VmRSS from /proc/PID/status).
 pub fn rss_kib(pid: u32) -> Result<u64, String> {
     let path = format!("/proc/{pid}/status");
@@ -70,6 +88,18 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(5120));
         assert_eq!(parse_vm_rss("Name:\tkworker\n"), None);
         assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_grows() {
+        let before = own_cpu_secs();
+        assert!(before.is_some());
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_cores_since(before, 1.0).is_some_and(|c| c >= 0.0));
     }
 
     #[test]
