@@ -167,8 +167,9 @@ def main():
       "the limit; a client at its full share means the client limited the rate, and the ratio then "
       "understates the difference between the servers.")
     w("")
-    w("| run | server | server process(es) | nginx's backend | client |")
-    w("|---|---|---:|---:|---:|")
+    w("| run | server | server process(es) | nginx's backend | client (cores) | whole machine (cores) | other processes (cores) |")
+    w("|---|---|---:|---:|---:|---:|---:|")
+    noisy = []
     for name in RUNS:
         for server in SERVERS:
             run, cpu = runs[(name, server)]
@@ -177,10 +178,26 @@ def main():
             main_pct = cpu_pct(cpu, "wssd" if server == "wssd" else "nginx")
             backend = cpu_pct(cpu, "backend") if server == "nginx" else None
             client = run.get("client_cpu_cores") if ok(run) else None
+            machine_cores = None
+            if cpu.get("machine_total"):
+                machine_cores = cpu["machine_busy"] / cpu["machine_total"] * float(machine.get("nproc", 1))
+            other = None
+            if machine_cores is not None and client is not None and main_pct is not None:
+                # The client figure covers the measured seconds only, the others the whole wall time.
+                share = min(1.0, float(run.get("secs", 0)) / cpu["wall"]) if cpu.get("wall") else 1.0
+                other = max(0.0, machine_cores - (main_pct + (backend or 0)) / 100 - client * share)
+                if other > 0.15:
+                    noisy.append(f"{name}/{server}")
             w(f"| {name} | {server} | {fmt(main_pct)} % | "
               f"{fmt(backend) + ' %' if backend is not None else ''} | "
-              f"{fmt(client, 2) if client is not None else ''} |")
+              f"{fmt(client, 2) if client is not None else ''} | "
+              f"{fmt(machine_cores, 2) if machine_cores is not None else ''} | "
+              f"{fmt(other, 2) if other is not None else ''} |")
     w("")
+    if noisy:
+        w(f"**Other processes used CPU during {', '.join(noisy)}**: those numbers are disturbed; "
+          "rerun on an idle machine.")
+        w("")
 
     w("## Runs")
     w("")

@@ -38,6 +38,12 @@ else
     hold=${BENCH_HOLD:-3}
 fi
 idle_conns=${BENCH_IDLE_CONNS:-5000}
+is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+if ! is_number "$secs" || [[ $secs =~ ^0+([.]0+)?$ ]]; then
+    die "BENCH_SECS must be a positive number of seconds, not '$secs'"
+fi
+is_number "$hold" || die "BENCH_HOLD must be a number of seconds, not '$hold'"
+[[ $idle_conns =~ ^[1-9][0-9]*$ ]] || die "BENCH_IDLE_CONNS must be a positive whole number, not '$idle_conns'"
 port_base=${BENCH_PORT_BASE:-18440}
 wssd_port=$port_base
 nginx_port=$((port_base + 1))
@@ -236,6 +242,7 @@ EOF
 fi
 
 # ---------------------------------------------------------------- runs
+failures=0
 commands_file="$tmp/commands.txt"
 : >"$commands_file"
 
@@ -247,6 +254,11 @@ cpu_ticks() {
         total=$((total + ${ticks:-0}))
     done
     echo "$total"
+}
+
+# cpu_stat: "BUSY TOTAL" clock ticks of all CPUs together, from /proc/stat.
+cpu_stat() {
+    awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat
 }
 
 # Server-side process groups whose CPU time each run records.
@@ -272,15 +284,25 @@ bench() {
         IFS=, read -r -a gpids <<<"${group#*=}"
         before+=("$(cpu_ticks "${gpids[@]}")")
     done
+    local stat_before stat_after
+    stat_before=$(cpu_stat)
     started=$(date +%s.%N)
-    if timeout $((secs + hold + 180)) "${cmd[@]}" >"$out.out" 2>"$out.err"; then
+    local limit status=0
+    limit=$(awk -v s="$secs" -v h="$hold" 'BEGIN {printf "%d", s + h + 180}')
+    timeout "$limit" "${cmd[@]}" >"$out.out" 2>"$out.err" || status=$?
+    if [[ $status == 0 ]]; then
         tail -n 1 "$out.out" >"$out.json"
     else
-        echo "   failed (exit $?): $(tail -n 3 "$out.err" | tr '\n' ' ')" >&2
+        echo "   failed (exit $status): $(tail -n 3 "$out.err" | tr '\n' ' ')" >&2
         echo '{"failed":true}' >"$out.json"
+        failures=$((failures + 1))
     fi
     ended=$(date +%s.%N)
+    stat_after=$(cpu_stat)
     {
+        # Whole machine, all cores: used to spot other load during the run.
+        echo "machine_busy $(($(cut -d' ' -f1 <<<"$stat_after") - $(cut -d' ' -f1 <<<"$stat_before")))"
+        echo "machine_total $(($(cut -d' ' -f2 <<<"$stat_after") - $(cut -d' ' -f2 <<<"$stat_before")))"
         echo "wall $(awk -v a="$started" -v b="$ended" 'BEGIN {print b - a}')"
         echo "clk_tck $(getconf CLK_TCK)"
         for group in "${groups[@]}"; do
@@ -340,3 +362,6 @@ sed -i "s#$tmp#\$TMP#g" "$tmp/nginx.conf.txt" 2>/dev/null || true
 python3 "$root/bench/report.py" "$tmp" "$results_dir"
 say "wrote $results_dir/latest.md and $results_dir/latest.json"
 cat "$results_dir/latest.md"
+if ((failures > 0)); then
+    die "$failures bench run(s) failed; their rows read n/a (rerun with BENCH_KEEP=1 to keep the logs)"
+fi

@@ -14,7 +14,7 @@ use super::report::{
     ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, client_cpu_line, json_line,
     per_sec, print, round_to,
 };
-use super::{BenchError, HISTOGRAM_SHARDS, check_secs, sys};
+use super::{BenchError, HISTOGRAM_SHARDS, MAX_CONNS, check_count, check_secs, sys};
 use crate::cli::BenchConnectArgs;
 
 /// The message each connection echoes once.
@@ -26,11 +26,7 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(20);
 
 pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     let secs = check_secs("--secs", args.secs)?;
-    if args.workers == 0 {
-        return Err(BenchError::InvalidArgs(
-            "--workers must be at least 1".into(),
-        ));
-    }
+    check_count("--workers", args.workers, MAX_CONNS)?;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
@@ -39,11 +35,16 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     // No resumption: every handshake is a full one, which is what this measures.
     let connector = Arc::new(Connector::new(&args.client, ws_config, false).await?);
     print(&format!(
-        "wssd bench connect: {} workers against {} ({}), {} s; each cycle: TCP, full TLS handshake, upgrade, one echo, close\n",
+        "wssd bench connect: {} workers against {} ({}), {} s; each cycle: TCP connect, {}WebSocket upgrade, one echo, close\n",
         args.workers,
         connector.target().url,
         connector.addr(),
-        args.secs
+        args.secs,
+        if connector.target().tls {
+            "full TLS handshake (no resumption), "
+        } else {
+            ""
+        },
     ));
     // One connection first, so a wrong URL or certificate fails with its own message.
     let mut probe = connector.connect().await?;

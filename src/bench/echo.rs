@@ -17,7 +17,10 @@ use super::report::{
     EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, client_cpu_line, json_line,
     per_sec, print, round_to,
 };
-use super::{BenchError, CONNECT_CONCURRENCY, HISTOGRAM_SHARDS, check_secs, sys};
+use super::{
+    BenchError, CONNECT_CONCURRENCY, HISTOGRAM_SHARDS, MAX_CONNS, MAX_INFLIGHT, check_count,
+    check_secs, sys,
+};
 use crate::cli::BenchEchoArgs;
 
 /// Largest message the bench sends.
@@ -27,14 +30,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
     let secs = check_secs("--secs", args.secs)?;
-    if args.conns == 0 {
-        return Err(BenchError::InvalidArgs("--conns must be at least 1".into()));
-    }
-    if args.inflight == 0 {
-        return Err(BenchError::InvalidArgs(
-            "--inflight must be at least 1".into(),
-        ));
-    }
+    check_count("--conns", args.conns, MAX_CONNS)?;
+    check_count("--inflight", args.inflight, MAX_INFLIGHT)?;
     if args.size > MAX_SIZE {
         return Err(BenchError::InvalidArgs(format!(
             "--size {} is above the {} byte maximum",

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connector::{Connector, Ws, open_many, tls_description};
 use super::report::{IdleReport, PidRss, json_line, print, round_to};
-use super::{BenchError, CONNECT_CONCURRENCY, note, sys};
+use super::{BenchError, CONNECT_CONCURRENCY, MAX_CONNS, check_count, note, sys};
 use crate::cli::BenchIdleArgs;
 
 /// File descriptors kept free for everything that is not a bench connection.
@@ -28,9 +28,7 @@ const SETTLE_MAX: Duration = Duration::from_secs(15);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
-    if args.conns == 0 {
-        return Err(BenchError::InvalidArgs("--conns must be at least 1".into()));
-    }
+    check_count("--conns", args.conns, MAX_CONNS)?;
     let hold = if args.hold == 0.0 {
         Duration::ZERO
     } else {

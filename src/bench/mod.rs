@@ -28,6 +28,10 @@ const CONNECT_CONCURRENCY: usize = 64;
 const HISTOGRAM_SHARDS: usize = 16;
 /// Longest run accepted for --secs and --hold (a day).
 const MAX_SECS: f64 = 86_400.0;
+/// Most connections (--conns) or connect loops (--workers) one run may ask for.
+const MAX_CONNS: usize = 1_000_000;
+/// Most messages in flight per connection (--inflight).
+const MAX_INFLIGHT: usize = 65_536;
 
 /// Why a bench run could not start or produce results.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,16 @@ fn check_secs(flag: &str, secs: f64) -> Result<Duration, BenchError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A count between 1 and `max`.
+fn check_count(flag: &str, value: usize, max: usize) -> Result<usize, BenchError> {
+    if value == 0 || value > max {
+        return Err(BenchError::InvalidArgs(format!(
+            "{flag} {value} must be between 1 and {max}"
+        )));
+    }
+    Ok(value)
+}
+
 /// A notice on stderr, kept out of the results on stdout.
 fn note(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "note: {message}");
@@ -164,6 +178,14 @@ mod tests {
             let err = check_secs("--secs", bad).unwrap_err();
             assert!(err.to_string().starts_with("--secs"), "{err}");
         }
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        assert_eq!(check_count("--conns", 5, 10).unwrap(), 5);
+        assert!(check_count("--conns", 0, 10).is_err());
+        let err = check_count("--inflight", 11, 10).unwrap_err();
+        assert_eq!(err.to_string(), "--inflight 11 must be between 1 and 10");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Linux process facts the idle bench needs: the open-file limit and the
-//! resident memory (VmRSS) of a process.
+//! Linux process facts the bench needs: the open-file limit, the resident
+//! memory (VmRSS) of a process, and the CPU time the bench itself used.
 
 use std::io;
 
