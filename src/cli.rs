@@ -195,6 +195,58 @@ pub struct ServeArgs {
     /// Log level or filter, e.g. info, debug, wssd=trace [default: info]
     #[arg(long, env = "WSSD_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// PEM CA certificate(s) that client certificates must chain to (mTLS)
+    #[arg(long, env = "WSSD_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Whether clients must present a certificate [default: required when --client-ca is given]
+    #[arg(long, env = "WSSD_CLIENT_AUTH", value_name = "MODE")]
+    pub client_auth: Option<ClientAuth>,
+
+    /// ACME directory URL [default: Let's Encrypt production]
+    #[arg(long, env = "WSSD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// Contact e-mail for the ACME account
+    #[arg(long, env = "WSSD_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// PEM root to trust for the ACME directory (a test CA such as Pebble)
+    #[arg(long, env = "WSSD_ACME_CA_ROOT", value_name = "FILE")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// Preferred ACME challenge; the other is tried when it fails [default: tls-alpn-01, or http-01 with --http]
+    #[arg(long, env = "WSSD_ACME_CHALLENGE", value_name = "TYPE")]
+    pub acme_challenge: Option<AcmeChallenge>,
+
+    /// Seconds between checks of certificate files (a backstop for missed file events) [default: 30]
+    #[arg(long, env = "WSSD_CERT_CHECK_INTERVAL", value_name = "SECS", allow_negative_numbers = true)]
+    pub cert_check_interval: Option<f64>,
+}
+
+/// Client certificate policy on TLS listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Handshakes without a valid client certificate fail.
+    Required,
+    /// A client certificate is verified when presented, but not needed.
+    Optional,
+}
+
+/// ACME challenge type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcmeChallenge {
+    /// Answered by the plain listener (port 80 for public CAs).
+    #[value(name = "http-01")]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// Answered by the TLS listener (port 443 for public CAs).
+    #[value(name = "tls-alpn-01")]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +255,51 @@ pub enum CertCommand {
     Generate(CertGenerateArgs),
     /// Show subject, SANs, issuer, validity, days left and (with --key) whether the key matches.
     Inspect(CertInspectArgs),
+    /// A local certificate authority (mkcert-style) for LAN and localhost names.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+/// `wssd cert ca ...`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the local CA in the state folder (once; later calls reuse it).
+    Init(CaArgs),
+    /// Issue a certificate signed by the local CA.
+    Issue(CaIssueArgs),
+    /// Add the local CA to the system trust store and the browsers' NSS database.
+    Install(CaArgs),
+    /// Remove exactly what `install` added.
+    Uninstall(CaArgs),
+}
+
+/// Where the local CA lives.
+#[derive(Debug, Clone, Args)]
+pub struct CaArgs {
+    /// State folder holding the CA [default: $XDG_STATE_HOME/wssd or ~/.local/state/wssd]
+    #[arg(long, env = "WSSD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CaIssueArgs {
+    #[command(flatten)]
+    pub ca: CaArgs,
+    /// Name or IP address; repeatable [default: localhost, 127.0.0.1, ::1]
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub hostname: Vec<String>,
+    /// Days of validity
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Key algorithm
+    #[arg(long, value_name = "TYPE", default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Where to write the certificate (with the CA certificate after it)
+    #[arg(long, value_name = "FILE", default_value = "cert.pem")]
+    pub out_cert: PathBuf,
+    /// Where to write the private key (mode 0600)
+    #[arg(long, value_name = "FILE", default_value = "key.pem")]
+    pub out_key: PathBuf,
 }
 
 #[derive(Debug, Args)]

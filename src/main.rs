@@ -293,5 +293,11 @@ fn cert(cmd: CertCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        CertCommand::Ca(cmd) => {
+            let env = Environment::from_process();
+            let message = certs::local_ca::run_command(&cmd, config::default_state_dir(&env))?;
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -11,6 +11,9 @@
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_certificate_not_after_seconds{name}` gauge (Unix time)
+//! - `wssd_certificate_reloads_total{name,result}` (result: ok, error)
+//! - `wssd_certificate_last_reload_success{name}` gauge (1 or 0)
+//! - `wssd_certificate_last_reload_timestamp_seconds{name}` gauge (Unix time)
 
 use std::sync::OnceLock;
 
@@ -82,6 +85,19 @@ pub fn http_response(status: u16) {
 pub fn certificate_not_after(name: &str, unix_seconds: i64) {
     gauge!("wssd_certificate_not_after_seconds", "name" => name.to_string())
         .set(unix_seconds as f64);
+}
+
+pub fn certificate_reload(name: &str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    counter!("wssd_certificate_reloads_total", "name" => name.to_string(), "result" => result)
+        .increment(1);
+    gauge!("wssd_certificate_last_reload_success", "name" => name.to_string())
+        .set(if ok { 1.0 } else { 0.0 });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    gauge!("wssd_certificate_last_reload_timestamp_seconds", "name" => name.to_string()).set(now);
 }
 
 /// Counters one WebSocket session updates; fetched once per session so the

@@ -5,12 +5,16 @@
 //! This module produces [`LoadedCert`]s; it does not serve them. The TLS layer
 //! (`crate::tls::resolver`) holds whatever the sources hand it.
 
+pub mod acme;
 pub mod error;
 pub mod files;
 pub mod generate;
 pub mod info;
 pub mod inspect;
+pub mod local_ca;
+pub mod manager;
 pub mod self_signed;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::route::RouteTable;
-use crate::cli::{KeyType, LogFormat, TlsMode};
+use crate::cli::{AcmeChallenge, ClientAuth, KeyType, LogFormat, TlsMode};
 
 /// Top-level keys of `wssd.toml`. Names match the long flags with `_`.
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +42,25 @@ pub struct TlsTable {
     pub key: Option<PathBuf>,
     pub hostname: Option<Vec<String>>,
     pub key_type: Option<KeyType>,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<ClientAuth>,
+    pub acme_directory: Option<String>,
+    pub acme_email: Option<String>,
+    pub acme_ca_root: Option<PathBuf>,
+    pub acme_challenge: Option<AcmeChallenge>,
+    pub check_interval: Option<Spanned<f64>>,
+    /// Further certificates chosen by SNI.
+    pub certificate: Option<Vec<Spanned<CertificateTable>>>,
+}
+
+/// A `[[tls.certificate]]` table: a PEM pair served for some names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateTable {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// SNI names (`*.example.com` allowed); default: the certificate's SANs.
+    pub names: Option<Vec<String>>,
 }
 
 /// A parsed file with its text, for turning spans into line numbers.

@@ -13,8 +13,9 @@ pub mod route;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::cli::{KeyType, LogFormat, ServeArgs, TlsMode};
+use crate::cli::{AcmeChallenge, KeyType, LogFormat, ServeArgs, TlsMode};
 use file::LoadedFile;
 pub use limits::{Limits, SessionLimits};
 pub use route::{RouteKind, RouteSpec};
@@ -58,11 +59,50 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub mode: TlsMode,
+    /// The default certificate's files (`--tls files`).
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Names for generated, local-CA and ACME certificates.
     pub hostnames: Vec<String>,
     pub key_type: KeyType,
+    /// Further certificates chosen by SNI (`[[tls.certificate]]`).
+    pub sni: Vec<CertEntry>,
+    /// Client certificates (mTLS), when configured.
+    pub client_auth: Option<ClientAuthConfig>,
+    pub acme: AcmeConfig,
+    /// How often certificate files are re-checked besides file events.
+    pub check_interval: Duration,
 }
+
+/// A PEM pair served for some SNI names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertEntry {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Explicit names; empty means "the certificate's SANs".
+    pub names: Vec<String>,
+}
+
+/// mTLS settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientAuthConfig {
+    pub ca: PathBuf,
+    pub required: bool,
+}
+
+/// ACME settings (used with `--tls acme`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeConfig {
+    pub directory: String,
+    pub email: Option<String>,
+    pub ca_root: Option<PathBuf>,
+    pub challenge: AcmeChallenge,
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Default interval of the certificate-file backstop check.
+pub const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Every problem found in the configuration, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -400,6 +440,97 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         problems.push("no listeners: give --listen ADDR (TLS) or --http ADDR (plain)".into());
     }
 
+    // SNI certificates, mTLS, ACME.
+    let mut sni = Vec::new();
+    for t in tls_table.and_then(|t| t.certificate.as_ref()).into_iter().flatten() {
+        let where_ = format!("{}: [[tls.certificate]]", place(t.span().start));
+        let table = t.get_ref();
+        let names = table.names.clone().unwrap_or_default();
+        for n in &names {
+            if let Err(e) = check_hostname(n) {
+                problems.push(format!("{where_}: {e}"));
+            }
+        }
+        sni.push(CertEntry {
+            cert: table.cert.clone(),
+            key: table.key.clone(),
+            names,
+        });
+    }
+    if mode == TlsMode::Off && !sni.is_empty() {
+        problems.push("[[tls.certificate]] is given but --tls is off; remove them or turn TLS on".into());
+    }
+    let client_ca = args
+        .client_ca
+        .clone()
+        .or_else(|| tls_table.and_then(|t| t.client_ca.clone()));
+    let client_auth_mode = args
+        .client_auth
+        .or_else(|| tls_table.and_then(|t| t.client_auth));
+    let client_auth = match (client_ca, client_auth_mode) {
+        (Some(ca), mode_) => Some(ClientAuthConfig {
+            ca,
+            required: mode_ != Some(crate::cli::ClientAuth::Optional),
+        }),
+        (None, Some(_)) => {
+            problems.push("--client-auth needs --client-ca FILE (the CA that signs client certificates)".into());
+            None
+        }
+        (None, None) => None,
+    };
+    if client_auth.is_some() && mode == TlsMode::Off {
+        problems.push("--client-ca needs TLS, but --tls is off".into());
+    }
+    let acme = AcmeConfig {
+        directory: args
+            .acme_directory
+            .clone()
+            .or_else(|| tls_table.and_then(|t| t.acme_directory.clone()))
+            .unwrap_or_else(|| LETS_ENCRYPT_DIRECTORY.to_string()),
+        email: args
+            .acme_email
+            .clone()
+            .or_else(|| tls_table.and_then(|t| t.acme_email.clone())),
+        ca_root: args
+            .acme_ca_root
+            .clone()
+            .or_else(|| tls_table.and_then(|t| t.acme_ca_root.clone())),
+        challenge: args
+            .acme_challenge
+            .or_else(|| tls_table.and_then(|t| t.acme_challenge))
+            .unwrap_or(if http.is_empty() {
+                AcmeChallenge::TlsAlpn01
+            } else {
+                AcmeChallenge::Http01
+            }),
+    };
+    if mode == TlsMode::Acme {
+        if !acme.directory.starts_with("https://") {
+            problems.push(format!(
+                "--acme-directory `{}` must be an https:// URL",
+                acme.directory
+            ));
+        }
+        if acme.challenge == AcmeChallenge::Http01 && http.is_empty() {
+            problems.push(
+                "--acme-challenge http-01 needs a plain listener (--http ADDR, port 80 for public CAs)".into(),
+            );
+        }
+        if hostnames.iter().any(|h| h.parse::<IpAddr>().is_ok() || h == "localhost") {
+            problems.push(
+                "--tls acme needs public DNS names in --hostname (not localhost or IP addresses)".into(),
+            );
+        }
+    }
+    let mut check_interval = DEFAULT_CERT_CHECK_INTERVAL;
+    let file_check = tls_table.and_then(|t| t.check_interval.clone());
+    match secs(args.cert_check_interval, &file_check, "cert_check_interval") {
+        Ok(Some(Some(d))) => check_interval = d,
+        Ok(Some(None)) => problems.push("--cert-check-interval cannot be 0".into()),
+        Ok(None) => {}
+        Err(e) => problems.push(e),
+    }
+
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
@@ -412,6 +543,10 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
             key,
             hostnames,
             key_type,
+            sni,
+            client_auth,
+            acme,
+            check_interval,
         },
         state_dir,
         routes,
@@ -438,7 +573,8 @@ fn read_file(args: &ServeArgs) -> Result<Option<LoadedFile>, String> {
     }
 }
 
-fn default_state_dir(env: &Environment) -> Option<PathBuf> {
+/// `$XDG_STATE_HOME/wssd` or `~/.local/state/wssd`.
+pub fn default_state_dir(env: &Environment) -> Option<PathBuf> {
     if let Some(x) = &env.xdg_state_home {
         return Some(x.join("wssd"));
     }

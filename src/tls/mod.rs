@@ -3,6 +3,7 @@
 //!
 //! Where certificates come from is not this module's business (see `certs`).
 
+pub mod challenge;
 pub mod resolver;
 
 use std::sync::Arc;

@@ -13,6 +13,8 @@ use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::challenge::{ACME_TLS_ALPN, Challenges};
+
 /// What the resolver serves: a default certificate and certificates by name.
 #[derive(Default, Clone)]
 pub struct CertSet {
@@ -51,13 +53,20 @@ impl CertSet {
 #[derive(Default)]
 pub struct CertResolver {
     current: ArcSwap<CertSet>,
+    challenges: Arc<Challenges>,
 }
 
 impl CertResolver {
     pub fn new(set: CertSet) -> Self {
         CertResolver {
             current: ArcSwap::from_pointee(set),
+            challenges: Arc::default(),
         }
+    }
+
+    /// The ACME challenge answers this resolver (and the HTTP layer) serve.
+    pub fn challenges(&self) -> &Arc<Challenges> {
+        &self.challenges
     }
 
     /// Replaces what new handshakes get. Open connections are unaffected.
@@ -88,6 +97,13 @@ impl fmt::Debug for CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // TLS-ALPN-01 validation: the CA offers only `acme-tls/1`.
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            return hello.server_name().and_then(|n| self.challenges.alpn(n));
+        }
         self.lookup(hello.server_name())
     }
 }

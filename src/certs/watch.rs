@@ -1,0 +1,109 @@
+//! Triggers for certificate reloads: file events in the folders holding
+//! certificate files (certbot renames, Kubernetes `..data` symlink swaps,
+//! in-place rewrites), SIGHUP, and a slow periodic check as a backstop for
+//! filesystems without inotify. It decides *when*; `manager` does the work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::manager::CertManager;
+
+/// Quiet time after the last file event before reloading (cert and key are
+/// usually written one after the other).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Extra periodic work (renewing generated certificates), run on every tick
+/// on a blocking thread.
+pub type Tick = Arc<dyn Fn() + Send + Sync>;
+
+/// Runs until shutdown.
+pub async fn run(
+    manager: Arc<CertManager>,
+    interval: Duration,
+    on_tick: Option<Tick>,
+    shutdown: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let folders = manager.watched_folders();
+    let _watcher = if folders.is_empty() {
+        None
+    } else {
+        let handler = move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.try_send(());
+            }
+        };
+        match notify::recommended_watcher(handler) {
+            Ok(mut w) => {
+                for dir in &folders {
+                    match w.watch(dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => tracing::info!(
+                            "watching {} for certificate changes",
+                            dir.display()
+                        ),
+                        Err(e) => tracing::warn!(
+                            "cannot watch {} ({e}); relying on SIGHUP and the {:?} periodic check",
+                            dir.display(),
+                            interval
+                        ),
+                    }
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!("file watching unavailable ({e}); relying on SIGHUP and periodic checks");
+                None
+            }
+        }
+    };
+    let mut hangup =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(()) = rx.recv() => {
+                // Debounce: wait until events stop for a moment.
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        more = tokio::time::timeout(DEBOUNCE, rx.recv()) => {
+                            if more.is_err() { break; }
+                        }
+                    }
+                }
+                let m = manager.clone();
+                let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;
+            }
+            _ = async {
+                match hangup.as_mut() {
+                    Some(h) => { h.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                tracing::info!("SIGHUP: reloading certificates");
+                let m = manager.clone();
+                let _ = tokio::task::spawn_blocking(move || m.reload_files(true)).await;
+            }
+            _ = ticker.tick() => {
+                let m = manager.clone();
+                let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;
+                if let Some(f) = on_tick.clone() {
+                    let _ = tokio::task::spawn_blocking(move || f()).await;
+                }
+            }
+        }
+    }
+}
