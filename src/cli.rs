@@ -221,7 +221,12 @@ pub struct ServeArgs {
     pub acme_challenge: Option<AcmeChallenge>,
 
     /// Seconds between checks of certificate files (a backstop for missed file events) [default: 30]
-    #[arg(long, env = "WSSD_CERT_CHECK_INTERVAL", value_name = "SECS", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "WSSD_CERT_CHECK_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
     pub cert_check_interval: Option<f64>,
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use wssd::certs::{self, LoadedCert};
+use wssd::certs;
 use wssd::cli::{CertCommand, Cli, Command, LogFormat, ServeArgs, TlsMode};
 use wssd::config::{self, Config, Environment};
 
@@ -70,7 +70,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
     }
-    let cert = match load_certificate(&config) {
+    let prepared = match certs::startup::prepare(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -80,75 +80,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
-        wssd::server::run(config, cert, signal)
+        wssd::server::run(config, prepared, signal)
             .await
             .map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Loads or creates the certificate the configuration asks for, logging
-/// where it is and how to trust it. `None` when TLS is off.
-fn load_certificate(config: &Config) -> Result<Option<LoadedCert>, certs::CertError> {
-    let tls = &config.tls;
-    match tls.mode {
-        TlsMode::Off => {
-            tracing::warn!("TLS is off: only plain ws:// and http:// listeners run");
-            Ok(None)
-        }
-        TlsMode::Files => {
-            let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
-                return Ok(None);
-            };
-            let loaded = certs::files::load_pair(cert, key)?;
-            tracing::info!(
-                "certificate: {} (names: {}; expires {}, serial {})",
-                cert.display(),
-                loaded.info.sans.join(", "),
-                humantime(loaded.info.not_after),
-                loaded.info.serial
-            );
-            Ok(Some(loaded))
-        }
-        TlsMode::SelfSigned => {
-            let (loaded, provenance) =
-                certs::self_signed::ensure(&config.state_dir, &tls.hostnames, tls.key_type)?;
-            match provenance {
-                certs::self_signed::Provenance::Reused => tracing::info!(
-                    "self-signed certificate reused: {}",
-                    loaded.cert_path.display()
-                ),
-                certs::self_signed::Provenance::Generated { reason } => tracing::info!(
-                    "self-signed certificate generated ({reason}): {}",
-                    loaded.cert_path.display()
-                ),
-            }
-            tracing::info!(
-                "certificate names: {}; expires {}. Browsers will warn until you trust it: \
-                 curl --cacert {} ..., or add it to your trust store \
-                 (Debian: cp it to /usr/local/share/ca-certificates/wssd.crt && update-ca-certificates)",
-                loaded.info.sans.join(", "),
-                humantime(loaded.info.not_after),
-                loaded.cert_path.display()
-            );
-            Ok(Some(loaded))
-        }
-        TlsMode::LocalCa | TlsMode::Acme => Ok(None),
-    }
-}
-
-fn humantime(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
 }
 
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {

@@ -91,8 +91,11 @@ pub fn certificate_reload(name: &str, ok: bool) {
     let result = if ok { "ok" } else { "error" };
     counter!("wssd_certificate_reloads_total", "name" => name.to_string(), "result" => result)
         .increment(1);
-    gauge!("wssd_certificate_last_reload_success", "name" => name.to_string())
-        .set(if ok { 1.0 } else { 0.0 });
+    gauge!("wssd_certificate_last_reload_success", "name" => name.to_string()).set(if ok {
+        1.0
+    } else {
+        0.0
+    });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -18,7 +18,10 @@ pub fn ensure_leaf(
 }
 
 /// `wssd cert ca init|issue|install|uninstall`; returns what to print.
-pub fn run_command(_cmd: &CaCommand, _default_state_dir: Option<PathBuf>) -> Result<String, CertError> {
+pub fn run_command(
+    _cmd: &CaCommand,
+    _default_state_dir: Option<PathBuf>,
+) -> Result<String, CertError> {
     Err(CertError::Generate {
         detail: "the local CA is not built yet".into(),
     })

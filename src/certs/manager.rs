@@ -291,7 +291,11 @@ impl CertManager {
                 continue;
             }
             let names: Vec<String> = if slot.names.is_empty() {
-                cert.info.sans.iter().map(|n| n.to_ascii_lowercase()).collect()
+                cert.info
+                    .sans
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect()
             } else {
                 slot.names.clone()
             };

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod local_ca;
 pub mod manager;
 pub mod self_signed;
+pub mod startup;
 pub mod watch;
 
 use std::path::PathBuf;

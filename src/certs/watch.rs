@@ -41,10 +41,9 @@ pub async fn run(
             Ok(mut w) => {
                 for dir in &folders {
                     match w.watch(dir, RecursiveMode::NonRecursive) {
-                        Ok(()) => tracing::info!(
-                            "watching {} for certificate changes",
-                            dir.display()
-                        ),
+                        Ok(()) => {
+                            tracing::info!("watching {} for certificate changes", dir.display())
+                        }
                         Err(e) => tracing::warn!(
                             "cannot watch {} ({e}); relying on SIGHUP and the {:?} periodic check",
                             dir.display(),
@@ -55,19 +54,20 @@ pub async fn run(
                 Some(w)
             }
             Err(e) => {
-                tracing::warn!("file watching unavailable ({e}); relying on SIGHUP and periodic checks");
+                tracing::warn!(
+                    "file watching unavailable ({e}); relying on SIGHUP and periodic checks"
+                );
                 None
             }
         }
     };
-    let mut hangup =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGHUP: {e}");
-                None
-            }
-        };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP: {e}");
+            None
+        }
+    };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;

@@ -442,7 +442,11 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
 
     // SNI certificates, mTLS, ACME.
     let mut sni = Vec::new();
-    for t in tls_table.and_then(|t| t.certificate.as_ref()).into_iter().flatten() {
+    for t in tls_table
+        .and_then(|t| t.certificate.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let where_ = format!("{}: [[tls.certificate]]", place(t.span().start));
         let table = t.get_ref();
         let names = table.names.clone().unwrap_or_default();
@@ -458,7 +462,9 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         });
     }
     if mode == TlsMode::Off && !sni.is_empty() {
-        problems.push("[[tls.certificate]] is given but --tls is off; remove them or turn TLS on".into());
+        problems.push(
+            "[[tls.certificate]] is given but --tls is off; remove them or turn TLS on".into(),
+        );
     }
     let client_ca = args
         .client_ca
@@ -473,7 +479,10 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
             required: mode_ != Some(crate::cli::ClientAuth::Optional),
         }),
         (None, Some(_)) => {
-            problems.push("--client-auth needs --client-ca FILE (the CA that signs client certificates)".into());
+            problems.push(
+                "--client-auth needs --client-ca FILE (the CA that signs client certificates)"
+                    .into(),
+            );
             None
         }
         (None, None) => None,
@@ -516,9 +525,13 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
                 "--acme-challenge http-01 needs a plain listener (--http ADDR, port 80 for public CAs)".into(),
             );
         }
-        if hostnames.iter().any(|h| h.parse::<IpAddr>().is_ok() || h == "localhost") {
+        if hostnames
+            .iter()
+            .any(|h| h.parse::<IpAddr>().is_ok() || h == "localhost")
+        {
             problems.push(
-                "--tls acme needs public DNS names in --hostname (not localhost or IP addresses)".into(),
+                "--tls acme needs public DNS names in --hostname (not localhost or IP addresses)"
+                    .into(),
             );
         }
     }

@@ -45,6 +45,8 @@ pub struct HttpContext {
     pub shutdown: CancellationToken,
     /// Tracks sessions so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Pending ACME HTTP-01 answers (served on plain listeners).
+    pub challenges: Arc<crate::tls::challenge::Challenges>,
 }
 
 /// Facts about one client connection.
@@ -57,6 +59,8 @@ pub struct ConnInfo {
     /// The connection's admission slot; released when the last holder
     /// (the HTTP connection or the WebSocket session) lets go.
     pub ticket: Arc<crate::server::admission::Ticket>,
+    /// Subject of the verified client certificate (mTLS), if one was sent.
+    pub client_subject: Option<Arc<str>>,
 }
 
 /// Serves HTTP/1.1 on one connection until it closes, is upgraded, or the
@@ -102,6 +106,23 @@ pub async fn serve_connection<IO>(
 
 async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if !conn.tls
+        && let Some(token) = path.strip_prefix(crate::tls::challenge::HTTP01_PREFIX)
+    {
+        // ACME HTTP-01: answered before routing, on plain listeners only.
+        return counted(match ctx.challenges.http01(token) {
+            Some(key_auth) => {
+                tracing::info!(%token, "answering ACME HTTP-01 challenge");
+                let mut r = text_response(StatusCode::OK, &key_auth);
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                r
+            }
+            None => text_response(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
+        });
+    }
     let upgrade = wants_websocket(&req);
     let Some(matched) = ctx.router.find(&path) else {
         if upgrade {

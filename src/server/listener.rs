@@ -13,6 +13,7 @@ use super::admission::{Admission, Refusal};
 use crate::config::limits::TLS_BUFFER_LIMIT;
 use crate::http::{self, ConnInfo, HttpContext};
 use crate::metrics::{self, HandshakeFailure};
+use crate::tls::challenge::ACME_TLS_ALPN;
 
 /// One listener's settings.
 pub struct Listener {
@@ -68,6 +69,7 @@ pub async fn accept_loop(
             listener: listener.label.clone(),
             tls: listener.tls.is_some(),
             ticket: Arc::new(ticket),
+            client_subject: None,
         };
         let ctx2 = ctx.clone();
         let tls = listener.tls.clone();
@@ -81,7 +83,7 @@ async fn serve(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     ctx: Arc<HttpContext>,
-    info: ConnInfo,
+    mut info: ConnInfo,
     handshake_timeout: Duration,
 ) {
     let deadline = Instant::now() + handshake_timeout;
@@ -106,10 +108,18 @@ async fn serve(
             }
         },
     };
-    tls_stream
-        .get_mut()
-        .1
-        .set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    let session = tls_stream.get_mut().1;
+    if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation: the handshake was the whole answer.
+        tracing::info!(peer = %info.peer, "answered ACME TLS-ALPN-01 validation");
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls_stream).await;
+        return;
+    }
+    session.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    if let Some(subject) = crate::tls::client_subject(session) {
+        tracing::debug!(peer = %info.peer, %subject, "client certificate verified");
+        info.client_subject = Some(subject.into());
+    }
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(100));

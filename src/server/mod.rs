@@ -17,12 +17,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::certs::manager::{CertManager, Source};
 use crate::config::Config;
 use crate::config::limits::HANDSHAKE_HEADROOM;
 use crate::http::HttpContext;
 use crate::http::router::Router;
 use crate::tls::resolver::{CertResolver, CertSet};
-use crate::{admin, certs, metrics, tls};
+use crate::{admin, certs, tls};
 use admission::Admission;
 use bind::BindError;
 use listener::Listener;
@@ -32,8 +33,8 @@ use listener::Listener;
 pub enum ServerError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("TLS configuration failed: {0}")]
-    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
     #[error("{0}")]
     Routes(String),
     #[error("cannot listen for signals: {0}")]
@@ -45,7 +46,7 @@ pub enum ServerError {
 pub struct Readiness {
     listening: AtomicBool,
     draining: AtomicBool,
-    resolver: Option<Arc<CertResolver>>,
+    certs: Option<Arc<CertManager>>,
 }
 
 impl Readiness {
@@ -57,8 +58,8 @@ impl Readiness {
         if !self.listening.load(Ordering::Relaxed) {
             return Err("listeners not bound yet");
         }
-        if let Some(r) = &self.resolver
-            && !r.is_ready()
+        if let Some(m) = &self.certs
+            && !m.has_valid_default()
         {
             return Err("no valid certificate loaded");
         }
@@ -69,18 +70,45 @@ impl Readiness {
 /// Runs until `shutdown` resolves (a signal in `main`), then drains.
 pub async fn run(
     config: Config,
-    cert: Option<certs::LoadedCert>,
+    prepared: certs::startup::Prepared,
     shutdown_signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let router = Router::new(&config.routes, &config.limits).map_err(ServerError::Routes)?;
-    let resolver = cert.as_ref().map(|c| {
-        metrics::certificate_not_after(&c.cert_path.display().to_string(), c.info.not_after_unix());
-        Arc::new(CertResolver::new(CertSet::single(c.key.clone())))
-    });
-    let acceptor = match &resolver {
-        Some(r) => Some(TlsAcceptor::from(Arc::new(tls::server_config(r.clone())?))),
+    let resolver = Arc::new(CertResolver::new(CertSet::default()));
+    let challenges = resolver.challenges().clone();
+    let tls_on = prepared.default.is_some();
+    let manager = tls_on.then(|| CertManager::new(resolver.clone()));
+    let mut acme_slot = None;
+    if let Some(m) = &manager {
+        if let Some(d) = prepared.default {
+            let id = m.add(&d.label, d.source.clone(), d.names, true, Some(d.cert));
+            if d.source == Source::Acme {
+                acme_slot = Some(id);
+            }
+        }
+        for s in prepared.sni {
+            m.add(&s.label, s.source, s.names, false, Some(s.cert));
+        }
+    }
+    let acceptor = match &manager {
+        Some(_) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
+            resolver.clone(),
+            config.tls.client_auth.as_ref(),
+            prepared.acme.is_some(),
+        )?))),
         None => None,
     };
+    if let Some(auth) = &config.tls.client_auth {
+        tracing::info!(
+            "client certificates {} (CA {})",
+            if auth.required {
+                "required"
+            } else {
+                "verified when presented"
+            },
+            auth.ca.display()
+        );
+    }
 
     // Bind everything before serving anything.
     let mut listeners = Vec::new();
@@ -122,13 +150,14 @@ pub async fn run(
         sessions: Arc::new(Semaphore::new(config.limits.max_connections)),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
+        challenges: challenges.clone(),
     });
     let admission = Admission::new(
         config.limits.max_connections + HANDSHAKE_HEADROOM,
         config.limits.max_connections_per_ip,
     );
     let readiness = Arc::new(Readiness {
-        resolver: resolver.clone(),
+        certs: manager.clone(),
         ..Readiness::default()
     });
 
@@ -147,6 +176,39 @@ pub async fn run(
             tracing::info!("admin listener: http://{addr}/metrics, /healthz, /readyz");
         }
         loops.spawn(admin::serve(socket, readiness.clone(), shutdown.clone()));
+    }
+    if let Some(m) = &manager {
+        let refresh_config = config.clone();
+        let refresh_manager = m.clone();
+        let tick: certs::watch::Tick = Arc::new(move || {
+            if let Some(result) = certs::startup::refresh(&refresh_config) {
+                for id in refresh_manager
+                    .slots_of(&Source::SelfSigned)
+                    .into_iter()
+                    .chain(refresh_manager.slots_of(&Source::LocalCa))
+                {
+                    match &result {
+                        Ok(cert) => refresh_manager.install(id, cert.clone()),
+                        Err(e) => refresh_manager.fail(id, &e.to_string()),
+                    }
+                }
+            }
+        });
+        loops.spawn(certs::watch::run(
+            m.clone(),
+            config.tls.check_interval,
+            Some(tick),
+            shutdown.clone(),
+        ));
+        if let (Some((settings, _)), Some(slot)) = (prepared.acme, acme_slot) {
+            loops.spawn(certs::acme::run(
+                settings,
+                m.clone(),
+                slot,
+                challenges.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
     loops.close();
     readiness.listening.store(true, Ordering::Relaxed);

@@ -61,6 +61,10 @@ impl Challenges {
 
     /// The validation certificate for `name`, if one is pending.
     pub fn alpn(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.alpn.read().ok()?.get(&name.to_ascii_lowercase()).cloned()
+        self.alpn
+            .read()
+            .ok()?
+            .get(&name.to_ascii_lowercase())
+            .cloned()
     }
 }

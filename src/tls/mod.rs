@@ -6,26 +6,89 @@
 pub mod challenge;
 pub mod resolver;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+
+use crate::config::ClientAuthConfig;
 
 /// The one crypto provider wssd uses everywhere (server, bench client, cert checks).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("--client-ca {path}: {problem}")]
+    ClientCa { path: PathBuf, problem: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
 /// Builds the server config around the resolver: TLS 1.3 and 1.2 only,
-/// ALPN `http/1.1`, default (strong) cipher suites of the provider.
+/// the provider's (strong) cipher suites, ALPN `http/1.1` (plus
+/// `acme-tls/1` when ACME may validate through this listener), and client
+/// certificate verification when mTLS is configured.
 pub fn server_config(
     resolver: Arc<resolver::CertResolver>,
-) -> Result<rustls::ServerConfig, rustls::Error> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    client_auth: Option<&ClientAuthConfig>,
+    acme: bool,
+) -> Result<rustls::ServerConfig, TlsSetupError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => builder.with_client_cert_verifier(client_verifier(auth)?),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Ciphertext queued per connection before writers wait.
-    config.send_half_rtt_data = false;
+    if acme {
+        config
+            .alpn_protocols
+            .push(challenge::ACME_TLS_ALPN.to_vec());
+    }
     Ok(config)
+}
+
+fn client_verifier(
+    auth: &ClientAuthConfig,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsSetupError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let fail = |problem: String| TlsSetupError::ClientCa {
+        path: auth.ca.clone(),
+        problem,
+    };
+    let bytes = std::fs::read(&auth.ca).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|e| fail(format!("not a PEM certificate file ({e})")))?;
+        roots
+            .add(cert)
+            .map_err(|e| fail(format!("unusable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(fail(
+            "holds no CERTIFICATE block; give the PEM CA that signs client certificates".into(),
+        ));
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if auth.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder
+        .build()
+        .map_err(|e| fail(format!("cannot build the verifier: {e}")))
+}
+
+/// The subject of the verified client certificate, if the peer sent one.
+pub fn client_subject(conn: &rustls::ServerConnection) -> Option<String> {
+    let cert = conn.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.subject().to_string())
 }
