@@ -128,6 +128,17 @@ pub enum CertError {
         source: io::Error,
     },
 
+    /// The local CA in the state folder is incomplete, damaged or expired.
+    #[error(
+        "{}: the local CA cannot be used ({detail}); restore the folder from a backup, or move it away and run `wssd cert ca init` (then `wssd cert ca install` again)",
+        .path.display()
+    )]
+    CaUnusable { path: PathBuf, detail: String },
+
+    /// A `wssd cert ca` command could not finish (no state folder, a trust store tool failed).
+    #[error("local CA: {detail}")]
+    LocalCa { detail: String },
+
     /// Writing an output file failed.
     #[error(
         "{}: cannot write ({source}); check that its folder exists and is writable",
@@ -189,9 +200,10 @@ impl CertError {
             | CertError::NotYetValid { path, .. }
             | CertError::Parse { path, .. }
             | CertError::StateDirNotWritable { path, .. }
+            | CertError::CaUnusable { path, .. }
             | CertError::Write { path, .. } => Some(path),
             CertError::KeyMismatch { key, .. } => Some(key),
-            CertError::Generate { .. } => None,
+            CertError::Generate { .. } | CertError::LocalCa { .. } => None,
         }
     }
 }

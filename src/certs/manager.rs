@@ -217,7 +217,8 @@ impl CertManager {
         reloaded
     }
 
-    /// Folders holding file-backed certificates (to watch).
+    /// Folders holding file-backed certificates (to watch), including the
+    /// real folders behind symlinks (they change when a symlink is swapped).
     pub fn watched_folders(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self
             .lock()
@@ -227,13 +228,20 @@ impl CertManager {
                 _ => None,
             })
             .flatten()
-            .filter_map(|p| {
+            .flat_map(|p| {
                 let abs = if p.is_absolute() {
-                    p
+                    Some(p.clone())
                 } else {
-                    std::env::current_dir().ok()?.join(p)
+                    std::env::current_dir().ok().map(|d| d.join(&p))
                 };
-                abs.parent().map(|d| d.to_path_buf())
+                // The folder named in the configuration, and the folder the
+                // file really lives in (behind symlinks), both watched.
+                let real = std::fs::canonicalize(&p).ok();
+                [abs, real]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.parent().map(|d| d.to_path_buf()))
+                    .collect::<Vec<_>>()
             })
             .collect();
         dirs.sort();

@@ -3,6 +3,8 @@
 //! in-place rewrites), SIGHUP, and a slow periodic check as a backstop for
 //! filesystems without inotify. It decides *when*; `manager` does the work.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,39 +30,41 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
-    let folders = manager.watched_folders();
-    let _watcher = if folders.is_empty() {
-        None
-    } else {
-        let handler = move |event: notify::Result<notify::Event>| {
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|e| !e.kind.is_access()) {
                 let _ = tx.try_send(());
             }
-        };
-        match notify::recommended_watcher(handler) {
-            Ok(mut w) => {
-                for dir in &folders {
-                    match w.watch(dir, RecursiveMode::NonRecursive) {
-                        Ok(()) => {
-                            tracing::info!("watching {} for certificate changes", dir.display())
-                        }
-                        Err(e) => tracing::warn!(
-                            "cannot watch {} ({e}); relying on SIGHUP and the {:?} periodic check",
-                            dir.display(),
-                            interval
-                        ),
-                    }
-                }
-                Some(w)
-            }
+        }) {
+            Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(
                     "file watching unavailable ({e}); relying on SIGHUP and periodic checks"
                 );
                 None
             }
+        };
+    let mut watched: HashSet<PathBuf> = HashSet::new();
+    let mut watch_new = |watcher: &mut Option<notify::RecommendedWatcher>| {
+        let Some(w) = watcher.as_mut() else { return };
+        for dir in manager.watched_folders() {
+            if watched.contains(&dir) {
+                continue;
+            }
+            match w.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::debug!("watching {} for certificate changes", dir.display());
+                    watched.insert(dir);
+                }
+                Err(e) => tracing::warn!(
+                    "cannot watch {} ({e}); relying on SIGHUP and the {:?} periodic check",
+                    dir.display(),
+                    interval
+                ),
+            }
         }
     };
+    watch_new(&mut watcher);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -86,6 +90,8 @@ pub async fn run(
                 }
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;
+                // Symlink swaps move the real files to new folders.
+                watch_new(&mut watcher);
             }
             _ = async {
                 match hangup.as_mut() {
@@ -96,6 +102,7 @@ pub async fn run(
                 tracing::info!("SIGHUP: reloading certificates");
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(true)).await;
+                watch_new(&mut watcher);
             }
             _ = ticker.tick() => {
                 let m = manager.clone();
