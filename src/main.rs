@@ -137,6 +137,11 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            TlsMode::LocalCa | TlsMode::Acme => {
+                if let Err(e) = writable_dir(&config.state_dir) {
+                    problems.push(e);
+                }
+            }
             TlsMode::SelfSigned => {
                 let (cert, key) = certs::self_signed::paths(&config.state_dir);
                 if cert.exists() {
@@ -151,6 +156,20 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             _ => {}
+        }
+        for entry in &config.tls.sni {
+            for line in certs::inspect::check_pair(&entry.cert, &entry.key, SystemTime::now()) {
+                match line.strip_prefix("warning: ") {
+                    Some(w) => warnings.push(w.to_string()),
+                    None => problems.push(line),
+                }
+            }
+        }
+        if let Some(auth) = &config.tls.client_auth {
+            let resolver = std::sync::Arc::new(wssd::tls::resolver::CertResolver::default());
+            if let Err(e) = wssd::tls::server_config(resolver, Some(auth), false) {
+                problems.push(e.to_string());
+            }
         }
         let mut addrs: Vec<(std::net::SocketAddr, &str)> = Vec::new();
         addrs.extend(config.listen.iter().map(|a| (*a, "--listen")));

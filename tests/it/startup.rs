@@ -315,3 +315,33 @@ async fn precedence_flag_env_dotenv_file_default() {
     let s = Wssd::builder().plain_only().cwd(empty.path()).spawn().await;
     assert!(accepts(&s, 4 * 1024 * 1024).await);
 }
+
+#[test]
+fn check_reports_tls_extras() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = generate(dir.path(), "ok", &["localhost"]);
+    let file = dir.path().join("wssd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"/nonexistent/ca.pem\"\n\n[[tls.certificate]]\ncert = \"/nonexistent/sni.pem\"\nkey = \"{key}\"\nnames = [\"a.test\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    let listen = format!("127.0.0.1:{}", free_port());
+    cmd.args([
+        "check",
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--admin",
+        "off",
+    ]);
+    let out = run_bounded(&mut cmd, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("/nonexistent/ca.pem"), "{stdout}");
+    assert!(stdout.contains("/nonexistent/sni.pem"), "{stdout}");
+}
