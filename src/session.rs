@@ -179,7 +179,7 @@ where
 }
 
 /// Maps a read error to the close code RFC 6455 asks for and closes.
-async fn fail<S>(ws: WebSocketStream<S>, error: WsError) -> Ending
+pub async fn fail<S>(ws: WebSocketStream<S>, error: WsError) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -216,7 +216,11 @@ const LINGER_QUIET: Duration = Duration::from_millis(250);
 /// is still sending (the rest of an oversized message, its close reply)
 /// until it goes quiet or closes, so the close frame is not lost to a TCP
 /// reset (nginx's "lingering close").
-async fn close_and_linger<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
+pub async fn close_and_linger<S>(
+    mut ws: WebSocketStream<S>,
+    code: CloseCode,
+    reason: &str,
+) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -247,7 +251,7 @@ where
 }
 
 /// Sends a close frame and waits (bounded) for the peer's reply.
-async fn close<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
+pub async fn close<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

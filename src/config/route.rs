@@ -8,14 +8,18 @@ use serde::Deserialize;
 
 use super::limits::{RouteLimits, seconds};
 
-/// What a route does. Later kinds (proxy, exec, chat, broadcast) are added
-/// here and in `crate::routes`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a route does. Later kinds (chat, broadcast) are added here and in
+/// `crate::routes`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum RouteKind {
     /// Every message comes back unchanged.
     Echo,
     /// Files from a folder, or the bundled client when `None`.
     Static { dir: Option<PathBuf> },
+    /// WebSocket upgrades and HTTP requests forwarded to upstreams.
+    Proxy(ProxySpec),
+    /// One process per WebSocket connection.
+    Exec(ExecSpec),
 }
 
 impl RouteKind {
@@ -24,12 +28,226 @@ impl RouteKind {
         match self {
             RouteKind::Echo => "echo",
             RouteKind::Static { .. } => "static",
+            RouteKind::Proxy(_) => "proxy",
+            RouteKind::Exec(_) => "exec",
         }
     }
 
-    /// Whether this route speaks WebSocket (as opposed to plain HTTP).
+    /// Whether this route accepts WebSocket upgrades.
     pub fn is_websocket(&self) -> bool {
-        matches!(self, RouteKind::Echo)
+        matches!(
+            self,
+            RouteKind::Echo | RouteKind::Proxy(_) | RouteKind::Exec(_)
+        )
+    }
+
+    /// Whether this route answers plain HTTP requests.
+    pub fn is_http(&self) -> bool {
+        matches!(self, RouteKind::Static { .. } | RouteKind::Proxy(_))
+    }
+}
+
+/// How a proxy route picks an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+}
+
+/// Scheme of an upstream URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    Ws,
+    Wss,
+    Http,
+    Https,
+}
+
+impl UpstreamScheme {
+    pub fn is_tls(self) -> bool {
+        matches!(self, UpstreamScheme::Wss | UpstreamScheme::Https)
+    }
+}
+
+/// One upstream of a proxy route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// As written, for logs and metrics.
+    pub url: String,
+    pub scheme: UpstreamScheme,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix on the upstream ("" for none); the request path below the
+    /// route is appended.
+    pub base_path: String,
+}
+
+/// A proxy route's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySpec {
+    pub upstreams: Vec<Upstream>,
+    pub balance: Balance,
+    /// Probed with GET every few seconds when set (active health checks).
+    pub health_path: Option<String>,
+    /// PEM CA for `wss://`/`https://` upstreams instead of the system roots.
+    pub ca: Option<PathBuf>,
+}
+
+/// An exec route's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Relay raw bytes (binary messages) instead of text lines.
+    pub binary: bool,
+    /// Environment variables passed through from wssd's environment.
+    pub pass_env: Vec<String>,
+    /// Most processes at once on this route (503 past it).
+    pub max_processes: usize,
+}
+
+/// Default `max_processes` of exec routes.
+pub const DEFAULT_MAX_PROCESSES: usize = 64;
+
+/// Parses `ws://`, `wss://`, `http://` or `https://` upstream URLs.
+pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("upstream `{url}` needs a scheme: ws://, wss://, http:// or https://")
+    })?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "ws" => UpstreamScheme::Ws,
+        "wss" => UpstreamScheme::Wss,
+        "http" => UpstreamScheme::Http,
+        "https" => UpstreamScheme::Https,
+        other => {
+            return Err(format!(
+                "upstream `{url}`: scheme `{other}` is not ws, wss, http or https"
+            ));
+        }
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+        return Err(format!(
+            "upstream `{url}` must look like ws://HOST:PORT[/PATH] (no user info, query or fragment)"
+        ));
+    }
+    let default_port = if scheme.is_tls() { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("upstream `{url}`: unclosed [ in the address"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("upstream `{url}`: bad port `{p}`"))?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("upstream `{url}`: junk after the address")),
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse()
+                    .map_err(|_| format!("upstream `{url}`: bad port `{p}`"))?,
+            ),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("upstream `{url}` has no host"));
+    }
+    Ok(Upstream {
+        url: url.to_string(),
+        scheme,
+        host,
+        port,
+        base_path: path.trim_end_matches('/').to_string(),
+    })
+}
+
+fn proxy_spec(list: &[String], place: &str) -> Result<ProxySpec, String> {
+    let mut upstreams = Vec::new();
+    for u in list
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.trim().is_empty())
+    {
+        upstreams.push(parse_upstream(u).map_err(|e| format!("{place}: {e}"))?);
+    }
+    if upstreams.is_empty() {
+        return Err(format!(
+            "{place}: a proxy route needs at least one upstream, e.g. proxy:http://127.0.0.1:8000"
+        ));
+    }
+    Ok(ProxySpec {
+        upstreams,
+        balance: Balance::default(),
+        health_path: None,
+        ca: None,
+    })
+}
+
+fn exec_spec(command: Vec<String>, place: &str) -> Result<ExecSpec, String> {
+    let Some(program) = command.first() else {
+        return Err(format!(
+            "{place}: an exec route needs a command, e.g. exec:./count.sh"
+        ));
+    };
+    if program.contains('/') {
+        let path = std::path::Path::new(program);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o111 == 0 {
+                    return Err(format!(
+                        "{place}: program {program} is not executable; run chmod +x {program}"
+                    ));
+                }
+            }
+            Ok(_) => return Err(format!("{place}: program {program} is not a file")),
+            Err(e) => return Err(format!("{place}: program {program}: {e}")),
+        }
+    } else if find_in_path(program).is_none() {
+        return Err(format!(
+            "{place}: program `{program}` was not found in PATH; give its full path"
+        ));
+    }
+    Ok(ExecSpec {
+        command,
+        binary: false,
+        pass_env: Vec::new(),
+        max_processes: DEFAULT_MAX_PROCESSES,
+    })
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A TOML value that may be one string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s],
+            StringOrList::Many(v) => v,
+        }
     }
 }
 
@@ -82,7 +300,7 @@ pub fn parse_route_flag(text: &str) -> Result<RouteSpec, String> {
         Some((kind, arg)) => (kind, Some(arg)),
         None => (rest, None),
     };
-    let kind = build_kind(kind, arg.map(PathBuf::from), &format!("route `{text}`"))?;
+    let kind = build_kind(kind, arg, &format!("route `{text}`"))?;
     Ok(RouteSpec {
         path: check_path(path, &format!("route `{text}`"))?,
         kind,
@@ -98,6 +316,22 @@ pub struct RouteTable {
     pub kind: String,
     /// Folder for `static` routes.
     pub dir: Option<PathBuf>,
+    /// Upstream URL(s) for `proxy` routes.
+    pub upstream: Option<StringOrList>,
+    /// `round-robin` (default) or `least-connections`.
+    pub balance: Option<Balance>,
+    /// Path probed on each upstream for active health checks.
+    pub health_path: Option<String>,
+    /// PEM CA for TLS upstreams.
+    pub ca: Option<PathBuf>,
+    /// Command for `exec` routes: a string (split like a shell) or a list.
+    pub command: Option<StringOrList>,
+    /// Relay raw bytes instead of lines (`exec`).
+    pub binary: Option<bool>,
+    /// Environment variables passed to `exec` programs.
+    pub pass_env: Option<Vec<String>>,
+    /// Most processes at once (`exec`).
+    pub max_processes: Option<usize>,
     /// Per-route override of `max_message_size`.
     pub max_message_size: Option<usize>,
     /// Per-route override of `ping_interval` (seconds, 0 = off).
@@ -109,7 +343,77 @@ pub struct RouteTable {
 impl RouteTable {
     /// Turns the table into a spec; `place` names it in errors (file and index).
     pub fn into_spec(self, place: &str) -> Result<RouteSpec, String> {
-        let kind = build_kind(&self.kind, self.dir, place)?;
+        let mut kind = match self.kind.as_str() {
+            "static" => RouteKind::Static {
+                dir: self.dir.clone().filter(|d| !d.as_os_str().is_empty()),
+            },
+            "proxy" => {
+                let list = self
+                    .upstream
+                    .clone()
+                    .map(StringOrList::into_vec)
+                    .unwrap_or_default();
+                RouteKind::Proxy(proxy_spec(&list, place)?)
+            }
+            "exec" => {
+                let command = match self.command.clone() {
+                    Some(StringOrList::One(line)) => shell_words::split(&line)
+                        .map_err(|e| format!("{place}: command `{line}`: {e}"))?,
+                    Some(StringOrList::Many(v)) => v,
+                    None => Vec::new(),
+                };
+                RouteKind::Exec(exec_spec(command, place)?)
+            }
+            other => build_kind(other, None, place)?,
+        };
+        let misplaced = |key: &str, present: bool, kinds: &str| {
+            if present {
+                Err(format!("{place}: `{key}` applies to {kinds} routes only"))
+            } else {
+                Ok(())
+            }
+        };
+        let is = |k: &str| self.kind == k;
+        misplaced("dir", self.dir.is_some() && !is("static"), "static")?;
+        for (key, present) in [
+            ("upstream", self.upstream.is_some()),
+            ("balance", self.balance.is_some()),
+            ("health_path", self.health_path.is_some()),
+            ("ca", self.ca.is_some()),
+        ] {
+            misplaced(key, present && !is("proxy"), "proxy")?;
+        }
+        for (key, present) in [
+            ("command", self.command.is_some()),
+            ("binary", self.binary.is_some()),
+            ("pass_env", self.pass_env.is_some()),
+            ("max_processes", self.max_processes.is_some()),
+        ] {
+            misplaced(key, present && !is("exec"), "exec")?;
+        }
+        match &mut kind {
+            RouteKind::Proxy(p) => {
+                p.balance = self.balance.unwrap_or_default();
+                if let Some(h) = &self.health_path
+                    && !h.starts_with('/')
+                {
+                    return Err(format!("{place}: health_path `{h}` must start with /"));
+                }
+                p.health_path = self.health_path.clone();
+                p.ca = self.ca.clone();
+            }
+            RouteKind::Exec(e) => {
+                e.binary = self.binary.unwrap_or(false);
+                e.pass_env = self.pass_env.clone().unwrap_or_default();
+                if let Some(n) = self.max_processes {
+                    if n == 0 {
+                        return Err(format!("{place}: max_processes must be at least 1"));
+                    }
+                    e.max_processes = n;
+                }
+            }
+            _ => {}
+        }
         let limits = RouteLimits {
             max_message_size: self.max_message_size,
             ping_interval: self
@@ -129,20 +433,30 @@ impl RouteTable {
     }
 }
 
-fn build_kind(kind: &str, arg: Option<PathBuf>, place: &str) -> Result<RouteKind, String> {
+fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, String> {
     match kind {
         "echo" => match arg {
             None => Ok(RouteKind::Echo),
             Some(_) => Err(format!("{place}: kind `echo` takes no argument")),
         },
         "static" => Ok(RouteKind::Static {
-            dir: arg.filter(|d| !d.as_os_str().is_empty()),
+            dir: arg.filter(|d| !d.is_empty()).map(PathBuf::from),
         }),
-        "proxy" | "exec" | "chat" | "broadcast" => Err(format!(
-            "{place}: route kind `{kind}` is not available in this build yet; available kinds: echo, static"
+        "proxy" => Ok(RouteKind::Proxy(proxy_spec(
+            &arg.map(|a| vec![a.to_string()]).unwrap_or_default(),
+            place,
+        )?)),
+        "exec" => {
+            let line = arg.unwrap_or_default();
+            let command =
+                shell_words::split(line).map_err(|e| format!("{place}: command `{line}`: {e}"))?;
+            Ok(RouteKind::Exec(exec_spec(command, place)?))
+        }
+        "chat" | "broadcast" => Err(format!(
+            "{place}: route kind `{kind}` is not available in this build yet; available kinds: echo, static, proxy, exec"
         )),
         other => Err(format!(
-            "{place}: unknown route kind `{other}`; available kinds: echo, static"
+            "{place}: unknown route kind `{other}`; available kinds: echo, static, proxy, exec"
         )),
     }
 }
@@ -207,9 +521,45 @@ mod tests {
                 .contains("no argument")
         );
         assert!(
-            parse_route_flag("/x=proxy:ws://a")
+            parse_route_flag("/x=chat")
                 .unwrap_err()
                 .contains("not available")
         );
+        assert!(
+            parse_route_flag("/x=proxy:ftp://a")
+                .unwrap_err()
+                .contains("scheme")
+        );
+        assert!(
+            parse_route_flag("/x=proxy:")
+                .unwrap_err()
+                .contains("at least one")
+        );
+        assert!(
+            parse_route_flag("/x=exec:/nonexistent/prog")
+                .unwrap_err()
+                .contains("/nonexistent/prog")
+        );
+        assert!(
+            parse_route_flag("/x=exec:no-such-program-xyz")
+                .unwrap_err()
+                .contains("PATH")
+        );
+    }
+
+    #[test]
+    fn parses_proxy_and_exec() {
+        let r = parse_route_flag("/=proxy:http://127.0.0.1:8000,ws://[::1]:9000/base/").unwrap();
+        let RouteKind::Proxy(p) = r.kind else {
+            panic!()
+        };
+        assert_eq!(p.upstreams.len(), 2);
+        assert_eq!(p.upstreams[0].port, 8000);
+        assert_eq!(p.upstreams[1].host, "::1");
+        assert_eq!(p.upstreams[1].base_path, "/base");
+        let r = parse_route_flag("/run=exec:cat -u 'a b'").unwrap();
+        let RouteKind::Exec(e) = r.kind else { panic!() };
+        assert_eq!(e.command, ["cat", "-u", "a b"]);
+        assert_eq!(parse_upstream("https://example.com").unwrap().port, 443);
     }
 }

@@ -15,16 +15,17 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::router::Route;
+use super::router::{Route, RouteRuntime};
 use super::{Body, ConnInfo, HttpContext, empty_body, text_response};
-use crate::config::RouteKind;
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::echo::Echo;
+use crate::routes::exec::{self, ExecRequest};
+use crate::routes::proxy;
 use crate::session;
 
 /// Validates the upgrade request and, if it passes, answers 101 and spawns
 /// the WebSocket session on the upgraded connection.
-pub fn accept_websocket(
+pub async fn accept_websocket(
     mut req: Request<Incoming>,
     route: Arc<Route>,
     ctx: &HttpContext,
@@ -100,6 +101,31 @@ pub fn accept_websocket(
         );
     };
 
+    // Kind-specific admission before the 101: process cap for exec; the
+    // proxy connects to its upstream first (502 when none answers).
+    let kind = match &route.runtime {
+        RouteRuntime::Proxy(proxy) => {
+            return proxy::upgrade(req, proxy.clone(), route.clone(), ctx, conn, key, permit).await;
+        }
+        RouteRuntime::Exec(exec) => match exec.try_reserve() {
+            Some(process) => Kind::Exec(exec.clone(), process),
+            None => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    HandshakeFailure::Limit,
+                    "too many processes on this route (max_processes reached); try again later\n",
+                );
+            }
+        },
+        RouteRuntime::None => Kind::Echo,
+    };
+    let exec_request = ExecRequest {
+        uri: req.uri().clone(),
+        headers: req.headers().clone(),
+        conn: conn.clone(),
+        route_path: route.spec.path.clone(),
+    };
+
     let limits = route.limits;
     let shutdown = ctx.shutdown.clone();
     let listener = conn.listener.clone();
@@ -122,21 +148,33 @@ pub fn accept_websocket(
         .await;
         let counters = SessionMetrics::open(&route.spec.path, &listener);
         tracing::debug!(%peer, route = %route.spec.path, "WebSocket opened");
-        let ending = match &route.spec.kind {
-            RouteKind::Echo => session::run(ws, limits, shutdown, counters, Echo).await,
-            RouteKind::Static { .. } => return,
+        let ending = match kind {
+            Kind::Echo => session::run(ws, limits, shutdown, counters, Echo).await,
+            Kind::Exec(exec, process) => {
+                exec::run(ws, exec, exec_request, process, limits, shutdown, counters).await
+            }
         };
         tracing::debug!(%peer, route = %route.spec.path, ?ending, "WebSocket closed");
         drop(permit);
         drop(ticket);
     });
+    switching_protocols(&key)
+}
 
+/// What runs after the upgrade.
+enum Kind {
+    Echo,
+    Exec(Arc<exec::ExecRoute>, tokio::sync::OwnedSemaphorePermit),
+}
+
+/// The 101 response for a validated key.
+pub fn switching_protocols(key: &[u8]) -> Response<Body> {
     let mut r = Response::new(empty_body());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(&key)) {
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key)) {
         h.insert(SEC_WEBSOCKET_ACCEPT, v);
     }
     r

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::limits::{MAX_HEADERS, MAX_HTTP_BUFFER};
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::static_files;
-use router::Router;
+use router::{RouteRuntime, Router};
 
 /// Response body type used everywhere.
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -131,15 +131,38 @@ async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> R
         return counted(text_response(StatusCode::NOT_FOUND, "not found\n"));
     };
     let route = matched.route.clone();
-    match (route.spec.kind.is_websocket(), upgrade) {
-        (true, true) => edge::accept_websocket(req, route, ctx, conn),
-        (true, false) => {
+    let rest = matched.rest.to_string();
+    let kind = &route.spec.kind;
+    match (upgrade, kind.is_websocket(), kind.is_http()) {
+        (true, true, _) => edge::accept_websocket(req, route.clone(), ctx, conn).await,
+        (true, false, _) => {
+            metrics::handshake_failed(HandshakeFailure::Http);
+            counted(text_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{} serves files, not WebSockets; WebSocket routes: {}\n",
+                    route.spec.path,
+                    websocket_paths(&ctx.router)
+                ),
+            ))
+        }
+        (false, _, true) => {
+            let response = match (&route.runtime, &route.files) {
+                (RouteRuntime::Proxy(proxy), _) => {
+                    crate::routes::proxy::forward_http(req, proxy.clone(), conn, &rest).await
+                }
+                (_, Some(source)) => static_files::serve(source, req.method(), &rest, &path).await,
+                _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+            };
+            counted(response)
+        }
+        (false, _, false) => {
             let mut r = text_response(
                 StatusCode::UPGRADE_REQUIRED,
                 &format!(
                     "{} is a WebSocket endpoint ({}): connect with {}://HOST{}\n",
                     route.spec.path,
-                    route.spec.kind.name(),
+                    kind.name(),
                     if conn.tls { "wss" } else { "ws" },
                     path
                 ),
@@ -151,26 +174,6 @@ async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> R
                 HeaderValue::from_static("Upgrade"),
             );
             counted(r)
-        }
-        (false, true) => {
-            metrics::handshake_failed(HandshakeFailure::Http);
-            counted(text_response(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "{} serves files, not WebSockets; WebSocket routes: {}\n",
-                    route.spec.path,
-                    websocket_paths(&ctx.router)
-                ),
-            ))
-        }
-        (false, false) => {
-            let response = match &route.files {
-                Some(source) => {
-                    static_files::serve(source, req.method(), matched.rest, &path).await
-                }
-                None => text_response(StatusCode::NOT_FOUND, "not found\n"),
-            };
-            counted(response)
         }
     }
 }

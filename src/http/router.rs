@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use crate::config::{Limits, RouteKind, RouteSpec, SessionLimits};
+use crate::routes::exec::ExecRoute;
+use crate::routes::proxy::ProxyRoute;
 use crate::routes::static_files::Source;
 
 /// A route ready to serve: its spec, resolved limits and prepared source.
@@ -13,6 +15,16 @@ pub struct Route {
     pub limits: SessionLimits,
     /// For static routes: where files come from.
     pub files: Option<Source>,
+    /// Per-route state of kinds that keep some (process cap, upstream pool).
+    pub runtime: RouteRuntime,
+}
+
+/// State a route kind keeps across connections.
+#[derive(Debug)]
+pub enum RouteRuntime {
+    None,
+    Proxy(Arc<ProxyRoute>),
+    Exec(Arc<ExecRoute>),
 }
 
 /// Routes sorted by descending prefix length.
@@ -44,12 +56,21 @@ impl Router {
                     })?;
                     Some(Source::Dir(real))
                 }
-                RouteKind::Echo => None,
+                RouteKind::Echo | RouteKind::Proxy(_) | RouteKind::Exec(_) => None,
+            };
+            let runtime = match &spec.kind {
+                RouteKind::Proxy(p) => RouteRuntime::Proxy(Arc::new(
+                    ProxyRoute::new(&spec.path, p.clone())
+                        .map_err(|e| format!("route {}: {e}", spec.path))?,
+                )),
+                RouteKind::Exec(e) => RouteRuntime::Exec(Arc::new(ExecRoute::new(e.clone()))),
+                _ => RouteRuntime::None,
             };
             routes.push(Arc::new(Route {
                 limits: limits.for_route(&spec.limits),
                 spec: spec.clone(),
                 files,
+                runtime,
             }));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.spec.path.len()));

@@ -4,4 +4,6 @@
 
 pub mod bundled;
 pub mod echo;
+pub mod exec;
+pub mod proxy;
 pub mod static_files;
