@@ -184,6 +184,15 @@ pub struct ServeArgs {
     )]
     pub allow_origin: Vec<String>,
 
+    /// Peers whose X-Forwarded-* headers are believed (CIDR); repeatable [default: none]
+    #[arg(
+        long,
+        env = "WSSD_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<String>,
+
     /// Metrics and health listener (plain HTTP), or "off" [default: 127.0.0.1:9099]
     #[arg(long, env = "WSSD_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,

@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub idle_timeout: Option<Spanned<f64>>,
     pub drain_timeout: Option<Spanned<f64>>,
     pub allow_origin: Option<Vec<String>>,
+    pub trusted_proxy: Option<Vec<String>>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub tls: Option<TlsTable>,

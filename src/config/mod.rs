@@ -6,6 +6,7 @@
 //! Flags and environment arrive together through clap (`env = "WSSD_..."`);
 //! this module adds the file and the defaults, and collects every problem.
 
+pub mod cidr;
 pub mod file;
 pub mod limits;
 pub mod route;
@@ -47,6 +48,8 @@ pub struct Config {
     pub limits: Limits,
     /// Browser Origins allowed besides the server's own host (`*` = any).
     pub allow_origin: Vec<String>,
+    /// Peers whose X-Forwarded-* headers are kept (appended to).
+    pub trusted_proxies: Vec<cidr::Cidr>,
     /// Admin listener, or `None` when off.
     pub admin: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -410,6 +413,18 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     } else {
         fc.allow_origin.clone().unwrap_or_default()
     };
+    let mut trusted_proxies = Vec::new();
+    let trusted_text = if !args.trusted_proxy.is_empty() {
+        args.trusted_proxy.clone()
+    } else {
+        fc.trusted_proxy.clone().unwrap_or_default()
+    };
+    for t in &trusted_text {
+        match cidr::Cidr::parse(t) {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => problems.push(format!("--trusted-proxy: {e}")),
+        }
+    }
     let log_format = args.log_format.or(fc.log_format).unwrap_or_default();
     let log_level = args
         .log_level
@@ -565,6 +580,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         routes,
         limits,
         allow_origin,
+        trusted_proxies,
         admin,
         log_format,
         log_level,

@@ -45,6 +45,8 @@ pub struct HttpContext {
     pub shutdown: CancellationToken,
     /// Tracks sessions so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Peers whose X-Forwarded-* headers are kept.
+    pub trusted_proxies: Vec<crate::config::cidr::Cidr>,
     /// Pending ACME HTTP-01 answers (served on plain listeners).
     pub challenges: Arc<crate::tls::challenge::Challenges>,
 }
@@ -149,7 +151,7 @@ async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> R
         (false, _, true) => {
             let response = match (&route.runtime, &route.files) {
                 (RouteRuntime::Proxy(proxy), _) => {
-                    crate::routes::proxy::forward_http(req, proxy.clone(), conn, &rest).await
+                    crate::routes::proxy::forward_http(req, proxy.clone(), ctx, conn, &rest).await
                 }
                 (_, Some(source)) => static_files::serve(source, req.method(), &rest, &path).await,
                 _ => text_response(StatusCode::NOT_FOUND, "not found\n"),

@@ -151,6 +151,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         challenges: challenges.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let admission = Admission::new(
         config.limits.max_connections + HANDSHAKE_HEADROOM,
@@ -176,6 +177,14 @@ pub async fn run(
             tracing::info!("admin listener: http://{addr}/metrics, /healthz, /readyz");
         }
         loops.spawn(admin::serve(socket, readiness.clone(), shutdown.clone()));
+    }
+    for route in ctx.router.routes() {
+        if let crate::http::router::RouteRuntime::Proxy(proxy) = &route.runtime {
+            loops.spawn(crate::routes::proxy::probe_loop(
+                proxy.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
     if let Some(m) = &manager {
         let refresh_config = config.clone();
