@@ -196,15 +196,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
                 problems.push("--tls files needs --key FILE (the PEM private key)".into());
             }
         }
-        TlsMode::LocalCa | TlsMode::Acme => problems.push(format!(
-            "--tls {} is not available in this build yet; use self-signed or files",
-            if mode == TlsMode::Acme {
-                "acme"
-            } else {
-                "local-ca"
-            }
-        )),
-        TlsMode::SelfSigned | TlsMode::Off => {
+        TlsMode::SelfSigned | TlsMode::LocalCa | TlsMode::Acme | TlsMode::Off => {
             if cert.is_some() || key.is_some() {
                 problems.push(format!(
                     "--cert/--key are only used with --tls files, but --tls is {}; drop them or use --tls files",
