@@ -1,0 +1,254 @@
+// Browser test of `--tls local-ca` and `wssd cert ca install|uninstall`.
+//
+// Chromium (the Debian package, driven by playwright-core) with HOME pointed
+// at a fresh folder, so its NSS database is $HOME/.pki/nssdb:
+//   1. before `wssd cert ca install`, https://localhost:PORT/ fails with a
+//      certificate error (net::ERR_CERT_AUTHORITY_INVALID);
+//   2. after it, the page loads and a wss:// echo completes, with no
+//      certificate errors ignored;
+//   3. `wssd cert ca uninstall` removes the CA from the NSS database again
+//      (and from the system trust store, which install also changes when run
+//      as root; the cleanup always uninstalls so the machine is left as it was).
+//
+// Run: node --test tests/browser/*.test.mjs   (after `cargo build --bin wssd`; npm ci in tests/browser)
+// Environment: WSSD_BIN (default ../../target/debug/wssd from this file),
+//              CHROMIUM_BIN (default /usr/bin/chromium),
+//              BROWSER_ARTIFACTS (default <repo>/target/browser; the screenshot goes there).
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const WSSD = path.resolve(process.env.WSSD_BIN || path.join(here, '..', '..', 'target', 'debug', 'wssd'));
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const ARTIFACTS = path.resolve(process.env.BROWSER_ARTIFACTS || path.join(repo, 'target', 'browser'));
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-proxy-server',
+];
+
+/** A TCP port free on 127.0.0.1 right now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `wssd cert ca <sub> --state-dir DIR` with HOME=home; returns stdout, throws on failure. */
+function caCommand(sub, stateDir, home) {
+  const r = spawnSync(WSSD, ['cert', 'ca', sub, '--state-dir', stateDir], {
+    env: { ...process.env, HOME: home },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.error) throw r.error;
+  if (r.status !== 0) {
+    throw new Error(`wssd cert ca ${sub} exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+/** `certutil -L` of the NSS database in `home`. */
+function nssList(home) {
+  const r = spawnSync('certutil', ['-L', '-d', `sql:${path.join(home, '.pki', 'nssdb')}`], {
+    encoding: 'utf8',
+  });
+  if (r.error) throw r.error;
+  assert.equal(r.status, 0, `certutil -L failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Starts wssd with `--tls local-ca`; resolves once /readyz answers 200. */
+async function startWssd(stateDir) {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const args = [
+    '--tls', 'local-ca',
+    '--state-dir', stateDir,
+    '--listen', `127.0.0.1:${port}`,
+    '--admin', `127.0.0.1:${adminPort}`,
+  ];
+  const child = spawn(WSSD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) {
+      throw new Error(`wssd exited (${JSON.stringify(exited)}) before it was ready:\n${output}`);
+    }
+    try {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`wssd not ready within 30 s:\n${output}`);
+    }
+    await sleep(100);
+  }
+  return { child, port, output: () => output, exited: () => exited };
+}
+
+/** SIGTERM by PID, SIGKILL after 15 s. */
+async function stopWssd(server) {
+  if (!server || server.exited()) return;
+  const gone = new Promise((r) => server.child.once('exit', r));
+  process.kill(server.child.pid, 'SIGTERM');
+  const timer = setTimeout(() => {
+    if (!server.exited()) process.kill(server.child.pid, 'SIGKILL');
+  }, 15_000);
+  await gone;
+  clearTimeout(timer);
+}
+
+function launch(home) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    // Chromium on Linux reads trusted CAs from $HOME/.pki/nssdb.
+    env: { ...process.env, HOME: home },
+  });
+}
+
+const cleanups = [];
+after(async () => {
+  for (const fn of cleanups.reverse()) {
+    try {
+      await fn();
+    } catch (e) {
+      console.error('cleanup failed:', e);
+    }
+  }
+});
+
+test('Chromium trusts wssd --tls local-ca after `wssd cert ca install`', { timeout: 180_000 }, async (t) => {
+  assert.ok(existsSync(WSSD), `${WSSD} not found: run cargo build --bin wssd (or set WSSD_BIN)`);
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium (or set CHROMIUM_BIN)`);
+
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'wssd-browser-'));
+  cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
+  const stateDir = path.join(tmp, 'state');
+  const home = path.join(tmp, 'home');
+  mkdirSync(home);
+
+  const server = await startWssd(stateDir);
+  cleanups.push(() => stopWssd(server));
+  const origin = `https://localhost:${server.port}`;
+
+  // 1. Not trusted yet.
+  {
+    const browser = await launch(home);
+    try {
+      const page = await browser.newPage();
+      await assert.rejects(page.goto(`${origin}/`), (e) => {
+        assert.match(e.message, /net::ERR_CERT_AUTHORITY_INVALID/);
+        return true;
+      });
+    } finally {
+      await browser.close();
+    }
+  }
+  t.diagnostic('before install: net::ERR_CERT_AUTHORITY_INVALID');
+
+  // 2. Install (NSS database in the temporary HOME; the system store too when root).
+  let installed = true;
+  cleanups.push(() => {
+    if (installed) caCommand('uninstall', stateDir, home);
+  });
+  const installOut = caCommand('install', stateDir, home);
+  t.diagnostic(`install:\n${installOut}`);
+  const nick = installOut.match(/"(wssd local CA [0-9a-f]+)"/)?.[1];
+  assert.ok(nick, `no NSS nickname in the install output:\n${installOut}`);
+  assert.ok(nssList(home).includes(nick), `${nick} not in the NSS database after install`);
+
+  {
+    const browser = await launch(home);
+    try {
+      const page = await browser.newPage();
+      const res = await page.goto(`${origin}/`);
+      assert.equal(res.status(), 200);
+      const tls = await res.securityDetails();
+      assert.ok(tls, 'no TLS details for the page');
+      assert.match(tls.issuer ?? '', /wssd local CA/);
+      assert.match(tls.protocol ?? '', /TLS 1\.[23]/);
+
+      // A wss:// echo from the page.
+      const echoed = await page.evaluate(
+        (url) =>
+          new Promise((resolve, reject) => {
+            const ws = new WebSocket(url);
+            const timer = setTimeout(() => reject(new Error('no echo within 10 s')), 10_000);
+            ws.onopen = () => ws.send('hello over wss from chromium');
+            ws.onmessage = (ev) => {
+              clearTimeout(timer);
+              ws.close();
+              resolve(ev.data);
+            };
+            ws.onerror = () => {
+              clearTimeout(timer);
+              reject(new Error('websocket error'));
+            };
+          }),
+        `wss://localhost:${server.port}/ws/echo`,
+      );
+      assert.equal(echoed, 'hello over wss from chromium');
+
+      // The IP address names are in the certificate too (https://<LAN IP> works the same way).
+      const byIp = await browser.newPage();
+      const ipRes = await byIp.goto(`https://127.0.0.1:${server.port}/`);
+      assert.equal(ipRes.status(), 200);
+      await byIp.close();
+
+      // The bundled client's own wss:// connection, for the screenshot.
+      await page.locator('#status.ok').waitFor({ timeout: 10_000 });
+      await page.fill('#text', `certificate issued by ${tls.issuer}`);
+      await page.click('#send');
+      await page.locator('#log li.in').first().waitFor({ timeout: 10_000 });
+      mkdirSync(ARTIFACTS, { recursive: true });
+      const shot = path.join(ARTIFACTS, 'local-ca.png');
+      await page.screenshot({ path: shot });
+      t.diagnostic(`after install: page loaded (issuer ${tls.issuer}, ${tls.protocol}), wss echo ok; screenshot ${shot}`);
+    } finally {
+      await browser.close();
+    }
+  }
+
+  // 3. Uninstall: gone from the NSS database.
+  const uninstallOut = caCommand('uninstall', stateDir, home);
+  installed = false;
+  t.diagnostic(`uninstall:\n${uninstallOut}`);
+  assert.match(uninstallOut, new RegExp(`removed "${nick}"`));
+  assert.ok(!nssList(home).includes(nick), `${nick} still in the NSS database after uninstall`);
+  // Idempotent.
+  assert.match(caCommand('uninstall', stateDir, home), /nothing changed/);
+
+  await stopWssd(server);
+  assert.deepEqual(server.exited(), { code: 0, signal: null }, server.output());
+});
