@@ -219,3 +219,59 @@ async fn plain_http_is_forwarded() {
     let r = http_get(front.tls_connect().await, "localhost", "/missing", &[]).await;
     assert_eq!(r.status, 404, "the upstream's status is relayed");
 }
+
+#[tokio::test]
+async fn tls_upstream_verified_with_a_given_ca() {
+    // The backend serves wss:// with its own self-signed certificate; the
+    // proxy trusts exactly that certificate through the route's `ca`.
+    let back = Wssd::builder()
+        .args(["--route", "/ws/echo=echo"])
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wssd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[route]]\npath = \"/\"\nkind = \"proxy\"\nupstream = \"wss://localhost:{}\"\nca = \"{}\"\n",
+            back.tls_addr().port(),
+            back.cert_path().display()
+        ),
+    )
+    .unwrap();
+    let front = Wssd::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .spawn()
+        .await;
+    let mut ws = front.wss("/ws/echo").await;
+    ws.send(Message::text("over two TLS legs")).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, Message::text("over two TLS legs"));
+
+    // Without the CA (system roots only) the upstream is not trusted: 502.
+    let untrusted = Wssd::builder()
+        .args([
+            "--route",
+            &format!("/=proxy:wss://localhost:{}", back.tls_addr().port()),
+        ])
+        .spawn()
+        .await;
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let r = http_get(
+        untrusted.tls_connect().await,
+        "localhost",
+        "/ws/echo",
+        &upgrade,
+    )
+    .await;
+    assert_eq!(r.status, 502);
+    assert!(
+        untrusted.stderr().contains("TLS to wss://localhost"),
+        "{}",
+        untrusted.stderr()
+    );
+}
