@@ -114,7 +114,7 @@ async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> R
         // ACME HTTP-01: answered before routing, on plain listeners only.
         return counted(match ctx.challenges.http01(token) {
             Some(key_auth) => {
-                tracing::info!(%token, "answering ACME HTTP-01 challenge");
+                tracing::debug!(%token, "answering ACME HTTP-01 challenge");
                 let mut r = text_response(StatusCode::OK, &key_auth);
                 r.headers_mut().insert(
                     CONTENT_TYPE,
