@@ -20,15 +20,13 @@
 //!
 //! Every step logs one line starting with `ACME:`.
 
-use std::collections::BTreeSet;
+use super::generate::name_set;
+use super::store::{make_private_dir, write_private};
 use std::fmt;
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
+use std::fs::{self};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -176,51 +174,6 @@ fn sha256(data: &[u8]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), CertError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| CertError::StateDirNotWritable {
-            path: dir.to_path_buf(),
-            source,
-        })
-}
-
-/// Writes `contents` to `path` through a temporary file and a rename, mode 0600.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), CertError> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    make_private_dir(parent)?;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        CertError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
-}
-
 // ---------------------------------------------------------------------------
 // What is stored, and when it is due
 
@@ -245,10 +198,6 @@ pub fn renewal_time(info: &CertInfo) -> SystemTime {
         .duration_since(info.not_before)
         .unwrap_or_default();
     info.not_before + lifetime * 2 / 3
-}
-
-fn name_set(names: &[String]) -> BTreeSet<String> {
-    names.iter().map(|n| normalize_name(n)).collect()
 }
 
 /// Names of `wanted` the certificate does not cover.

@@ -2,12 +2,11 @@
 //! and `wssd cert generate`. When to reuse or regenerate the state folder's
 //! certificate is `self_signed`'s business, not this file's.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::collections::BTreeSet;
+
+use super::store::write_atomic;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -121,14 +120,14 @@ pub fn self_signed_between(
     })
 }
 
-fn gen_error(e: rcgen::Error) -> CertError {
+pub(crate) fn gen_error(e: rcgen::Error) -> CertError {
     CertError::Generate {
         detail: e.to_string(),
     }
 }
 
 /// 16 random bytes, positive and non-zero.
-fn random_serial() -> Result<SerialNumber, CertError> {
+pub(crate) fn random_serial() -> Result<SerialNumber, CertError> {
     let mut bytes = [0u8; 16];
     crate::tls::provider()
         .secure_random
@@ -155,7 +154,7 @@ pub fn normalize_name(name: &str) -> String {
     }
 }
 
-fn san_for(name: &str) -> Result<SanType, CertError> {
+pub(crate) fn san_for(name: &str) -> Result<SanType, CertError> {
     let norm = normalize_name(name);
     if let Ok(ip) = norm.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
@@ -181,49 +180,6 @@ fn san_for(name: &str) -> Result<SanType, CertError> {
 pub fn write_pair(cert_path: &Path, key_path: &Path, pem: &GeneratedPem) -> Result<(), CertError> {
     write_atomic(key_path, pem.key_pem.as_bytes(), 0o600)?;
     write_atomic(cert_path, pem.cert_pem.as_bytes(), 0o644)
-}
-
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
-    let err = |source| CertError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).map_err(|source| CertError::Write {
-        path: parent.clone(),
-        source,
-    })?;
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "wssd-cert".into(), |n| n.to_string_lossy().into_owned());
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = parent.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
-    // A leftover from a crashed run with the same pid would make create_new fail.
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    // Make the rename durable; failure here loses nothing already written.
-    if let Ok(dir) = fs::File::open(&parent) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// A key type in words.
@@ -282,10 +238,25 @@ pub fn run_generate(args: &CertGenerateArgs) -> Result<String, CertError> {
     Ok(msg)
 }
 
+/// Normalized names as a set (order- and case-insensitive comparison).
+pub(crate) fn name_set(names: &[String]) -> BTreeSet<String> {
+    names.iter().map(|n| normalize_name(n)).collect()
+}
+
+/// A name set for messages.
+pub(crate) fn join_names(set: &BTreeSet<String>) -> String {
+    if set.is_empty() {
+        "(none)".into()
+    } else {
+        set.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::certs::files;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     fn mode(p: &Path) -> u32 {

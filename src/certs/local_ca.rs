@@ -12,11 +12,12 @@
 //! that names it everywhere: the subject `CN=wssd local CA <id>`, the NSS
 //! nickname (the same text) and the system file `wssd-local-ca-<id>.crt`.
 
+use super::generate::{gen_error, join_names, name_set, random_serial, san_for};
+use super::store::make_private_dir;
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::ParsedExtension;
@@ -128,12 +129,6 @@ fn unusable(path: &Path, detail: impl Into<String>) -> CertError {
     CertError::CaUnusable {
         path: path.to_path_buf(),
         detail: detail.into(),
-    }
-}
-
-fn gen_error(e: rcgen::Error) -> CertError {
-    CertError::Generate {
-        detail: e.to_string(),
     }
 }
 
@@ -434,8 +429,8 @@ fn why_not_reuse(
     if wanted != have {
         return Err(format!(
             "names changed: was {}; now {}",
-            join(&have),
-            join(&wanted)
+            join_names(&have),
+            join_names(&wanted)
         ));
     }
 
@@ -455,70 +450,6 @@ fn why_not_reuse(
         return Err(format!("expires in {days} days"));
     }
     Ok(loaded)
-}
-
-fn name_set(names: &[String]) -> BTreeSet<String> {
-    names.iter().map(|n| normalize_name(n)).collect()
-}
-
-fn join(set: &BTreeSet<String>) -> String {
-    if set.is_empty() {
-        "(none)".into()
-    } else {
-        set.iter().cloned().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// A subjectAltName for a normalized name: an IP address or a DNS name.
-fn san_for(norm: &str) -> Result<SanType, CertError> {
-    if let Ok(ip) = norm.parse::<IpAddr>() {
-        return Ok(SanType::IpAddress(ip));
-    }
-    let valid = !norm.is_empty()
-        && norm.len() <= 253
-        && norm
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '*'))
-        && !norm.split('.').any(str::is_empty);
-    if !valid {
-        return Err(CertError::Generate {
-            detail: format!("{norm:?} is not a DNS name or IP address"),
-        });
-    }
-    let ia5 = rcgen::string::Ia5String::try_from(norm.to_owned()).map_err(gen_error)?;
-    Ok(SanType::DnsName(ia5))
-}
-
-/// 16 random bytes, positive and non-zero.
-fn random_serial() -> Result<SerialNumber, CertError> {
-    let mut bytes = [0u8; 16];
-    crate::tls::provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| CertError::Generate {
-            detail: "the system random number generator failed".into(),
-        })?;
-    bytes[0] &= 0x7f;
-    bytes[0] |= 0x01;
-    Ok(SerialNumber::from_slice(&bytes))
-}
-
-/// Creates `dir` (and missing parents) with mode 0700 and tightens it if it exists.
-fn make_private_dir(dir: &Path) -> Result<(), CertError> {
-    let not_writable = |source| CertError::StateDirNotWritable {
-        path: dir.to_path_buf(),
-        source,
-    };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(not_writable)?;
-    let meta = fs::metadata(dir).map_err(not_writable)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(not_writable)?;
-    }
-    Ok(())
 }
 
 /// A write failure inside the state folder is the state folder's problem.

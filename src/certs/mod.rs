@@ -15,6 +15,7 @@ pub mod local_ca;
 pub mod manager;
 pub mod self_signed;
 pub mod startup;
+pub mod store;
 pub mod watch;
 
 use std::path::PathBuf;

@@ -2,13 +2,12 @@
 //! reuse it while it still fits (names, key type, > 30 days left), regenerate
 //! otherwise and say why. Generation itself lives in `generate`.
 
-use std::collections::BTreeSet;
-use std::fs::{self, DirBuilder};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use super::generate::{join_names, name_set};
+use super::store::make_private_dir;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::certs::generate::{self, default_hostnames, normalize_name};
+use crate::certs::generate::{self, default_hostnames};
 use crate::certs::info::public_key_summary;
 use crate::certs::{CertError, LoadedCert, files};
 use crate::cli::KeyType;
@@ -96,8 +95,8 @@ fn why_not_reuse(
     if wanted != have {
         return Err(format!(
             "names changed: was {}; now {}",
-            join(&have),
-            join(&wanted)
+            join_names(&have),
+            join_names(&wanted)
         ));
     }
 
@@ -118,39 +117,11 @@ fn why_not_reuse(
     Ok(loaded)
 }
 
-fn name_set(names: &[String]) -> BTreeSet<String> {
-    names.iter().map(|n| normalize_name(n)).collect()
-}
-
-fn join(set: &BTreeSet<String>) -> String {
-    if set.is_empty() {
-        "(none)".into()
-    } else {
-        set.iter().cloned().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// Creates `dir` (and missing parents) with mode 0700 and tightens it if it exists.
-fn make_private_dir(dir: &Path) -> Result<(), CertError> {
-    let not_writable = |source| CertError::StateDirNotWritable {
-        path: dir.to_path_buf(),
-        source,
-    };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(not_writable)?;
-    let meta = fs::metadata(dir).map_err(not_writable)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(not_writable)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     fn names(list: &[&str]) -> Vec<String> {

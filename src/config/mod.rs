@@ -532,6 +532,11 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
                 "--acme-challenge http-01 needs a plain listener (--http ADDR, port 80 for public CAs)".into(),
             );
         }
+        if hostnames.iter().any(|h| h.starts_with("*.")) {
+            problems.push(
+                "--tls acme cannot validate wildcard names (*.example.com) with HTTP-01 or TLS-ALPN-01; list the names".into(),
+            );
+        }
         if hostnames
             .iter()
             .any(|h| h.parse::<IpAddr>().is_ok() || h == "localhost")

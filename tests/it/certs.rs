@@ -472,11 +472,16 @@ async fn client_certificates_required_and_optional() {
                 "optional: a client without certificate was refused: {without:?}"
             );
         }
-        assert!(
-            server.stderr().contains("CN=alice"),
-            "verified subject not available: {}",
-            server.stderr()
-        );
+        // The log is read by a background thread: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server.stderr().contains("CN=alice") {
+            assert!(
+                Instant::now() < deadline,
+                "verified subject not available: {}",
+                server.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
