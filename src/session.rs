@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
-use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, SEND_TIMEOUT, WRITE_BUFFER_SIZE};
 use crate::metrics::{self, SessionMetrics};
 
 /// Most messages handled between two flushes.
@@ -36,10 +36,34 @@ pub fn websocket_config(limits: &SessionLimits) -> WebSocketConfig {
         .max_frame_size(Some(limits.max_message_size))
 }
 
-/// What a route kind does with each data message.
+/// What a route kind does with each data message, and what it sends on its
+/// own (room messages, broker deliveries).
 pub trait Handler: Send {
-    /// Called for every text or binary message; returns the replies.
-    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>);
+    /// Called for every text or binary message; pushes the replies. Returning
+    /// `Flow::Close` closes the socket after the replies are sent.
+    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) -> Flow;
+
+    /// The next message that arrives from elsewhere. Must be cancel-safe
+    /// (it is polled in a `select!`). Default: nothing ever arrives.
+    fn next_outbound(&mut self) -> impl std::future::Future<Output = Outbound> + Send {
+        std::future::pending()
+    }
+}
+
+/// Whether the session goes on after a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Close with this code and reason.
+    Close(CloseCode, String),
+}
+
+/// Something a handler sends without being asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Send(Message),
+    /// Close with this code and reason (kicked, fell behind, ...).
+    Close(CloseCode, String),
 }
 
 /// Why a session ended, for logs.
@@ -114,13 +138,17 @@ where
                             batch += 1;
                             counters.messages_in.increment(1);
                             counters.bytes_in.increment(message.len() as u64);
-                            handler.on_message(message, &mut replies);
+                            let flow = handler.on_message(message, &mut replies);
                             for reply in replies.drain(..) {
                                 counters.messages_out.increment(1);
                                 counters.bytes_out.increment(reply.len() as u64);
                                 if ws.feed(reply).await.is_err() {
                                     return Ending::Dropped;
                                 }
+                            }
+                            if let Flow::Close(code, reason) = flow {
+                                let _ = tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await;
+                                return close(ws, code, &reason).await;
                             }
                             if batch >= MAX_BATCH {
                                 break;
@@ -150,13 +178,29 @@ where
                                 }
                             }
                         }
-                        if ws.flush().await.is_err() {
-                            return Ending::Dropped;
+                        match tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return Ending::Dropped,
+                            Err(_) => return close(ws, CloseCode::Policy, "not reading").await,
                         }
                     }
                     Err(e) => return fail(ws, e).await,
                 }
             }
+            outbound = handler.next_outbound() => match outbound {
+                Outbound::Send(message) => {
+                    counters.messages_out.increment(1);
+                    counters.bytes_out.increment(message.len() as u64);
+                    match tokio::time::timeout(SEND_TIMEOUT, ws.send(message)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Ending::Dropped,
+                        // A client that stopped reading: close it so it
+                        // holds nothing and slows no one.
+                        Err(_) => return close(ws, CloseCode::Policy, "not reading").await,
+                    }
+                }
+                Outbound::Close(code, reason) => return close(ws, code, &reason).await,
+            },
             _ = sleep_until(deadline) => {
                 if pong_deadline.is_some_and(|p| Instant::now() >= p) {
                     return close(ws, CloseCode::Away, "ping timeout").await;

@@ -26,6 +26,9 @@ pub const MAX_HTTP_BUFFER: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// Ciphertext rustls may queue per connection before writes wait.
 pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
+/// Longest a write to a client may wait for the client to read (a client
+/// that stops reading is closed with 1008 after this).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for the closing handshake once a close frame was sent.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// TCP connections above `max_connections` that may be in their handshake

@@ -3,14 +3,15 @@
 
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::session::Handler;
+use crate::session::{Flow, Handler};
 
 /// Echoes each data message.
 #[derive(Debug, Default)]
 pub struct Echo;
 
 impl Handler for Echo {
-    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) {
+    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) -> Flow {
         replies.push(message);
+        Flow::Continue
     }
 }
