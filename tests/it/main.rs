@@ -1,10 +1,13 @@
 //! The one integration test binary: every test starts the real `wssd` on
 //! loopback and talks to it with real clients.
 
+mod acme; // --tls acme against pebble: HTTP-01, TLS-ALPN-01, restart, renewal, CA outage
 mod certs; // reload under load, SNI, mTLS
 mod echo; // text and binary echo over ws:// and wss://, big messages
+mod exec; // CGI environment, line/binary relay, kill and reap, exit codes, cap, backpressure
 mod harness; // start/stop the binary, TLS/WebSocket/HTTP clients
 mod http; // static files, 404, clear errors for wrong request kinds
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
+mod proxy; // proxy routes in front of real echo backends
 mod shutdown; // SIGTERM: close 1001 and exit 0
 mod startup; // every startup error, config precedence, check, cert commands
