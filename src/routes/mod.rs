@@ -6,4 +6,5 @@ pub mod bundled;
 pub mod echo;
 pub mod exec;
 pub mod proxy;
+pub mod relay;
 pub mod static_files;

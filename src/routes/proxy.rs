@@ -3,18 +3,15 @@
 //! round-robin or least-connections balancing, passive health (a refusing
 //! upstream is skipped for a while) and optional active probes.
 //!
-//! WebSockets are relayed message by message with wssd's limits on both
-//! legs: max message size, keepalive pings per leg (no idle kill), close
-//! codes relayed, 1014 when the upstream drops after the upgrade. Edge
-//! checks (Origin, connection limits) happened before this module is called.
+//! WebSockets are relayed frame by frame by `routes::relay` once both
+//! handshakes are done. Edge checks (Origin, connection limits) happened
+//! before this module is called.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant as StdInstant};
 
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -23,22 +20,15 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, OwnedSemaphorePermit};
-use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SessionLimits;
-use crate::config::limits::CLOSE_TIMEOUT;
-use crate::config::route::{Balance, ProxySpec, Upstream, UpstreamScheme};
+use crate::config::route::{Balance, ProxySpec, Upstream};
 use crate::http::router::Route;
 use crate::http::{Body, ConnInfo, HttpContext, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
-use crate::session::{self, Ending};
+use crate::routes::relay;
 
 /// How long an upstream that refused a connection is skipped.
 const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -427,7 +417,6 @@ pub async fn upgrade(
 ) -> Response<Body> {
     let headers = forwarded_headers(req.headers(), ctx, conn, true);
     let limits = route.limits;
-    let config = session::websocket_config(&limits);
     let mut connected = None;
     for i in proxy.candidates() {
         let io = match proxy.connect(i).await {
@@ -438,42 +427,24 @@ pub async fn upgrade(
             }
         };
         let up = &proxy.members[i].upstream;
-        let scheme = if up.scheme == UpstreamScheme::Wss || up.scheme == UpstreamScheme::Https {
-            "wss"
-        } else {
-            "ws"
-        };
-        let host = if up.host.contains(':') {
-            format!("[{}]", up.host)
-        } else {
-            up.host.clone()
-        };
         let target = proxy.target(
             i,
             req.uri().path(),
             rest_of(&route, req.uri().path()),
             req.uri().query(),
         );
-        let url = format!("{scheme}://{host}:{}{target}", up.port);
-        let mut upstream_req = match url.as_str().into_client_request() {
-            Ok(r) => r,
-            Err(e) => return bad_gateway(&format!("bad upstream URL {url}: {e}\n")),
-        };
-        for (name, value) in &headers {
-            if name == header::HOST {
-                continue;
-            }
-            upstream_req
-                .headers_mut()
-                .append(name.clone(), value.clone());
-        }
-        match tokio_tungstenite::client_async_with_config(upstream_req, io, Some(config)).await {
-            Ok((ws, response)) => {
-                connected = Some((i, ws, response));
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}:{}", up.host, up.port));
+        match handshake_upstream(io, &host, &target, &headers).await {
+            Ok(done) => {
+                connected = Some((i, done));
                 break;
             }
-            Err(WsError::Http(resp)) => {
-                let status = resp.status();
+            Err(UpstreamRefusal::Status(status)) => {
                 tracing::info!(route = %route.spec.path, upstream = %up.url, %status, "upstream refused the WebSocket upgrade");
                 metrics::handshake_failed(HandshakeFailure::Http);
                 metrics::http_response(status.as_u16());
@@ -482,10 +453,12 @@ pub async fn upgrade(
                     &format!("the upstream refused the WebSocket upgrade ({status})\n"),
                 );
             }
-            Err(e) => proxy.mark_down(i, &format!("WebSocket handshake: {e}")),
+            Err(UpstreamRefusal::Broken(e)) => {
+                proxy.mark_down(i, &format!("WebSocket handshake: {e}"))
+            }
         }
     }
-    let Some((index, upstream_ws, upstream_resp)) = connected else {
+    let Some((index, upstream)) = connected else {
         metrics::handshake_failed(HandshakeFailure::Http);
         return bad_gateway(
             "no upstream is available (all refused connections or are marked down)\n",
@@ -498,6 +471,7 @@ pub async fn upgrade(
     let ticket = conn.ticket.clone();
     let client_upgrade = hyper::upgrade::on(&mut req);
     let pool = proxy.clone();
+    let protocol = upstream.protocol.clone();
     pool.members[index].active.fetch_add(1, Ordering::Relaxed);
     ctx.tracker.spawn(async move {
         let upgraded = match client_upgrade.await {
@@ -508,11 +482,16 @@ pub async fn upgrade(
                 return;
             }
         };
-        let client_ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
         let counters = SessionMetrics::open(&route.spec.path, &listener);
-        let ending = relay(client_ws, upstream_ws, limits, shutdown, counters).await;
+        let ending = relay::relay(
+            TokioIo::new(upgraded),
+            upstream.io,
+            upstream.buffered,
+            limits,
+            shutdown,
+            counters,
+        )
+        .await;
         tracing::debug!(%peer, route = %route.spec.path, upstream = %pool.members[index].upstream.url, ?ending, "proxied WebSocket closed");
         pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
@@ -520,11 +499,120 @@ pub async fn upgrade(
     });
 
     let mut r = crate::http::edge::switching_protocols(&key);
-    if let Some(p) = upstream_resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL) {
-        r.headers_mut()
-            .insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+    if let Some(p) = protocol {
+        r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
     r
+}
+
+/// An upstream connection after its 101.
+struct Upgraded {
+    io: BoxIo,
+    /// Bytes read past the response head (frames the upstream sent at once).
+    buffered: Vec<u8>,
+    /// The subprotocol the upstream chose.
+    protocol: Option<HeaderValue>,
+}
+
+/// Why an upstream did not become a WebSocket.
+enum UpstreamRefusal {
+    /// It answered, but not with 101.
+    Status(StatusCode),
+    /// The connection or the answer was broken.
+    Broken(String),
+}
+
+/// Largest upstream response head read.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// The client half of the opening handshake with an upstream, by hand, so
+/// no byte the upstream sends after its 101 is lost to a library buffer.
+async fn handshake_upstream(
+    mut io: BoxIo,
+    host: &str,
+    target: &str,
+    headers: &HeaderMap,
+) -> Result<Upgraded, UpstreamRefusal> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let broken = |e: String| UpstreamRefusal::Broken(e);
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let mut request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        if name == header::HOST {
+            continue;
+        }
+        request.extend_from_slice(name.as_str().as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    let exchange = async {
+        io.write_all(&request)
+            .await
+            .map_err(|e| broken(e.to_string()))?;
+        io.flush().await.map_err(|e| broken(e.to_string()))?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = io
+                .read(&mut chunk)
+                .await
+                .map_err(|e| broken(e.to_string()))?;
+            if n == 0 {
+                return Err(broken(
+                    "the upstream closed the connection during the handshake".into(),
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut parsed_headers = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut parsed_headers);
+            match response.parse(&buf) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    let code = response.code.unwrap_or(0);
+                    if code != 101 {
+                        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+                        return Err(UpstreamRefusal::Status(status));
+                    }
+                    let get = |name: &str| {
+                        response
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case(name))
+                            .map(|h| h.value)
+                    };
+                    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                        key.as_bytes(),
+                    );
+                    if get("sec-websocket-accept") != Some(expected.as_bytes()) {
+                        return Err(broken(
+                            "wrong Sec-WebSocket-Accept in the upstream's 101".into(),
+                        ));
+                    }
+                    let protocol =
+                        get("sec-websocket-protocol").and_then(|v| HeaderValue::from_bytes(v).ok());
+                    let buffered = buf[head_len..].to_vec();
+                    return Ok((buffered, protocol));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
+                Ok(httparse::Status::Partial) => {
+                    return Err(broken("the upstream's response head is too large".into()));
+                }
+                Err(e) => return Err(broken(format!("malformed upstream response: {e}"))),
+            }
+        }
+    };
+    let (buffered, protocol) = tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| broken("the upstream did not answer the upgrade in time".into()))??;
+    Ok(Upgraded {
+        io,
+        buffered,
+        protocol,
+    })
 }
 
 fn rest_of<'a>(route: &Route, path: &'a str) -> &'a str {
@@ -532,236 +620,5 @@ fn rest_of<'a>(route: &Route, path: &'a str) -> &'a str {
         path
     } else {
         path.get(route.spec.path.len()..).unwrap_or("")
-    }
-}
-
-type Sink<S> = Mutex<SplitSink<WebSocketStream<S>, Message>>;
-
-/// One leg's liveness for keepalive pings.
-struct Leg {
-    last_pong: StdMutex<StdInstant>,
-}
-
-impl Leg {
-    fn new() -> Self {
-        Leg {
-            last_pong: StdMutex::new(StdInstant::now()),
-        }
-    }
-    fn pong(&self) {
-        if let Ok(mut t) = self.last_pong.lock() {
-            *t = StdInstant::now();
-        }
-    }
-    fn silent_for(&self) -> Duration {
-        self.last_pong
-            .lock()
-            .map(|t| t.elapsed())
-            .unwrap_or_default()
-    }
-}
-
-/// Relays messages both ways until the closing handshake (or a failure).
-async fn relay<C, U>(
-    client: WebSocketStream<C>,
-    upstream: WebSocketStream<U>,
-    limits: SessionLimits,
-    shutdown: CancellationToken,
-    counters: SessionMetrics,
-) -> Ending
-where
-    C: AsyncRead + AsyncWrite + Unpin + Send,
-    U: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let (c_sink, mut c_stream) = client.split();
-    let (u_sink, mut u_stream) = upstream.split();
-    let c_sink: Sink<C> = Mutex::new(c_sink);
-    let u_sink: Sink<U> = Mutex::new(u_sink);
-    let (c_leg, u_leg) = (Leg::new(), Leg::new());
-    // Cancelled when the relay is over (after a bounded closing handshake).
-    let done = CancellationToken::new();
-    let ending: StdMutex<Option<Ending>> = StdMutex::new(None);
-    let finish = |e: Ending| {
-        if let Ok(mut slot) = ending.lock()
-            && slot.is_none()
-        {
-            *slot = Some(e);
-        }
-    };
-    // Starts closing both legs; the relay ends when both finished or after
-    // CLOSE_TIMEOUT.
-    let closing = CancellationToken::new();
-    let close_both = |code: CloseCode, reason: &'static str| {
-        let c_sink = &c_sink;
-        let u_sink = &u_sink;
-        let closing = &closing;
-        async move {
-            metrics::close_code(u16::from(code));
-            let frame = || {
-                Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                })
-            };
-            let _ = c_sink.lock().await.send(Message::Close(frame())).await;
-            let _ = u_sink.lock().await.send(Message::Close(frame())).await;
-            closing.cancel();
-        }
-    };
-
-    // Client -> upstream.
-    let up = async {
-        loop {
-            let next = tokio::select! {
-                _ = done.cancelled() => break,
-                next = c_stream.next() => next,
-            };
-            match next {
-                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    counters.messages_in.increment(1);
-                    counters.bytes_in.increment(m.len() as u64);
-                    if u_sink.lock().await.send(m).await.is_err() {
-                        finish(Ending::Dropped);
-                        close_both(
-                            CloseCode::from(1014),
-                            "bad gateway: upstream connection lost",
-                        )
-                        .await;
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_))) => {
-                    // tungstenite queued the pong; push it out.
-                    let _ = c_sink.lock().await.flush().await;
-                }
-                Some(Ok(Message::Pong(_))) => c_leg.pong(),
-                Some(Ok(Message::Close(frame))) => {
-                    let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
-                    metrics::close_code(code);
-                    finish(Ending::ClosedByPeer(code));
-                    // Relay the client's close (code and reason) upstream.
-                    let _ = u_sink.lock().await.send(Message::Close(frame)).await;
-                    let _ = c_sink.lock().await.flush().await;
-                    closing.cancel();
-                }
-                Some(Ok(Message::Frame(_))) => {}
-                Some(Err(e)) => {
-                    let (code, reason) = error_close(&e);
-                    finish(Ending::ClosedByUs(u16::from(code)));
-                    close_both(code, reason).await;
-                    break;
-                }
-                None => {
-                    finish(Ending::Dropped);
-                    if !closing.is_cancelled() {
-                        close_both(CloseCode::Away, "client went away").await;
-                    }
-                    break;
-                }
-            }
-        }
-    };
-
-    // Upstream -> client.
-    let down = async {
-        loop {
-            let next = tokio::select! {
-                _ = done.cancelled() => break,
-                next = u_stream.next() => next,
-            };
-            match next {
-                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    counters.messages_out.increment(1);
-                    counters.bytes_out.increment(m.len() as u64);
-                    if c_sink.lock().await.send(m).await.is_err() {
-                        finish(Ending::Dropped);
-                        close_both(CloseCode::Away, "client went away").await;
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_))) => {
-                    let _ = u_sink.lock().await.flush().await;
-                }
-                Some(Ok(Message::Pong(_))) => u_leg.pong(),
-                Some(Ok(Message::Close(frame))) => {
-                    let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
-                    finish(Ending::ClosedByUs(code));
-                    // Relay the upstream's close (code and reason) to the client.
-                    let _ = c_sink.lock().await.send(Message::Close(frame)).await;
-                    let _ = u_sink.lock().await.flush().await;
-                    closing.cancel();
-                }
-                Some(Ok(Message::Frame(_))) => {}
-                Some(Err(WsError::Capacity(_))) => {
-                    finish(Ending::ClosedByUs(1009));
-                    close_both(CloseCode::Size, "upstream message too big").await;
-                    break;
-                }
-                Some(Err(_)) | None => {
-                    if !closing.is_cancelled() {
-                        // The upstream vanished without a closing handshake.
-                        finish(Ending::ClosedByUs(1014));
-                        close_both(
-                            CloseCode::from(1014),
-                            "bad gateway: upstream connection lost",
-                        )
-                        .await;
-                    }
-                    break;
-                }
-            }
-        }
-    };
-
-    // Keepalive pings on both legs, shutdown, and the closing deadline.
-    let control = async {
-        let interval = limits.ping_interval;
-        let mut next_ping = interval.map(|d| Instant::now() + d);
-        loop {
-            let ping_at = next_ping.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
-            tokio::select! {
-                _ = done.cancelled() => break,
-                _ = closing.cancelled() => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, done.cancelled()).await;
-                    done.cancel();
-                    break;
-                }
-                _ = shutdown.cancelled() => {
-                    finish(Ending::ClosedByUs(1001));
-                    close_both(CloseCode::Away, "server shutting down").await;
-                }
-                _ = tokio::time::sleep_until(ping_at) => {
-                    let Some(d) = interval else { continue };
-                    if c_leg.silent_for() > d * 2 || u_leg.silent_for() > d * 2 {
-                        finish(Ending::ClosedByUs(1001));
-                        close_both(CloseCode::Away, "ping timeout").await;
-                        continue;
-                    }
-                    let _ = c_sink.lock().await.send(Message::Ping(Bytes::from_static(b"wssd"))).await;
-                    let _ = u_sink.lock().await.send(Message::Ping(Bytes::from_static(b"wssd"))).await;
-                    next_ping = Some(Instant::now() + d);
-                }
-            }
-        }
-    };
-
-    let both = async {
-        tokio::join!(up, down);
-        done.cancel();
-    };
-    tokio::join!(both, control);
-    ending
-        .lock()
-        .ok()
-        .and_then(|mut e| e.take())
-        .unwrap_or(Ending::Dropped)
-}
-
-fn error_close(e: &WsError) -> (CloseCode, &'static str) {
-    match e {
-        WsError::Capacity(_) => (CloseCode::Size, "message too big"),
-        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text message"),
-        WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
-        _ => (CloseCode::Away, "connection error"),
     }
 }

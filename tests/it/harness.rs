@@ -75,6 +75,20 @@ impl Wssd {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Waits (up to 5 s) until the server's log contains `needle`; the log
+    /// is read by a background thread, so it may lag behind events.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never contained {needle:?}:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, sig: i32) {
         unsafe {

@@ -171,7 +171,7 @@ async fn two_upstreams_balanced_and_a_dead_one_skipped() {
         na + 6.0,
         "all later connections went to a"
     );
-    assert!(front.stderr().contains("marked down"));
+    front.wait_for_log("marked down").await;
 }
 
 #[tokio::test]
@@ -269,9 +269,99 @@ async fn tls_upstream_verified_with_a_given_ca() {
     )
     .await;
     assert_eq!(r.status, 502);
-    assert!(
-        untrusted.stderr().contains("TLS to wss://localhost"),
-        "{}",
-        untrusted.stderr()
-    );
+    untrusted.wait_for_log("TLS to wss://localhost").await;
+}
+
+/// A bare-bones upstream: accepts one WebSocket upgrade and reports how many
+/// frame bytes arrived, so a test can see data before a message is complete.
+async fn counting_upstream() -> (u16, tokio::sync::watch::Receiver<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let key = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Sec-WebSocket-Key: ")
+                    .or(l.strip_prefix("sec-websocket-key: "))
+            })
+            .unwrap()
+            .trim()
+            .to_string();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        s.write_all(
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut total = 0;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    total += n;
+                    let _ = tx.send(total);
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn large_messages_stream_through_unbuffered() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let (port, mut seen) = counting_upstream().await;
+    let front = front(&format!("ws://127.0.0.1:{port}"), &[]).await;
+    let mut ws = front.wss("/ws/echo").await;
+    // The first 2 MiB fragment of a message that is never finished: a relay
+    // that buffered whole messages would forward nothing.
+    let first = Frame::message(vec![7u8; 2 << 20], OpCode::Data(Data::Binary), false);
+    ws.send(Message::Frame(first)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *seen.borrow() < 2 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes reached the upstream",
+            *seen.borrow()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), seen.changed()).await;
+    }
+}
+
+#[tokio::test]
+async fn message_limit_applies_to_proxied_sockets() {
+    let back = backend(&[]).await;
+    let front = front(
+        &format!("ws://127.0.0.1:{}", back.http_addr().port()),
+        &["--max-message-size", "1000"],
+    )
+    .await;
+    let mut ws = front.wss("/ws/echo").await;
+    ws.send(Message::binary(vec![1u8; 900])).await.unwrap();
+    assert_eq!(next_data(&mut ws).await.len(), 900);
+    ws.send(Message::binary(vec![1u8; 2000])).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), next_data(&mut ws)).await {
+        Ok(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while back.metric("wssd_close_codes_total{code=\"1009\"}").await != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream leg was not closed with 1009"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -32,7 +32,7 @@ async fn sigterm_sends_1001_and_exits_zero() {
     drop(ws);
     let status = server.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
-    assert!(server.stderr().contains("shutting down"));
+    server.wait_for_log("shutting down").await;
 }
 
 #[tokio::test]

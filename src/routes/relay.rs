@@ -1,0 +1,566 @@
+//! The WebSocket relay of `proxy` routes, frame by frame: data frames are
+//! streamed through as they arrive (a large message is never buffered whole;
+//! client masks are kept, the upstream accepts any), while each leg gets its
+//! own control traffic: pings are answered per leg, keepalive pings go to
+//! both legs, close frames (code and reason) are relayed, 1014 goes to the
+//! client when the upstream vanishes. Message size limits are checked from
+//! frame headers before any byte of an oversized frame is forwarded.
+//!
+//! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
+//! one side slows the reads on the other (backpressure), nothing queues.
+
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant as StdInstant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SessionLimits;
+use crate::config::limits::CLOSE_TIMEOUT;
+use crate::metrics::{self, SessionMetrics};
+use crate::session::Ending;
+
+/// Bytes read at once from either side.
+const CHUNK: usize = 16 * 1024;
+/// Longest frame header: 2 + 8 (length) + 4 (mask).
+const MAX_HEADER: usize = 14;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    /// RSV1-3; no extension is negotiated, so they must be 0.
+    rsv: u8,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    len: u64,
+    /// Bytes the header takes on the wire.
+    size: usize,
+}
+
+/// Parses a frame header; `None` when more bytes are needed.
+fn parse_header(buf: &[u8]) -> Option<Header> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let fin = buf[0] & 0x80 != 0;
+    let rsv = (buf[0] >> 4) & 0x07;
+    let opcode = buf[0] & 0x0F;
+    let masked = buf[1] & 0x80 != 0;
+    let (len, mut size) = match buf[1] & 0x7F {
+        126 => {
+            if buf.len() < 4 {
+                return None;
+            }
+            (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4)
+        }
+        127 => {
+            if buf.len() < 10 {
+                return None;
+            }
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(b), 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    let mask = if masked {
+        if buf.len() < size + 4 {
+            return None;
+        }
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&buf[size..size + 4]);
+        size += 4;
+        Some(m)
+    } else {
+        None
+    };
+    Some(Header {
+        fin,
+        rsv,
+        opcode,
+        mask,
+        len,
+        size,
+    })
+}
+
+/// Encodes a control frame (payload <= 125 bytes), masked when `mask` is set.
+fn control_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let len = payload.len().min(125);
+    let mut out = Vec::with_capacity(len + 6);
+    out.push(0x80 | opcode);
+    match mask {
+        Some(m) => {
+            out.push(0x80 | len as u8);
+            out.extend_from_slice(&m);
+            out.extend(payload[..len].iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+        }
+        None => {
+            out.push(len as u8);
+            out.extend_from_slice(&payload[..len]);
+        }
+    }
+    out
+}
+
+/// A close frame with a code and reason.
+fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    let mut reason = reason.as_bytes();
+    reason = &reason[..reason.len().min(123)];
+    payload.extend_from_slice(reason);
+    control_frame(OP_CLOSE, &payload, mask)
+}
+
+fn unmask(payload: &mut [u8], mask: Option<[u8; 4]>) {
+    if let Some(m) = mask {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= m[i % 4];
+        }
+    }
+}
+
+/// A fresh masking key for frames wssd sends upstream.
+fn new_mask() -> [u8; 4] {
+    let mut m = [0u8; 4];
+    if crate::tls::provider().secure_random.fill(&mut m).is_err() {
+        // Masks only need to be unpredictable to scripts in browsers; the
+        // time is a poor but harmless fallback.
+        let t = StdInstant::now().elapsed().subsec_nanos() ^ std::process::id();
+        m = t.to_be_bytes();
+    }
+    m
+}
+
+/// Which way bytes flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// Client to upstream: frames are masked; answers to pings go back
+    /// unmasked.
+    Up,
+    /// Upstream to client: frames are unmasked; answers go back masked.
+    Down,
+}
+
+/// One side's writer and liveness.
+struct Side<W> {
+    writer: Mutex<W>,
+    /// Whether frames we write to this side must be masked (the upstream).
+    masks: bool,
+    last_heard: StdMutex<StdInstant>,
+    /// A close frame was sent to this side.
+    close_sent: std::sync::atomic::AtomicBool,
+}
+
+impl<W: AsyncWrite + Unpin> Side<W> {
+    fn new(writer: W, masks: bool) -> Self {
+        Side {
+            writer: Mutex::new(writer),
+            masks,
+            last_heard: StdMutex::new(StdInstant::now()),
+            close_sent: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn heard(&self) {
+        if let Ok(mut t) = self.last_heard.lock() {
+            *t = StdInstant::now();
+        }
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.last_heard
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    fn mask(&self) -> Option<[u8; 4]> {
+        self.masks.then(new_mask)
+    }
+
+    /// Writes one whole control frame at a frame boundary.
+    async fn send_control(&self, opcode: u8, payload: &[u8]) -> bool {
+        let frame = control_frame(opcode, payload, self.mask());
+        let mut w = self.writer.lock().await;
+        w.write_all(&frame).await.is_ok() && w.flush().await.is_ok()
+    }
+
+    /// Sends a close frame unless one was sent already.
+    async fn send_close(&self, code: u16, reason: &str) {
+        if self
+            .close_sent
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        metrics::close_code(code);
+        let frame = close_frame(code, reason, self.mask());
+        let mut w = self.writer.lock().await;
+        let _ = w.write_all(&frame).await;
+        let _ = w.flush().await;
+    }
+
+    async fn shutdown(&self) {
+        let _ = self.writer.lock().await.shutdown().await;
+    }
+}
+
+/// How one direction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PumpEnd {
+    /// The source closed its connection (after a close frame or not).
+    Eof { close_seen: Option<u16> },
+    /// The source broke the protocol or a limit; closes were sent.
+    Failed,
+    /// The destination could not be written.
+    WriteFailed,
+    /// The relay was told to stop.
+    Stopped,
+}
+
+/// Reads from `src`, streams data frames to `dst` and answers control
+/// frames on `back` (the writer towards `src`).
+#[allow(clippy::too_many_arguments)]
+async fn pump<R, D, B>(
+    mut src: R,
+    mut buffered: Vec<u8>,
+    dst: &Side<D>,
+    back: &Side<B>,
+    dir: Dir,
+    max_message: usize,
+    counters: &SessionMetrics,
+    stop: &CancellationToken,
+    closing: &CancellationToken,
+) -> PumpEnd
+where
+    R: AsyncRead + Unpin,
+    D: AsyncWrite + Unpin,
+    B: AsyncWrite + Unpin,
+{
+    let mut buf = std::mem::take(&mut buffered);
+    buf.reserve(CHUNK.saturating_sub(buf.len()));
+    let mut chunk = vec![0u8; CHUNK];
+    let mut message_len: u64 = 0;
+    let mut in_message = false;
+    let mut close_seen = None;
+    // Reads more bytes into `buf`; false at EOF or on stop.
+    macro_rules! fill {
+        () => {{
+            let n = tokio::select! {
+                _ = stop.cancelled() => return PumpEnd::Stopped,
+                n = src.read(&mut chunk) => n,
+            };
+            match n {
+                Ok(0) | Err(_) => false,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    back.heard();
+                    true
+                }
+            }
+        }};
+    }
+    loop {
+        if close_seen.is_some() {
+            // Nothing may follow a close frame: discard until the peer hangs up.
+            buf.clear();
+            while fill!() {
+                buf.clear();
+            }
+            return PumpEnd::Eof { close_seen };
+        }
+        // A whole header.
+        let header = loop {
+            if let Some(h) = parse_header(&buf) {
+                break h;
+            }
+            if buf.len() >= MAX_HEADER || !fill!() {
+                return PumpEnd::Eof { close_seen };
+            }
+        };
+        let is_control = header.opcode & 0x08 != 0;
+        // Fail fast, as an endpoint would: nothing after a broken frame is
+        // answered or forwarded.
+        let violation = if header.rsv != 0 {
+            Some("reserved bits set (no extension was negotiated)")
+        } else if !matches!(
+            header.opcode,
+            OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
+        ) {
+            Some("reserved opcode")
+        } else if is_control && (!header.fin || header.len > 125) {
+            Some("fragmented or oversized control frame")
+        } else if header.opcode == OP_CONTINUATION && !in_message {
+            Some("continuation frame outside a message")
+        } else if matches!(header.opcode, OP_TEXT | OP_BINARY) && in_message {
+            Some("new message inside a fragmented message")
+        } else {
+            None
+        };
+        if let Some(why) = violation {
+            tracing::debug!(?dir, "relay: protocol error from the peer: {why}");
+            back.send_close(1002, "protocol error").await;
+            dst.send_close(1001, "peer protocol error").await;
+            closing.cancel();
+            return PumpEnd::Failed;
+        }
+        if is_control {
+            let total = header.size + header.len as usize;
+            while buf.len() < total {
+                if !fill!() {
+                    return PumpEnd::Eof { close_seen };
+                }
+            }
+            let frame: Vec<u8> = buf.drain(..total).collect();
+            let mut payload = frame[header.size..].to_vec();
+            unmask(&mut payload, header.mask);
+            match header.opcode {
+                OP_PING if !back.send_control(OP_PONG, &payload).await => {
+                    return PumpEnd::WriteFailed;
+                }
+                OP_PING => {}
+                OP_PONG => {}
+                OP_CLOSE => {
+                    let code = if payload.len() >= 2 {
+                        u16::from_be_bytes([payload[0], payload[1]])
+                    } else {
+                        1005
+                    };
+                    metrics::close_code(code);
+                    close_seen = Some(code);
+                    // Relay the close (code and reason) as it came, unless
+                    // wssd already closed that side itself.
+                    if dst
+                        .close_sent
+                        .swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        closing.cancel();
+                        continue;
+                    }
+                    let mut w = dst.writer.lock().await;
+                    if w.write_all(&frame).await.is_err() || w.flush().await.is_err() {
+                        return PumpEnd::WriteFailed;
+                    }
+                    drop(w);
+                    closing.cancel();
+                }
+                _ => {}
+            }
+            continue;
+        }
+
+        // A data frame: check the message size from the header, then stream.
+        if matches!(header.opcode, OP_TEXT | OP_BINARY) {
+            message_len = 0;
+            in_message = true;
+        }
+        message_len = message_len.saturating_add(header.len);
+        if message_len > max_message as u64 {
+            back.send_close(1009, "message too big").await;
+            dst.send_close(1009, "peer sent a message too big").await;
+            closing.cancel();
+            return PumpEnd::Failed;
+        }
+        let mut w = dst.writer.lock().await;
+        let from_buf = (header.size as u64 + header.len).min(buf.len() as u64) as usize;
+        if w.write_all(&buf[..from_buf]).await.is_err() {
+            return PumpEnd::WriteFailed;
+        }
+        buf.drain(..from_buf);
+        let mut remaining = header.size as u64 + header.len - from_buf as u64;
+        while remaining > 0 {
+            let want = remaining.min(CHUNK as u64) as usize;
+            let n = tokio::select! {
+                _ = stop.cancelled() => return PumpEnd::Stopped,
+                n = src.read(&mut chunk[..want]) => n,
+            };
+            let n = match n {
+                Ok(0) | Err(_) => return PumpEnd::Eof { close_seen },
+                Ok(n) => n,
+            };
+            back.heard();
+            if w.write_all(&chunk[..n]).await.is_err() {
+                return PumpEnd::WriteFailed;
+            }
+            remaining -= n as u64;
+        }
+        if w.flush().await.is_err() {
+            return PumpEnd::WriteFailed;
+        }
+        drop(w);
+        if header.fin {
+            in_message = false;
+            let (messages, bytes) = match dir {
+                Dir::Up => (&counters.messages_in, &counters.bytes_in),
+                Dir::Down => (&counters.messages_out, &counters.bytes_out),
+            };
+            messages.increment(1);
+            bytes.increment(message_len);
+        }
+    }
+}
+
+/// Relays between an upgraded client connection and an upstream WebSocket
+/// connection (handshake done; `upstream_buffered` holds bytes read past
+/// the upstream's 101 response).
+pub async fn relay<C, U>(
+    client: C,
+    upstream: U,
+    upstream_buffered: Vec<u8>,
+    limits: SessionLimits,
+    shutdown: CancellationToken,
+    counters: SessionMetrics,
+) -> Ending
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+    U: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (c_read, c_write): (ReadHalf<C>, WriteHalf<C>) = tokio::io::split(client);
+    let (u_read, u_write): (ReadHalf<U>, WriteHalf<U>) = tokio::io::split(upstream);
+    let client_side = Side::new(c_write, false);
+    let upstream_side = Side::new(u_write, true);
+    let stop = CancellationToken::new();
+    let closing = CancellationToken::new();
+    let max = limits.max_message_size;
+
+    let up = async {
+        let end = pump(
+            c_read,
+            Vec::new(),
+            &upstream_side,
+            &client_side,
+            Dir::Up,
+            max,
+            &counters,
+            &stop,
+            &closing,
+        )
+        .await;
+        if let PumpEnd::Eof { close_seen: None } = end {
+            // The client vanished without a close frame.
+            upstream_side.send_close(1001, "client went away").await;
+        }
+        upstream_side.shutdown().await;
+        end
+    };
+    let down = async {
+        let end = pump(
+            u_read,
+            upstream_buffered,
+            &client_side,
+            &upstream_side,
+            Dir::Down,
+            max,
+            &counters,
+            &stop,
+            &closing,
+        )
+        .await;
+        if let PumpEnd::Eof { close_seen: None } | PumpEnd::WriteFailed = end {
+            // The upstream vanished without a closing handshake.
+            client_side
+                .send_close(1014, "bad gateway: upstream connection lost")
+                .await;
+        }
+        client_side.shutdown().await;
+        end
+    };
+    let control = async {
+        let mut next_ping = limits.ping_interval.map(|d| Instant::now() + d);
+        loop {
+            let ping_at = next_ping.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = closing.cancelled() => {
+                    // Bound the closing handshake.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stop.cancelled()).await;
+                    stop.cancel();
+                    return;
+                }
+                _ = shutdown.cancelled() => {
+                    client_side.send_close(1001, "server shutting down").await;
+                    upstream_side.send_close(1001, "server shutting down").await;
+                    closing.cancel();
+                }
+                _ = tokio::time::sleep_until(ping_at) => {
+                    let Some(d) = limits.ping_interval else { continue };
+                    if client_side.silent_for() > d * 2 || upstream_side.silent_for() > d * 2 {
+                        client_side.send_close(1001, "ping timeout").await;
+                        upstream_side.send_close(1001, "ping timeout").await;
+                        closing.cancel();
+                        continue;
+                    }
+                    client_side.send_control(OP_PING, b"wssd").await;
+                    upstream_side.send_control(OP_PING, b"wssd").await;
+                    next_ping = Some(Instant::now() + d);
+                }
+            }
+        }
+    };
+    let pumps = async {
+        let ends = tokio::join!(up, down);
+        stop.cancel();
+        ends
+    };
+    let ((up_end, down_end), ()) = tokio::join!(pumps, control);
+    match (up_end, down_end) {
+        (
+            PumpEnd::Eof {
+                close_seen: Some(c),
+            },
+            _,
+        ) => Ending::ClosedByPeer(c),
+        (
+            _,
+            PumpEnd::Eof {
+                close_seen: Some(c),
+            },
+        ) => Ending::ClosedByUs(c),
+        (PumpEnd::Failed, _) | (_, PumpEnd::Failed) => Ending::ClosedByUs(1002),
+        _ => Ending::Dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers() {
+        assert_eq!(parse_header(&[0x81]), None);
+        let h = parse_header(&[0x81, 0x05]).unwrap();
+        assert_eq!(
+            (h.fin, h.opcode, h.len, h.size, h.mask),
+            (true, 1, 5, 2, None)
+        );
+        let h = parse_header(&[0x02, 0xFE, 0x01, 0x00, 1, 2, 3, 4]).unwrap();
+        assert_eq!((h.fin, h.opcode, h.len, h.size), (false, 2, 256, 8));
+        assert_eq!(h.mask, Some([1, 2, 3, 4]));
+        let mut big = vec![0x82, 0x7F];
+        big.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        assert_eq!(parse_header(&big).unwrap().len, 1 << 20);
+        assert_eq!(parse_header(&big[..9]), None);
+    }
+
+    #[test]
+    fn control_frames_mask_round_trip() {
+        let f = control_frame(OP_PING, b"abc", Some([9, 8, 7, 6]));
+        let h = parse_header(&f).unwrap();
+        let mut p = f[h.size..].to_vec();
+        unmask(&mut p, h.mask);
+        assert_eq!(p, b"abc");
+        let c = close_frame(1014, "bad gateway", None);
+        assert_eq!(&c[2..4], &1014u16.to_be_bytes());
+    }
+}
