@@ -22,8 +22,11 @@ use crate::config::limits::CLOSE_TIMEOUT;
 use crate::metrics::{self, SessionMetrics};
 use crate::session::Ending;
 
-/// Bytes read at once from either side.
-const CHUNK: usize = 16 * 1024;
+/// Bytes read at once from either side (the buffer grows only while a
+/// frame header or control frame is incomplete).
+const READ_SIZE: usize = 4 * 1024;
+/// Complete frames collected before one write (one TLS record, one syscall).
+const BATCH: usize = 16 * 1024;
 /// Longest frame header: 2 + 8 (length) + 4 (mask).
 const MAX_HEADER: usize = 14;
 
@@ -249,22 +252,33 @@ where
     B: AsyncWrite + Unpin,
 {
     let mut buf = std::mem::take(&mut buffered);
-    buf.reserve(CHUNK.saturating_sub(buf.len()));
-    let mut chunk = vec![0u8; CHUNK];
+    // Complete frames waiting to be written together.
+    let mut out: Vec<u8> = Vec::new();
     let mut message_len: u64 = 0;
     let mut in_message = false;
     let mut close_seen = None;
     // Reads more bytes into `buf`; false at EOF or on stop.
     macro_rules! fill {
         () => {{
+            if !out.is_empty() {
+                // Never sit on written-but-unsent frames while waiting.
+                let mut w = dst.writer.lock().await;
+                if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                    return PumpEnd::WriteFailed;
+                }
+                out.clear();
+            }
+            if buf.is_empty() && buf.capacity() > 4 * READ_SIZE {
+                buf = Vec::new();
+            }
+            buf.reserve(READ_SIZE);
             let n = tokio::select! {
                 _ = stop.cancelled() => return PumpEnd::Stopped,
-                n = src.read(&mut chunk) => n,
+                n = src.read_buf(&mut buf) => n,
             };
             match n {
                 Ok(0) | Err(_) => false,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
+                Ok(_) => {
                     back.heard();
                     true
                 }
@@ -322,6 +336,13 @@ where
                     return PumpEnd::Eof { close_seen };
                 }
             }
+            if !out.is_empty() {
+                let mut w = dst.writer.lock().await;
+                if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                    return PumpEnd::WriteFailed;
+                }
+                out.clear();
+            }
             let frame: Vec<u8> = buf.drain(..total).collect();
             let mut payload = frame[header.size..].to_vec();
             unmask(&mut payload, header.mask);
@@ -372,33 +393,65 @@ where
             closing.cancel();
             return PumpEnd::Failed;
         }
-        let mut w = dst.writer.lock().await;
-        let from_buf = (header.size as u64 + header.len).min(buf.len() as u64) as usize;
-        if w.write_all(&buf[..from_buf]).await.is_err() {
-            return PumpEnd::WriteFailed;
-        }
-        buf.drain(..from_buf);
-        let mut remaining = header.size as u64 + header.len - from_buf as u64;
-        while remaining > 0 {
-            let want = remaining.min(CHUNK as u64) as usize;
-            let n = tokio::select! {
-                _ = stop.cancelled() => return PumpEnd::Stopped,
-                n = src.read(&mut chunk[..want]) => n,
-            };
-            let n = match n {
-                Ok(0) | Err(_) => return PumpEnd::Eof { close_seen },
-                Ok(n) => n,
-            };
-            back.heard();
-            if w.write_all(&chunk[..n]).await.is_err() {
+        let frame_size = header.size as u64 + header.len;
+        if frame_size <= buf.len() as u64 {
+            // The whole frame is here: batch it with the frames that follow.
+            out.extend_from_slice(&buf[..frame_size as usize]);
+            buf.drain(..frame_size as usize);
+            let next_complete =
+                parse_header(&buf).is_some_and(|h| h.size as u64 + h.len <= buf.len() as u64);
+            if !next_complete || out.len() >= BATCH {
+                let mut w = dst.writer.lock().await;
+                if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                    return PumpEnd::WriteFailed;
+                }
+                drop(w);
+                out.clear();
+                if out.capacity() > 4 * BATCH {
+                    out = Vec::new();
+                }
+            }
+        } else {
+            // Stream the frame through as it arrives, holding the writer so
+            // nothing is injected inside it.
+            let mut w = dst.writer.lock().await;
+            if !out.is_empty() {
+                if w.write_all(&out).await.is_err() {
+                    return PumpEnd::WriteFailed;
+                }
+                out.clear();
+            }
+            if w.write_all(&buf).await.is_err() {
                 return PumpEnd::WriteFailed;
             }
-            remaining -= n as u64;
+            let mut remaining = frame_size - buf.len() as u64;
+            buf.clear();
+            while remaining > 0 {
+                buf.reserve((remaining as usize).min(4 * READ_SIZE));
+                let mut limited = (&mut src).take(remaining);
+                let n = tokio::select! {
+                    _ = stop.cancelled() => return PumpEnd::Stopped,
+                    n = limited.read_buf(&mut buf) => n,
+                };
+                let n = match n {
+                    Ok(0) | Err(_) => return PumpEnd::Eof { close_seen },
+                    Ok(n) => n,
+                };
+                back.heard();
+                if w.write_all(&buf).await.is_err() {
+                    return PumpEnd::WriteFailed;
+                }
+                buf.clear();
+                remaining -= n as u64;
+            }
+            if w.flush().await.is_err() {
+                return PumpEnd::WriteFailed;
+            }
+            drop(w);
+            if buf.capacity() > 4 * READ_SIZE {
+                buf = Vec::new();
+            }
         }
-        if w.flush().await.is_err() {
-            return PumpEnd::WriteFailed;
-        }
-        drop(w);
         if header.fin {
             in_message = false;
             let (messages, bytes) = match dir {
