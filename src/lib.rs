@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -52,6 +52,10 @@ pub struct Config {
     pub trusted_proxies: Vec<cidr::Cidr>,
     /// Admin listener, or `None` when off.
     pub admin: Option<SocketAddr>,
+    /// Where chat and broadcast messages travel.
+    pub broker: BrokerConfig,
+    /// Bearer token of the admin publish endpoint; `None` disables it.
+    pub publish_token: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The configuration file that was read, if any.
@@ -106,6 +110,40 @@ pub struct AcmeConfig {
 pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Default interval of the certificate-file backstop check.
 pub const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The `--broker` setting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BrokerConfig {
+    /// In-process (one instance).
+    #[default]
+    Memory,
+    /// A Redis server shared by instances: `redis://[:PASSWORD@]HOST:PORT[/DB]`.
+    Redis { url: String },
+}
+
+/// Parses `--broker`.
+pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
+    let t = text.trim();
+    if t.is_empty() || t == "memory" {
+        return Ok(BrokerConfig::Memory);
+    }
+    if let Some(rest) = t
+        .strip_prefix("redis://")
+        .or_else(|| t.strip_prefix("rediss://"))
+    {
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host = host.split('/').next().unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!(
+                "--broker {t}: no host; write redis://HOST:PORT (example: redis://127.0.0.1:6379)"
+            ));
+        }
+        return Ok(BrokerConfig::Redis { url: t.to_string() });
+    }
+    Err(format!(
+        "--broker {t}: unknown broker; use `memory` or `redis://HOST:PORT`"
+    ))
+}
 
 /// Every problem found in the configuration, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -417,6 +455,28 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
             Err(e) => problems.push(format!("--trusted-proxy: {e}")),
         }
     }
+    let broker_text = args
+        .broker
+        .clone()
+        .or_else(|| fc.broker.as_ref().map(|b| b.get_ref().clone()));
+    let broker = match broker_text.as_deref().map(parse_broker).transpose() {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => {
+            problems.push(e);
+            BrokerConfig::Memory
+        }
+    };
+    let publish_token = args
+        .publish_token
+        .clone()
+        .or_else(|| fc.publish_token.clone());
+    if let Some(t) = &publish_token
+        && t.trim().len() < 16
+    {
+        problems.push(
+            "--publish-token must be at least 16 characters (it guards POST /publish); generate one with `openssl rand -hex 24`".into(),
+        );
+    }
     let log_format = args.log_format.or(fc.log_format).unwrap_or_default();
     let log_level = args
         .log_level
@@ -579,6 +639,8 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         allow_origin,
         trusted_proxies,
         admin,
+        broker,
+        publish_token,
         log_format,
         log_level,
         config_file: file.map(|f| f.path),

@@ -1,0 +1,1 @@
+//! The `redis` backend (`--broker redis://HOST:PORT`). Being written.
