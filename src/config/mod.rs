@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::cli::{AcmeChallenge, KeyType, LogFormat, ServeArgs, TlsMode};
 use file::LoadedFile;
 pub use limits::{Limits, SessionLimits};
-pub use route::{RouteKind, RouteSpec};
+pub use route::{ChatSpec, RouteKind, RouteSpec};
 
 /// Default TLS listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -166,6 +166,8 @@ impl fmt::Display for ConfigErrors {
 pub struct Environment {
     pub xdg_state_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// Secrets named by the configuration (moderator passwords), by name.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl Environment {
@@ -178,6 +180,9 @@ impl Environment {
             home: std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            // Any variable may be named by `moderator_password_env`; keep the
+            // non-empty ones so `load` never reads the process environment.
+            secrets: std::env::vars().filter(|(_, v)| !v.is_empty()).collect(),
         }
     }
 }
@@ -401,6 +406,11 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         }
     } else {
         routes = route::default_routes();
+    }
+    for r in &mut routes {
+        if let RouteKind::Chat(chat) = &mut r.kind {
+            chat.moderator_password = env.secrets.get(&chat.moderator_password_env).cloned();
+        }
     }
     let mut paths: Vec<&str> = routes.iter().map(|r| r.path.as_str()).collect();
     paths.sort();
