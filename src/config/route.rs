@@ -652,9 +652,13 @@ mod tests {
                 .contains("no argument")
         );
         assert!(
-            parse_route_flag("/x=chat")
+            parse_route_flag("/x=chat:x")
                 .unwrap_err()
-                .contains("not available")
+                .contains("no argument")
+        );
+        assert_eq!(
+            parse_route_flag("/x=broadcast").unwrap().kind,
+            RouteKind::Broadcast
         );
         assert!(
             parse_route_flag("/x=proxy:ftp://a")
