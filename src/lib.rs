@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod publish;
 pub mod routes;
 pub mod server;
 pub mod session;

@@ -156,6 +156,8 @@ pub trait Backend: Send + Sync + 'static {
         room: &'a str,
         username: &'a str,
     ) -> BoxFuture<'a, Result<JoinOutcome, BrokerError>>;
+    /// The names in a room now, on every instance.
+    fn members<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>>;
     /// Frees the name. Idempotent.
     fn leave<'a>(&'a self, room: &'a str, username: &'a str) -> BoxFuture<'a, ()>;
     /// Appends a message (already-encoded JSON) to the room's history,

@@ -136,6 +136,16 @@ live[#live + 1] = ARGV[1]
 return {1, live, redis.call('LRANGE', KEYS[2], 0, -1)}
 ";
 
+/// KEYS: members. The live members' names.
+const MEMBERS: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+  if expiry(all[i + 1]) > now then live[#live + 1] = all[i] end
+end
+return live
+";
+
 /// KEYS: members, history, bans. ARGV: username, instance.
 /// Removes the entry if this instance owns it; ends the room when empty.
 const LEAVE: &str = r"
@@ -203,6 +213,7 @@ return clashes
 
 struct Scripts {
     join: Script,
+    members: Script,
     leave: Script,
     record: Script,
     ban: Script,
@@ -215,6 +226,7 @@ impl Scripts {
         let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
         Scripts {
             join: s(JOIN),
+            members: s(MEMBERS),
             leave: s(LEAVE),
             record: s(RECORD),
             ban: s(BAN),
@@ -317,13 +329,13 @@ impl RedisBackend {
         let redacted = redact(url);
         if url.starts_with("rediss://") {
             return Err(BrokerError::Unavailable(format!(
-                "--broker {redacted}: TLS to Redis (rediss://) is not supported by this build; \
+                "{redacted}: TLS to Redis (rediss://) is not supported by this build; \
                  use redis://HOST:PORT on a trusted network or a local TLS tunnel"
             )));
         }
         let client = Client::open(url).map_err(|e| {
             BrokerError::Unavailable(format!(
-                "--broker {redacted}: not a valid Redis URL ({e}); \
+                "{redacted} is not a valid Redis URL ({e}); \
                  write redis://[:PASSWORD@]HOST:PORT[/DB], for example redis://127.0.0.1:6379"
             ))
         })?;
@@ -805,6 +817,24 @@ impl RedisBackend {
         }
     }
 
+    async fn members_impl(&self, room: &str) -> Result<Vec<String>, BrokerError> {
+        let Some((generation, mut conn)) = self.current() else {
+            return Ok(self.mirror.members_of(room));
+        };
+        let call = self.scripts.members.key(Keys::of(room).members);
+        match self
+            .guarded(generation, "members", call.invoke_async::<Vec<String>>(&mut conn))
+            .await
+        {
+            Ok(mut members) => {
+                members.sort();
+                Ok(members)
+            }
+            Err(CallError::Down) => Ok(self.mirror.members_of(room)),
+            Err(CallError::Redis(e)) => Err(BrokerError::Unavailable(format!("redis: {e}"))),
+        }
+    }
+
     async fn leave_impl(&self, room: &str, username: &str) {
         let _gate = self.refresh_gate.read().await;
         self.mirror.leave_now(room, username);
@@ -924,6 +954,10 @@ impl Backend for RedisBackend {
         Box::pin(self.join_impl(room, username))
     }
 
+    fn members<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
+        Box::pin(self.members_impl(room))
+    }
+
     fn leave<'a>(&'a self, room: &'a str, username: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(self.leave_impl(room, username))
     }
@@ -972,7 +1006,7 @@ mod tests {
     fn bad_urls_are_clear_errors_without_the_password() {
         for url in ["redis://:s3cret@", "http://:s3cret@host:1", "rediss://:s3cret@h:1"] {
             let e = RedisBackend::new(url, InstanceId(1)).unwrap_err().to_string();
-            assert!(e.contains("--broker"), "{e}");
+            assert!(e.contains("Redis"), "{e}");
             assert!(!e.contains("s3cret"), "{e}");
         }
     }
@@ -999,6 +1033,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(b.members("r").await.unwrap(), ["alice", "bob"]);
         b.ban("r", "eve").await;
         assert_eq!(b.join("r", "eve").await.unwrap(), JoinOutcome::Banned);
         b.leave("r", "alice").await;

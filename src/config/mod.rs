@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::cli::{AcmeChallenge, KeyType, LogFormat, ServeArgs, TlsMode};
 use file::LoadedFile;
 pub use limits::{Limits, SessionLimits};
-pub use route::{RouteKind, RouteSpec};
+pub use route::{ChatSpec, RouteKind, RouteSpec};
 
 /// Default TLS listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -166,6 +166,8 @@ impl fmt::Display for ConfigErrors {
 pub struct Environment {
     pub xdg_state_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// Secrets named by the configuration (moderator passwords), by name.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl Environment {
@@ -178,6 +180,9 @@ impl Environment {
             home: std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            // Any variable may be named by `moderator_password_env`; keep the
+            // non-empty ones so `load` never reads the process environment.
+            secrets: std::env::vars().filter(|(_, v)| !v.is_empty()).collect(),
         }
     }
 }
@@ -401,6 +406,11 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         }
     } else {
         routes = route::default_routes();
+    }
+    for r in &mut routes {
+        if let RouteKind::Chat(chat) = &mut r.kind {
+            chat.moderator_password = env.secrets.get(&chat.moderator_password_env).cloned();
+        }
     }
     let mut paths: Vec<&str> = routes.iter().map(|r| r.path.as_str()).collect();
     paths.sort();
@@ -743,7 +753,23 @@ mod tests {
         Environment {
             xdg_state_home: None,
             home: Some(PathBuf::from("/home/u")),
+            secrets: [("WSSD_MOD_PASSWORD".to_string(), "pw".to_string())].into(),
         }
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_broker("memory"), Ok(BrokerConfig::Memory));
+        assert_eq!(
+            parse_broker("redis://127.0.0.1:6379"),
+            Ok(BrokerConfig::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            })
+        );
+        assert!(parse_broker("redis://").unwrap_err().contains("no host"));
+        assert!(parse_broker("nats://x").unwrap_err().contains("unknown broker"));
+        let short = load(&args(&["--config", "/dev/null", "--publish-token", "abc"]), &env());
+        assert!(short.unwrap_err().to_string().contains("at least 16"));
     }
 
     #[test]
@@ -753,7 +779,17 @@ mod tests {
         assert!(c.http.is_empty());
         assert_eq!(c.tls.mode, TlsMode::SelfSigned);
         assert_eq!(c.tls.hostnames, ["localhost", "127.0.0.1", "::1"]);
-        assert_eq!(c.routes.len(), 2);
+        let paths: Vec<_> = c.routes.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/", "/ws/echo", "/ws/chat"]);
+        match &c.routes[2].kind {
+            RouteKind::Chat(chat) => {
+                assert_eq!(chat.history, 50);
+                assert_eq!(chat.moderator_password.as_deref(), Some("pw"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.broker, BrokerConfig::Memory);
+        assert_eq!(c.publish_token, None);
         assert_eq!(c.state_dir, PathBuf::from("/home/u/.local/state/wssd"));
         assert_eq!(c.admin, Some("127.0.0.1:9099".parse().unwrap()));
     }
