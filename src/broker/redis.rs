@@ -94,6 +94,10 @@ const KEY_TTL: Duration = Duration::from_secs(3600);
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bound of one Redis call: inside `BROKER_TIMEOUT`, so a caller that
+/// bounds a backend call by `BROKER_TIMEOUT` gets the local fallback rather
+/// than its own timeout when Redis stops answering.
+const CALL_TIMEOUT: Duration = Duration::from_millis(BROKER_TIMEOUT.as_millis() as u64 * 3 / 4);
 /// A connection that lived this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Leaves remembered during an outage, to replay on reconnect.
@@ -410,7 +414,7 @@ impl RedisBackend {
             .unwrap_or(false)
     }
 
-    /// Runs one Redis call bounded by `BROKER_TIMEOUT`; a timeout or a
+    /// Runs one Redis call bounded by `CALL_TIMEOUT`; a timeout or a
     /// broken connection marks the link down.
     async fn guarded<T>(
         &self,
@@ -418,7 +422,7 @@ impl RedisBackend {
         what: &str,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, CallError> {
-        match tokio::time::timeout(BROKER_TIMEOUT, call).await {
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if is_link_error(&e) => {
                 self.link_failed(generation, format!("{}: {what}: {e}", self.addr));
@@ -434,7 +438,7 @@ impl RedisBackend {
                     format!(
                         "{}: {what}: no answer within {} ms",
                         self.addr,
-                        BROKER_TIMEOUT.as_millis()
+                        CALL_TIMEOUT.as_millis()
                     ),
                 );
                 Err(CallError::Down)
@@ -506,7 +510,7 @@ impl RedisBackend {
     async fn connect(&self) -> Result<(MultiplexedConnection, redis::aio::PubSubStream), String> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(BROKER_TIMEOUT))
-            .set_response_timeout(Some(BROKER_TIMEOUT));
+            .set_response_timeout(Some(CALL_TIMEOUT));
         let attempt = async {
             let conn = self
                 .client
@@ -661,12 +665,11 @@ impl RedisBackend {
     }
 
     /// One refresh of every local member (a PING when there are none).
+    /// Each room is refreshed under the gate with its members read afresh,
+    /// so a leave is never undone by a refresh that read it before.
     async fn refresh_with(&self, generation: u64, conn: &MultiplexedConnection) -> Result<(), ()> {
-        let _gate = self.refresh_gate.write().await;
-        let mut rooms: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for (room, name) in self.mirror.members() {
-            rooms.entry(room).or_default().push(name);
-        }
+        let rooms: std::collections::BTreeSet<String> =
+            self.mirror.members().into_iter().map(|(room, _)| room).collect();
         let mut conn = conn.clone();
         if rooms.is_empty() {
             let ping = redis::cmd("PING");
@@ -676,7 +679,12 @@ impl RedisBackend {
                 .map_err(|_| ());
         }
         let ttl = self.ttl_ms();
-        for (room, names) in rooms {
+        for room in rooms {
+            let _gate = self.refresh_gate.write().await;
+            let names = self.mirror.members_of(&room);
+            if names.is_empty() {
+                continue;
+            }
             let keys = Keys::of(&room);
             let mut call = self.scripts.refresh.prepare_invoke();
             call.key(&keys.members)
