@@ -73,7 +73,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::memory::MemoryBackend;
-use super::{Backend, BoxFuture, BrokerError, Envelope, Health, Hub, InstanceId, JoinOutcome, wire};
+use super::{
+    Backend, BoxFuture, BrokerError, Envelope, Health, Hub, InstanceId, JoinOutcome, wire,
+};
 use crate::config::limits::BROKER_TIMEOUT;
 use crate::metrics;
 
@@ -452,7 +454,7 @@ impl RedisBackend {
         let Ok(mut link) = self.link.lock() else {
             return;
         };
-        if !link.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if link.conn.as_ref().is_none_or(|(g, _)| *g != generation) {
             return;
         }
         link.conn = None;
@@ -487,7 +489,7 @@ impl RedisBackend {
         let Ok(mut link) = self.link.lock() else {
             return false;
         };
-        if !link.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if link.conn.as_ref().is_none_or(|(g, _)| *g != generation) {
             return false;
         }
         match &link.state {
@@ -636,7 +638,10 @@ impl RedisBackend {
             };
             let mut pipe = redis::pipe();
             for msg in &batch {
-                pipe.cmd("PUBLISH").arg(CHANNEL).arg(msg.as_slice()).ignore();
+                pipe.cmd("PUBLISH")
+                    .arg(CHANNEL)
+                    .arg(msg.as_slice())
+                    .ignore();
             }
             if self
                 .guarded(generation, "PUBLISH", pipe.exec_async(&mut conn))
@@ -668,8 +673,12 @@ impl RedisBackend {
     /// Each room is refreshed under the gate with its members read afresh,
     /// so a leave is never undone by a refresh that read it before.
     async fn refresh_with(&self, generation: u64, conn: &MultiplexedConnection) -> Result<(), ()> {
-        let rooms: std::collections::BTreeSet<String> =
-            self.mirror.members().into_iter().map(|(room, _)| room).collect();
+        let rooms: std::collections::BTreeSet<String> = self
+            .mirror
+            .members()
+            .into_iter()
+            .map(|(room, _)| room)
+            .collect();
         let mut conn = conn.clone();
         if rooms.is_empty() {
             let ping = redis::cmd("PING");
@@ -697,7 +706,11 @@ impl RedisBackend {
                 call.arg(name);
             }
             match self
-                .guarded(generation, "presence refresh", call.invoke_async::<Vec<String>>(&mut conn))
+                .guarded(
+                    generation,
+                    "presence refresh",
+                    call.invoke_async::<Vec<String>>(&mut conn),
+                )
                 .await
             {
                 Ok(clashes) => self.log_clashes(&room, clashes),
@@ -743,7 +756,10 @@ impl RedisBackend {
             if here.contains(&(room.clone(), name.clone())) {
                 continue;
             }
-            if let Err(CallError::Down) = self.leave_in_redis(generation, &mut conn, &room, &name).await {
+            if let Err(CallError::Down) = self
+                .leave_in_redis(generation, &mut conn, &room, &name)
+                .await
+            {
                 return;
             }
         }
@@ -831,7 +847,11 @@ impl RedisBackend {
         };
         let call = self.scripts.members.key(Keys::of(room).members);
         match self
-            .guarded(generation, "members", call.invoke_async::<Vec<String>>(&mut conn))
+            .guarded(
+                generation,
+                "members",
+                call.invoke_async::<Vec<String>>(&mut conn),
+            )
             .await
         {
             Ok(mut members) => {
@@ -898,9 +918,13 @@ impl RedisBackend {
         let keys = Keys::of(room);
         let mut call = self.scripts.sweep.prepare_invoke();
         call.key(&keys.members).key(&keys.history).key(&keys.bans);
-        self.guarded(generation, "sweep", call.invoke_async::<Vec<String>>(&mut conn))
-            .await
-            .unwrap_or_default()
+        self.guarded(
+            generation,
+            "sweep",
+            call.invoke_async::<Vec<String>>(&mut conn),
+        )
+        .await
+        .unwrap_or_default()
     }
 }
 
@@ -990,10 +1014,9 @@ impl Backend for RedisBackend {
             .unwrap_or_else(|_| LinkState::Down("internal lock poisoned".into()));
         match state {
             LinkState::Up => Health::Ok,
-            LinkState::Connecting => Health::Degraded(format!(
-                "redis unreachable: connecting to {}",
-                self.addr
-            )),
+            LinkState::Connecting => {
+                Health::Degraded(format!("redis unreachable: connecting to {}", self.addr))
+            }
             LinkState::Down(reason) => Health::Degraded(format!("redis unreachable: {reason}")),
         }
     }
@@ -1012,8 +1035,14 @@ mod tests {
 
     #[test]
     fn bad_urls_are_clear_errors_without_the_password() {
-        for url in ["redis://:s3cret@", "http://:s3cret@host:1", "rediss://:s3cret@h:1"] {
-            let e = RedisBackend::new(url, InstanceId(1)).unwrap_err().to_string();
+        for url in [
+            "redis://:s3cret@",
+            "http://:s3cret@host:1",
+            "rediss://:s3cret@h:1",
+        ] {
+            let e = RedisBackend::new(url, InstanceId(1))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("Redis"), "{e}");
             assert!(!e.contains("s3cret"), "{e}");
         }

@@ -75,7 +75,11 @@ impl Redis {
         // Ready when PING answers.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("redis-server on port {} exited early: {status}", self.port);
             }
             if self.ping().await {
@@ -271,9 +275,18 @@ async fn redis_names_are_unique_across_instances() {
     let b = Instance::start(&redis, 2, None).await;
     let (ab, bb) = (a.broker.backend(), b.broker.backend());
 
-    assert_eq!(joined_members(ab.join(ROOM, "alice").await.unwrap()), ["alice"]);
-    assert_eq!(bb.join(ROOM, "alice").await.unwrap(), JoinOutcome::NameTaken);
-    assert_eq!(ab.join(ROOM, "alice").await.unwrap(), JoinOutcome::NameTaken);
+    assert_eq!(
+        joined_members(ab.join(ROOM, "alice").await.unwrap()),
+        ["alice"]
+    );
+    assert_eq!(
+        bb.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
+    assert_eq!(
+        ab.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
     assert_eq!(
         joined_members(bb.join(ROOM, "bob").await.unwrap()),
         ["alice", "bob"]
@@ -365,11 +378,7 @@ async fn redis_sweep_reports_a_stopped_instance_members_exactly_once() {
     let a = Instance::start(&redis, 1, ttl).await;
     let b = Instance::start(&redis, 2, ttl).await;
     let c = Instance::start(&redis, 3, ttl).await;
-    let (ab, bb, cb) = (
-        a.broker.backend(),
-        b.broker.backend(),
-        c.broker.backend(),
-    );
+    let (ab, bb, cb) = (a.broker.backend(), b.broker.backend(), c.broker.backend());
     joined_members(ab.join(ROOM, "alice").await.unwrap());
     joined_members(bb.join(ROOM, "bob").await.unwrap());
     joined_members(bb.join(ROOM, "bea").await.unwrap());
@@ -462,6 +471,9 @@ async fn redis_outage_keeps_local_delivery_then_cross_instance_resumes() {
     // A's members, including the one that joined during the outage, were
     // registered again in the fresh Redis.
     assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bob"]);
-    assert_eq!(bb.join(ROOM, "alice").await.unwrap(), JoinOutcome::NameTaken);
+    assert_eq!(
+        bb.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
     assert_eq!(bb.join(ROOM, "bob").await.unwrap(), JoinOutcome::NameTaken);
 }
