@@ -864,8 +864,12 @@ impl RedisBackend {
     }
 
     async fn leave_impl(&self, room: &str, username: &str) {
-        let _gate = self.refresh_gate.read().await;
+        // Locally first and at once, so even a caller that gives up waiting
+        // never leaves a member here to be refreshed forever.
         self.mirror.leave_now(room, username);
+        // Then wait out a refresh of this room that may have read the name
+        // before it left, so the removal below comes after its rewrite.
+        let _gate = self.refresh_gate.read().await;
         let Some((generation, mut conn)) = self.current() else {
             self.remember_leave(room, username);
             return;

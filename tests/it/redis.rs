@@ -120,6 +120,24 @@ impl Redis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, sig);
+            }
+        }
+    }
+
     /// Starts a fresh server (empty: no persistence) on the same port.
     pub async fn restart(&mut self) {
         self.kill();
@@ -129,6 +147,7 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
+        self.resume();
         self.kill();
     }
 }
@@ -476,4 +495,72 @@ async fn redis_outage_keeps_local_delivery_then_cross_instance_resumes() {
         JoinOutcome::NameTaken
     );
     assert_eq!(bb.join(ROOM, "bob").await.unwrap(), JoinOutcome::NameTaken);
+}
+
+#[tokio::test]
+async fn redis_unresponsive_server_is_bounded_and_degrades() {
+    let Some(redis) = Redis::start("redis_unresponsive_server_is_bounded_and_degrades").await
+    else {
+        return;
+    };
+    let ttl = Some(Duration::from_millis(1500));
+    let a = Instance::start(&redis, 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let ab = a.broker.backend();
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    let mut a1 = a.sub(ROOM);
+    let mut b1 = b.sub(ROOM);
+
+    redis.pause();
+    // Every call is bounded by BROKER_TIMEOUT and falls back to local
+    // state instead of failing.
+    let started = Instant::now();
+    let outcome = ab.join(ROOM, "bob").await.unwrap();
+    assert!(
+        started.elapsed() < wssd::config::limits::BROKER_TIMEOUT,
+        "join took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(joined_members(outcome), ["alice", "bob"]);
+    // Local delivery goes on, and publishing never blocks.
+    for i in 0..100 {
+        a.publish(ROOM, 0, text(&i.to_string()));
+        assert_eq!(next(&mut a1).await.payload, text(&i.to_string()));
+    }
+    let started = Instant::now();
+    for i in 0..20_000 {
+        a.publish("/elsewhere", 0, text(&i.to_string()));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The periodic refresh notices without any traffic.
+    eventually(Duration::from_secs(10), "B degraded", || async {
+        matches!(b.broker.health(), Health::Degraded(_))
+    })
+    .await;
+
+    redis.resume();
+    a.wait_up().await;
+    b.wait_up().await;
+    let mut seen = Vec::new();
+    while let Ok(Delivery::Message(e)) =
+        tokio::time::timeout(Duration::from_millis(300), b1.recv()).await
+    {
+        seen.push(e);
+    }
+    assert!(
+        seen.is_empty(),
+        "messages A published while Redis was frozen are dropped, not replayed; B got {}",
+        seen.len()
+    );
+    a.publish(ROOM, 0, text("thawed"));
+    loop {
+        let e = next(&mut b1).await;
+        if e.payload == text("thawed") {
+            break;
+        }
+    }
+    assert_eq!(
+        b.broker.backend().members(ROOM).await.unwrap(),
+        ["alice", "bob"]
+    );
 }

@@ -17,11 +17,14 @@ use crate::redis::{Redis, eventually};
 
 type Ws = WebSocketStream<TcpStream>;
 
+const MOD_PASSWORD: &str = "scaleout-moderator";
+
 /// A `wssd` with a chat and a broadcast route on the shared Redis, once its
 /// broker is connected (`/readyz` no longer says degraded).
 async fn instance(redis: &Redis) -> Wssd {
     let server = Wssd::builder()
         .plain_only()
+        .env("WSSD_MOD_PASSWORD", MOD_PASSWORD)
         .args(["--broker", &redis.url()])
         .args(["--route", "/ws/chat=chat", "--route", "/ws/news=broadcast"])
         .spawn()
@@ -380,4 +383,73 @@ async fn scaleout_killed_instance_members_leave_presence() {
     let (_bob_again, reply) = joined(&a, "lobby", "bob").await;
     assert_eq!(members(&reply), ["alice", "bob"]);
     drop(b);
+}
+
+/// The close frame that ends `ws` (bounded), skipping other messages.
+async fn close_code(ws: &mut Ws) -> u16 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => return frame.code.into(),
+            Ok(Some(Ok(Message::Close(None)))) => panic!("closed without a code"),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn scaleout_moderation_reaches_the_other_instance() {
+    let Some(redis) = Redis::start("scaleout_moderation_reaches_the_other_instance").await else {
+        return;
+    };
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let (mut moderator, _) = joined(&a, "lobby", "mod").await;
+    send(
+        &mut moderator,
+        json!({"type": "auth", "password": MOD_PASSWORD}),
+    )
+    .await;
+    assert_eq!(next_json(&mut moderator).await["type"], "authenticated");
+    let (mut bob, _) = joined(&b, "lobby", "bob").await;
+    let (mut eve, _) = joined(&b, "lobby", "eve").await;
+    let (mut mia, _) = joined(&b, "lobby", "mia").await;
+
+    // A target on the other instance is found (members come from Redis).
+    send(
+        &mut moderator,
+        json!({"type": "mute", "username": "mia", "secs": 60}),
+    )
+    .await;
+    until(&mut mia, Duration::from_secs(10), "moderation mute", |v| {
+        v["type"] == "moderation" && v["action"] == "mute" && v["by"] == "mod"
+    })
+    .await;
+    // The mute order is applied on B: mia's next message is refused there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        say(&mut mia, "still here?").await;
+        let v = until(&mut mia, Duration::from_secs(10), "a reply", |v| {
+            v["type"] == "error" || (v["type"] == "message" && v["from"] == "mia")
+        })
+        .await;
+        if v["code"] == "muted" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mia was never muted: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    send(&mut moderator, json!({"type": "kick", "username": "bob"})).await;
+    assert_eq!(close_code(&mut bob).await, 4001, "kicked across instances");
+    presence(&mut moderator, "leave", "bob", Duration::from_secs(10)).await;
+
+    send(&mut moderator, json!({"type": "ban", "username": "eve"})).await;
+    assert_eq!(close_code(&mut eve).await, 4003, "banned across instances");
+    presence(&mut moderator, "leave", "eve", Duration::from_secs(10)).await;
+    let (_again, reply) = join(&b, "lobby", "eve").await;
+    assert_eq!(reply["code"], "banned", "the ban is shared: {reply}");
+    let (_bob_again, reply) = joined(&b, "lobby", "bob").await;
+    assert!(members(&reply).contains(&"mod"));
 }
