@@ -16,7 +16,8 @@
 //   chat             #chat-route #chat-room #chat-username #chat-join #chat-leave
 //                    (form #chat-join-form)
 //                    #chat-error: last error, "CODE: message", data-code=CODE (hidden when none)
-//                    #chat-current-room #chat-me
+//                    #chat-where (shown when not in a room), #chat-where-joined with
+//                      #chat-current-room #chat-me (shown when in one)
 //                    #chat-messages: li.msg (data-id, data-from; .time .from .text;
 //                      .history for history, .mine for own), li.event (presence,
 //                      joined/left; .moderation for moderation events), li.error
@@ -364,8 +365,10 @@
     chat.room = room;
     chat.me = me;
     const inRoom = room !== null;
-    $("chat-current-room").textContent = inRoom ? room : "—";
-    $("chat-me").textContent = inRoom ? me : "—";
+    $("chat-current-room").textContent = inRoom ? room : "";
+    $("chat-me").textContent = inRoom ? me : "";
+    $("chat-where").hidden = inRoom;
+    $("chat-where-joined").hidden = !inRoom;
     $("chat-join").disabled = inRoom;
     $("chat-leave").disabled = !inRoom;
     chatEls.text.disabled = !inRoom;
@@ -412,6 +415,7 @@
         break;
       case "message":
         if (chat.room === null || m.room === undefined || m.room === chat.room) chatAddMessage(m, false);
+        if (m.from === chat.me) chatClearError();
         break;
       case "presence":
         if (m.room !== undefined && m.room !== chat.room) break;
@@ -425,11 +429,13 @@
         chatRenderMembers();
         break;
       case "left":
+        chatClearError();
         chatSetJoined(null, null);
         chat.rejoin = null;
         chatEvent("you left " + m.room);
         break;
       case "authenticated":
+        if (m.moderator) chatClearError();
         chatSetModerator(!!m.moderator);
         chatEvent(m.moderator ? "signed in as moderator" : "moderator sign-in refused");
         break;
@@ -468,8 +474,10 @@
       chatSetJoined(null, null);
       chatSetModerator(false);
       if (ev.code === 4001 || ev.code === 4003) {
+        const room = wasIn || (chat.rejoin && chat.rejoin.room) || "the room";
         chat.rejoin = null;
-        chatShowError(ev.code === 4001 ? "kicked" : "banned", describeClose(ev));
+        if (ev.code === 4001) chatShowError("kicked", "a moderator removed you from " + room + " (close code 4001); press Join to come back");
+        else chatShowError("banned", "you are banned from " + room + " (close code 4003)");
         chatEvent(describeClose(ev), "error");
         return false;
       }

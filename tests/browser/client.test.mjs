@@ -11,8 +11,10 @@
 //   - chat: two users in one room (one page at phone width, one at desktop
 //     width) exchange messages both ways, see each other in the members list
 //     and the presence events; a third page trying a taken name gets the
-//     name_taken error inline; a moderator mutes (error `muted`) and kicks
-//     (close 4001 shown, member list updated).
+//     name_taken error inline.
+//   - chat moderation: wrong password refused, then signed in; mute (the muted
+//     user's message gets `muted`), kick (close 4001 shown, no automatic
+//     rejoin, members updated), ban (close 4003; joining again gets `banned`).
 //   - echo: a text and a file (binary) round trip: the reply is shown with a
 //     round-trip time in ms.
 //   - mic: ~2 s of the fake microphone streamed to /ws/echo as 16 kHz mono
@@ -52,7 +54,6 @@ const ARTIFACTS = path.resolve(process.env.BROWSER_ARTIFACTS || path.join(repo, 
 
 const PHONE = { width: 375, height: 812 };
 const DESKTOP = { width: 1280, height: 860 };
-const DEVNOCHAT = process.env.DEVNOCHAT === '1'; // TEMP
 const MOD_PASSWORD = 'test-moderator-password';
 
 const BASE_ARGS = [
@@ -211,7 +212,7 @@ before(async () => {
   server = await startWssd(path.join(tmp, 'main'), [
     '--route', '/=static',
     '--route', '/ws/echo=echo',
-    ...(DEVNOCHAT ? [] : ['--route', '/ws/chat=chat']),
+    '--route', '/ws/chat=chat',
   ], { env: { WSSD_MOD_PASSWORD: MOD_PASSWORD } });
   cleanups.push(() => stopWssd(server));
 
@@ -484,7 +485,7 @@ test('mic: on plain http (not localhost) the page says the microphone needs http
   }
 });
 
-(DEVNOCHAT ? test.skip : test)('chat: two users talk, see each other, and a taken name is refused', { timeout: 90_000 }, async (t) => {
+test('chat: two users talk, see each other, and a taken name is refused', { timeout: 90_000 }, async (t) => {
   const a = await newPage(PHONE, '#chat');
   const b = await newPage(DESKTOP, '#chat');
   const c = await newPage(PHONE, '#chat');
@@ -566,9 +567,10 @@ test('mic: on plain http (not localhost) the page says the microphone needs http
   }
 });
 
-(DEVNOCHAT ? test.skip : test)('chat: a moderator mutes and kicks; the others see it', { timeout: 90_000 }, async (t) => {
+test('chat: a moderator mutes, kicks and bans; the others see it', { timeout: 90_000 }, async (t) => {
   const mod = await newPage(DESKTOP, '#chat');
   const dan = await newPage(PHONE, '#chat');
+  const eve = await newPage(PHONE, '#chat');
   try {
     const room = `modroom-${process.pid}`;
     for (const [p, name] of [[mod, 'mia'], [dan, 'dan']]) {
@@ -600,6 +602,7 @@ test('mic: on plain http (not localhost) the page says the microphone needs http
         return false;
       }
     }, 'moderator sign-in', 15_000, 0);
+    assert.equal(await mod.page.isHidden('#chat-error'), true, 'the error clears after signing in');
 
     // Mute dan for 60 s: both see the moderation event; dan's message is refused.
     await mod.page.selectOption('#mod-target', 'dan');
@@ -617,14 +620,36 @@ test('mic: on plain http (not localhost) the page says the microphone needs http
     await dan.page.locator('#chat-status[data-state="closed"]').waitFor({ timeout: 10_000 });
     assert.match(await dan.page.textContent('#chat-status'), /code 4001/);
     assert.equal(await dan.page.getAttribute('#chat-error', 'data-code'), 'kicked');
+    assert.match(await dan.page.textContent('#chat-error'), new RegExp(`^kicked: a moderator removed you from ${room} \\(close code 4001\\)`));
+    assert.equal(await dan.page.textContent('#chat-where'), 'Not in a room');
     await mod.page.locator('#chat-members li[data-username="dan"]').waitFor({ state: 'detached', timeout: 10_000 });
     await mod.page.locator('#chat-messages li.moderation', { hasText: 'mia kicked dan' }).waitFor({ timeout: 10_000 });
     await assertNoOverflow(dan.page, 'kicked chat at 375 px');
-    const files = [await shot(mod.page, 'chat-moderator-desktop'), await shot(dan.page, 'chat-kicked-phone')];
+    const files = [await shot(dan.page, 'chat-kicked-phone')];
+
+    // Ban: eve's page shows 4003 and eve cannot come back under that name.
+    await eve.page.fill('#chat-room', room);
+    await eve.page.fill('#chat-username', 'eve');
+    await eve.page.click('#chat-join');
+    await mod.page.locator('#chat-members li[data-username="eve"]').waitFor({ timeout: 10_000 });
+    await mod.page.selectOption('#mod-target', 'eve');
+    await mod.page.click('#mod-ban');
+    await eve.page.locator('#chat-error[data-code="banned"]').waitFor({ timeout: 10_000 });
+    assert.match(await eve.page.textContent('#chat-status'), /code 4003/);
+    await mod.page.locator('#chat-messages li.moderation', { hasText: 'mia banned eve' }).waitFor({ timeout: 10_000 });
+    await mod.page.locator('#chat-members li[data-username="eve"]').waitFor({ state: 'detached', timeout: 10_000 });
+    // Joining again reconnects and the server answers with the `banned` error.
+    await eve.page.click('#chat-join');
+    await eve.page.locator('#chat-messages li.error .text', { hasText: /^banned: / }).waitFor({ timeout: 10_000 });
+    assert.equal(await eve.page.getAttribute('#chat-error', 'data-code'), 'banned');
+    assert.equal(await eve.page.getAttribute('#chat-status', 'data-state'), 'open', 'reconnected to try again');
+    assert.match(await eve.page.textContent('#chat-error'), /^banned: .*eve/);
+    files.push(await shot(mod.page, 'chat-moderator-desktop'), await shot(eve.page, 'chat-banned-phone'));
     t.diagnostic(`screenshots: ${files.join(', ')}`);
-    assert.deepEqual([...mod.errors, ...dan.errors], []);
+    assert.deepEqual([...mod.errors, ...dan.errors, ...eve.errors], []);
   } finally {
     await mod.context.close();
     await dan.context.close();
+    await eve.context.close();
   }
 });
