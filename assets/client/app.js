@@ -47,6 +47,8 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  // wssd's default route set; an empty route field means these.
+  const DEFAULT_ROUTES = { chat: "/ws/chat", echo: "/ws/echo", mic: "/ws/echo" };
 
   /** The WebSocket URL of a route field: a path on this host, or a full ws(s):// URL. */
   function socketUrl(route) {
@@ -462,7 +464,7 @@
 
   chat.conn = new Conn({
     status: $("chat-status"),
-    route: () => $("chat-route").value,
+    route: () => $("chat-route").value.trim() || DEFAULT_ROUTES.chat,
     onmessage: onChatMessage,
     onopen: () => {
       // After a reconnect: sign in and join again.
@@ -597,7 +599,7 @@
 
   echo.conn = new Conn({
     status: $("echo-status"),
-    route: () => $("echo-route").value,
+    route: () => $("echo-route").value.trim() || DEFAULT_ROUTES.echo,
     onmessage: (ev) => {
       const t0 = echo.sent.shift();
       const rtt = t0 === undefined ? undefined : performance.now() - t0;
@@ -765,7 +767,7 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
 
   mic.conn = new Conn({
     status: $("mic-status"),
-    route: () => $("mic-route").value,
+    route: () => $("mic-route").value.trim() || DEFAULT_ROUTES.mic,
     onmessage: (ev) => {
       if (typeof ev.data === "string") {
         mic.texts += 1;
@@ -839,6 +841,8 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
       return;
     }
     mic.stream = stream;
+    // Connect while the audio graph is set up, so the first frames find the socket open.
+    mic.conn.open();
     try {
       const ctx = new AudioContext();
       mic.ctx = ctx;
@@ -884,9 +888,7 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
     } catch (e) {
       micMessage("error", "could not start audio processing: " + e.name + ": " + e.message);
       micStop();
-      return;
     }
-    mic.conn.open();
   }
 
   function micStop() {

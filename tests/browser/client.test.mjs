@@ -334,7 +334,7 @@ test('mic: 2 s of the fake microphone reach /ws/echo as 16 kHz 16-bit PCM (serve
     const t0 = Date.now();
     await page.waitForFunction((n) => Number(document.getElementById('mic-frames').dataset.value) >= n, f0 + 20, { timeout: 15_000 });
     const elapsed = (Date.now() - t0) / 1000;
-    assert.ok(elapsed > 1.2 && elapsed < 5, `20 frames of 100 ms took ${elapsed} s (not a 16 kHz stream?)`);
+    assert.ok(elapsed > 1.2 && elapsed < 10, `20 frames of 100 ms took ${elapsed} s (not a 16 kHz stream?)`);
     assert.match(await page.textContent('#mic-format'), /captured at \d+ Hz, sent as 16 kHz mono 16-bit little-endian PCM/);
 
     // The speech is there: the level meter moved.
