@@ -37,7 +37,12 @@
 //! - messages published on this instance are dropped for the other instances
 //!   (counted in `wssd_broker_forward_errors_total`) and are never replayed;
 //!   messages published on other instances are not received here, and are
-//!   not replayed either;
+//!   not replayed either. That covers every envelope: chat messages,
+//!   `presence` join/leave events (clients elsewhere are not told who came
+//!   or went during the outage, and no catch-up is sent afterwards: their
+//!   member lists may stay stale until those members leave again),
+//!   broadcast messages, HTTP publishes, and moderation orders (a kick, mute
+//!   or ban of a member on another instance is not carried out there);
 //! - history recorded during the outage is kept only in this instance's
 //!   local mirror (what a join *on this instance* during the outage sees); it
 //!   is not copied to Redis afterwards;
@@ -50,6 +55,11 @@
 //! - members of an instance that cannot reach Redis for longer than
 //!   [`PRESENCE_TTL`] may be swept (and announced as gone) by the others,
 //!   and are silently re-registered when it reconnects.
+//!
+//! Deliveries from other instances are never waited for: a local
+//! subscriber whose queue is full when one arrives is cut off (1008) at
+//! once, since pausing the one subscription connection would stall every
+//! topic. A publisher is paced only by its own instance's subscribers.
 //!
 //! A Redis restart without persistence loses shared history and bans; live
 //! members are re-registered by their instances on reconnect. `health()` is
