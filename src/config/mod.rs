@@ -123,14 +123,21 @@ pub enum BrokerConfig {
 
 /// Parses `--broker`.
 pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
-    let t = text.trim();
-    if t.is_empty() || t == "memory" {
+    let url = text.trim();
+    if url.is_empty() || url == "memory" {
         return Ok(BrokerConfig::Memory);
     }
-    if let Some(rest) = t
-        .strip_prefix("redis://")
-        .or_else(|| t.strip_prefix("rediss://"))
-    {
+    // Error messages show the URL without its password.
+    let t = &match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+        _ => url.to_string(),
+    };
+    if t.starts_with("rediss://") {
+        return Err(format!(
+            "--broker {t}: TLS to Redis (rediss://) is not supported yet; use redis:// on a private network, or a TLS tunnel (stunnel, spiped) to Redis"
+        ));
+    }
+    if let Some(rest) = url.strip_prefix("redis://") {
         let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
         let host = host.split('/').next().unwrap_or_default();
         if host.is_empty() {
@@ -138,7 +145,9 @@ pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
                 "--broker {t}: no host; write redis://HOST:PORT (example: redis://127.0.0.1:6379)"
             ));
         }
-        return Ok(BrokerConfig::Redis { url: t.to_string() });
+        return Ok(BrokerConfig::Redis {
+            url: url.to_string(),
+        });
     }
     Err(format!(
         "--broker {t}: unknown broker; use `memory` or `redis://HOST:PORT`"
@@ -767,6 +776,8 @@ mod tests {
             })
         );
         assert!(parse_broker("redis://").unwrap_err().contains("no host"));
+        let e = parse_broker("rediss://:s3cret@h:1").unwrap_err();
+        assert!(e.contains("not supported") && !e.contains("s3cret"), "{e}");
         assert!(
             parse_broker("nats://x")
                 .unwrap_err()

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use super::router::{Route, RouteRuntime};
 use super::{Body, ConnInfo, HttpContext, empty_body, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
-use crate::routes::broadcast::BroadcastRoute;
+use crate::routes::broadcast::BroadcastSession;
 use crate::routes::chat::ChatRoute;
 use crate::routes::echo::Echo;
 use crate::routes::exec::{self, ExecRequest};
@@ -120,7 +120,9 @@ pub async fn accept_websocket(
             }
         },
         RouteRuntime::Chat(chat) => Kind::Chat(chat.clone()),
-        RouteRuntime::Broadcast(b) => Kind::Broadcast(b.clone()),
+        // Subscribed before the 101, so nothing published once the client
+        // sees the upgrade is missed.
+        RouteRuntime::Broadcast(b) => Kind::Broadcast(b.session()),
         RouteRuntime::None => Kind::Echo,
     };
     let exec_request = ExecRequest {
@@ -160,8 +162,8 @@ pub async fn accept_websocket(
                 handler.finish().await;
                 ending
             }
-            Kind::Broadcast(b) => {
-                session::run(ws, limits, shutdown, counters, &mut b.session()).await
+            Kind::Broadcast(mut handler) => {
+                session::run(ws, limits, shutdown, counters, &mut handler).await
             }
             Kind::Exec(exec, process) => {
                 exec::run(ws, exec, exec_request, process, limits, shutdown, counters).await
@@ -178,7 +180,7 @@ pub async fn accept_websocket(
 enum Kind {
     Echo,
     Chat(Arc<ChatRoute>),
-    Broadcast(Arc<BroadcastRoute>),
+    Broadcast(BroadcastSession),
     Exec(Arc<exec::ExecRoute>, tokio::sync::OwnedSemaphorePermit),
 }
 
