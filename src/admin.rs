@@ -1,5 +1,6 @@
 //! The admin listener (plain HTTP, loopback by default): `/healthz`,
-//! `/readyz` and `/metrics` (Prometheus text). It serves no user traffic.
+//! `/readyz`, `/metrics` (Prometheus text) and, with `--publish-token`,
+//! `POST /publish/...` (see `crate::publish`). It serves no user traffic.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,10 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{Body, full_body, text_response};
 use crate::metrics;
+use crate::publish::Publish;
 use crate::server::Readiness;
 
 /// Serves admin requests until shutdown.
-pub async fn serve(socket: TcpListener, readiness: Arc<Readiness>, shutdown: CancellationToken) {
+pub async fn serve(
+    socket: TcpListener,
+    readiness: Arc<Readiness>,
+    publish: Option<Publish>,
+    shutdown: CancellationToken,
+) {
+    let publish = publish.map(Arc::new);
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -34,11 +42,13 @@ pub async fn serve(socket: TcpListener, readiness: Arc<Readiness>, shutdown: Can
             },
         };
         let readiness = readiness.clone();
+        let publish = publish.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let readiness = readiness.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &readiness)) }
+                let publish = publish.clone();
+                async move { Ok::<_, Infallible>(handle(req, &readiness, publish.as_deref()).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -56,11 +66,32 @@ pub async fn serve(socket: TcpListener, readiness: Arc<Readiness>, shutdown: Can
     }
 }
 
-fn handle(req: &Request<Incoming>, readiness: &Readiness) -> Response<Body> {
-    match req.uri().path() {
+async fn handle(
+    req: Request<Incoming>,
+    readiness: &Readiness,
+    publish: Option<&Publish>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    if path.starts_with("/publish/") {
+        return match publish {
+            Some(p) => p.handle(req).await,
+            None => text_response(
+                StatusCode::NOT_FOUND,
+                "publishing is disabled; start wssd with --publish-token TOKEN (or WSSD_PUBLISH_TOKEN)\n",
+            ),
+        };
+    }
+    match path {
         "/healthz" => text_response(StatusCode::OK, "ok\n"),
         "/readyz" => match readiness.is_ready() {
-            Ok(()) => text_response(StatusCode::OK, "ready\n"),
+            // Degraded still serves (local delivery works), so it stays 200.
+            Ok(()) => match readiness.degraded() {
+                Some(why) => text_response(
+                    StatusCode::OK,
+                    &format!("ready, degraded: {why} (local delivery only)\n"),
+                ),
+                None => text_response(StatusCode::OK, "ready\n"),
+            },
             Err(why) => text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("not ready: {why}\n"),
@@ -76,7 +107,7 @@ fn handle(req: &Request<Incoming>, readiness: &Readiness) -> Response<Body> {
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "admin endpoints: /healthz /readyz /metrics\n",
+            "admin endpoints: /healthz /readyz /metrics POST /publish/<route>\n",
         ),
     }
 }

@@ -197,6 +197,19 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
 
+    /// Where chat and broadcast messages travel: memory, or redis://HOST:PORT to share rooms across instances [default: memory]
+    #[arg(long, env = "WSSD_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// Bearer token for POST /publish/<route> on the admin listener [default: off, endpoint disabled]
+    #[arg(
+        long,
+        env = "WSSD_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub publish_token: Option<String>,
+
     /// Log format [default: text]
     #[arg(long, env = "WSSD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -19,11 +19,13 @@
 
 pub mod admin;
 pub mod bench;
+pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod publish;
 pub mod routes;
 pub mod server;
 pub mod session;

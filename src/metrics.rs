@@ -10,6 +10,10 @@
 //! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout)
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
+//! - `wssd_subscribers_dropped_total{route,reason}` chat/broadcast subscribers
+//!   cut off (reason: slow)
+//! - `wssd_broker_published_total{route}`, `wssd_broker_forward_errors_total`
+//!   and gauge `wssd_broker_up` (1 connected, 0 degraded; redis only)
 //! - `wssd_certificate_not_after_seconds{name}` gauge (Unix time)
 //! - `wssd_certificate_reloads_total{name,result}` (result: ok, error)
 //! - `wssd_certificate_last_reload_success{name}` gauge (1 or 0)
@@ -76,6 +80,19 @@ pub fn handshake_failed(reason: HandshakeFailure) {
 
 pub fn close_code(code: u16) {
     counter!("wssd_close_codes_total", "code" => code.to_string()).increment(1);
+}
+
+pub fn subscriber_dropped(route: &str, reason: &'static str) {
+    counter!("wssd_subscribers_dropped_total", "route" => route.to_string(), "reason" => reason)
+        .increment(1);
+}
+
+pub fn broker_up(up: bool) {
+    gauge!("wssd_broker_up").set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn broker_forward_error() {
+    counter!("wssd_broker_forward_errors_total").increment(1);
 }
 
 pub fn http_response(status: u16) {

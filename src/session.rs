@@ -41,7 +41,11 @@ pub fn websocket_config(limits: &SessionLimits) -> WebSocketConfig {
 pub trait Handler: Send {
     /// Called for every text or binary message; pushes the replies. Returning
     /// `Flow::Close` closes the socket after the replies are sent.
-    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) -> Flow;
+    fn on_message(
+        &mut self,
+        message: Message,
+        replies: &mut Vec<Message>,
+    ) -> impl std::future::Future<Output = Flow> + Send;
 
     /// The next message that arrives from elsewhere. Must be cancel-safe
     /// (it is polled in a `select!`). Default: nothing ever arrives.
@@ -83,7 +87,7 @@ pub async fn run<S, H>(
     limits: SessionLimits,
     shutdown: CancellationToken,
     counters: SessionMetrics,
-    mut handler: H,
+    handler: &mut H,
 ) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -138,7 +142,7 @@ where
                             batch += 1;
                             counters.messages_in.increment(1);
                             counters.bytes_in.increment(message.len() as u64);
-                            let flow = handler.on_message(message, &mut replies);
+                            let flow = handler.on_message(message, &mut replies).await;
                             for reply in replies.drain(..) {
                                 counters.messages_out.increment(1);
                                 counters.bytes_out.increment(reply.len() as u64);

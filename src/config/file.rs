@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub drain_timeout: Option<Spanned<f64>>,
     pub allow_origin: Option<Vec<String>>,
     pub trusted_proxy: Option<Vec<String>>,
+    pub broker: Option<Spanned<String>>,
+    pub publish_token: Option<String>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub tls: Option<TlsTable>,

@@ -34,6 +34,21 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// TCP connections above `max_connections` that may be in their handshake
 /// at once (they get a 503 if they ask for a WebSocket past the limit).
 pub const HANDSHAKE_HEADROOM: usize = 256;
+/// Messages queued for one chat/broadcast subscriber; a subscriber whose
+/// queue is full when a message arrives is closed with 1008.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// Default chat history kept per room and sent on join.
+pub const DEFAULT_CHAT_HISTORY: usize = 50;
+/// Default longest chat message text, in characters.
+pub const DEFAULT_CHAT_MAX_TEXT: usize = 2000;
+/// Default sustained chat messages per second per connection.
+pub const DEFAULT_CHAT_RATE: f64 = 5.0;
+/// Default chat message burst per connection.
+pub const DEFAULT_CHAT_BURST: f64 = 10.0;
+/// Wrong moderator passwords before the connection is closed with 1008.
+pub const MAX_BAD_PASSWORDS: u32 = 5;
+/// Longest a chat request may wait for the shared room state (Redis).
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Global limits, resolved from configuration.
 #[derive(Debug, Clone, PartialEq)]

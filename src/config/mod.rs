@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::cli::{AcmeChallenge, KeyType, LogFormat, ServeArgs, TlsMode};
 use file::LoadedFile;
 pub use limits::{Limits, SessionLimits};
-pub use route::{RouteKind, RouteSpec};
+pub use route::{ChatSpec, RouteKind, RouteSpec};
 
 /// Default TLS listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -52,6 +52,10 @@ pub struct Config {
     pub trusted_proxies: Vec<cidr::Cidr>,
     /// Admin listener, or `None` when off.
     pub admin: Option<SocketAddr>,
+    /// Where chat and broadcast messages travel.
+    pub broker: BrokerConfig,
+    /// Bearer token of the admin publish endpoint; `None` disables it.
+    pub publish_token: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The configuration file that was read, if any.
@@ -107,6 +111,40 @@ pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/d
 /// Default interval of the certificate-file backstop check.
 pub const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The `--broker` setting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BrokerConfig {
+    /// In-process (one instance).
+    #[default]
+    Memory,
+    /// A Redis server shared by instances: `redis://[:PASSWORD@]HOST:PORT[/DB]`.
+    Redis { url: String },
+}
+
+/// Parses `--broker`.
+pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
+    let t = text.trim();
+    if t.is_empty() || t == "memory" {
+        return Ok(BrokerConfig::Memory);
+    }
+    if let Some(rest) = t
+        .strip_prefix("redis://")
+        .or_else(|| t.strip_prefix("rediss://"))
+    {
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host = host.split('/').next().unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!(
+                "--broker {t}: no host; write redis://HOST:PORT (example: redis://127.0.0.1:6379)"
+            ));
+        }
+        return Ok(BrokerConfig::Redis { url: t.to_string() });
+    }
+    Err(format!(
+        "--broker {t}: unknown broker; use `memory` or `redis://HOST:PORT`"
+    ))
+}
+
 /// Every problem found in the configuration, one line each.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -128,6 +166,8 @@ impl fmt::Display for ConfigErrors {
 pub struct Environment {
     pub xdg_state_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// Secrets named by the configuration (moderator passwords), by name.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl Environment {
@@ -140,6 +180,9 @@ impl Environment {
             home: std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            // Any variable may be named by `moderator_password_env`; keep the
+            // non-empty ones so `load` never reads the process environment.
+            secrets: std::env::vars().filter(|(_, v)| !v.is_empty()).collect(),
         }
     }
 }
@@ -364,6 +407,11 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     } else {
         routes = route::default_routes();
     }
+    for r in &mut routes {
+        if let RouteKind::Chat(chat) = &mut r.kind {
+            chat.moderator_password = env.secrets.get(&chat.moderator_password_env).cloned();
+        }
+    }
     let mut paths: Vec<&str> = routes.iter().map(|r| r.path.as_str()).collect();
     paths.sort();
     for pair in paths.windows(2) {
@@ -416,6 +464,28 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
             Ok(c) => trusted_proxies.push(c),
             Err(e) => problems.push(format!("--trusted-proxy: {e}")),
         }
+    }
+    let broker_text = args
+        .broker
+        .clone()
+        .or_else(|| fc.broker.as_ref().map(|b| b.get_ref().clone()));
+    let broker = match broker_text.as_deref().map(parse_broker).transpose() {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => {
+            problems.push(e);
+            BrokerConfig::Memory
+        }
+    };
+    let publish_token = args
+        .publish_token
+        .clone()
+        .or_else(|| fc.publish_token.clone());
+    if let Some(t) = &publish_token
+        && t.trim().len() < 16
+    {
+        problems.push(
+            "--publish-token must be at least 16 characters (it guards POST /publish); generate one with `openssl rand -hex 24`".into(),
+        );
     }
     let log_format = args.log_format.or(fc.log_format).unwrap_or_default();
     let log_level = args
@@ -579,6 +649,8 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         allow_origin,
         trusted_proxies,
         admin,
+        broker,
+        publish_token,
         log_format,
         log_level,
         config_file: file.map(|f| f.path),
@@ -681,7 +753,23 @@ mod tests {
         Environment {
             xdg_state_home: None,
             home: Some(PathBuf::from("/home/u")),
+            secrets: [("WSSD_MOD_PASSWORD".to_string(), "pw".to_string())].into(),
         }
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_broker("memory"), Ok(BrokerConfig::Memory));
+        assert_eq!(
+            parse_broker("redis://127.0.0.1:6379"),
+            Ok(BrokerConfig::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            })
+        );
+        assert!(parse_broker("redis://").unwrap_err().contains("no host"));
+        assert!(parse_broker("nats://x").unwrap_err().contains("unknown broker"));
+        let short = load(&args(&["--config", "/dev/null", "--publish-token", "abc"]), &env());
+        assert!(short.unwrap_err().to_string().contains("at least 16"));
     }
 
     #[test]
@@ -691,7 +779,17 @@ mod tests {
         assert!(c.http.is_empty());
         assert_eq!(c.tls.mode, TlsMode::SelfSigned);
         assert_eq!(c.tls.hostnames, ["localhost", "127.0.0.1", "::1"]);
-        assert_eq!(c.routes.len(), 2);
+        let paths: Vec<_> = c.routes.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/", "/ws/echo", "/ws/chat"]);
+        match &c.routes[2].kind {
+            RouteKind::Chat(chat) => {
+                assert_eq!(chat.history, 50);
+                assert_eq!(chat.moderator_password.as_deref(), Some("pw"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.broker, BrokerConfig::Memory);
+        assert_eq!(c.publish_token, None);
         assert_eq!(c.state_dir, PathBuf::from("/home/u/.local/state/wssd"));
         assert_eq!(c.admin, Some("127.0.0.1:9099".parse().unwrap()));
     }

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::limits::{RouteLimits, seconds};
+use super::limits::{
+    DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
+    RouteLimits, seconds,
+};
 
-/// What a route does. Later kinds (chat, broadcast) are added here and in
-/// `crate::routes`.
+/// What a route does; each kind's behaviour lives in `crate::routes`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteKind {
     /// Every message comes back unchanged.
@@ -20,6 +22,10 @@ pub enum RouteKind {
     Proxy(ProxySpec),
     /// One process per WebSocket connection.
     Exec(ExecSpec),
+    /// Rooms with names, moderators and history (docs/chat.md).
+    Chat(ChatSpec),
+    /// Every message goes to every other connection on the route.
+    Broadcast,
 }
 
 impl RouteKind {
@@ -30,6 +36,8 @@ impl RouteKind {
             RouteKind::Static { .. } => "static",
             RouteKind::Proxy(_) => "proxy",
             RouteKind::Exec(_) => "exec",
+            RouteKind::Chat(_) => "chat",
+            RouteKind::Broadcast => "broadcast",
         }
     }
 
@@ -37,7 +45,11 @@ impl RouteKind {
     pub fn is_websocket(&self) -> bool {
         matches!(
             self,
-            RouteKind::Echo | RouteKind::Proxy(_) | RouteKind::Exec(_)
+            RouteKind::Echo
+                | RouteKind::Proxy(_)
+                | RouteKind::Exec(_)
+                | RouteKind::Chat(_)
+                | RouteKind::Broadcast
         )
     }
 
@@ -107,6 +119,55 @@ pub struct ExecSpec {
     /// Most processes at once on this route (503 past it).
     pub max_processes: usize,
 }
+
+/// A chat route's settings.
+#[derive(Clone, PartialEq)]
+pub struct ChatSpec {
+    /// Messages kept per room and sent on join.
+    pub history: usize,
+    /// Longest message text, in characters.
+    pub max_text: usize,
+    /// Sustained messages per second per connection.
+    pub rate: f64,
+    /// Messages a connection may send at once.
+    pub burst: f64,
+    /// The environment variable holding the moderator password.
+    pub moderator_password_env: String,
+    /// Its value, read once at load; `None` disables moderation.
+    pub moderator_password: Option<String>,
+}
+
+impl Default for ChatSpec {
+    fn default() -> Self {
+        ChatSpec {
+            history: DEFAULT_CHAT_HISTORY,
+            max_text: DEFAULT_CHAT_MAX_TEXT,
+            rate: DEFAULT_CHAT_RATE,
+            burst: DEFAULT_CHAT_BURST,
+            moderator_password_env: DEFAULT_MODERATOR_PASSWORD_ENV.into(),
+            moderator_password: None,
+        }
+    }
+}
+
+impl fmt::Debug for ChatSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatSpec")
+            .field("history", &self.history)
+            .field("max_text", &self.max_text)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("moderator_password_env", &self.moderator_password_env)
+            .field(
+                "moderator_password",
+                &self.moderator_password.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+/// Where the moderator password is read from unless a route names another.
+pub const DEFAULT_MODERATOR_PASSWORD_ENV: &str = "WSSD_MOD_PASSWORD";
 
 /// Default `max_processes` of exec routes.
 pub const DEFAULT_MAX_PROCESSES: usize = 64;
@@ -286,6 +347,11 @@ pub fn default_routes() -> Vec<RouteSpec> {
             kind: RouteKind::Echo,
             limits: RouteLimits::default(),
         },
+        RouteSpec {
+            path: "/ws/chat".into(),
+            kind: RouteKind::Chat(ChatSpec::default()),
+            limits: RouteLimits::default(),
+        },
     ]
 }
 
@@ -332,6 +398,16 @@ pub struct RouteTable {
     pub pass_env: Option<Vec<String>>,
     /// Most processes at once (`exec`).
     pub max_processes: Option<usize>,
+    /// Messages kept per room (`chat`).
+    pub history: Option<usize>,
+    /// Longest message text in characters (`chat`).
+    pub max_text: Option<usize>,
+    /// Sustained messages per second per connection (`chat`).
+    pub rate: Option<f64>,
+    /// Message burst per connection (`chat`).
+    pub burst: Option<f64>,
+    /// Environment variable with the moderator password (`chat`).
+    pub moderator_password_env: Option<String>,
     /// Per-route override of `max_message_size`.
     pub max_message_size: Option<usize>,
     /// Per-route override of `ping_interval` (seconds, 0 = off).
@@ -391,6 +467,18 @@ impl RouteTable {
         ] {
             misplaced(key, present && !is("exec"), "exec")?;
         }
+        for (key, present) in [
+            ("history", self.history.is_some()),
+            ("max_text", self.max_text.is_some()),
+            ("rate", self.rate.is_some()),
+            ("burst", self.burst.is_some()),
+            (
+                "moderator_password_env",
+                self.moderator_password_env.is_some(),
+            ),
+        ] {
+            misplaced(key, present && !is("chat"), "chat")?;
+        }
         match &mut kind {
             RouteKind::Proxy(p) => {
                 p.balance = self.balance.unwrap_or_default();
@@ -401,6 +489,42 @@ impl RouteTable {
                 }
                 p.health_path = self.health_path.clone();
                 p.ca = self.ca.clone();
+            }
+            RouteKind::Chat(c) => {
+                if let Some(n) = self.history {
+                    if n > 10_000 {
+                        return Err(format!("{place}: history must be at most 10000, not {n}"));
+                    }
+                    c.history = n;
+                }
+                if let Some(n) = self.max_text {
+                    if n == 0 {
+                        return Err(format!("{place}: max_text must be at least 1"));
+                    }
+                    c.max_text = n;
+                }
+                if let Some(r) = self.rate {
+                    if !(r.is_finite() && r > 0.0) {
+                        return Err(format!(
+                            "{place}: rate must be a positive number of messages per second"
+                        ));
+                    }
+                    c.rate = r;
+                }
+                if let Some(b) = self.burst {
+                    if !(b.is_finite() && b >= 1.0) {
+                        return Err(format!("{place}: burst must be at least 1"));
+                    }
+                    c.burst = b;
+                }
+                if let Some(v) = &self.moderator_password_env {
+                    if v.is_empty() || v.contains('=') {
+                        return Err(format!(
+                            "{place}: moderator_password_env must name an environment variable"
+                        ));
+                    }
+                    c.moderator_password_env = v.clone();
+                }
             }
             RouteKind::Exec(e) => {
                 e.binary = self.binary.unwrap_or(false);
@@ -452,11 +576,18 @@ fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, S
                 shell_words::split(line).map_err(|e| format!("{place}: command `{line}`: {e}"))?;
             Ok(RouteKind::Exec(exec_spec(command, place)?))
         }
-        "chat" | "broadcast" => Err(format!(
-            "{place}: route kind `{kind}` is not available in this build yet; available kinds: echo, static, proxy, exec"
-        )),
+        "chat" => match arg {
+            None => Ok(RouteKind::Chat(ChatSpec::default())),
+            Some(_) => Err(format!(
+                "{place}: kind `chat` takes no argument (set history, max_text, rate, burst or moderator_password_env in a [[route]] table)"
+            )),
+        },
+        "broadcast" => match arg {
+            None => Ok(RouteKind::Broadcast),
+            Some(_) => Err(format!("{place}: kind `broadcast` takes no argument")),
+        },
         other => Err(format!(
-            "{place}: unknown route kind `{other}`; available kinds: echo, static, proxy, exec"
+            "{place}: unknown route kind `{other}`; available kinds: echo, static, proxy, exec, chat, broadcast"
         )),
     }
 }
@@ -521,9 +652,13 @@ mod tests {
                 .contains("no argument")
         );
         assert!(
-            parse_route_flag("/x=chat")
+            parse_route_flag("/x=chat:x")
                 .unwrap_err()
-                .contains("not available")
+                .contains("no argument")
+        );
+        assert_eq!(
+            parse_route_flag("/x=broadcast").unwrap().kind,
+            RouteKind::Broadcast
         );
         assert!(
             parse_route_flag("/x=proxy:ftp://a")

@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use super::router::{Route, RouteRuntime};
 use super::{Body, ConnInfo, HttpContext, empty_body, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
+use crate::routes::broadcast::BroadcastRoute;
+use crate::routes::chat::ChatRoute;
 use crate::routes::echo::Echo;
 use crate::routes::exec::{self, ExecRequest};
 use crate::routes::proxy;
@@ -117,6 +119,8 @@ pub async fn accept_websocket(
                 );
             }
         },
+        RouteRuntime::Chat(chat) => Kind::Chat(chat.clone()),
+        RouteRuntime::Broadcast(b) => Kind::Broadcast(b.clone()),
         RouteRuntime::None => Kind::Echo,
     };
     let exec_request = ExecRequest {
@@ -149,7 +153,16 @@ pub async fn accept_websocket(
         let counters = SessionMetrics::open(&route.spec.path, &listener);
         tracing::debug!(%peer, route = %route.spec.path, "WebSocket opened");
         let ending = match kind {
-            Kind::Echo => session::run(ws, limits, shutdown, counters, Echo).await,
+            Kind::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
+            Kind::Chat(chat) => {
+                let mut handler = chat.session();
+                let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
+                handler.finish().await;
+                ending
+            }
+            Kind::Broadcast(b) => {
+                session::run(ws, limits, shutdown, counters, &mut b.session()).await
+            }
             Kind::Exec(exec, process) => {
                 exec::run(ws, exec, exec_request, process, limits, shutdown, counters).await
             }
@@ -164,6 +177,8 @@ pub async fn accept_websocket(
 /// What runs after the upgrade.
 enum Kind {
     Echo,
+    Chat(Arc<ChatRoute>),
+    Broadcast(Arc<BroadcastRoute>),
     Exec(Arc<exec::ExecRoute>, tokio::sync::OwnedSemaphorePermit),
 }
 

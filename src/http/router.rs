@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::broker::Broker;
 use crate::config::{Limits, RouteKind, RouteSpec, SessionLimits};
+use crate::routes::broadcast::BroadcastRoute;
+use crate::routes::chat::ChatRoute;
 use crate::routes::exec::ExecRoute;
 use crate::routes::proxy::ProxyRoute;
 use crate::routes::static_files::Source;
@@ -25,6 +28,8 @@ pub enum RouteRuntime {
     None,
     Proxy(Arc<ProxyRoute>),
     Exec(Arc<ExecRoute>),
+    Chat(Arc<ChatRoute>),
+    Broadcast(Arc<BroadcastRoute>),
 }
 
 /// Routes sorted by descending prefix length.
@@ -41,7 +46,7 @@ pub struct Matched<'a> {
 
 impl Router {
     /// Builds the table; static folders are canonicalized here.
-    pub fn new(specs: &[RouteSpec], limits: &Limits) -> Result<Router, String> {
+    pub fn new(specs: &[RouteSpec], limits: &Limits, broker: &Broker) -> Result<Router, String> {
         let mut routes = Vec::with_capacity(specs.len());
         for spec in specs {
             let files = match &spec.kind {
@@ -56,7 +61,11 @@ impl Router {
                     })?;
                     Some(Source::Dir(real))
                 }
-                RouteKind::Echo | RouteKind::Proxy(_) | RouteKind::Exec(_) => None,
+                RouteKind::Echo
+                | RouteKind::Proxy(_)
+                | RouteKind::Exec(_)
+                | RouteKind::Chat(_)
+                | RouteKind::Broadcast => None,
             };
             let runtime = match &spec.kind {
                 RouteKind::Proxy(p) => RouteRuntime::Proxy(Arc::new(
@@ -64,7 +73,16 @@ impl Router {
                         .map_err(|e| format!("route {}: {e}", spec.path))?,
                 )),
                 RouteKind::Exec(e) => RouteRuntime::Exec(Arc::new(ExecRoute::new(e.clone()))),
-                _ => RouteRuntime::None,
+                RouteKind::Chat(c) => RouteRuntime::Chat(Arc::new(ChatRoute::new(
+                    &spec.path,
+                    c.clone(),
+                    broker.clone(),
+                ))),
+                RouteKind::Broadcast => RouteRuntime::Broadcast(Arc::new(BroadcastRoute::new(
+                    &spec.path,
+                    broker.clone(),
+                ))),
+                RouteKind::Echo | RouteKind::Static { .. } => RouteRuntime::None,
             };
             routes.push(Arc::new(Route {
                 limits: limits.for_route(&spec.limits),
@@ -102,7 +120,7 @@ mod tests {
 
     fn router(list: &[&str]) -> Router {
         let specs: Vec<_> = list.iter().map(|s| parse_route_flag(s).unwrap()).collect();
-        Router::new(&specs, &Limits::default()).unwrap()
+        Router::new(&specs, &Limits::default(), &Broker::memory()).unwrap()
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::session::{Flow, Handler};
 pub struct Echo;
 
 impl Handler for Echo {
-    fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) -> Flow {
+    async fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) -> Flow {
         replies.push(message);
         Flow::Continue
     }

@@ -2,7 +2,9 @@
 //! provide a session handler; HTTP kinds answer requests. Matching the path
 //! is `crate::http::router`'s job; limits and auth are applied before this.
 
+pub mod broadcast;
 pub mod bundled;
+pub mod chat;
 pub mod echo;
 pub mod exec;
 pub mod proxy;

@@ -17,11 +17,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker::redis::RedisBackend;
+use crate::broker::{Broker, Health, InstanceId};
 use crate::certs::manager::{CertManager, Source};
+use crate::config::BrokerConfig;
 use crate::config::Config;
 use crate::config::limits::HANDSHAKE_HEADROOM;
 use crate::http::HttpContext;
-use crate::http::router::Router;
+use crate::http::router::{RouteRuntime, Router};
 use crate::tls::resolver::{CertResolver, CertSet};
 use crate::{admin, certs, tls};
 use admission::Admission;
@@ -39,6 +42,8 @@ pub enum ServerError {
     Routes(String),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error("--broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 /// Whether the server is ready, for `/readyz`.
@@ -47,9 +52,19 @@ pub struct Readiness {
     listening: AtomicBool,
     draining: AtomicBool,
     certs: Option<Arc<CertManager>>,
+    broker: Option<Broker>,
 }
 
 impl Readiness {
+    /// Why the server works only in part (the broker lost its shared
+    /// store: local delivery only), if it does.
+    pub fn degraded(&self) -> Option<String> {
+        match self.broker.as_ref().map(Broker::health) {
+            Some(Health::Degraded(why)) => Some(format!("broker {why}")),
+            _ => None,
+        }
+    }
+
     /// Ready: listeners bound, not draining, and (with TLS) a certificate loaded.
     pub fn is_ready(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Relaxed) {
@@ -73,7 +88,15 @@ pub async fn run(
     prepared: certs::startup::Prepared,
     shutdown_signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let router = Router::new(&config.routes, &config.limits).map_err(ServerError::Routes)?;
+    let broker = match &config.broker {
+        BrokerConfig::Memory => Broker::memory(),
+        BrokerConfig::Redis { url } => {
+            let instance = InstanceId::random();
+            Broker::with_backend(Arc::new(RedisBackend::new(url, instance)?), instance)
+        }
+    };
+    let router =
+        Router::new(&config.routes, &config.limits, &broker).map_err(ServerError::Routes)?;
     let resolver = Arc::new(CertResolver::new(CertSet::default()));
     let challenges = resolver.challenges().clone();
     let tls_on = prepared.default.is_some();
@@ -159,8 +182,14 @@ pub async fn run(
     );
     let readiness = Arc::new(Readiness {
         certs: manager.clone(),
+        broker: Some(broker.clone()),
         ..Readiness::default()
     });
+    // The broker outlives the sessions: they announce their departures
+    // while draining.
+    let broker_shutdown = CancellationToken::new();
+    broker.start(broker_shutdown.clone());
+    tracing::info!(backend = broker.backend().name(), instance = %broker.instance(), "broker started");
 
     let loops = TaskTracker::new();
     for l in listeners {
@@ -176,14 +205,32 @@ pub async fn run(
         if let Ok(addr) = socket.local_addr() {
             tracing::info!("admin listener: http://{addr}/metrics, /healthz, /readyz");
         }
-        loops.spawn(admin::serve(socket, readiness.clone(), shutdown.clone()));
+        let publish = config
+            .publish_token
+            .clone()
+            .map(|token| crate::publish::Publish {
+                token,
+                http: ctx.clone(),
+            });
+        loops.spawn(admin::serve(
+            socket,
+            readiness.clone(),
+            publish,
+            shutdown.clone(),
+        ));
     }
     for route in ctx.router.routes() {
-        if let crate::http::router::RouteRuntime::Proxy(proxy) = &route.runtime {
-            loops.spawn(crate::routes::proxy::probe_loop(
-                proxy.clone(),
-                shutdown.clone(),
-            ));
+        match &route.runtime {
+            RouteRuntime::Proxy(proxy) => {
+                loops.spawn(crate::routes::proxy::probe_loop(
+                    proxy.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            RouteRuntime::Chat(chat) => {
+                loops.spawn(chat.clone().sweep_loop(shutdown.clone()));
+            }
+            _ => {}
         }
     }
     if let Some(m) = &manager {
@@ -242,6 +289,7 @@ pub async fn run(
             admission.open()
         );
     }
+    broker_shutdown.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -226,11 +226,12 @@ test('Chromium trusts wssd --tls local-ca after `wssd cert ca install`', { timeo
       assert.equal(ipRes.status(), 200);
       await byIp.close();
 
-      // The bundled client's own wss:// connection, for the screenshot.
-      await page.locator('#status.ok').waitFor({ timeout: 10_000 });
-      await page.fill('#text', `certificate issued by ${tls.issuer}`);
-      await page.click('#send');
-      await page.locator('#log li.in').first().waitFor({ timeout: 10_000 });
+      // The bundled client's own wss:// connection (its Echo panel), for the screenshot.
+      await page.click('#tab-echo');
+      await page.locator('#echo-status.ok').waitFor({ timeout: 10_000 });
+      await page.fill('#echo-text', `certificate issued by ${tls.issuer}`);
+      await page.click('#echo-send');
+      await page.locator('#echo-log li.in').first().waitFor({ timeout: 10_000 });
       mkdirSync(ARTIFACTS, { recursive: true });
       const shot = path.join(ARTIFACTS, 'local-ca.png');
       await page.screenshot({ path: shot });

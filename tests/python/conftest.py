@@ -110,9 +110,11 @@ class Wssd:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self, *args: str, listen: bool = True, http: bool = False,
-              ready_timeout: float = READY_TIMEOUT) -> "Wssd":
+              ready_timeout: float = READY_TIMEOUT,
+              env: dict[str, str] | None = None) -> "Wssd":
         """Start `wssd serve` with a TLS listener (listen=True) and/or a plain
-        one (http=True) on free loopback ports, plus ARGS; wait until ready."""
+        one (http=True) on free loopback ports, plus ARGS; wait until ready.
+        ENV adds variables to the child's environment (WSSD_* ones included)."""
         assert self.proc is None, "this Wssd is already started"
         binary = wssd_bin()
         if not binary.is_file():
@@ -129,8 +131,10 @@ class Wssd:
         cmd += ["--state-dir", str(self.state_dir), "--admin", f"127.0.0.1:{self.admin_port}"]
         cmd += list(args)
         self.args = cmd
+        extra_env = env
         env = {k: v for k, v in os.environ.items() if not k.startswith("WSSD_")}
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(extra_env or {})
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
@@ -239,3 +243,36 @@ def wssd(tmp_path):
             server.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+# -- helpers for the chat / broadcast / publish tests -------------------------
+
+def http_request(method: str, url: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 10.0):
+    """METHOD url (no proxy) with BODY and HEADERS; returns (status, headers, body),
+    also for 4xx/5xx answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.headers, err.read()
+
+
+def metric_samples(server: "Wssd", name: str) -> dict[str, float]:
+    """The samples of metric NAME on the server's admin /metrics, as
+    {'{labels}': value} ('' when it has no labels)."""
+    status, _, body = http_get(f"http://127.0.0.1:{server.admin_port}/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    samples: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        key, _, value = line.rpartition(" ")
+        rest = key[len(name):]
+        if rest and not rest.startswith("{"):
+            continue  # another metric whose name starts with NAME
+        samples[rest] = float(value)
+    return samples

@@ -1,0 +1,221 @@
+//! In-process fan-out: topics to subscribers, each with a bounded queue.
+//!
+//! Publishing clones one reference-counted [`Envelope`] into every queue with
+//! `try_send`, under a read lock; nothing waits for a slow reader. A
+//! subscriber whose queue is full is removed and flagged, and its session
+//! closes it with 1008. It does not own the WebSocket; `routes` do.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+use super::{Envelope, Topic};
+use crate::config::limits::SUBSCRIBER_QUEUE;
+
+/// One subscriber as the hub sees it.
+struct Slot {
+    tx: mpsc::Sender<Envelope>,
+    lagged: Arc<AtomicBool>,
+    route: Arc<str>,
+}
+
+/// Topics and their subscribers on this instance.
+#[derive(Default)]
+pub struct Hub {
+    topics: RwLock<HashMap<Topic, HashMap<u64, Slot>>>,
+    next_id: AtomicU64,
+}
+
+/// What a subscriber gets next.
+#[derive(Debug)]
+pub enum Delivery {
+    Message(Envelope),
+    /// The queue overflowed: this subscriber fell behind and was cut off.
+    Lagged,
+    /// The hub is gone (shutdown).
+    Closed,
+}
+
+/// A live subscription; dropping it unsubscribes.
+pub struct Subscription {
+    id: u64,
+    topic: Topic,
+    rx: mpsc::Receiver<Envelope>,
+    lagged: Arc<AtomicBool>,
+    hub: Arc<Hub>,
+}
+
+impl Subscription {
+    /// The id the hub uses to skip this subscriber's own messages.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The topic subscribed to.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The next delivery. Cancel-safe.
+    pub async fn recv(&mut self) -> Delivery {
+        if self.lagged.load(Ordering::Acquire) {
+            return Delivery::Lagged;
+        }
+        match self.rx.recv().await {
+            Some(env) => Delivery::Message(env),
+            None if self.lagged.load(Ordering::Acquire) => Delivery::Lagged,
+            None => Delivery::Closed,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(&self.topic, self.id);
+    }
+}
+
+impl Hub {
+    /// Adds a subscriber to `topic`; `route` labels its metrics.
+    pub fn subscribe(self: &Arc<Self>, topic: Topic, route: &str) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let slot = Slot {
+            tx,
+            lagged: lagged.clone(),
+            route: route.into(),
+        };
+        if let Ok(mut topics) = self.topics.write() {
+            topics.entry(topic.clone()).or_default().insert(id, slot);
+        }
+        Subscription {
+            id,
+            topic,
+            rx,
+            lagged,
+            hub: self.clone(),
+        }
+    }
+
+    /// Delivers to every subscriber of the envelope's topic but its sender.
+    /// Returns how many got it; subscribers with full queues are cut off.
+    pub fn deliver(&self, envelope: &Envelope) -> usize {
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        {
+            let Ok(topics) = self.topics.read() else {
+                return 0;
+            };
+            let Some(subs) = topics.get(&envelope.topic) else {
+                return 0;
+            };
+            for (&id, slot) in subs {
+                if id == envelope.sender {
+                    continue;
+                }
+                match slot.tx.try_send(envelope.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        if !overflowed.is_empty()
+            && let Ok(mut topics) = self.topics.write()
+            && let Some(subs) = topics.get_mut(&envelope.topic)
+        {
+            for id in overflowed {
+                if let Some(slot) = subs.remove(&id) {
+                    slot.lagged.store(true, Ordering::Release);
+                    crate::metrics::subscriber_dropped(&slot.route, "slow");
+                    tracing::debug!(topic = %envelope.topic, "subscriber fell behind; closing it");
+                }
+            }
+            if subs.is_empty() {
+                topics.remove(&envelope.topic);
+            }
+        }
+        delivered
+    }
+
+    /// How many subscribers a topic has here.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.topics
+            .read()
+            .map(|t| t.get(topic).map_or(0, HashMap::len))
+            .unwrap_or(0)
+    }
+
+    /// Topics with at least one subscriber here whose name starts with `prefix`.
+    pub fn topics_with_prefix(&self, prefix: &str) -> Vec<Topic> {
+        self.topics
+            .read()
+            .map(|t| {
+                t.keys()
+                    .filter(|k| k.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn remove(&self, topic: &Topic, id: u64) {
+        if let Ok(mut topics) = self.topics.write()
+            && let Some(subs) = topics.get_mut(topic)
+        {
+            subs.remove(&id);
+            if subs.is_empty() {
+                topics.remove(topic);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Payload;
+
+    fn env(topic: &str, sender: u64, text: &str) -> Envelope {
+        Envelope {
+            topic: topic.into(),
+            sender,
+            payload: Payload::Text(text.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_to_others_not_sender() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe("/t".into(), "/t");
+        let mut b = hub.subscribe("/t".into(), "/t");
+        let _other = hub.subscribe("/u".into(), "/u");
+        assert_eq!(hub.deliver(&env("/t", a.id(), "hi")), 1);
+        match b.recv().await {
+            Delivery::Message(e) => assert_eq!(e.payload, Payload::Text("hi".into())),
+            other => panic!("{other:?}"),
+        }
+        assert!(a.rx.try_recv().is_err());
+        drop(b);
+        assert_eq!(hub.subscribers("/t"), 1);
+        drop(a);
+        assert_eq!(hub.subscribers("/t"), 0);
+    }
+
+    #[tokio::test]
+    async fn full_queue_cuts_off_only_the_slow_one() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.subscribe("/t".into(), "/t");
+        let mut fast = hub.subscribe("/t".into(), "/t");
+        for i in 0..SUBSCRIBER_QUEUE + 5 {
+            hub.deliver(&env("/t", 0, &i.to_string()));
+            // The fast one keeps up.
+            assert!(matches!(fast.recv().await, Delivery::Message(_)));
+        }
+        assert!(matches!(slow.recv().await, Delivery::Lagged));
+        assert_eq!(hub.subscribers("/t"), 1);
+    }
+}

@@ -1,0 +1,179 @@
+//! `POST /publish/<route path>[?room=NAME][&from=NAME]` on the admin
+//! listener: lets any backend (cron job, webhook) deliver a message to a
+//! broadcast route or a chat room with one HTTP request, authenticated by a
+//! bearer token (`--publish-token`). Contract: docs/chat.md. The admin
+//! listener routes here; delivery itself is the route kind's business.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::broker::Payload;
+use crate::http::router::RouteRuntime;
+use crate::http::{Body, HttpContext, full_body, text_response};
+use crate::routes::chat::PostError;
+
+/// The publish endpoint's settings.
+pub struct Publish {
+    /// The bearer token callers must present.
+    pub token: String,
+    /// Routes (and through them the broker).
+    pub http: Arc<HttpContext>,
+}
+
+impl Publish {
+    /// Answers one request to a path under `/publish/`.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return text_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "publish with POST /publish/<route path>[?room=NAME]\n",
+            );
+        }
+        if !self.authorized(req.headers().get(AUTHORIZATION)) {
+            let mut r = text_response(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token: send `Authorization: Bearer <--publish-token>`\n",
+            );
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        let path = req
+            .uri()
+            .path()
+            .strip_prefix("/publish")
+            .unwrap_or_default()
+            .to_string();
+        let query = Query::parse(req.uri().query().unwrap_or_default());
+        let Some(route) = self
+            .http
+            .router
+            .routes()
+            .iter()
+            .find(|r| r.spec.path == path)
+            .cloned()
+        else {
+            return not_found(&path);
+        };
+        let binary = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+        let max = route.limits.max_message_size;
+        let body = match Limited::new(req.into_body(), max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return text_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("body larger than the route's max_message_size ({max} bytes)\n"),
+                );
+            }
+            Err(e) => {
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the body: {e}\n"),
+                );
+            }
+        };
+        match &route.runtime {
+            RouteRuntime::Broadcast(b) => {
+                let payload = if binary {
+                    Payload::Binary(body)
+                } else {
+                    match Utf8Bytes::try_from(body.clone()) {
+                        Ok(text) => Payload::Text(text),
+                        Err(_) => Payload::Binary(body),
+                    }
+                };
+                delivered(b.publish(payload))
+            }
+            RouteRuntime::Chat(chat) => {
+                let Some(room) = query.room else {
+                    return text_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("{path} is a chat route: say which room with ?room=NAME\n"),
+                    );
+                };
+                let Ok(text) = std::str::from_utf8(&body) else {
+                    return text_response(
+                        StatusCode::BAD_REQUEST,
+                        "a chat message must be UTF-8 text\n",
+                    );
+                };
+                let from = query.from.as_deref().unwrap_or("server");
+                match chat.post(&room, from, text).await {
+                    Ok(n) => delivered(n),
+                    Err(PostError::Invalid(why)) => {
+                        text_response(StatusCode::BAD_REQUEST, &format!("{why}\n"))
+                    }
+                    Err(PostError::Broker(e)) => {
+                        text_response(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n"))
+                    }
+                }
+            }
+            _ => not_found(&path),
+        }
+    }
+
+    /// Constant-time check of `Authorization: Bearer <token>`.
+    fn authorized(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(given) = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let (a, b) = (given.trim().as_bytes(), self.token.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for i in 0..a.len().max(b.len()) {
+            diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+        }
+        diff == 0
+    }
+}
+
+fn delivered(n: usize) -> Response<Body> {
+    let mut r = Response::new(full_body(Bytes::from(format!("{{\"delivered\":{n}}}\n"))));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    text_response(
+        StatusCode::NOT_FOUND,
+        &format!("no chat or broadcast route at {path}; publish to POST /publish<route path>\n"),
+    )
+}
+
+/// The query parameters the endpoint reads.
+#[derive(Default)]
+struct Query {
+    room: Option<String>,
+    from: Option<String>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        let mut q = Query::default();
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            match k {
+                "room" => q.room = Some(v),
+                "from" => q.from = Some(v),
+                _ => {}
+            }
+        }
+        q
+    }
+}

@@ -1,0 +1,82 @@
+//! The `broadcast` route kind: every message from one connection goes to all
+//! the other connections on the route, on this instance and (through the
+//! broker) on the others; text stays text, binary stays binary. The sender
+//! does not get its own message back.
+
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::broker::{Broker, Delivery, Envelope, Payload, Subscription, Topic};
+use crate::session::{Flow, Handler, Outbound};
+
+/// One broadcast route.
+#[derive(Debug)]
+pub struct BroadcastRoute {
+    topic: Topic,
+    broker: Broker,
+}
+
+impl BroadcastRoute {
+    pub fn new(path: &str, broker: Broker) -> BroadcastRoute {
+        BroadcastRoute {
+            topic: path.into(),
+            broker,
+        }
+    }
+
+    /// Subscribes a new connection.
+    pub fn session(&self) -> BroadcastSession {
+        BroadcastSession {
+            sub: self.broker.subscribe(self.topic.clone(), &self.topic),
+            broker: self.broker.clone(),
+        }
+    }
+
+    /// Sends a message from outside (HTTP publish) to every connection.
+    /// Returns how many local subscribers got it.
+    pub fn publish(&self, payload: Payload) -> usize {
+        self.broker.publish(Envelope {
+            topic: self.topic.clone(),
+            sender: 0,
+            payload,
+        })
+    }
+}
+
+/// One broadcast connection.
+pub struct BroadcastSession {
+    sub: Subscription,
+    broker: Broker,
+}
+
+impl Handler for BroadcastSession {
+    async fn on_message(&mut self, message: Message, _replies: &mut Vec<Message>) -> Flow {
+        let payload = match message {
+            Message::Text(t) => Payload::Text(t),
+            Message::Binary(b) => Payload::Binary(b),
+            _ => return Flow::Continue,
+        };
+        self.broker.publish(Envelope {
+            topic: self.sub.topic().clone(),
+            sender: self.sub.id(),
+            payload,
+        });
+        Flow::Continue
+    }
+
+    async fn next_outbound(&mut self) -> Outbound {
+        loop {
+            match self.sub.recv().await {
+                Delivery::Message(envelope) => match envelope.payload {
+                    Payload::Text(t) => return Outbound::Send(Message::Text(t)),
+                    Payload::Binary(b) => return Outbound::Send(Message::Binary(b)),
+                    Payload::Control(_) => {}
+                },
+                Delivery::Lagged => {
+                    return Outbound::Close(CloseCode::Policy, "too slow: fell behind".into());
+                }
+                Delivery::Closed => return std::future::pending().await,
+            }
+        }
+    }
+}

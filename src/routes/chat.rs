@@ -1,0 +1,745 @@
+//! The `chat` route kind (docs/chat.md): rooms created on first join, names
+//! unique per room, presence, history on join, a per-connection rate limit,
+//! a text length limit and moderators (kick, mute, ban).
+//!
+//! Each connection is a [`ChatSession`], a session [`Handler`]: it parses the
+//! client's JSON, keeps the room state in the broker's backend (so it is
+//! shared across instances with Redis) and subscribes to the room's topic;
+//! deliveries from the room arrive through `next_outbound`. Socket limits,
+//! pings and close handshakes stay in `crate::session`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{
+    Broker, BrokerError, Control, Delivery, Envelope, JoinOutcome, Payload, Subscription, Topic,
+    room_topic,
+};
+use crate::config::ChatSpec;
+use crate::config::limits::{BROKER_TIMEOUT, MAX_BAD_PASSWORDS};
+use crate::session::{Flow, Handler, Outbound};
+
+/// Close code for a kicked connection.
+pub const CLOSE_KICKED: u16 = 4001;
+/// Close code for a banned connection.
+pub const CLOSE_BANNED: u16 = 4003;
+/// Messages over the rate limit in a row (each answered with an error)
+/// before the connection is closed with 1008.
+const RATE_STRIKES: u32 = 3;
+/// Least time between two moderator password attempts.
+const AUTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often rooms are checked for members of instances that died.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3);
+/// Longest mute.
+const MAX_MUTE_SECS: u64 = 86_400;
+/// Mute length when `secs` is not given.
+const DEFAULT_MUTE_SECS: u64 = 60;
+
+/// One chat route: its settings, the broker and the message id counter.
+#[derive(Debug)]
+pub struct ChatRoute {
+    path: Arc<str>,
+    spec: ChatSpec,
+    broker: Broker,
+    next_id: AtomicU64,
+}
+
+/// Why an HTTP publish to a chat room was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+impl ChatRoute {
+    pub fn new(path: &str, spec: ChatSpec, broker: Broker) -> ChatRoute {
+        ChatRoute {
+            path: path.into(),
+            spec,
+            broker,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// A handler for one new connection.
+    pub fn session(self: &Arc<Self>) -> ChatSession {
+        ChatSession {
+            route: self.clone(),
+            joined: None,
+            moderator: false,
+            bucket: Bucket::new(self.spec.rate, self.spec.burst),
+            strikes: 0,
+            bad_passwords: 0,
+            last_auth: None,
+            muted_until_ms: 0,
+        }
+    }
+
+    /// Posts `text` into `room` as `from` (the HTTP publish endpoint): kept
+    /// in history and delivered like a member's message. Returns how many
+    /// local subscribers got it.
+    pub async fn post(&self, room: &str, from: &str, text: &str) -> Result<usize, PostError> {
+        check_room(room).map_err(PostError::Invalid)?;
+        check_name(from).map_err(|e| PostError::Invalid(format!("from: {e}")))?;
+        if text.chars().count() > self.spec.max_text {
+            return Err(PostError::Invalid(format!(
+                "text is longer than this route's max_text ({} characters)",
+                self.spec.max_text
+            )));
+        }
+        let topic = room_topic(&self.path, room);
+        let message = self.message_json(room, from, text);
+        bounded(
+            self.broker
+                .backend()
+                .record(&topic, message.clone(), self.spec.history),
+        )
+        .await;
+        Ok(self.broker.publish(Envelope {
+            topic,
+            sender: 0,
+            payload: Payload::Text(message),
+        }))
+    }
+
+    /// Announces members of dead instances as gone (shared backends only),
+    /// until shutdown.
+    pub async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let prefix = format!("{}#", self.path);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            }
+            for topic in self.broker.hub().topics_with_prefix(&prefix) {
+                let room = &topic[prefix.len()..];
+                let gone =
+                    match tokio::time::timeout(BROKER_TIMEOUT, self.broker.backend().sweep(&topic))
+                        .await
+                    {
+                        Ok(gone) => gone,
+                        Err(_) => continue,
+                    };
+                for username in gone {
+                    tracing::info!(room, %username, "member of a stopped instance left the room");
+                    self.broker.publish(Envelope {
+                        topic: topic.clone(),
+                        sender: 0,
+                        payload: Payload::Text(presence(room, "leave", &username)),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A `message` event with a fresh id and the current time.
+    fn message_json(&self, room: &str, from: &str, text: &str) -> Utf8Bytes {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("{:08x}-{n}", self.broker.instance().0 as u32);
+        json!({
+            "type": "message",
+            "room": room,
+            "from": from,
+            "text": text,
+            "id": id,
+            "ts": now_ms(),
+        })
+        .to_string()
+        .into()
+    }
+}
+
+/// The room a connection is in.
+struct Joined {
+    room: String,
+    topic: Topic,
+    username: String,
+    sub: Subscription,
+}
+
+/// One chat connection.
+pub struct ChatSession {
+    route: Arc<ChatRoute>,
+    joined: Option<Joined>,
+    moderator: bool,
+    bucket: Bucket,
+    strikes: u32,
+    bad_passwords: u32,
+    last_auth: Option<Instant>,
+    muted_until_ms: u64,
+}
+
+impl Handler for ChatSession {
+    async fn on_message(&mut self, message: Message, replies: &mut Vec<Message>) -> Flow {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                replies.push(error(
+                    "bad_request",
+                    "chat messages are JSON text; binary messages are not accepted",
+                ));
+                return Flow::Continue;
+            }
+            _ => return Flow::Continue,
+        };
+        if !self.bucket.take() {
+            self.strikes += 1;
+            if self.strikes >= RATE_STRIKES {
+                return Flow::Close(CloseCode::Policy, "message rate limit exceeded".into());
+            }
+            replies.push(error(
+                "rate_limited",
+                &format!(
+                    "too many messages: at most {} per second (bursts of {}); slow down or the connection will be closed",
+                    self.route.spec.rate, self.route.spec.burst
+                ),
+            ));
+            return Flow::Continue;
+        }
+        self.strikes = 0;
+        let request = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                replies.push(error(
+                    "bad_json",
+                    r#"expected a JSON object, like {"type":"join","room":"lobby","username":"alice"}"#,
+                ));
+                return Flow::Continue;
+            }
+            Err(e) => {
+                replies.push(error("bad_json", &format!("not valid JSON: {e}")));
+                return Flow::Continue;
+            }
+        };
+        let Some(kind) = request.get("type").and_then(Value::as_str) else {
+            replies.push(error(
+                "bad_request",
+                r#"missing "type" (one of join, message, leave, auth, kick, mute, ban)"#,
+            ));
+            return Flow::Continue;
+        };
+        let reply = match kind {
+            "join" => self.join(&request).await,
+            "message" => self.message(&request).await,
+            "leave" => self.leave_request().await,
+            "auth" => match self.auth(&request) {
+                Ok(reply) => Ok(reply),
+                Err(Refusal::Close(reason)) => return Flow::Close(CloseCode::Policy, reason),
+                Err(other) => Err(other),
+            },
+            "kick" | "mute" | "ban" => self.moderate(kind, &request).await,
+            other => Err(Refusal::error(
+                "unknown_type",
+                format!(
+                    "unknown type `{other}`; expected join, message, leave, auth, kick, mute or ban"
+                ),
+            )),
+        };
+        match reply {
+            Ok(Some(reply)) => replies.push(reply),
+            Ok(None) => {}
+            Err(Refusal::Error(code, message)) => replies.push(error(code, &message)),
+            Err(Refusal::Close(reason)) => return Flow::Close(CloseCode::Policy, reason),
+        }
+        Flow::Continue
+    }
+
+    async fn next_outbound(&mut self) -> Outbound {
+        loop {
+            let Some(joined) = &mut self.joined else {
+                return std::future::pending().await;
+            };
+            match joined.sub.recv().await {
+                Delivery::Message(envelope) => match envelope.payload {
+                    Payload::Text(t) => return Outbound::Send(Message::Text(t)),
+                    Payload::Binary(b) => return Outbound::Send(Message::Binary(b)),
+                    Payload::Control(c) => {
+                        if let Some(out) = self.apply(c) {
+                            return out;
+                        }
+                    }
+                },
+                Delivery::Lagged => {
+                    return Outbound::Close(CloseCode::Policy, "too slow: fell behind".into());
+                }
+                Delivery::Closed => return std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// A refused request: an error reply, or a reason to close with 1008.
+enum Refusal {
+    Error(&'static str, String),
+    Close(String),
+}
+
+impl Refusal {
+    fn error(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal::Error(code, message.into())
+    }
+}
+
+impl From<BrokerError> for Refusal {
+    fn from(e: BrokerError) -> Refusal {
+        Refusal::error("unavailable", format!("{e}; try again"))
+    }
+}
+
+type Reply = Result<Option<Message>, Refusal>;
+
+impl ChatSession {
+    async fn join(&mut self, request: &Map<String, Value>) -> Reply {
+        if let Some(j) = &self.joined {
+            return Err(Refusal::error(
+                "already_joined",
+                format!(
+                    "already in room {} as {}; send {{\"type\":\"leave\"}} first",
+                    j.room, j.username
+                ),
+            ));
+        }
+        let room = string_field(request, "room", "join")?;
+        let username = string_field(request, "username", "join")?;
+        check_room(room).map_err(|e| Refusal::error("invalid_room", e))?;
+        check_name(username).map_err(|e| Refusal::error("invalid_name", e))?;
+        let route = &self.route;
+        let topic = room_topic(&route.path, room);
+        // Subscribe before joining, so nothing sent after the join is missed.
+        let sub = route.broker.subscribe(topic.clone(), &route.path);
+        let (members, history) =
+            match bounded(route.broker.backend().join(&topic, username)).await? {
+                JoinOutcome::Joined { members, history } => (members, history),
+                JoinOutcome::NameTaken => {
+                    return Err(Refusal::error(
+                        "name_taken",
+                        format!("the name {username} is in use in room {room}; pick another"),
+                    ));
+                }
+                JoinOutcome::Banned => {
+                    return Err(Refusal::error(
+                        "banned",
+                        format!("the name {username} is banned from room {room}"),
+                    ));
+                }
+            };
+        let history: Vec<Value> = history
+            .iter()
+            .filter_map(|m| serde_json::from_str(m.as_str()).ok())
+            .collect();
+        route.broker.publish(Envelope {
+            topic: topic.clone(),
+            sender: sub.id(),
+            payload: Payload::Text(presence(room, "join", username)),
+        });
+        let reply = json!({
+            "type": "joined",
+            "room": room,
+            "username": username,
+            "members": members,
+            "history": history,
+        });
+        self.joined = Some(Joined {
+            room: room.to_string(),
+            topic,
+            username: username.to_string(),
+            sub,
+        });
+        Ok(Some(Message::Text(reply.to_string().into())))
+    }
+
+    async fn message(&mut self, request: &Map<String, Value>) -> Reply {
+        let Some(j) = &self.joined else {
+            return Err(not_joined());
+        };
+        let now = now_ms();
+        if self.muted_until_ms > now {
+            let secs = (self.muted_until_ms - now).div_ceil(1000);
+            return Err(Refusal::error(
+                "muted",
+                format!("a moderator muted you; you can write again in {secs} s"),
+            ));
+        }
+        let text = string_field(request, "text", "message")?;
+        let max = self.route.spec.max_text;
+        if text.chars().count() > max {
+            return Err(Refusal::error(
+                "too_long",
+                format!("text is longer than {max} characters; split it"),
+            ));
+        }
+        let route = &self.route;
+        let message = route.message_json(&j.room, &j.username, text);
+        bounded(
+            route
+                .broker
+                .backend()
+                .record(&j.topic, message.clone(), route.spec.history),
+        )
+        .await;
+        // The sender gets it too: that is its confirmation, with id and time.
+        route.broker.publish(Envelope {
+            topic: j.topic.clone(),
+            sender: 0,
+            payload: Payload::Text(message),
+        });
+        Ok(None)
+    }
+
+    async fn leave_request(&mut self) -> Reply {
+        let Some(room) = self.joined.as_ref().map(|j| j.room.clone()) else {
+            return Err(not_joined());
+        };
+        self.finish().await;
+        Ok(Some(Message::Text(
+            json!({"type": "left", "room": room}).to_string().into(),
+        )))
+    }
+
+    fn auth(&mut self, request: &Map<String, Value>) -> Reply {
+        let Some(expected) = &self.route.spec.moderator_password else {
+            return Err(Refusal::error(
+                "moderation_disabled",
+                format!(
+                    "no moderator password is configured; set {} for the server",
+                    self.route.spec.moderator_password_env
+                ),
+            ));
+        };
+        let now = Instant::now();
+        if self
+            .last_auth
+            .is_some_and(|t| now.duration_since(t) < AUTH_INTERVAL)
+        {
+            return Err(Refusal::error(
+                "rate_limited",
+                "one moderator password attempt per second",
+            ));
+        }
+        self.last_auth = Some(now);
+        let password = string_field(request, "password", "auth")?;
+        if constant_time_eq(password.as_bytes(), expected.as_bytes()) {
+            self.moderator = true;
+            return Ok(Some(Message::Text(
+                json!({"type": "authenticated", "moderator": true})
+                    .to_string()
+                    .into(),
+            )));
+        }
+        self.bad_passwords += 1;
+        if self.bad_passwords >= MAX_BAD_PASSWORDS {
+            return Err(Refusal::Close("too many wrong moderator passwords".into()));
+        }
+        Err(Refusal::error(
+            "bad_password",
+            format!(
+                "wrong moderator password ({} of {MAX_BAD_PASSWORDS} attempts)",
+                self.bad_passwords
+            ),
+        ))
+    }
+
+    async fn moderate(&mut self, action: &str, request: &Map<String, Value>) -> Reply {
+        if !self.moderator {
+            return Err(Refusal::error(
+                "not_moderator",
+                format!(
+                    "{action} needs a moderator; send {{\"type\":\"auth\",\"password\":\"...\"}} first"
+                ),
+            ));
+        }
+        let Some(j) = &self.joined else {
+            return Err(not_joined());
+        };
+        let target = string_field(request, "username", action)?;
+        if target == j.username {
+            return Err(Refusal::error(
+                "bad_request",
+                format!("a moderator cannot {action} themself"),
+            ));
+        }
+        let secs = match request.get("secs") {
+            None | Some(Value::Null) => DEFAULT_MUTE_SECS,
+            Some(v) => match v.as_u64() {
+                Some(s) if (1..=MAX_MUTE_SECS).contains(&s) => s,
+                _ => {
+                    return Err(Refusal::error(
+                        "bad_request",
+                        format!("secs must be a whole number from 1 to {MAX_MUTE_SECS}"),
+                    ));
+                }
+            },
+        };
+        let route = &self.route;
+        let backend = route.broker.backend();
+        // Kick and mute need the target present; a ban may come first.
+        if action != "ban" {
+            let members = bounded(backend.members(&j.topic)).await?;
+            if !members.iter().any(|m| m == target) {
+                return Err(Refusal::error(
+                    "no_such_user",
+                    format!("{target} is not in room {}", j.room),
+                ));
+            }
+        }
+        let mut event = json!({
+            "type": "moderation",
+            "room": j.room,
+            "action": action,
+            "username": target,
+            "by": j.username,
+        });
+        let control = match action {
+            "kick" => Control::Kick {
+                username: target.into(),
+            },
+            "ban" => {
+                bounded(backend.ban(&j.topic, target)).await;
+                Control::Ban {
+                    username: target.into(),
+                }
+            }
+            _ => {
+                event["secs"] = secs.into();
+                Control::Mute {
+                    username: target.into(),
+                    until_ms: now_ms() + secs * 1000,
+                }
+            }
+        };
+        tracing::info!(room = %j.room, by = %j.username, %target, action, "moderation");
+        for payload in [
+            Payload::Text(event.to_string().into()),
+            Payload::Control(control),
+        ] {
+            route.broker.publish(Envelope {
+                topic: j.topic.clone(),
+                sender: 0,
+                payload,
+            });
+        }
+        Ok(None)
+    }
+
+    /// Carries out a moderation order if it names this connection.
+    fn apply(&mut self, control: Control) -> Option<Outbound> {
+        let me = &self.joined.as_ref()?.username;
+        match control {
+            Control::Kick { username } if &username == me => Some(Outbound::Close(
+                CloseCode::from(CLOSE_KICKED),
+                "kicked by a moderator".into(),
+            )),
+            Control::Ban { username } if &username == me => Some(Outbound::Close(
+                CloseCode::from(CLOSE_BANNED),
+                "banned from this room".into(),
+            )),
+            Control::Mute { username, until_ms } if &username == me => {
+                self.muted_until_ms = until_ms;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Leaves the room, if in one: frees the name and tells the others.
+    /// Called on `leave` and when the connection ends, however it ends.
+    pub async fn finish(&mut self) {
+        let Some(j) = self.joined.take() else {
+            return;
+        };
+        let broker = &self.route.broker;
+        let _ = tokio::time::timeout(
+            BROKER_TIMEOUT,
+            broker.backend().leave(&j.topic, &j.username),
+        )
+        .await;
+        broker.publish(Envelope {
+            topic: j.topic.clone(),
+            sender: j.sub.id(),
+            payload: Payload::Text(presence(&j.room, "leave", &j.username)),
+        });
+    }
+}
+
+/// Awaits a backend call for at most `BROKER_TIMEOUT`.
+async fn bounded<T, F>(fut: F) -> T
+where
+    F: std::future::Future<Output = T>,
+    T: TimedOut,
+{
+    match tokio::time::timeout(BROKER_TIMEOUT, fut).await {
+        Ok(v) => v,
+        Err(_) => T::timed_out(),
+    }
+}
+
+/// What a backend call yields when it takes too long.
+trait TimedOut {
+    fn timed_out() -> Self;
+}
+
+impl<T> TimedOut for Result<T, BrokerError> {
+    fn timed_out() -> Self {
+        Err(BrokerError::Unavailable(
+            "the shared room state did not answer in time".into(),
+        ))
+    }
+}
+
+impl TimedOut for () {
+    fn timed_out() -> Self {}
+}
+
+fn string_field<'a>(
+    request: &'a Map<String, Value>,
+    field: &str,
+    kind: &str,
+) -> Result<&'a str, Refusal> {
+    request.get(field).and_then(Value::as_str).ok_or_else(|| {
+        Refusal::error(
+            "bad_request",
+            format!("{kind} needs \"{field}\" (a string)"),
+        )
+    })
+}
+
+fn not_joined() -> Refusal {
+    Refusal::error(
+        "not_joined",
+        r#"not in a room; send {"type":"join","room":"...","username":"..."} first"#,
+    )
+}
+
+/// Room names: 1–64 of `A-Z a-z 0-9 _ - .`.
+fn check_room(room: &str) -> Result<(), String> {
+    if room.is_empty()
+        || room.len() > 64
+        || !room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(format!(
+            "room `{room}` must be 1 to 64 characters from A-Z a-z 0-9 _ - ."
+        ));
+    }
+    Ok(())
+}
+
+/// Usernames: 1–32 characters, no control characters, no outer spaces.
+fn check_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > 32 {
+        return Err("username must be 1 to 32 characters".into());
+    }
+    if name.chars().any(char::is_control) || name.trim() != name {
+        return Err(
+            "username must not contain control characters or start or end with a space".into(),
+        );
+    }
+    Ok(())
+}
+
+fn error(code: &str, message: &str) -> Message {
+    Message::Text(
+        json!({"type": "error", "code": code, "message": message})
+            .to_string()
+            .into(),
+    )
+}
+
+fn presence(room: &str, event: &str, username: &str) -> Utf8Bytes {
+    json!({"type": "presence", "room": room, "event": event, "username": username})
+        .to_string()
+        .into()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a
+/// guess was right (only, at most, the length).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// A token bucket: `rate` per second, up to `burst`.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_rooms() {
+        assert!(check_room("lobby-1.a_b").is_ok());
+        assert!(check_room("").is_err());
+        assert!(check_room("a b").is_err());
+        assert!(check_room(&"x".repeat(65)).is_err());
+        assert!(check_name("Zoë 2").is_ok());
+        assert!(check_name(" alice").is_err());
+        assert!(check_name("a\nb").is_err());
+        assert!(check_name(&"x".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret!"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bucket_allows_burst_then_refuses() {
+        let mut b = Bucket::new(1.0, 3.0);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take());
+    }
+}
