@@ -92,7 +92,7 @@ impl Publish {
                         Err(_) => Payload::Binary(body),
                     }
                 };
-                delivered(b.publish(payload))
+                delivered(b.publish(payload).await)
             }
             RouteRuntime::Chat(chat) => {
                 let Some(room) = query.room else {

@@ -193,14 +193,40 @@ where
             }
             outbound = handler.next_outbound() => match outbound {
                 Outbound::Send(message) => {
-                    counters.messages_out.increment(1);
-                    counters.bytes_out.increment(message.len() as u64);
-                    match tokio::time::timeout(SEND_TIMEOUT, ws.send(message)).await {
+                    // Write what is already queued too (a bounded batch),
+                    // then flush once: fan-out bursts cost one write, not
+                    // one per message.
+                    let mut then_close = None;
+                    let write = async {
+                        let mut next = Some(message);
+                        let mut batch = 0;
+                        while let Some(message) = next.take() {
+                            counters.messages_out.increment(1);
+                            counters.bytes_out.increment(message.len() as u64);
+                            ws.feed(message).await?;
+                            batch += 1;
+                            if batch >= MAX_BATCH {
+                                break;
+                            }
+                            match handler.next_outbound().now_or_never() {
+                                Some(Outbound::Send(m)) => next = Some(m),
+                                Some(Outbound::Close(code, reason)) => {
+                                    then_close = Some((code, reason));
+                                }
+                                None => {}
+                            }
+                        }
+                        ws.flush().await
+                    };
+                    match tokio::time::timeout(SEND_TIMEOUT, write).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return Ending::Dropped,
                         // A client that stopped reading: close it so it
                         // holds nothing and slows no one.
                         Err(_) => return close(ws, CloseCode::Policy, "not reading").await,
+                    }
+                    if let Some((code, reason)) = then_close {
+                        return close(ws, code, &reason).await;
                     }
                 }
                 Outbound::Close(code, reason) => return close(ws, code, &reason).await,

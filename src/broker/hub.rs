@@ -1,13 +1,16 @@
 //! In-process fan-out: topics to subscribers, each with a bounded queue.
 //!
 //! Publishing clones one reference-counted [`Envelope`] into every queue with
-//! `try_send`, under a read lock; nothing waits for a slow reader. A
-//! subscriber whose queue is full is removed and flagged, and its session
-//! closes it with 1008. It does not own the WebSocket; `routes` do.
+//! `try_send`, under a read lock. A subscriber whose queue is full gets a
+//! short, bounded grace (the publisher waits for it: a publisher faster than
+//! the fan-out is slowed to its pace) and is then removed and flagged, and
+//! its session closes it with 1008. It does not own the WebSocket; `routes`
+//! do.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -100,45 +103,89 @@ impl Hub {
         }
     }
 
-    /// Delivers to every subscriber of the envelope's topic but its sender.
-    /// Returns how many got it; subscribers with full queues are cut off.
+    /// Delivers to every subscriber of the envelope's topic but its sender,
+    /// never waiting: subscribers with full queues are cut off. Returns how
+    /// many got it. For deliveries that cannot wait (messages from other
+    /// instances).
     pub fn deliver(&self, envelope: &Envelope) -> usize {
-        let mut delivered = 0;
-        let mut overflowed = Vec::new();
-        {
-            let Ok(topics) = self.topics.read() else {
-                return 0;
-            };
-            let Some(subs) = topics.get(&envelope.topic) else {
-                return 0;
-            };
-            for (&id, slot) in subs {
-                if id == envelope.sender {
-                    continue;
-                }
-                match slot.tx.try_send(envelope.clone()) {
-                    Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
+        let (delivered, full) = self.try_deliver(envelope);
+        let full: Vec<u64> = full.into_iter().map(|(id, _)| id).collect();
+        self.cut(&envelope.topic, &full);
+        delivered
+    }
+
+    /// Delivers like [`Hub::deliver`], but gives subscribers whose queue is
+    /// full up to `stall` (in all) to make room before cutting them off: a
+    /// publisher faster than the fan-out is slowed to its pace, while a
+    /// subscriber that stopped reading costs it at most `stall` once. `own`
+    /// is the publishing connection's own subscription (0 for none): it is
+    /// never waited for (it could not drain while publishing).
+    pub async fn deliver_paced(&self, envelope: &Envelope, own: u64, stall: Duration) -> usize {
+        let (mut delivered, full) = self.try_deliver(envelope);
+        if full.is_empty() {
+            return delivered;
+        }
+        let deadline = tokio::time::Instant::now() + stall;
+        let mut cut = Vec::new();
+        for (id, tx) in full {
+            if id == own {
+                cut.push(id);
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, tx.send(envelope.clone())).await {
+                Ok(Ok(())) => delivered += 1,
+                Ok(Err(_)) => {}
+                Err(_) => cut.push(id),
             }
         }
-        if !overflowed.is_empty()
-            && let Ok(mut topics) = self.topics.write()
-            && let Some(subs) = topics.get_mut(&envelope.topic)
+        self.cut(&envelope.topic, &cut);
+        delivered
+    }
+
+    /// One `try_send` per subscriber; returns the count delivered and the
+    /// subscribers whose queues were full.
+    fn try_deliver(&self, envelope: &Envelope) -> (usize, Vec<(u64, mpsc::Sender<Envelope>)>) {
+        let mut delivered = 0;
+        let mut full = Vec::new();
+        let Ok(topics) = self.topics.read() else {
+            return (0, full);
+        };
+        let Some(subs) = topics.get(&envelope.topic) else {
+            return (0, full);
+        };
+        for (&id, slot) in subs {
+            if id == envelope.sender {
+                continue;
+            }
+            match slot.tx.try_send(envelope.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => full.push((id, slot.tx.clone())),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        (delivered, full)
+    }
+
+    /// Removes subscribers that fell behind and flags them, so their
+    /// sessions close with 1008.
+    fn cut(&self, topic: &Topic, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Ok(mut topics) = self.topics.write()
+            && let Some(subs) = topics.get_mut(topic)
         {
-            for id in overflowed {
-                if let Some(slot) = subs.remove(&id) {
+            for id in ids {
+                if let Some(slot) = subs.remove(id) {
                     slot.lagged.store(true, Ordering::Release);
                     crate::metrics::subscriber_dropped(&slot.route, "slow");
-                    tracing::debug!(topic = %envelope.topic, "subscriber fell behind; closing it");
+                    tracing::debug!(%topic, "subscriber fell behind; closing it");
                 }
             }
             if subs.is_empty() {
-                topics.remove(&envelope.topic);
+                topics.remove(topic);
             }
         }
-        delivered
     }
 
     /// How many subscribers a topic has here.
@@ -217,5 +264,30 @@ mod tests {
         }
         assert!(matches!(slow.recv().await, Delivery::Lagged));
         assert_eq!(hub.subscribers("/t"), 1);
+    }
+
+    #[tokio::test]
+    async fn paced_delivery_waits_for_a_reader_and_cuts_a_stalled_one() {
+        let hub = Arc::new(Hub::default());
+        let mut reader = hub.subscribe("/t".into(), "/t");
+        let stalled = hub.subscribe("/t".into(), "/t");
+        let drain = tokio::spawn(async move {
+            let mut got = 0;
+            while let Delivery::Message(_) = reader.recv().await {
+                got += 1;
+                if got == 3 * SUBSCRIBER_QUEUE {
+                    break;
+                }
+            }
+            got
+        });
+        for i in 0..3 * SUBSCRIBER_QUEUE {
+            hub.deliver_paced(&env("/t", 0, &i.to_string()), 0, Duration::from_millis(200))
+                .await;
+        }
+        // The reader got everything (the publisher waited for it); the
+        // stalled one was cut after its grace.
+        assert_eq!(drain.await.unwrap(), 3 * SUBSCRIBER_QUEUE);
+        assert!(stalled.lagged.load(Ordering::Acquire));
     }
 }

@@ -220,6 +220,17 @@ impl Broker {
         self.hub.deliver(&envelope)
     }
 
+    /// Like [`Broker::publish`], but waits (bounded by `SUBSCRIBER_STALL`)
+    /// for local subscribers whose queues are full instead of cutting them
+    /// at once: the publishing connection is slowed to the fan-out's pace.
+    /// `own` is the publisher's own subscription id (0 for none).
+    pub async fn publish_paced(&self, envelope: Envelope, own: u64) -> usize {
+        self.backend.forward(&envelope);
+        self.hub
+            .deliver_paced(&envelope, own, crate::config::limits::SUBSCRIBER_STALL)
+            .await
+    }
+
     /// Subscribes to a topic on this instance.
     pub fn subscribe(&self, topic: Topic, route: &str) -> Subscription {
         self.hub.subscribe(topic, route)

@@ -19,7 +19,10 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// WebSocket read buffer per connection (tungstenite allocates it eagerly).
 pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 /// Bytes tungstenite collects before writing to the socket.
-pub const WRITE_BUFFER_SIZE: usize = 0;
+/// Batches of small messages (fan-out bursts, pipelined echoes) go out in
+/// one TLS record and one write; the buffer is only allocated once a
+/// connection sends, so idle connections do not pay for it.
+pub const WRITE_BUFFER_SIZE: usize = 4 * 1024;
 /// Largest HTTP request head hyper buffers.
 pub const MAX_HTTP_BUFFER: usize = 16 * 1024;
 /// Most request headers accepted.
@@ -37,6 +40,10 @@ pub const HANDSHAKE_HEADROOM: usize = 256;
 /// Messages queued for one chat/broadcast subscriber; a subscriber whose
 /// queue is full when a message arrives is closed with 1008.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// Longest a publisher waits for subscribers with full queues before they
+/// are cut off (a subscriber that keeps up is never cut; one that stopped
+/// reading delays the publisher at most this long, once).
+pub const SUBSCRIBER_STALL: Duration = Duration::from_millis(500);
 /// Default chat history kept per room and sent on join.
 pub const DEFAULT_CHAT_HISTORY: usize = 50;
 /// Default longest chat message text, in characters.

@@ -767,8 +767,15 @@ mod tests {
             })
         );
         assert!(parse_broker("redis://").unwrap_err().contains("no host"));
-        assert!(parse_broker("nats://x").unwrap_err().contains("unknown broker"));
-        let short = load(&args(&["--config", "/dev/null", "--publish-token", "abc"]), &env());
+        assert!(
+            parse_broker("nats://x")
+                .unwrap_err()
+                .contains("unknown broker")
+        );
+        let short = load(
+            &args(&["--config", "/dev/null", "--publish-token", "abc"]),
+            &env(),
+        );
         assert!(short.unwrap_err().to_string().contains("at least 16"));
     }
 

@@ -34,12 +34,13 @@ impl BroadcastRoute {
 
     /// Sends a message from outside (HTTP publish) to every connection.
     /// Returns how many local subscribers got it.
-    pub fn publish(&self, payload: Payload) -> usize {
-        self.broker.publish(Envelope {
+    pub async fn publish(&self, payload: Payload) -> usize {
+        let envelope = Envelope {
             topic: self.topic.clone(),
             sender: 0,
             payload,
-        })
+        };
+        self.broker.publish_paced(envelope, 0).await
     }
 }
 
@@ -56,11 +57,14 @@ impl Handler for BroadcastSession {
             Message::Binary(b) => Payload::Binary(b),
             _ => return Flow::Continue,
         };
-        self.broker.publish(Envelope {
+        let envelope = Envelope {
             topic: self.sub.topic().clone(),
             sender: self.sub.id(),
             payload,
-        });
+        };
+        // Waits (bounded) while a subscriber's queue is full: a publisher
+        // faster than the fan-out is slowed down, not its readers cut off.
+        self.broker.publish_paced(envelope, self.sub.id()).await;
         Flow::Continue
     }
 

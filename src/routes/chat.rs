@@ -103,11 +103,17 @@ impl ChatRoute {
                 .record(&topic, message.clone(), self.spec.history),
         )
         .await;
-        Ok(self.broker.publish(Envelope {
-            topic,
-            sender: 0,
-            payload: Payload::Text(message),
-        }))
+        Ok(self
+            .broker
+            .publish_paced(
+                Envelope {
+                    topic,
+                    sender: 0,
+                    payload: Payload::Text(message),
+                },
+                0,
+            )
+            .await)
     }
 
     /// Announces members of dead instances as gone (shared backends only),
@@ -130,11 +136,12 @@ impl ChatRoute {
                     };
                 for username in gone {
                     tracing::info!(room, %username, "member of a stopped instance left the room");
-                    self.broker.publish(Envelope {
+                    let envelope = Envelope {
                         topic: topic.clone(),
                         sender: 0,
                         payload: Payload::Text(presence(room, "leave", &username)),
-                    });
+                    };
+                    self.broker.publish_paced(envelope, 0).await;
                 }
             }
         }
@@ -335,11 +342,12 @@ impl ChatSession {
             .iter()
             .filter_map(|m| serde_json::from_str(m.as_str()).ok())
             .collect();
-        route.broker.publish(Envelope {
+        let envelope = Envelope {
             topic: topic.clone(),
             sender: sub.id(),
             payload: Payload::Text(presence(room, "join", username)),
-        });
+        };
+        route.broker.publish_paced(envelope, sub.id()).await;
         let reply = json!({
             "type": "joined",
             "room": room,
@@ -386,11 +394,12 @@ impl ChatSession {
         )
         .await;
         // The sender gets it too: that is its confirmation, with id and time.
-        route.broker.publish(Envelope {
+        let envelope = Envelope {
             topic: j.topic.clone(),
             sender: 0,
             payload: Payload::Text(message),
-        });
+        };
+        route.broker.publish_paced(envelope, j.sub.id()).await;
         Ok(None)
     }
 
@@ -520,11 +529,12 @@ impl ChatSession {
             Payload::Text(event.to_string().into()),
             Payload::Control(control),
         ] {
-            route.broker.publish(Envelope {
+            let envelope = Envelope {
                 topic: j.topic.clone(),
                 sender: 0,
                 payload,
-            });
+            };
+            route.broker.publish_paced(envelope, j.sub.id()).await;
         }
         Ok(None)
     }
@@ -561,11 +571,12 @@ impl ChatSession {
             broker.backend().leave(&j.topic, &j.username),
         )
         .await;
-        broker.publish(Envelope {
+        let envelope = Envelope {
             topic: j.topic.clone(),
             sender: j.sub.id(),
             payload: Payload::Text(presence(&j.room, "leave", &j.username)),
-        });
+        };
+        broker.publish_paced(envelope, j.sub.id()).await;
     }
 }
 

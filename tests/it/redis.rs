@@ -1,0 +1,566 @@
+//! A real `redis-server` for tests ([`Redis`]), and the `redis` backend
+//! tested directly: two or three `RedisBackend`s (different instance ids)
+//! over one Redis, each in its own `Broker`.
+//!
+//! Every test skips (with a notice on stderr) when `redis-server` is not on
+//! PATH; `scripts/install-test-deps` installs it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use wssd::broker::redis::RedisBackend;
+use wssd::broker::{
+    Backend, Broker, Delivery, Envelope, Health, InstanceId, JoinOutcome, Payload, Subscription,
+};
+
+use crate::harness::free_port;
+
+/// A `redis-server` on a free loopback port, without persistence; killed
+/// (by PID) when dropped.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: TempDir,
+}
+
+/// Where `redis-server` is, if installed.
+fn redis_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
+}
+
+impl Redis {
+    /// Starts a server; `None` (after printing a skip notice naming `test`)
+    /// when `redis-server` is not installed.
+    pub async fn start(test: &str) -> Option<Redis> {
+        if redis_server().is_none() {
+            eprintln!(
+                "SKIPPED {test}: redis-server is not on PATH (scripts/install-test-deps installs it)"
+            );
+            return None;
+        }
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        redis.spawn().await;
+        Some(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(redis_server().expect("redis-server"))
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        // Ready when PING answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("redis-server on port {} exited early: {status}", self.port);
+            }
+            if self.ping().await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not answer PING within 10 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the server answers PING now.
+    pub async fn ping(&self) -> bool {
+        let Ok(client) = ::redis::Client::open(self.url()) else {
+            return false;
+        };
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), attempt).await,
+            Ok(Some(pong)) if pong == "PONG"
+        )
+    }
+
+    /// Kills the server (SIGKILL by PID) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, sig);
+            }
+        }
+    }
+
+    /// Starts a fresh server (empty: no persistence) on the same port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+/// Polls `cond` every 25 ms until it holds; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not true within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One instance: its broker, the backend itself and its shutdown token.
+struct Instance {
+    broker: Broker,
+    backend: Arc<RedisBackend>,
+    shutdown: CancellationToken,
+}
+
+impl Instance {
+    /// Starts a backend with instance id `id` and waits until it is up.
+    async fn start(redis: &Redis, id: u64, presence_ttl: Option<Duration>) -> Instance {
+        let mut backend = RedisBackend::new(&redis.url(), InstanceId(id)).expect("backend");
+        if let Some(ttl) = presence_ttl {
+            backend = backend.with_presence_ttl(ttl);
+        }
+        let backend = Arc::new(backend);
+        let broker = Broker::with_backend(backend.clone(), InstanceId(id));
+        let shutdown = CancellationToken::new();
+        broker.start(shutdown.clone());
+        let instance = Instance {
+            broker,
+            backend,
+            shutdown,
+        };
+        instance.wait_up().await;
+        instance
+    }
+
+    async fn wait_up(&self) {
+        eventually(Duration::from_secs(20), "backend up", || async {
+            self.backend.health() == Health::Ok
+        })
+        .await;
+    }
+
+    fn sub(&self, topic: &str) -> Subscription {
+        self.broker.subscribe(topic.into(), topic)
+    }
+
+    fn publish(&self, topic: &str, sender: u64, payload: Payload) -> usize {
+        self.broker.publish(Envelope {
+            topic: topic.into(),
+            sender,
+            payload,
+        })
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The next message on a subscription (bounded).
+async fn next(sub: &mut Subscription) -> Envelope {
+    match tokio::time::timeout(Duration::from_secs(5), sub.recv()).await {
+        Ok(Delivery::Message(env)) => env,
+        Ok(other) => panic!("expected a message, got {other:?}"),
+        Err(_) => panic!("no message within 5 s on {}", sub.topic()),
+    }
+}
+
+/// Asserts nothing arrives on `sub` for a short while.
+async fn quiet(sub: &mut Subscription) {
+    if let Ok(d) = tokio::time::timeout(Duration::from_millis(300), sub.recv()).await {
+        panic!("expected nothing on {}, got {d:?}", sub.topic());
+    }
+}
+
+fn text(t: &str) -> Payload {
+    Payload::Text(t.into())
+}
+
+fn joined_members(outcome: JoinOutcome) -> Vec<String> {
+    match outcome {
+        JoinOutcome::Joined { members, .. } => members,
+        other => panic!("expected Joined, got {other:?}"),
+    }
+}
+
+const ROOM: &str = "/ws/chat#lobby";
+
+#[tokio::test]
+async fn redis_delivers_text_and_binary_across_instances_once() {
+    let Some(redis) = Redis::start("redis_delivers_text_and_binary_across_instances_once").await
+    else {
+        return;
+    };
+    let a = Instance::start(&redis, 1, None).await;
+    let b = Instance::start(&redis, 2, None).await;
+    let sender = a.sub("/news");
+    let mut on_a = a.sub("/news");
+    let mut on_b = b.sub("/news");
+    let mut other_topic = b.sub("/other");
+
+    assert_eq!(a.publish("/news", sender.id(), text("héllo")), 1);
+    let got = next(&mut on_b).await;
+    assert_eq!(got.payload, text("héllo"));
+    assert_eq!(got.sender, 0, "senders are local ids; 0 once across");
+    assert_eq!(next(&mut on_a).await.payload, text("héllo"));
+
+    let bin = Payload::Binary(Bytes::from_static(&[0, 1, 2, 255]));
+    b.publish("/news", 0, bin.clone());
+    assert_eq!(next(&mut on_a).await.payload, bin, "binary stays binary");
+    assert_eq!(next(&mut on_b).await.payload, bin);
+
+    // Exactly once each: an instance ignores its own envelopes coming back
+    // from Redis, and other topics get nothing.
+    quiet(&mut on_a).await;
+    quiet(&mut on_b).await;
+    quiet(&mut other_topic).await;
+    let mut sender = sender;
+    // The sender got the binary from B, but never its own text.
+    assert_eq!(next(&mut sender).await.payload, bin);
+    quiet(&mut sender).await;
+}
+
+#[tokio::test]
+async fn redis_names_are_unique_across_instances() {
+    let Some(redis) = Redis::start("redis_names_are_unique_across_instances").await else {
+        return;
+    };
+    let a = Instance::start(&redis, 1, None).await;
+    let b = Instance::start(&redis, 2, None).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+
+    assert_eq!(
+        joined_members(ab.join(ROOM, "alice").await.unwrap()),
+        ["alice"]
+    );
+    assert_eq!(
+        bb.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
+    assert_eq!(
+        ab.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
+    assert_eq!(
+        joined_members(bb.join(ROOM, "bob").await.unwrap()),
+        ["alice", "bob"]
+    );
+    assert_eq!(ab.members(ROOM).await.unwrap(), ["alice", "bob"]);
+    // Another room is another namespace.
+    assert_eq!(
+        joined_members(bb.join("/ws/chat#other", "alice").await.unwrap()),
+        ["alice"]
+    );
+    // Leaving frees the name for the other instance; leave is idempotent
+    // and never frees another instance's member.
+    ab.leave(ROOM, "alice").await;
+    ab.leave(ROOM, "alice").await;
+    ab.leave(ROOM, "bob").await;
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["bob"]);
+    assert_eq!(
+        joined_members(bb.join(ROOM, "alice").await.unwrap()),
+        ["alice", "bob"]
+    );
+}
+
+#[tokio::test]
+async fn redis_history_is_shared_capped_and_ends_with_the_room() {
+    let Some(redis) = Redis::start("redis_history_is_shared_capped_and_ends_with_the_room").await
+    else {
+        return;
+    };
+    let a = Instance::start(&redis, 1, None).await;
+    let b = Instance::start(&redis, 2, None).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+
+    // No room, no history (as in memory).
+    ab.record(ROOM, "lost".into(), 3).await;
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    for i in 0..5 {
+        let on = if i % 2 == 0 { ab } else { bb };
+        on.record(ROOM, format!("m{i}").into(), 3).await;
+    }
+    match bb.join(ROOM, "bob").await.unwrap() {
+        JoinOutcome::Joined { members, history } => {
+            assert_eq!(members, ["alice", "bob"]);
+            let h: Vec<&str> = history.iter().map(|m| m.as_str()).collect();
+            assert_eq!(h, ["m2", "m3", "m4"], "last 3, oldest first");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Everyone leaves: the room ends, its history with it.
+    ab.leave(ROOM, "alice").await;
+    bb.leave(ROOM, "bob").await;
+    match bb.join(ROOM, "carol").await.unwrap() {
+        JoinOutcome::Joined { members, history } => {
+            assert_eq!(members, ["carol"]);
+            assert!(history.is_empty(), "{history:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn redis_bans_are_shared() {
+    let Some(redis) = Redis::start("redis_bans_are_shared").await else {
+        return;
+    };
+    let a = Instance::start(&redis, 1, None).await;
+    let b = Instance::start(&redis, 2, None).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+
+    joined_members(ab.join(ROOM, "mod").await.unwrap());
+    joined_members(bb.join(ROOM, "eve").await.unwrap());
+    ab.ban(ROOM, "eve").await;
+    bb.leave(ROOM, "eve").await;
+    assert_eq!(bb.join(ROOM, "eve").await.unwrap(), JoinOutcome::Banned);
+    assert_eq!(ab.join(ROOM, "eve").await.unwrap(), JoinOutcome::Banned);
+    // Only in that room, and only while it lives.
+    joined_members(bb.join("/ws/chat#other", "eve").await.unwrap());
+    ab.leave(ROOM, "mod").await;
+    joined_members(bb.join(ROOM, "eve").await.unwrap());
+}
+
+#[tokio::test]
+async fn redis_sweep_reports_a_stopped_instance_members_exactly_once() {
+    let Some(redis) =
+        Redis::start("redis_sweep_reports_a_stopped_instance_members_exactly_once").await
+    else {
+        return;
+    };
+    let ttl = Some(Duration::from_millis(1200));
+    let a = Instance::start(&redis, 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let c = Instance::start(&redis, 3, ttl).await;
+    let (ab, bb, cb) = (a.broker.backend(), b.broker.backend(), c.broker.backend());
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    joined_members(bb.join(ROOM, "bob").await.unwrap());
+    joined_members(bb.join(ROOM, "bea").await.unwrap());
+
+    // Live members (refreshed) are never swept, even past the TTL.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(ab.sweep(ROOM).await.is_empty());
+    assert!(cb.sweep(ROOM).await.is_empty());
+
+    // B stops without leaving (as if it died): its entries expire.
+    b.shutdown.cancel();
+    let mut swept: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while swept.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "B's members not swept within 10 s: {swept:?}"
+        );
+        // Two sweepers at once: each name goes to exactly one of them.
+        let (x, y) = tokio::join!(ab.sweep(ROOM), cb.sweep(ROOM));
+        swept.extend(x);
+        swept.extend(y);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And nobody gets them again.
+    for _ in 0..5 {
+        swept.extend(ab.sweep(ROOM).await);
+        swept.extend(cb.sweep(ROOM).await);
+    }
+    swept.sort();
+    assert_eq!(swept, ["bea", "bob"], "each name exactly once");
+    assert_eq!(ab.members(ROOM).await.unwrap(), ["alice"]);
+    assert_eq!(
+        joined_members(cb.join(ROOM, "bob").await.unwrap()),
+        ["alice", "bob"],
+        "the name is free again"
+    );
+}
+
+#[tokio::test]
+async fn redis_outage_keeps_local_delivery_then_cross_instance_resumes() {
+    let Some(mut redis) =
+        Redis::start("redis_outage_keeps_local_delivery_then_cross_instance_resumes").await
+    else {
+        return;
+    };
+    let a = Instance::start(&redis, 1, None).await;
+    let b = Instance::start(&redis, 2, None).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    let mut a1 = a.sub(ROOM);
+    let mut a2 = a.sub(ROOM);
+    let mut b1 = b.sub(ROOM);
+
+    redis.kill();
+    for (name, i) in [("A", &a), ("B", &b)] {
+        eventually(Duration::from_secs(10), &format!("{name} degraded"), || async {
+            matches!(i.broker.health(), Health::Degraded(why) if why.starts_with("redis unreachable"))
+        })
+        .await;
+    }
+    // Local delivery goes on.
+    assert_eq!(a.publish(ROOM, a1.id(), text("during outage")), 1);
+    assert_eq!(next(&mut a2).await.payload, text("during outage"));
+    // Room state falls back to this instance's own view, bounded in time.
+    let started = Instant::now();
+    assert_eq!(
+        joined_members(ab.join(ROOM, "bob").await.unwrap()),
+        ["alice", "bob"]
+    );
+    assert_eq!(ab.join(ROOM, "bob").await.unwrap(), JoinOutcome::NameTaken);
+    ab.record(ROOM, "kept locally".into(), 10).await;
+    assert!(ab.sweep(ROOM).await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    redis.restart().await;
+    a.wait_up().await;
+    b.wait_up().await;
+    // What was published during the outage is not replayed.
+    quiet(&mut b1).await;
+    // Cross-instance delivery resumes, both ways.
+    a.publish(ROOM, a1.id(), text("after"));
+    assert_eq!(next(&mut b1).await.payload, text("after"));
+    assert_eq!(next(&mut a2).await.payload, text("after"));
+    b.publish(ROOM, 0, text("back"));
+    // a1 sent the others, so "back" is the first thing it sees.
+    assert_eq!(next(&mut a1).await.payload, text("back"));
+    assert_eq!(next(&mut a2).await.payload, text("back"));
+    assert_eq!(next(&mut b1).await.payload, text("back"));
+    // A's members, including the one that joined during the outage, were
+    // registered again in the fresh Redis.
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bob"]);
+    assert_eq!(
+        bb.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
+    assert_eq!(bb.join(ROOM, "bob").await.unwrap(), JoinOutcome::NameTaken);
+}
+
+#[tokio::test]
+async fn redis_unresponsive_server_is_bounded_and_degrades() {
+    let Some(redis) = Redis::start("redis_unresponsive_server_is_bounded_and_degrades").await
+    else {
+        return;
+    };
+    let ttl = Some(Duration::from_millis(1500));
+    let a = Instance::start(&redis, 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let ab = a.broker.backend();
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    let mut a1 = a.sub(ROOM);
+    let mut b1 = b.sub(ROOM);
+
+    redis.pause();
+    // Every call is bounded by BROKER_TIMEOUT and falls back to local
+    // state instead of failing.
+    let started = Instant::now();
+    let outcome = ab.join(ROOM, "bob").await.unwrap();
+    assert!(
+        started.elapsed() < wssd::config::limits::BROKER_TIMEOUT,
+        "join took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(joined_members(outcome), ["alice", "bob"]);
+    // Local delivery goes on, and publishing never blocks.
+    for i in 0..100 {
+        a.publish(ROOM, 0, text(&i.to_string()));
+        assert_eq!(next(&mut a1).await.payload, text(&i.to_string()));
+    }
+    let started = Instant::now();
+    for i in 0..20_000 {
+        a.publish("/elsewhere", 0, text(&i.to_string()));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The periodic refresh notices without any traffic.
+    eventually(Duration::from_secs(10), "B degraded", || async {
+        matches!(b.broker.health(), Health::Degraded(_))
+    })
+    .await;
+
+    redis.resume();
+    a.wait_up().await;
+    b.wait_up().await;
+    let mut seen = Vec::new();
+    while let Ok(Delivery::Message(e)) =
+        tokio::time::timeout(Duration::from_millis(300), b1.recv()).await
+    {
+        seen.push(e);
+    }
+    assert!(
+        seen.is_empty(),
+        "messages A published while Redis was frozen are dropped, not replayed; B got {}",
+        seen.len()
+    );
+    a.publish(ROOM, 0, text("thawed"));
+    loop {
+        let e = next(&mut b1).await;
+        if e.payload == text("thawed") {
+            break;
+        }
+    }
+    assert_eq!(
+        b.broker.backend().members(ROOM).await.unwrap(),
+        ["alice", "bob"]
+    );
+}
