@@ -199,11 +199,16 @@ one_run() {
     [[ $pub_url != "$sub_url" ]] && cmd+=(--publish-url "$pub_url")
     say "$name: $subs subscribers, $rate msg/s x $secs s ($messages messages of $size B)${pid_b:+, publisher on instance B}"
     echo "[$name] ${cmd[*]}" | sed "s#$tmp#\$TMP#g; s#$root/##g" >>"$tmp/commands.txt"
-    local cpu_a0 cpu_b0=0 stat0 stat1 status=0 out="$tmp/runs/$name"
+    local cpu_a0 cpu_b0=0 cpu_r0=0 stat0 stat1 status=0 out="$tmp/runs/$name" t0 t1
     cpu_a0=$(cpu_ticks "$pid_a")
     [[ -n $pid_b ]] && cpu_b0=$(cpu_ticks "$pid_b")
+    [[ $topo == redis ]] && cpu_r0=$(cpu_ticks "$redis_pid")
     stat0=$(cpu_stat)
-    timeout $((secs + 240)) "${cmd[@]}" >"$out.json" 2>"$out.err" || status=$?
+    t0=$(date +%s.%N)
+    # `time` reports the CPU seconds of the bench client (user, system).
+    local TIMEFORMAT='%U %S'
+    { time timeout $((secs + 240)) "${cmd[@]}" >"$out.json" 2>"$out.err" || status=$?; } 2>"$out.time"
+    t1=$(date +%s.%N)
     stat1=$(cpu_stat)
     if [[ $status != 0 ]]; then
         echo "   failed (exit $status): $(tail -n 3 "$out.err" | tr '\n' ' ')" >&2
@@ -221,7 +226,10 @@ one_run() {
         echo "machine_total $(($(cut -d' ' -f2 <<<"$stat1") - $(cut -d' ' -f2 <<<"$stat0")))"
         echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "hwm_a $(hwm_kib "$pid_a")"
+        echo "wall $(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')"
+        echo "client_cpu $(awk '{print $1 + $2}' "$out.time")"
         echo "cpu_a $(($(cpu_ticks "$pid_a") - cpu_a0))"
+        [[ $topo == redis ]] && echo "cpu_redis $(($(cpu_ticks "$redis_pid") - cpu_r0))"
         echo "dropped_a $(dropped "$aa")"
         if [[ -n $pid_b ]]; then
             echo "hwm_b $(hwm_kib "$pid_b")"
@@ -241,6 +249,7 @@ for run in $runs; do
 done
 
 redis_note=""
+redis_pid=""
 if [[ $want_redis == 0 ]]; then
     redis_note="Redis runs skipped (--no-redis)."
 elif [[ -z $redis_bin ]]; then

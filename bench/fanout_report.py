@@ -93,6 +93,16 @@ def cpu_secs(meta, key):
     return ticks / tck
 
 
+def other_cores(meta, ours):
+    """Cores' worth of CPU used by processes other than this run's during the
+    run: whole-machine busy time minus the servers', redis's and the client's."""
+    busy, tck, wall = num(meta, "machine_busy"), num(meta, "clk_tck"), num(meta, "wall")
+    if busy is None or not tck or not wall:
+        return None
+    own = sum(x for x in ours if x is not None)
+    return max(0.0, (busy / tck - own) / wall)
+
+
 def main():
     tmp, out_md = sys.argv[1], sys.argv[2]
     machine = load_kv(os.path.join(tmp, "machine.txt"), "=")
@@ -126,23 +136,24 @@ def main():
 
     add("## Details")
     add("")
-    add("| run | connected | connect s | warm-up s | sent | send rate | publisher behind schedule (max ms) | expected | received | stragglers wait s | server CPU s (A / B) | slow-consumer drops (metric) | client CPU cores | client RSS MiB | machine busy | load avg |")
-    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
+    add("| run | connected | connect s | warm-up s | sent | send rate | publisher behind schedule (max ms) | expected | received | stragglers wait s | server CPU s (A / B) | redis CPU s | bench client CPU s | slow-consumer drops (metric) | client RSS MiB | other work on the machine (cores) | load avg |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|")
     for run in runs:
         m, r = run["meta"], run["result"]
         cpu_a, cpu_b = cpu_secs(m, "cpu_a"), cpu_secs(m, "cpu_b")
         cpu = fmt(cpu_a, 1) + ("" if cpu_b is None else f" / {fmt(cpu_b, 1)}")
         drops = m.get("dropped_a", "n/a") + ("" if "dropped_b" not in m else f" / {m['dropped_b']}")
-        busy, total = num(m, "machine_busy"), num(m, "machine_total")
-        busy_pct = f"{100 * busy / total:.0f} %" if busy is not None and total else "n/a"
+        redis_cpu = cpu_secs(m, "cpu_redis")
+        client_cpu = num(m, "client_cpu")
+        others = other_cores(m, [cpu_a, cpu_b, redis_cpu, client_cpu])
         if r.get("failed"):
-            add(f"| {run['name']} | failed | | | | | | | | | {cpu} | {drops} | | | {busy_pct} | {m.get('loadavg', '')} |")
+            add(f"| {run['name']} | failed | | | | | | | | | {cpu} | {fmt(redis_cpu, 1)} | {fmt(client_cpu, 1)} | {drops} | | {fmt(others, 2)} | {m.get('loadavg', '')} |")
             continue
         add(f"| {run['name']} | {r['connected']}/{r['subscribers']} | {fmt(r['connect_secs'], 2)} | "
             f"{fmt(r['warmup_secs'], 2)} | {fmt(r['sent'])} | {fmt(r['send_rate'], 1)} | "
             f"{fmt(r['max_send_lag_ms'], 1)} | {fmt(r['expected'])} | {fmt(r['received'])} | "
-            f"{fmt(r['drain_secs'], 2)} | {cpu} | {drops} | {fmt(r.get('client_cpu_cores'), 2)} | "
-            f"{fmt(mib(r.get('client_rss_kib')), 0)} | {busy_pct} | {m.get('loadavg', '')} |")
+            f"{fmt(r['drain_secs'], 2)} | {cpu} | {fmt(redis_cpu, 1)} | {fmt(client_cpu, 1)} | {drops} | "
+            f"{fmt(mib(r.get('client_rss_kib')), 0)} | {fmt(others, 2)} | {m.get('loadavg', '')} |")
     add("")
     add("## Reading it")
     add("")
@@ -160,8 +171,10 @@ def main():
         "records.")
     add("- Server, bench client and (for the Redis runs) redis-server share the same "
         f"{machine.get('nproc', '?')} cores, unpinned; the client decrypts as many TLS records as the "
-        "server encrypts. `machine busy` and `load avg` show how busy the machine was, including other "
-        "people's work: a load above the core count means the numbers are disturbed.")
+        "server encrypts. The CPU columns cover the whole run (TLS handshakes included); "
+        "people's work: `other work on the machine` is the CPU the whole machine used during the run "
+        "minus what this run's processes used (servers, redis-server, bench client), in cores; "
+        "anything well above 0 means the latencies of that row are disturbed.")
     add("- Peak RSS is VmHWM of each wssd process over the whole run (connections, TLS state, queues).")
     add("")
     add("## Result lines")
