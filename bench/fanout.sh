@@ -10,9 +10,9 @@
 # for each SUBSCRIBERS:RATE pair in BENCH_RUNS (default: 1,000 subscribers at
 # 20, 100 and 200 msg/s, 10,000 at 2, 10 and 20 msg/s; 64-byte binary messages
 # for BENCH_SECS seconds each). The lowest rate of each size is the baseline
-# (one burst of deliveries at a time, no queueing), the middle one is what the
-# 2-core development machine sustains (100,000 deliveries/s), the highest
-# (200,000 deliveries/s) is near its limit: compare latencies with the
+# (one burst of deliveries at a time, no queueing); the others offer 100,000
+# and 200,000 deliveries/s. At 200,000 the 2-core development machine is close
+# to full (server about 1 core, bench client 0.75): compare latencies with the
 # baseline. Every run gets freshly started servers, so the peak RSS (VmHWM
 # from /proc) is that run's. Writes
 # bench/results/fanout-<date>.md (table: p50/p99 latency, deliveries/s, lost,

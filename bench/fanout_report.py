@@ -157,6 +157,7 @@ def main():
     add("")
     add("## Reading it")
     add("")
+    add("- **Rates**: for each subscriber count the lowest rate is the baseline (one burst of deliveries at a time, nothing queued behind it); the higher rates offer 100,000 and 200,000 deliveries/s. Latency that grows with the rate compared with the baseline is queueing; latency near the baseline means the server kept up. Compare the CPU columns to see how close to the machine's limit a run was.")
     add("- **offered deliveries/s** = subscribers x rate; **deliveries/s** = deliveries received over the "
         "time from the first measured send to the last delivery. When the two agree, lost is 0 and "
         "there are no closes, the server kept up with that rate.")
