@@ -11,9 +11,9 @@
 # 20, 100 and 200 msg/s, 10,000 at 2, 10 and 20 msg/s; 64-byte binary messages
 # for BENCH_SECS seconds each). The lowest rate of each size is the baseline
 # (one burst of deliveries at a time, no queueing); the others offer 100,000
-# and 200,000 deliveries/s. At 200,000 the 2-core development machine is close
-# to full (server about 1 core, bench client 0.75): compare latencies with the
-# baseline. Every run gets freshly started servers, so the peak RSS (VmHWM
+# and 200,000 deliveries/s. At 200,000 paced deliveries/s the 2-core
+# development machine is close to full (server about 1 core, bench client
+# 0.75): compare latencies with the baseline. Every run gets freshly started servers, so the peak RSS (VmHWM
 # from /proc) is that run's. Writes
 # bench/results/fanout-<date>.md (table: p50/p99 latency, deliveries/s, lost,
 # closes, peak RSS; then details, raw JSON and the exact commands).
