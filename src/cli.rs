@@ -365,12 +365,14 @@ pub enum BenchCommand {
     Connect(BenchConnectArgs),
     /// Idle connections: open CONNS and hold them HOLD seconds (reports RSS of --pid).
     Idle(BenchIdleArgs),
+    /// Fan-out on a broadcast route: N subscribers, one publisher sending M messages at RATE/s; delivery latency and losses.
+    Fanout(BenchFanoutArgs),
 }
 
 /// Client options shared by every bench mode.
 #[derive(Debug, Clone, Args)]
 pub struct BenchClientArgs {
-    /// ws:// or wss:// URL of an echo endpoint
+    /// ws:// or wss:// URL of an echo endpoint (of a broadcast route for fanout)
     pub url: String,
     /// Skip certificate verification (wss:// only)
     #[arg(long)]
@@ -426,4 +428,40 @@ pub struct BenchIdleArgs {
     /// PIDs whose resident memory is measured before and after (repeatable; summed)
     #[arg(long, value_name = "PID", value_delimiter = ',')]
     pub pid: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchFanoutArgs {
+    #[command(flatten)]
+    pub client: BenchClientArgs,
+    /// ws:// or wss:// URL the publisher connects to, e.g. another instance sharing the broker [default: URL]
+    #[arg(long, value_name = "URL")]
+    pub publish_url: Option<String>,
+    /// Subscriber connections opened to URL
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Messages the publisher sends (after the warm-up)
+    #[arg(long, default_value_t = 1000)]
+    pub messages: u64,
+    /// Messages per second the publisher sends; 0 = as fast as --window allows
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Message size in bytes (binary frames; at least 16: sequence number and send time)
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Subscriber handshakes in progress at once
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// With --rate 0: most messages sent but not yet received by every subscriber
+    #[arg(long, default_value_t = 256)]
+    pub window: u64,
+    /// Seconds to wait for every subscriber to receive a warm-up message
+    #[arg(long, default_value_t = 30.0)]
+    pub warmup_timeout: f64,
+    /// Seconds to wait for late deliveries after the last message was sent
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Print only one JSON object on stdout (progress goes to stderr)
+    #[arg(long)]
+    pub json: bool,
 }

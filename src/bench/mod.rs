@@ -1,13 +1,17 @@
 //! `wssd bench`: a WebSocket load generator for ws:// and wss:// echo
-//! endpoints (echo throughput and latency, connection rate, idle memory).
+//! endpoints (echo throughput and latency, connection rate, idle memory) and
+//! broadcast routes (fan-out delivery latency and losses).
 //!
 //! Every mode prints human-readable lines to stdout and ends with exactly one
-//! line of JSON (`{"mode":...}`) that scripts such as `bench/run.sh` parse.
+//! line of JSON (`{"mode":...}`) that scripts such as `bench/run.sh` parse;
+//! `fanout` prints its JSON object only with `--json` (and then nothing else
+//! on stdout).
 //! Only loopback targets are allowed unless `WSSD_BENCH_ALLOW_REMOTE=1`.
 
 mod connect;
 mod connector;
 mod echo;
+mod fanout;
 mod idle;
 mod report;
 mod sys;
@@ -115,6 +119,37 @@ pub enum BenchError {
     )]
     Pid { pid: u32, detail: String },
 
+    #[error(
+        "{wanted} connections need about {needed} open files but the limit is {limit} (hard \
+         limit, already raised to it); raise it (ulimit -Hn as root, or LimitNOFILE= in systemd) \
+         or use fewer"
+    )]
+    FdLimit {
+        wanted: usize,
+        needed: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "{missing} of {live} subscribers on {url} received none of {sent} warm-up messages sent to \
+         {publish_url} within {secs} s; is that a broadcast route (--route PATH=broadcast)? An echo \
+         route answers only the sender; with two instances, do both use the same --broker?"
+    )]
+    WarmUp {
+        missing: usize,
+        live: usize,
+        sent: u64,
+        url: String,
+        publish_url: String,
+        secs: f64,
+    },
+
+    #[error("the publisher connection to {url} failed: {detail}")]
+    Publish { url: String, detail: String },
+
+    #[error("every subscriber connection was closed before the measurement started: {closes}")]
+    SubscribersGone { closes: String },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -136,6 +171,7 @@ pub async fn run(cmd: BenchCommand) -> Result<(), BenchError> {
         BenchCommand::Echo(args) => echo::run(args).await,
         BenchCommand::Connect(args) => connect::run(args).await,
         BenchCommand::Idle(args) => idle::run(args).await,
+        BenchCommand::Fanout(args) => fanout::run(args).await,
     }
 }
 
