@@ -27,6 +27,7 @@ pub mod http;
 pub mod metrics;
 pub mod publish;
 pub mod routes;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;

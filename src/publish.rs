@@ -18,6 +18,7 @@ use crate::broker::Payload;
 use crate::http::router::RouteRuntime;
 use crate::http::{Body, HttpContext, full_body, text_response};
 use crate::routes::chat::PostError;
+use crate::secret::constant_time_eq;
 
 /// The publish endpoint's settings.
 pub struct Publish {
@@ -130,12 +131,7 @@ impl Publish {
         else {
             return false;
         };
-        let (a, b) = (given.trim().as_bytes(), self.token.as_bytes());
-        let mut diff = u8::from(a.len() != b.len());
-        for i in 0..a.len().max(b.len()) {
-            diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-        }
-        diff == 0
+        constant_time_eq(given.trim().as_bytes(), self.token.as_bytes())
     }
 }
 

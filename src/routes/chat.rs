@@ -23,6 +23,7 @@ use crate::broker::{
 };
 use crate::config::ChatSpec;
 use crate::config::limits::{BROKER_TIMEOUT, MAX_BAD_PASSWORDS};
+use crate::secret::constant_time_eq;
 use crate::session::{Flow, Handler, Outbound};
 
 /// Close code for a kicked connection.
@@ -678,18 +679,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a
-/// guess was right (only, at most, the length).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
 /// A token bucket: `rate` per second, up to `burst`.
 struct Bucket {
     rate: f64,
@@ -736,15 +725,6 @@ mod tests {
         assert!(check_name(" alice").is_err());
         assert!(check_name("a\nb").is_err());
         assert!(check_name(&"x".repeat(33)).is_err());
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret!"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]
