@@ -112,13 +112,30 @@ pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/d
 pub const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The `--broker` setting.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum BrokerConfig {
     /// In-process (one instance).
     #[default]
     Memory,
     /// A Redis server shared by instances: `redis://[:PASSWORD@]HOST:PORT[/DB]`.
     Redis { url: String },
+}
+
+impl fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerConfig::Memory => write!(f, "Memory"),
+            BrokerConfig::Redis { url } => write!(f, "Redis({})", redact_url(url)),
+        }
+    }
+}
+
+/// A URL with any `user:password@` replaced by `***@`.
+fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+        _ => url.to_string(),
+    }
 }
 
 /// Parses `--broker`.
@@ -128,10 +145,7 @@ pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
         return Ok(BrokerConfig::Memory);
     }
     // Error messages show the URL without its password.
-    let t = &match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
-        _ => url.to_string(),
-    };
+    let t = &redact_url(url);
     if t.starts_with("rediss://") {
         return Err(format!(
             "--broker {t}: TLS to Redis (rediss://) is not supported yet; use redis:// on a private network, or a TLS tunnel (stunnel, spiped) to Redis"
@@ -778,6 +792,8 @@ mod tests {
         assert!(parse_broker("redis://").unwrap_err().contains("no host"));
         let e = parse_broker("rediss://:s3cret@h:1").unwrap_err();
         assert!(e.contains("not supported") && !e.contains("s3cret"), "{e}");
+        let c = parse_broker("redis://:s3cret@h:1").unwrap();
+        assert_eq!(format!("{c:?}"), "Redis(redis://***@h:1)");
         assert!(
             parse_broker("nats://x")
                 .unwrap_err()
