@@ -31,66 +31,23 @@
 // folder.
 //
 // Run: node --test tests/browser/client.test.mjs   (after `cargo build --bin wssd`; npm ci in tests/browser)
-// Environment: WSSD_BIN (default ../../target/debug/wssd from this file),
-//              CHROMIUM_BIN (default /usr/bin/chromium),
-//              BROWSER_ARTIFACTS (default <repo>/target/browser).
+// Environment: WSSD_BIN, CHROMIUM_BIN, BROWSER_ARTIFACTS (the screenshots go
+//              there); defaults and the shared helpers are in lib.mjs.
 // Needs espeak-ng and sox (scripts/install-test-deps installs them).
 
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const WSSD = path.resolve(process.env.WSSD_BIN || path.join(repo, 'target', 'debug', 'wssd'));
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const ARTIFACTS = path.resolve(process.env.BROWSER_ARTIFACTS || path.join(repo, 'target', 'browser'));
+import { atEnd, artifact, checkBinaries, freePort, launchChromium, startWssd as startServer, stopWssd, tempDir, until } from './lib.mjs';
 
 const PHONE = { width: 375, height: 812 };
 const DESKTOP = { width: 1280, height: 860 };
 const MOD_PASSWORD = 'test-moderator-password';
 
-const BASE_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-proxy-server',
-  '--ignore-certificate-errors',
-];
-
-/** A TCP port free on 127.0.0.1 right now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls `fn` (async, truthy = done) every `ms` until `timeout`; throws `what` on timeout. */
-async function until(fn, what, timeout = 10_000, ms = 100) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, ms));
-  }
-}
+// This file's pages load wssd's self-signed certificate.
+const INSECURE = ['--ignore-certificate-errors'];
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
@@ -104,44 +61,8 @@ function run(cmd, args) {
  * extra args) in its own empty working folder; resolves once /readyz is 200.
  */
 async function startWssd(dir, extra = [], { port, env = {} } = {}) {
-  port = port ?? (await freePort());
-  const adminPort = await freePort();
   mkdirSync(dir, { recursive: true });
-  const args = [
-    '--tls', 'self-signed',
-    '--state-dir', path.join(dir, 'state'),
-    '--listen', `127.0.0.1:${port}`,
-    '--admin', `127.0.0.1:${adminPort}`,
-    ...extra,
-  ];
-  const child = spawn(WSSD, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let output = '';
-  child.stdout.on('data', (d) => { output += d; });
-  child.stderr.on('data', (d) => { output += d; });
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
-  const server = { child, port, adminPort, output: () => output, exited: () => exited };
-  await until(async () => {
-    if (exited) throw new Error(`wssd exited (${JSON.stringify(exited)}) before it was ready:\n${output}`);
-    try {
-      return (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200;
-    } catch {
-      return false; // not listening yet
-    }
-  }, `wssd ready (admin /readyz); output so far:\n${output}`, 30_000);
-  return server;
-}
-
-/** SIGTERM by PID, SIGKILL after 15 s. */
-async function stopWssd(server) {
-  if (!server || server.exited()) return;
-  const gone = new Promise((r) => server.child.once('exit', r));
-  process.kill(server.child.pid, 'SIGTERM');
-  const timer = setTimeout(() => {
-    if (!server.exited()) process.kill(server.child.pid, 'SIGKILL');
-  }, 15_000);
-  await gone;
-  clearTimeout(timer);
+  return startServer({ tls: 'self-signed', stateDir: path.join(dir, 'state'), extra, port, cwd: dir, env });
 }
 
 /** One counter of wssd's /metrics, by name and labels (0 when absent). */
@@ -167,8 +88,7 @@ async function assertNoOverflow(page, what) {
 }
 
 async function shot(page, name) {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const file = path.join(ARTIFACTS, `${name}.png`);
+  const file = artifact(`${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
 }
@@ -193,13 +113,10 @@ let tmp;
 let server;
 let browser;
 let wav;
-const cleanups = [];
 
 before(async () => {
-  assert.ok(existsSync(WSSD), `${WSSD} not found: run cargo build --bin wssd (or set WSSD_BIN)`);
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium (or set CHROMIUM_BIN)`);
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'wssd-client-'));
-  cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
+  checkBinaries();
+  tmp = tempDir('wssd-client');
 
   // A few seconds of speech, 48 kHz mono 16-bit, for the fake microphone.
   const raw = path.join(tmp, 'speech-raw.wav');
@@ -214,29 +131,16 @@ before(async () => {
     '--route', '/ws/echo=echo',
     '--route', '/ws/chat=chat',
   ], { env: { WSSD_MOD_PASSWORD: MOD_PASSWORD } });
-  cleanups.push(() => stopWssd(server));
+  atEnd(() => stopWssd(server));
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      ...BASE_ARGS,
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      `--use-file-for-fake-audio-capture=${wav}`,
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  cleanups.push(() => browser.close());
-});
-
-after(async () => {
-  for (const fn of cleanups.reverse()) {
-    try {
-      await fn();
-    } catch (e) {
-      console.error('cleanup failed:', e);
-    }
-  }
+  browser = await launchChromium([
+    ...INSECURE,
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${wav}`,
+    '--autoplay-policy=no-user-gesture-required',
+  ]);
+  atEnd(() => browser.close());
 });
 
 const origin = () => `https://127.0.0.1:${server.port}`;
@@ -340,7 +244,7 @@ test('mic: 2 s of the fake microphone reach /ws/echo as 16 kHz 16-bit PCM (serve
     // The speech is there: the level meter moved.
     const maxLevel = Number(await page.getAttribute('#mic-level', 'data-max'));
     assert.ok(maxLevel > 0.01, `highest RMS level ${maxLevel}: the fake microphone sounded silent`);
-    await page.screenshot({ path: path.join(ARTIFACTS, 'mic-streaming.png') });
+    await page.screenshot({ path: artifact('mic-streaming.png') });
 
     // The frames are 16-bit little-endian PCM of speech: decoded that way the
     // signal is loud enough and smooth from sample to sample at 16 kHz (lag-1
@@ -402,7 +306,7 @@ test('mic: a dropped socket is shown and reconnected with backoff', { timeout: 1
   const extra = ['--route', '/ws/echo=echo', '--allow-origin', '*'];
   let second = await startWssd(dir, extra);
   const port = second.port;
-  cleanups.push(() => stopWssd(second));
+  atEnd(() => stopWssd(second));
   const { context, page, errors } = await newPage(PHONE, '#mic');
   try {
     await page.fill('#mic-route', `wss://127.0.0.1:${port}/ws/echo`);
@@ -418,7 +322,7 @@ test('mic: a dropped socket is shown and reconnected with backoff', { timeout: 1
     assert.ok(await page.locator('#mic-status.wait').isVisible(), 'the status line is not marked as waiting');
     // Frames keep coming from the microphone but cannot be sent.
     await page.waitForFunction(() => Number(document.getElementById('mic-dropped').dataset.value) >= 2, null, { timeout: 15_000 });
-    await page.screenshot({ path: path.join(ARTIFACTS, 'mic-reconnecting.png'), fullPage: true });
+    await page.screenshot({ path: artifact('mic-reconnecting.png'), fullPage: true });
     t.diagnostic(`while down: ${status}`);
 
     // Backoff: the attempt number grows while the server is away.
@@ -439,7 +343,7 @@ test('mic: a dropped socket is shown and reconnected with backoff', { timeout: 1
 
 test('mic: a refused microphone permission is explained', { timeout: 60_000 }, async () => {
   // A browser without the fake media UI: headless Chromium refuses the prompt.
-  const plain = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_ARGS, '--use-fake-device-for-media-stream', '--deny-permission-prompts'] });
+  const plain = await launchChromium([...INSECURE, '--use-fake-device-for-media-stream', '--deny-permission-prompts']);
   try {
     const page = await plain.newPage({ viewport: PHONE });
     await page.goto(`${origin()}/#mic`);
@@ -459,11 +363,13 @@ test('mic: on plain http (not localhost) the page says the microphone needs http
   const dir = path.join(tmp, 'plain');
   const httpPort = await freePort();
   const plainServer = await startWssd(dir, ['--http', `127.0.0.1:${httpPort}`, '--route', '/=static', '--route', '/ws/echo=echo']);
-  cleanups.push(() => stopWssd(plainServer));
-  const plain = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [...BASE_ARGS, '--host-resolver-rules=MAP wssd.test 127.0.0.1', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
-  });
+  atEnd(() => stopWssd(plainServer));
+  const plain = await launchChromium([
+    ...INSECURE,
+    '--host-resolver-rules=MAP wssd.test 127.0.0.1',
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+  ]);
   try {
     const page = await plain.newPage({ viewport: PHONE });
     await page.goto(`http://wssd.test:${httpPort}/#mic`);

@@ -11,51 +11,15 @@
 //      as root; the cleanup always uninstalls so the machine is left as it was).
 //
 // Run: node --test tests/browser/*.test.mjs   (after `cargo build --bin wssd`; npm ci in tests/browser)
-// Environment: WSSD_BIN (default ../../target/debug/wssd from this file),
-//              CHROMIUM_BIN (default /usr/bin/chromium),
-//              BROWSER_ARTIFACTS (default <repo>/target/browser; the screenshot goes there).
+// Environment: WSSD_BIN, CHROMIUM_BIN, BROWSER_ARTIFACTS (the screenshot goes
+//              there); defaults and the shared helpers are in lib.mjs.
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const WSSD = path.resolve(process.env.WSSD_BIN || path.join(here, '..', '..', 'target', 'debug', 'wssd'));
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const ARTIFACTS = path.resolve(process.env.BROWSER_ARTIFACTS || path.join(repo, 'target', 'browser'));
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-proxy-server',
-];
-
-/** A TCP port free on 127.0.0.1 right now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { WSSD, artifact, atEnd, checkBinaries, launchChromium, startWssd, stopWssd, tempDir } from './lib.mjs';
 
 /** Runs `wssd cert ca <sub> --state-dir DIR` with HOME=home; returns stdout, throws on failure. */
 function caCommand(sub, stateDir, home) {
@@ -81,85 +45,21 @@ function nssList(home) {
   return r.stdout;
 }
 
-/** Starts wssd with `--tls local-ca`; resolves once /readyz answers 200. */
-async function startWssd(stateDir) {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const args = [
-    '--tls', 'local-ca',
-    '--state-dir', stateDir,
-    '--listen', `127.0.0.1:${port}`,
-    '--admin', `127.0.0.1:${adminPort}`,
-  ];
-  const child = spawn(WSSD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d) => { output += d; });
-  child.stderr.on('data', (d) => { output += d; });
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) {
-      throw new Error(`wssd exited (${JSON.stringify(exited)}) before it was ready:\n${output}`);
-    }
-    try {
-      const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
-      if (res.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`wssd not ready within 30 s:\n${output}`);
-    }
-    await sleep(100);
-  }
-  return { child, port, output: () => output, exited: () => exited };
-}
-
-/** SIGTERM by PID, SIGKILL after 15 s. */
-async function stopWssd(server) {
-  if (!server || server.exited()) return;
-  const gone = new Promise((r) => server.child.once('exit', r));
-  process.kill(server.child.pid, 'SIGTERM');
-  const timer = setTimeout(() => {
-    if (!server.exited()) process.kill(server.child.pid, 'SIGKILL');
-  }, 15_000);
-  await gone;
-  clearTimeout(timer);
-}
-
+/** Chromium with HOME=home: on Linux it reads trusted CAs from $HOME/.pki/nssdb. */
 function launch(home) {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
-    // Chromium on Linux reads trusted CAs from $HOME/.pki/nssdb.
-    env: { ...process.env, HOME: home },
-  });
+  return launchChromium([], { env: { ...process.env, HOME: home } });
 }
-
-const cleanups = [];
-after(async () => {
-  for (const fn of cleanups.reverse()) {
-    try {
-      await fn();
-    } catch (e) {
-      console.error('cleanup failed:', e);
-    }
-  }
-});
 
 test('Chromium trusts wssd --tls local-ca after `wssd cert ca install`', { timeout: 180_000 }, async (t) => {
-  assert.ok(existsSync(WSSD), `${WSSD} not found: run cargo build --bin wssd (or set WSSD_BIN)`);
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium (or set CHROMIUM_BIN)`);
+  checkBinaries();
 
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'wssd-browser-'));
-  cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
+  const tmp = tempDir('wssd-browser');
   const stateDir = path.join(tmp, 'state');
   const home = path.join(tmp, 'home');
   mkdirSync(home);
 
-  const server = await startWssd(stateDir);
-  cleanups.push(() => stopWssd(server));
+  const server = await startWssd({ tls: 'local-ca', stateDir });
+  atEnd(() => stopWssd(server));
   const origin = `https://localhost:${server.port}`;
 
   // 1. Not trusted yet.
@@ -179,7 +79,7 @@ test('Chromium trusts wssd --tls local-ca after `wssd cert ca install`', { timeo
 
   // 2. Install (NSS database in the temporary HOME; the system store too when root).
   let installed = true;
-  cleanups.push(() => {
+  atEnd(() => {
     if (installed) caCommand('uninstall', stateDir, home);
   });
   const installOut = caCommand('install', stateDir, home);
@@ -232,8 +132,7 @@ test('Chromium trusts wssd --tls local-ca after `wssd cert ca install`', { timeo
       await page.fill('#echo-text', `certificate issued by ${tls.issuer}`);
       await page.click('#echo-send');
       await page.locator('#echo-log li.in').first().waitFor({ timeout: 10_000 });
-      mkdirSync(ARTIFACTS, { recursive: true });
-      const shot = path.join(ARTIFACTS, 'local-ca.png');
+      const shot = artifact('local-ca.png');
       await page.screenshot({ path: shot });
       t.diagnostic(`after install: page loaded (issuer ${tls.issuer}, ${tls.protocol}), wss echo ok; screenshot ${shot}`);
     } finally {
