@@ -154,19 +154,36 @@ pub async fn accept_websocket(
         .await;
         let counters = SessionMetrics::open(&route.spec.path, &listener);
         tracing::debug!(%peer, route = %route.spec.path, "WebSocket opened");
+        // Kinds other than echo run boxed: a spawned task is as big as its
+        // largest branch, and every idle echo connection would pay for it.
         let ending = match kind {
             Kind::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
             Kind::Chat(chat) => {
-                let mut handler = chat.session();
-                let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
-                handler.finish().await;
-                ending
+                Box::pin(async move {
+                    let mut handler = chat.session();
+                    let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
+                    handler.finish().await;
+                    ending
+                })
+                .await
             }
             Kind::Broadcast(mut handler) => {
-                session::run(ws, limits, shutdown, counters, &mut handler).await
+                Box::pin(
+                    async move { session::run(ws, limits, shutdown, counters, &mut handler).await },
+                )
+                .await
             }
             Kind::Exec(exec, process) => {
-                exec::run(ws, exec, exec_request, process, limits, shutdown, counters).await
+                Box::pin(exec::run(
+                    ws,
+                    exec,
+                    exec_request,
+                    process,
+                    limits,
+                    shutdown,
+                    counters,
+                ))
+                .await
             }
         };
         tracing::debug!(%peer, route = %route.spec.path, ?ending, "WebSocket closed");
