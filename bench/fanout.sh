@@ -28,20 +28,14 @@
 # the Redis runs are skipped with a notice. Ports are free loopback ports
 # picked at start. Only the processes this script starts are stopped, by PID.
 set -euo pipefail
+# Helpers shared with bench/run.sh and bench/proxy.sh; bench/fanout_report.py writes the report.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() { echo "bench/fanout.sh: $*" >&2; exit 1; }
-say() { echo "== $*" >&2; }
-
-quick=0
-build=1
 want_redis=1
 for arg in "$@"; do
     case "$arg" in
-        --quick) quick=1 ;;
-        --no-build) build=0 ;;
         --no-redis) want_redis=0 ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument: $arg (try --help)" ;;
+        *) bench_arg "$arg" ;;
     esac
 done
 
@@ -54,20 +48,12 @@ for run in $runs; do
     [[ $run =~ ^[1-9][0-9]*:[1-9][0-9]*$ ]] || die "BENCH_RUNS entries are SUBSCRIBERS:RATE (whole numbers), not '$run'"
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-wssd="$root/target/release/wssd"
-results_dir="$root/bench/results"
-
 # Settings come from this script only (this also keeps WSSD_BENCH_ALLOW_REMOTE off).
-while read -r name; do unset "$name"; done < <(compgen -e | grep '^WSSD_' || true)
+drop_env '^WSSD_'
 
 command -v python3 >/dev/null || die "python3 is needed to pick ports and write the report"
 
-if [[ $build == 1 ]]; then
-    say "cargo build --release --bin wssd"
-    (cd "$root" && cargo build --release --bin wssd)
-fi
-[[ -x $wssd ]] || die "$wssd not found (run without --no-build)"
+build_wssd --release --bin wssd
 
 redis_bin=""
 if [[ $want_redis == 1 ]]; then
@@ -78,8 +64,7 @@ if [[ $want_redis == 1 ]]; then
     fi
 fi
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-fd_limit=$(ulimit -n)
+raise_fd_limit
 max_subs=0
 for run in $runs; do ((${run%%:*} > max_subs)) && max_subs=${run%%:*}; done
 if [[ $fd_limit != unlimited ]] && ((fd_limit < max_subs + 256)); then
@@ -87,25 +72,7 @@ if [[ $fd_limit != unlimited ]] && ((fd_limit < max_subs + 256)); then
 fi
 
 # ---------------------------------------------------------------- processes we own
-tmp=$(mktemp -d /tmp/wssd-fanout.XXXXXX)
-pids=()
-stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do stop_pid "$pid"; done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+own_tmp wssd-fanout
 
 # free_ports N: N distinct free TCP ports on 127.0.0.1.
 free_ports() {
@@ -120,15 +87,8 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# wait_port PORT PID LOG: 0 once 127.0.0.1:PORT accepts, 1 if PID exited first or 15 s passed.
-wait_port() {
-    for _ in $(seq 150); do
-        kill -0 "$2" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
+# wait_up PORT PID: 0 once 127.0.0.1:PORT accepts, not 0 if PID exited first or 15 s passed.
+wait_up() { await_port "$1" "$2" 150; }
 
 cd "$tmp" # no stray ./wssd.toml or .env is read by the servers
 mkdir -p runs
@@ -145,12 +105,8 @@ start_wssd() {
     echo $!
 }
 
-# cpu_ticks PID: user+system clock ticks used so far.
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'; }
 # hwm_kib PID: peak resident memory (VmHWM) in KiB.
-hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
-# cpu_stat: "BUSY TOTAL" ticks of the whole machine.
-cpu_stat() { awk '/^cpu / {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit}' /proc/stat; }
+hwm_kib() { proc_status VmHWM "$1"; }
 # dropped ADMIN_PORT: wssd_subscribers_dropped_total summed over labels.
 dropped() {
     python3 - "$1" <<'EOF'
@@ -176,7 +132,7 @@ one_run() {
     [[ $topo == redis ]] && broker="redis://127.0.0.1:$redis_port"
     pid_a=$(start_wssd "A" "$pa" "$aa" "$broker")
     pids+=("$pid_a")
-    if ! wait_port "$pa" "$pid_a"; then
+    if ! wait_up "$pa" "$pid_a"; then
         echo "   wssd A did not start; its log:" >&2
         tail -n 5 "$tmp/wssd-A.log" >&2
         return 1
@@ -186,10 +142,10 @@ one_run() {
     if [[ $topo == redis ]]; then
         pid_b=$(start_wssd "B" "$pb" "$ab" "$broker")
         pids+=("$pid_b")
-        if ! wait_port "$pb" "$pid_b"; then
+        if ! wait_up "$pb" "$pid_b"; then
             echo "   wssd B did not start; its log:" >&2
             tail -n 5 "$tmp/wssd-B.log" >&2
-            stop_pid "$pid_a"
+            stop_pids "$pid_a"
             return 1
         fi
         pub_url="wss://127.0.0.1:$pb/ws/news"
@@ -237,8 +193,8 @@ one_run() {
             echo "dropped_b $(dropped "$ab")"
         fi
     } >"$out.meta"
-    stop_pid "$pid_a"
-    [[ -n $pid_b ]] && stop_pid "$pid_b"
+    stop_pids "$pid_a"
+    [[ -n $pid_b ]] && stop_pids "$pid_b"
     return 0
 }
 
@@ -262,13 +218,13 @@ else
     redis_pid=$!
     pids+=("$redis_pid")
     echo "[redis] redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no" >>"$tmp/commands.txt"
-    wait_port "$redis_port" "$redis_pid" || die "redis-server did not start: $(tail -n 3 "$tmp/redis.log")"
+    wait_up "$redis_port" "$redis_pid" || die "redis-server did not start: $(tail -n 3 "$tmp/redis.log")"
     # Does this wssd have the Redis broker yet?
     read -r probe_port probe_admin <<<"$(free_ports 2)"
     probe_pid=$(start_wssd probe "$probe_port" "$probe_admin" "redis://127.0.0.1:$redis_port")
     pids+=("$probe_pid")
-    if wait_port "$probe_port" "$probe_pid"; then
-        stop_pid "$probe_pid"
+    if wait_up "$probe_port" "$probe_pid"; then
+        stop_pids "$probe_pid"
         say "two instances sharing redis-server on 127.0.0.1:$redis_port (subscribers on A, publisher on B)"
         for run in $runs; do
             one_run redis "${run%%:*}" "${run##*:}" "$redis_port" || { redis_note="Redis runs stopped: wssd would not start with the broker."; break; }
@@ -283,12 +239,7 @@ fi
 
 # ---------------------------------------------------------------- report
 {
-    echo "nproc=$(nproc)"
-    echo "kernel=$(uname -sr)"
-    echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "date=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "wssd=$("$wssd" --version 2>/dev/null || echo '?')"
+    machine_facts
     echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "secs=$secs"
     echo "size=$size"

@@ -4,7 +4,8 @@ Markdown report.
 
 TMP holds machine.txt, commands.txt and runs/NAME.{json,meta,err} where NAME
 is TOPOLOGY-SUBSCRIBERS-RATE and the .json is the output of
-`wssd bench fanout --json` (or {"failed":true}).
+`wssd bench fanout --json` (or {"failed":true}). What it shares with the
+other reports (loading, formatting) is in bench/common.py.
 """
 
 import glob
@@ -12,20 +13,9 @@ import json
 import os
 import sys
 
+from common import compact_json, fmt, load_kv, read_lines, write_text
+
 SETUP = {"single": "1 instance", "redis": "2 instances + Redis"}
-
-
-def load_kv(path, sep):
-    info = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.rstrip("\n").partition(sep)
-                if key:
-                    info[key] = value
-    except OSError:
-        pass
-    return info
 
 
 def load_runs(tmp):
@@ -58,14 +48,6 @@ def num(meta, key):
         return float(meta[key])
     except (KeyError, ValueError):
         return None
-
-
-def fmt(value, decimals=0):
-    if value is None:
-        return "n/a"
-    if decimals == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{decimals}f}"
 
 
 def mib(kib):
@@ -185,16 +167,12 @@ def main():
         if r.get("failed"):
             add(f"- {run['name']}: failed: `{run['err'][-400:]}`")
         else:
-            add(f"- {run['name']}: `{json.dumps(r, separators=(',', ':'))}`")
+            add(f"- {run['name']}: `{compact_json(r)}`")
     add("")
     add("## Commands")
     add("")
     add("```")
-    try:
-        with open(os.path.join(tmp, "commands.txt")) as f:
-            lines.extend(line.rstrip("\n") for line in f)
-    except OSError:
-        pass
+    lines.extend(read_lines(os.path.join(tmp, "commands.txt")))
     add("```")
     add("")
     add("## Machine")
@@ -203,8 +181,7 @@ def main():
         if key in machine:
             add(f"- {key}: {machine[key]}")
     add("")
-    with open(out_md, "w") as f:
-        f.write("\n".join(lines))
+    write_text(out_md, lines)
 
 
 if __name__ == "__main__":

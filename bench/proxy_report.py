@@ -3,12 +3,17 @@
 RESULTS_DIR/proxy-latest.md (a comparison table with notes) and proxy-latest.json.
 
 TMP holds machine.txt, commands.txt, nginx.conf.txt, Caddyfile.txt,
-logs.*.txt and runs/NAME.SERVER.{json,cpu,out,err}.
+logs.*.txt and runs/NAME.SERVER.{json,cpu,out,err}. What it shares with the
+other reports (loading, formatting, common sections) is in bench/common.py.
 """
 
-import json
 import os
 import sys
+
+from common import (cpu_pct, errors_total, fmt, fmt_ratio, kib_per_conn, load_machine, load_run,
+                    machine_and_other_cores, ok, ratio_value, result_value, run_header, write_details,
+                    write_json, write_machine, write_measured_with, write_method_notes, write_noisy_note,
+                    write_runs_table, write_text)
 
 RUNS = ["idle", "echo64", "echo16k", "connect"]
 SERVERS = ["wssd", "nginx", "caddy"]
@@ -17,33 +22,10 @@ LOGS = [("wssd proxy", "logs.wssd.log.txt"), ("backend", "logs.backend.log.txt")
         ("nginx", "logs.nginx_error.log.txt"), ("caddy", "logs.caddy.log.txt")]
 
 
-def load_machine(tmp):
-    info = {}
-    with open(os.path.join(tmp, "machine.txt")) as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            info[key] = value
-    return info
-
-
-def load_run(tmp, name, server):
+def load_run_and_errors(tmp, name, server):
+    """(result, cpu) as common.load_run gives them, and the error lines of the run's output."""
+    result, cpu = load_run(tmp, name, server)
     base = os.path.join(tmp, "runs", f"{name}.{server}")
-    result = None
-    try:
-        with open(base + ".json") as f:
-            result = json.loads(f.read().strip() or "{}")
-    except (OSError, ValueError):
-        result = None
-    if result is not None and (result.get("failed") or "mode" not in result):
-        result = {"failed": True}
-    cpu = {}
-    try:
-        with open(base + ".cpu") as f:
-            for line in f:
-                key, _, value = line.strip().partition(" ")
-                cpu[key] = float(value)
-    except (OSError, ValueError):
-        cpu = {}
     error_lines = []
     try:
         with open(base + ".out") as f:
@@ -60,31 +42,6 @@ def load_run(tmp, name, server):
     return result, cpu, error_lines
 
 
-def ok(run):
-    return run is not None and not run.get("failed")
-
-
-def fmt(value, decimals=0):
-    if value is None:
-        return "n/a"
-    if decimals == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{decimals}f}"
-
-
-def ratio_value(wssd, other, higher_is_better):
-    if wssd is None or other is None:
-        return None
-    num, den = (wssd, other) if higher_is_better else (other, wssd)
-    if den <= 0:
-        return None
-    return num / den
-
-
-def fmt_ratio(value):
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
 def rss_parts(run):
     """(front process(es) per conn, backend per conn); the backend PID is the last --pid."""
     if not ok(run) or not run.get("open"):
@@ -93,17 +50,7 @@ def rss_parts(run):
     if len(pids) < 2:
         return None, None
     open_ = run["open"]
-
-    def per_conn(items):
-        return sum(p["after_kib"] - p["before_kib"] for p in items) / open_
-
-    return per_conn(pids[:-1]), per_conn(pids[-1:])
-
-
-def cpu_pct(cpu, group):
-    if not cpu or group not in cpu or not cpu.get("wall") or not cpu.get("clk_tck"):
-        return None
-    return 100.0 * cpu[group] / cpu["clk_tck"] / cpu["wall"]
+    return kib_per_conn(pids[:-1], open_), kib_per_conn(pids[-1:], open_)
 
 
 def read_log(tmp, filename):
@@ -118,13 +65,10 @@ def main():
     tmp, out_dir = sys.argv[1], sys.argv[2]
     machine = load_machine(tmp)
     present = machine.get("servers", "").split()
-    runs = {(n, s): load_run(tmp, n, s) for n in RUNS for s in SERVERS}
+    runs = {(n, s): load_run_and_errors(tmp, n, s) for n in RUNS for s in SERVERS}
 
     def get(name, server, key):
-        run = runs[(name, server)][0]
-        if not ok(run):
-            return None
-        return run.get(key)
+        return result_value(runs, name, server, key)
 
     rows = []  # (label, [wssd, nginx, caddy] formatted, [ratio vs nginx, ratio vs caddy], key for the bar)
     bar = []   # (label, ratio vs nginx, ratio vs caddy)
@@ -177,27 +121,16 @@ def main():
                  [("n/a" if get("idle", s, "open") is None else
                    f"{fmt(get('idle', s, 'open'))} / {fmt(get('idle', s, 'closed_by_server'))}")
                   for s in SERVERS], ["", ""]))
-    errors = []
-    for server in SERVERS:
-        total, any_run = 0, False
-        for name in RUNS:
-            run = runs[(name, server)][0]
-            if ok(run):
-                total += run.get("errors", 0)
-                any_run = True
-        errors.append(total if any_run else None)
+    errors = [errors_total(runs, RUNS, server) for server in SERVERS]
     rows.append(("Errors, all runs (lower is better)", [fmt(e) for e in errors], ["", ""]))
 
     lines = []
     w = lines.append
     w("# wss:// through a reverse proxy: wssd vs nginx vs Caddy")
     w("")
-    w(f"Run {machine.get('date', '?')} on {machine.get('nproc', '?')} CPUs ({machine.get('cpu', '?')}), "
-      f"{machine.get('kernel', '?')}, {machine.get('mem', '?')} RAM. "
-      f"{machine.get('wssd', '?')} ({machine.get('wssd_commit', '?')}); nginx {machine.get('nginx', '?')}; "
-      f"Caddy {machine.get('caddy', '?')}; {machine.get('openssl', '?')}. "
-      f"{machine.get('secs', '?')} s per throughput run"
-      f"{' (--quick)' if machine.get('quick') == '1' else ''}.")
+    w(run_header(machine, f"{machine.get('wssd', '?')} ({machine.get('wssd_commit', '?')}); "
+                          f"nginx {machine.get('nginx', '?')}; Caddy {machine.get('caddy', '?')}; "
+                          f"{machine.get('openssl', '?')}."))
     w("")
     w("Each front end terminates wss:// with the same certificate and relays to the same plain "
       "`ws://` echo backend (`wssd --tls off`): wssd with its `proxy` route "
@@ -280,25 +213,15 @@ def main():
             backend = cpu_pct(cpu, "backend")
             both = None if front is None or backend is None else front + backend
             client = run.get("client_cpu_cores") if ok(run) else None
-            machine_cores = None
-            if cpu.get("machine_total"):
-                machine_cores = cpu["machine_busy"] / cpu["machine_total"] * float(machine.get("nproc", 1))
-            other = None
-            if machine_cores is not None and client is not None and both is not None:
-                # The client figure covers the measured seconds only, the others the whole wall time.
-                share = min(1.0, float(run.get("secs", 0)) / cpu["wall"]) if cpu.get("wall") else 1.0
-                other = max(0.0, machine_cores - both / 100 - client * share)
-                if other > 0.15:
-                    noisy.append(f"{name}/{server}")
+            machine_cores, other = machine_and_other_cores(run, cpu, machine, both, client)
+            if other is not None and other > 0.15:
+                noisy.append(f"{name}/{server}")
             w(f"| {name} | {server} | {fmt(front)} % | {fmt(backend)} % | {fmt(both)} % | "
               f"{fmt(client, 2) if client is not None else ''} | "
               f"{fmt(machine_cores, 2) if machine_cores is not None else ''} | "
               f"{fmt(other, 2) if other is not None else ''} |")
     w("")
-    if noisy:
-        w(f"**Other processes used CPU during {', '.join(noisy)}**: those numbers are disturbed; "
-          "rerun on an idle machine.")
-        w("")
+    write_noisy_note(w, noisy)
 
     w("## Processes before and after each run")
     w("")
@@ -348,21 +271,7 @@ def main():
             w("  ```")
     w("")
 
-    w("## Runs")
-    w("")
-    w("| run | server | errors | negotiated TLS | result line |")
-    w("|---|---|---:|---|---|")
-    for name in RUNS:
-        for server in SERVERS:
-            run = runs[(name, server)][0]
-            if run is None:
-                w(f"| {name} | {server} | n/a | | not run |")
-            elif not ok(run):
-                w(f"| {name} | {server} | n/a | | failed: see the log kept with BENCH_KEEP=1 |")
-            else:
-                w(f"| {name} | {server} | {run.get('errors', 0)} | {run.get('tls') or ''} | "
-                  f"`{json.dumps(run, separators=(',', ':'))}` |")
-    w("")
+    write_runs_table(w, runs, RUNS, SERVERS)
     error_notes = []
     for name in RUNS:
         for server in SERVERS:
@@ -426,18 +335,13 @@ def main():
     w("- Caddy runs with admin endpoint, automatic HTTPS, OCSP stapling and trust-store installation "
       "off, HOME/XDG_DATA_HOME/XDG_CONFIG_HOME and its storage in the run's temporary folder: it "
       "makes no network request and writes nothing outside that folder.")
-    w("- Latencies are closed-loop (each connection sends its next message when the echo of the "
-      "previous one arrives): round-trip times at full load, not latency at a fixed request rate.")
-    w("- Loopback only, one run: differences of a few percent are noise; rerun before concluding.")
-    w("")
+    write_method_notes(w)
 
     w("## Machine")
     w("")
-    for key in ["date", "nproc", "cpu", "mem", "kernel", "wssd", "wssd_commit", "wssd_binary", "nginx", "caddy",
-                "openssl", "secs", "hold", "idle_conns", "server_cpus", "client_cpus",
-                "client_threads", "servers"]:
-        w(f"- {key}: {machine.get(key, '?')}")
-    w("")
+    write_machine(w, machine, ["date", "nproc", "cpu", "mem", "kernel", "wssd", "wssd_commit", "wssd_binary",
+                               "nginx", "caddy", "openssl", "secs", "hold", "idle_conns", "server_cpus",
+                               "client_cpus", "client_threads", "servers"])
 
     cpus = machine.get("server_cpus")
     pin = f"taskset -c {cpus} " if cpus not in (None, "any") else ""
@@ -463,35 +367,13 @@ def main():
           f"GOMAXPROCS=1 {pin}caddy run --config $TMP/caddy/Caddyfile --adapter caddyfile")
     w("```")
     w("")
-    w("and measured with:")
-    w("")
-    w("```")
-    try:
-        with open(os.path.join(tmp, "commands.txt")) as f:
-            for line in f:
-                w(line.rstrip("\n"))
-    except OSError:
-        pass
-    w("```")
-    w("")
+    write_measured_with(w, tmp)
     for title, filename, lang in [("nginx.conf", "nginx.conf.txt", "nginx"),
                                   ("Caddyfile", "Caddyfile.txt", "")]:
-        path = os.path.join(tmp, filename)
-        if not os.path.exists(path):
-            continue
-        w(f"<details><summary>{title}</summary>")
-        w("")
-        w(f"```{lang}")
-        with open(path) as f:
-            for line in f:
-                w(line.rstrip("\n"))
-        w("```")
-        w("</details>")
-        w("")
+        write_details(w, title, os.path.join(tmp, filename), lang)
 
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "proxy-latest.md"), "w") as f:
-        f.write("\n".join(lines))
+    write_text(os.path.join(out_dir, "proxy-latest.md"), lines)
     summary = {
         "machine": machine,
         "ratios": {label.split(" (")[0]: {"wssd/nginx": rn, "wssd/caddy": rc} for label, rn, rc in bar},
@@ -500,9 +382,7 @@ def main():
         "runs": {f"{n}.{s}": {"result": runs[(n, s)][0], "server": runs[(n, s)][1]}
                  for n in RUNS for s in SERVERS},
     }
-    with open(os.path.join(out_dir, "proxy-latest.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(out_dir, "proxy-latest.json"), summary)
 
 
 if __name__ == "__main__":

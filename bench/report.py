@@ -3,65 +3,24 @@
 RESULTS_DIR/latest.md (a comparison table with notes) and latest.json.
 
 TMP holds machine.txt, commands.txt, nginx.conf.txt and runs/NAME.SERVER.{json,cpu}.
+What it shares with the other reports (loading, formatting, common sections)
+is in bench/common.py.
 """
 
-import json
 import os
 import sys
+
+from common import (cpu_pct, errors_total, fmt, fmt_ratio, kib_per_conn, load_machine, load_run,
+                    machine_and_other_cores, ok, ratio_value, result_value, run_header, write_details,
+                    write_json, write_machine, write_measured_with, write_method_notes, write_noisy_note,
+                    write_runs_table, write_text)
 
 RUNS = ["idle", "echo64", "echo16k", "connect"]
 SERVERS = ["wssd", "nginx"]
 
 
-def load_machine(tmp):
-    info = {}
-    with open(os.path.join(tmp, "machine.txt")) as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            info[key] = value
-    return info
-
-
-def load_run(tmp, name, server):
-    base = os.path.join(tmp, "runs", f"{name}.{server}")
-    result = None
-    try:
-        with open(base + ".json") as f:
-            result = json.loads(f.read().strip() or "{}")
-    except (OSError, ValueError):
-        result = None
-    if result is not None and (result.get("failed") or "mode" not in result):
-        result = {"failed": True}
-    cpu = {}
-    try:
-        with open(base + ".cpu") as f:
-            for line in f:
-                key, _, value = line.strip().partition(" ")
-                cpu[key] = float(value)
-    except (OSError, ValueError):
-        cpu = {}
-    return result, cpu
-
-
-def ok(run):
-    return run is not None and not run.get("failed")
-
-
-def fmt(value, decimals=0):
-    if value is None:
-        return "n/a"
-    if decimals == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{decimals}f}"
-
-
 def ratio(wssd, nginx, higher_is_better):
-    if wssd is None or nginx is None:
-        return "n/a"
-    num, den = (wssd, nginx) if higher_is_better else (nginx, wssd)
-    if den <= 0:
-        return "n/a"
-    return f"{num / den:.2f}x"
+    return fmt_ratio(ratio_value(wssd, nginx, higher_is_better))
 
 
 def rss_parts(run):
@@ -70,21 +29,9 @@ def rss_parts(run):
         return None, None, None
     pids = run.get("pids") or []
     open_ = run["open"]
-
-    def per_conn(items):
-        if not items:
-            return None
-        return sum(p["after_kib"] - p["before_kib"] for p in items) / open_
-
     if len(pids) >= 3:  # nginx master, nginx worker, backend
-        return per_conn(pids[:2]), per_conn(pids), per_conn(pids[2:])
-    return per_conn(pids), per_conn(pids), None
-
-
-def cpu_pct(cpu, group):
-    if not cpu or group not in cpu or not cpu.get("wall") or not cpu.get("clk_tck"):
-        return None
-    return 100.0 * cpu[group] / cpu["clk_tck"] / cpu["wall"]
+        return kib_per_conn(pids[:2], open_), kib_per_conn(pids, open_), kib_per_conn(pids[2:], open_)
+    return kib_per_conn(pids, open_), kib_per_conn(pids, open_), None
 
 
 def main():
@@ -93,10 +40,7 @@ def main():
     runs = {(n, s): load_run(tmp, n, s) for n in RUNS for s in SERVERS}
 
     def get(name, server, key):
-        run = runs[(name, server)][0]
-        if not ok(run):
-            return None
-        return run.get(key)
+        return result_value(runs, name, server, key)
 
     rows = []
 
@@ -125,26 +69,15 @@ def main():
                  fmt(w_all, 1), fmt(n_all, 1), ratio(w_all, n_all, False)))
     w_open, n_open = get("idle", "wssd", "open"), get("idle", "nginx", "open")
     rows.append((f"Idle connections opened (of {conns})", fmt(w_open), fmt(n_open), ""))
-    errors = {}
-    for server in SERVERS:
-        total, any_run = 0, False
-        for name in RUNS:
-            run = runs[(name, server)][0]
-            if ok(run):
-                total += run.get("errors", 0)
-                any_run = True
-        errors[server] = total if any_run else None
+    errors = {server: errors_total(runs, RUNS, server) for server in SERVERS}
     rows.append(("Errors, all runs (lower is better)", fmt(errors["wssd"]), fmt(errors["nginx"]), ""))
 
     lines = []
     w = lines.append
     w("# wssd vs nginx: terminating wss:// on loopback")
     w("")
-    w(f"Run {machine.get('date', '?')} on {machine.get('nproc', '?')} CPUs ({machine.get('cpu', '?')}), "
-      f"{machine.get('kernel', '?')}, {machine.get('mem', '?')} RAM. "
-      f"{machine.get('wssd', '?')}; nginx {machine.get('nginx', '?')}; {machine.get('openssl', '?')}. "
-      f"{machine.get('secs', '?')} s per throughput run"
-      f"{' (--quick)' if machine.get('quick') == '1' else ''}.")
+    w(run_header(machine, f"{machine.get('wssd', '?')}; nginx {machine.get('nginx', '?')}; "
+                          f"{machine.get('openssl', '?')}."))
     w("")
     w("**ratio** = how many times better wssd is: wssd/nginx where higher is better, "
       "nginx/wssd where lower is better (latency, memory). Above 1.00x wssd is better, below nginx is.")
@@ -178,42 +111,18 @@ def main():
             main_pct = cpu_pct(cpu, "wssd" if server == "wssd" else "nginx")
             backend = cpu_pct(cpu, "backend") if server == "nginx" else None
             client = run.get("client_cpu_cores") if ok(run) else None
-            machine_cores = None
-            if cpu.get("machine_total"):
-                machine_cores = cpu["machine_busy"] / cpu["machine_total"] * float(machine.get("nproc", 1))
-            other = None
-            if machine_cores is not None and client is not None and main_pct is not None:
-                # The client figure covers the measured seconds only, the others the whole wall time.
-                share = min(1.0, float(run.get("secs", 0)) / cpu["wall"]) if cpu.get("wall") else 1.0
-                other = max(0.0, machine_cores - (main_pct + (backend or 0)) / 100 - client * share)
-                if other > 0.15:
-                    noisy.append(f"{name}/{server}")
+            servers_pct = None if main_pct is None else main_pct + (backend or 0)
+            machine_cores, other = machine_and_other_cores(run, cpu, machine, servers_pct, client)
+            if other is not None and other > 0.15:
+                noisy.append(f"{name}/{server}")
             w(f"| {name} | {server} | {fmt(main_pct)} % | "
               f"{fmt(backend) + ' %' if backend is not None else ''} | "
               f"{fmt(client, 2) if client is not None else ''} | "
               f"{fmt(machine_cores, 2) if machine_cores is not None else ''} | "
               f"{fmt(other, 2) if other is not None else ''} |")
     w("")
-    if noisy:
-        w(f"**Other processes used CPU during {', '.join(noisy)}**: those numbers are disturbed; "
-          "rerun on an idle machine.")
-        w("")
-
-    w("## Runs")
-    w("")
-    w("| run | server | errors | negotiated TLS | result line |")
-    w("|---|---|---:|---|---|")
-    for name in RUNS:
-        for server in SERVERS:
-            run = runs[(name, server)][0]
-            if run is None:
-                w(f"| {name} | {server} | n/a | | not run |")
-            elif not ok(run):
-                w(f"| {name} | {server} | n/a | | failed: see the log kept with BENCH_KEEP=1 |")
-            else:
-                w(f"| {name} | {server} | {run.get('errors', 0)} | {run.get('tls') or ''} | "
-                  f"`{json.dumps(run, separators=(',', ':'))}` |")
-    w("")
+    write_noisy_note(w, noisy)
+    write_runs_table(w, runs, RUNS, SERVERS)
 
     w("## How it was set up, and what is fair")
     w("")
@@ -240,17 +149,12 @@ def main():
     w("- nginx keeps its defaults apart from what the proxy needs (`proxy_http_version 1.1`, Upgrade "
       "and Connection headers, `proxy_read_timeout 3600s`); wssd's connection limits are raised so the "
       "idle test can open every connection from one IP.")
-    w("- Latencies are closed-loop (each connection sends its next message when the echo of the "
-      "previous one arrives): round-trip times at full load, not latency at a fixed request rate.")
-    w("- Loopback only, one run: differences of a few percent are noise; rerun before concluding.")
-    w("")
+    write_method_notes(w)
 
     w("## Machine")
     w("")
-    for key in ["date", "nproc", "cpu", "mem", "kernel", "wssd", "nginx", "openssl",
-                "secs", "hold", "idle_conns", "server_cpus", "client_cpus", "client_threads"]:
-        w(f"- {key}: {machine.get(key, '?')}")
-    w("")
+    write_machine(w, machine, ["date", "nproc", "cpu", "mem", "kernel", "wssd", "nginx", "openssl",
+                               "secs", "hold", "idle_conns", "server_cpus", "client_cpus", "client_threads"])
 
     w("## Commands")
     w("")
@@ -270,40 +174,17 @@ def main():
           "-c $TMP/nginx/nginx.conf -g 'daemon off;'")
     w("```")
     w("")
-    w("and measured with:")
-    w("")
-    w("```")
-    try:
-        with open(os.path.join(tmp, "commands.txt")) as f:
-            for line in f:
-                w(line.rstrip("\n"))
-    except OSError:
-        pass
-    w("```")
-    w("")
-    conf_path = os.path.join(tmp, "nginx.conf.txt")
-    if os.path.exists(conf_path):
-        w("<details><summary>nginx.conf</summary>")
-        w("")
-        w("```nginx")
-        with open(conf_path) as f:
-            for line in f:
-                w(line.rstrip("\n"))
-        w("```")
-        w("</details>")
-        w("")
+    write_measured_with(w, tmp)
+    write_details(w, "nginx.conf", os.path.join(tmp, "nginx.conf.txt"), "nginx")
 
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "latest.md"), "w") as f:
-        f.write("\n".join(lines))
+    write_text(os.path.join(out_dir, "latest.md"), lines)
     summary = {
         "machine": machine,
         "runs": {f"{n}.{s}": {"result": runs[(n, s)][0], "server_cpu": runs[(n, s)][1]}
                  for n in RUNS for s in SERVERS},
     }
-    with open(os.path.join(out_dir, "latest.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(out_dir, "latest.json"), summary)
 
 
 if __name__ == "__main__":
