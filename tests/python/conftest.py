@@ -59,18 +59,27 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def http_get(url: str, context: ssl.SSLContext | None = None, timeout: float = 5.0):
-    """GET url ignoring any proxy settings; returns (status, headers, body)."""
+def http_request(method: str, url: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 10.0,
+                 context: ssl.SSLContext | None = None):
+    """METHOD url (no proxy) with BODY and HEADERS, https:// verified with
+    CONTEXT when given; returns (status, headers, body), also for 4xx/5xx answers."""
     handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
     if context is not None:
         handlers.append(urllib.request.HTTPSHandler(context=context))
     opener = urllib.request.build_opener(*handlers)
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
         with err:
             return err.code, err.headers, err.read()
+
+
+def http_get(url: str, context: ssl.SSLContext | None = None, timeout: float = 5.0):
+    """GET url ignoring any proxy settings; returns (status, headers, body)."""
+    return http_request("GET", url, timeout=timeout, context=context)
 
 
 _CONNECT_PARAMS = inspect.signature(_ws_connect.__init__).parameters
@@ -246,20 +255,6 @@ def wssd(tmp_path):
 
 
 # -- helpers for the chat / broadcast / publish tests -------------------------
-
-def http_request(method: str, url: str, body: bytes | None = None,
-                 headers: dict[str, str] | None = None, timeout: float = 10.0):
-    """METHOD url (no proxy) with BODY and HEADERS; returns (status, headers, body),
-    also for 4xx/5xx answers."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.headers, err.read()
-
 
 def metric_samples(server: "Wssd", name: str) -> dict[str, float]:
     """The samples of metric NAME on the server's admin /metrics, as
