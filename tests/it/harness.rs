@@ -19,12 +19,38 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wssd");
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, chosen *below* the kernel's
+/// ephemeral range: ports from `bind(:0)` come from the same range as the
+/// local ports of outgoing connections, so with many tests connecting in
+/// parallel one of their client sockets could take the port before the
+/// server binds it. Each call moves on to the next port (starting from a
+/// pid-dependent offset, so concurrent test processes rarely meet).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = 10_000;
+    let high: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .filter(|&h: &u32| h > low + 1_000)
+        .unwrap_or(32_768);
+    let span = high - low;
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(7919) % span + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = low + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
 }
 
 /// Builds a `wssd` command line.
