@@ -421,12 +421,18 @@
         break;
       case "presence":
         if (m.room !== undefined && m.room !== chat.room) break;
+        // Set updates: after a broker outage the server may repeat a join
+        // for someone already listed; only real changes are shown.
         if (m.event === "join") {
-          if (!chat.members.includes(m.username)) chat.members.push(m.username);
-          chatEvent(m.username + " joined");
+          if (!chat.members.includes(m.username)) {
+            chat.members.push(m.username);
+            chatEvent(m.username + " joined");
+          }
         } else if (m.event === "leave") {
-          chat.members = chat.members.filter((n) => n !== m.username);
-          chatEvent(m.username + " left");
+          if (chat.members.includes(m.username)) {
+            chat.members = chat.members.filter((n) => n !== m.username);
+            chatEvent(m.username + " left");
+          }
         }
         chatRenderMembers();
         break;

@@ -128,6 +128,16 @@ pub enum JoinOutcome {
     Banned,
 }
 
+/// A member who came or went without the other instances being told (see
+/// [`Backend::presence_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub topic: String,
+    pub username: String,
+    /// `true`: announce a join; `false`: a leave.
+    pub joined: bool,
+}
+
 /// Health of the backend, for `/readyz` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -169,6 +179,14 @@ pub trait Backend: Send + Sync + 'static {
     /// removes them and returns their names, each to exactly one caller
     /// across instances. `memory` never has any.
     fn sweep<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Vec<String>>;
+    /// Presence changes that other instances could not hear of when they
+    /// happened (made during an outage, or members re-registered after
+    /// being swept), in topics starting with `prefix`: taken out, for the
+    /// chat route to announce now. `memory` never has any.
+    fn presence_changes(&self, prefix: &str) -> Vec<PresenceChange> {
+        let _ = prefix;
+        Vec::new()
+    }
     /// Current health.
     fn health(&self) -> Health;
 }

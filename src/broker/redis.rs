@@ -10,8 +10,10 @@
 //!   hands the others to the local [`Hub`].
 //! - **Room state**, keyed by the chat topic (`route#room`):
 //!   `wssd:room:{topic}:members` (hash: username → `{instance}:{expires_ms}`),
-//!   `wssd:room:{topic}:history` (list, oldest first, trimmed to the cap) and
-//!   `wssd:room:{topic}:bans` (set). Join, leave, record, ban, refresh and
+//!   `wssd:room:{topic}:history` (list, oldest first, trimmed to the cap),
+//!   `wssd:room:{topic}:bans` (set) and `wssd:room:{topic}:swept` (hash:
+//!   username → instance, tombstones of swept members). Join, leave,
+//!   record, ban, refresh and
 //!   sweep are each one Lua script, so each is atomic; expiry times use the
 //!   Redis server's clock (`TIME`), never the instances' clocks. A room lives
 //!   while it has live members: the last leave (or a sweep that empties it,
@@ -22,7 +24,21 @@
 //!   was last written; a refresh task rewrites this instance's members every
 //!   [`REFRESH_EVERY`]. An instance that dies stops refreshing, and
 //!   [`Backend::sweep`] removes its expired members, returning each name to
-//!   exactly one caller across instances, which announces the departure.
+//!   exactly one caller across instances, which announces the departure,
+//!   and leaves a tombstone for each.
+//! - **Presence catch-up.** What the other instances could not hear of
+//!   during an outage is handed to the chat route through
+//!   [`Backend::presence_changes`] once the link is back, to announce:
+//!   members admitted during the outage (once the refresh registers them),
+//!   leaves made during it (once replayed, unless a sweep already announced
+//!   them or the member was never registered), and members a sweep
+//!   announced gone while their instance was only cut off (the refresh
+//!   finds their tombstone). A Redis restart without persistence loses no
+//!   presence either: the members are registered again and only the changes
+//!   made during the outage are announced. Both sweeping and these
+//!   announcements wait until the link has been up for [`SETTLE`], so that
+//!   instances which lost Redis at the same moment are back to hear them and
+//!   have re-registered their members before anyone sweeps.
 //!
 //! ## Delivery guarantee: at most once
 //!
@@ -38,11 +54,12 @@
 //!   (counted in `wssd_broker_forward_errors_total`) and are never replayed;
 //!   messages published on other instances are not received here, and are
 //!   not replayed either. That covers every envelope: chat messages,
-//!   `presence` join/leave events (clients elsewhere are not told who came
-//!   or went during the outage, and no catch-up is sent afterwards: their
-//!   member lists may stay stale until those members leave again),
-//!   broadcast messages, HTTP publishes, and moderation orders (a kick, mute
-//!   or ban of a member on another instance is not carried out there);
+//!   broadcast messages, HTTP publishes, moderation orders (a kick, mute or
+//!   ban of a member on another instance is not carried out there) and
+//!   `presence` events, with one exception: the presence *state* catches
+//!   up (see "Presence catch-up" above): clients elsewhere get a join for
+//!   each member who came and a leave for each who went during the outage,
+//!   a few seconds after the reconnect, rather than when it happened;
 //! - history recorded during the outage is kept only in this instance's
 //!   local mirror (what a join *on this instance* during the outage sees); it
 //!   is not copied to Redis afterwards;
@@ -54,7 +71,7 @@
 //!   the outage stay local;
 //! - members of an instance that cannot reach Redis for longer than
 //!   [`PRESENCE_TTL`] may be swept (and announced as gone) by the others,
-//!   and are silently re-registered when it reconnects.
+//!   and are re-registered and announced again when it reconnects.
 //!
 //! Deliveries from other instances are never waited for: a local
 //! subscriber whose queue is full when one arrives is cut off (1008) at
@@ -84,7 +101,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::MemoryBackend;
 use super::{
-    Backend, BoxFuture, BrokerError, Envelope, Health, Hub, InstanceId, JoinOutcome, wire,
+    Backend, BoxFuture, BrokerError, Envelope, Health, Hub, InstanceId, JoinOutcome,
+    PresenceChange, wire,
 };
 use crate::config::limits::BROKER_TIMEOUT;
 use crate::metrics;
@@ -112,6 +130,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_millis(BROKER_TIMEOUT.as_millis() as u64 * 3 / 4);
 /// A connection that lived this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// How long after (re)connecting this instance waits before sweeping and
+/// before announcing presence catch-up: long enough for the other
+/// instances, which lost Redis at the same moment, to be back (their retry
+/// is at most [`BACKOFF_MAX`] away) and hear it, and to re-register their
+/// members before they could be swept as dead.
+const SETTLE: Duration = Duration::from_secs(6);
 /// Leaves remembered during an outage, to replay on reconnect.
 const PENDING_LEAVES_MAX: usize = 65_536;
 
@@ -131,8 +155,11 @@ local function owner(v)
 end
 ";
 
-/// KEYS: members, history, bans. ARGV: username, instance, ttl_ms, key_ttl_ms.
+/// KEYS: members, history, bans, swept. ARGV: username, instance, ttl_ms,
+/// key_ttl_ms.
 /// Returns {1, live members, history} | {2, {}, {}} banned | {3, {}, {}} taken.
+/// The tombstones (`swept`) outlive a restarted room on purpose: a swept
+/// member who comes back must still be announced to the room's new members.
 const JOIN: &str = r"
 local all = redis.call('HGETALL', KEYS[1])
 local live = {}
@@ -148,6 +175,7 @@ local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and expiry(cur) > now then return {3, {}, {}} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HDEL', KEYS[4], ARGV[1])
 live[#live + 1] = ARGV[1]
 return {1, live, redis.call('LRANGE', KEYS[2], 0, -1)}
 ";
@@ -162,13 +190,23 @@ end
 return live
 ";
 
-/// KEYS: members, history, bans. ARGV: username, instance.
+/// KEYS: members, history, bans, swept. ARGV: username, instance.
 /// Removes the entry if this instance owns it; ends the room when empty.
+/// Returns 0 when the other instances may still list the name, 1 when a
+/// sweep already announced it gone (its tombstone is removed), 2 when
+/// another instance holds the name (a clash from an outage).
 const LEAVE: &str = r"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and owner(cur) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local r = 0
+if cur then
+  if owner(cur) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) else r = 2 end
+end
+if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  if r == 0 then r = 1 end
+end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2], KEYS[3]) end
-return 1
+return r
 ";
 
 /// KEYS: members, history. ARGV: message, cap, key_ttl_ms.
@@ -191,40 +229,52 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 ";
 
-/// KEYS: members, history, bans. No ARGV. Removes expired entries and
-/// returns their names; ends the room when that empties it.
+/// KEYS: members, history, bans, swept. ARGV: key_ttl_ms. Removes expired
+/// entries and returns their names; ends the room when that empties it.
+/// Each removed entry leaves a tombstone (`swept`: username -> instance),
+/// so an instance that was only cut off, not dead, announces its member
+/// again when it re-registers it.
 const SWEEP: &str = r"
 local all = redis.call('HGETALL', KEYS[1])
 local gone = {}
 for i = 1, #all, 2 do
   if expiry(all[i + 1]) <= now then
     redis.call('HDEL', KEYS[1], all[i])
+    redis.call('HSET', KEYS[4], all[i], owner(all[i + 1]))
     gone[#gone + 1] = all[i]
   end
 end
-if #gone > 0 and redis.call('HLEN', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2], KEYS[3])
+if #gone > 0 then
+  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2], KEYS[3]) end
 end
 return gone
 ";
 
-/// KEYS: members, history, bans. ARGV: instance, ttl_ms, key_ttl_ms, names...
-/// Rewrites this instance's entries; an entry another instance holds live
-/// is left alone and its name returned (a clash from an outage).
+/// KEYS: members, history, bans, swept. ARGV: instance, ttl_ms, key_ttl_ms,
+/// names... Rewrites this instance's entries; an entry another instance
+/// holds live is left alone and its name returned in `clashes` (a clash
+/// from an outage). Returns {clashes, back}: `back` are names this
+/// instance held that a sweep had announced gone (tombstone removed).
 const REFRESH: &str = r"
 local clashes = {}
+local back = {}
 for i = 4, #ARGV do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if cur and owner(cur) ~= ARGV[1] and expiry(cur) > now then
     clashes[#clashes + 1] = ARGV[i]
   else
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. ':' .. (now + tonumber(ARGV[2])))
+    if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[1] then
+      redis.call('HDEL', KEYS[4], ARGV[i])
+      back[#back + 1] = ARGV[i]
+    end
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-return clashes
+return {clashes, back}
 ";
 
 struct Scripts {
@@ -252,11 +302,13 @@ impl Scripts {
     }
 }
 
-/// The three keys of a room.
+/// The keys of a room.
 struct Keys {
     members: String,
     history: String,
     bans: String,
+    /// Tombstones of swept members: username -> instance.
+    swept: String,
 }
 
 impl Keys {
@@ -265,6 +317,7 @@ impl Keys {
             members: format!("wssd:room:{room}:members"),
             history: format!("wssd:room:{room}:history"),
             bans: format!("wssd:room:{room}:bans"),
+            swept: format!("wssd:room:{room}:swept"),
         }
     }
 }
@@ -300,6 +353,7 @@ enum CallError {
 struct Timing {
     presence_ttl: Duration,
     refresh_every: Duration,
+    settle: Duration,
 }
 
 /// Redis-backed [`Backend`]: pub/sub transport plus shared room state, with
@@ -326,6 +380,13 @@ pub struct RedisBackend {
     /// re-adds a name that left while it ran.
     refresh_gate: tokio::sync::RwLock<()>,
     pending_leaves: Mutex<Vec<(String, String)>>,
+    /// When the link last came up (`None` while down).
+    up_since: Mutex<Option<Instant>>,
+    /// Members admitted while Redis was unreachable: the other instances
+    /// have not heard of them (announced once the refresh registers them).
+    unannounced: Mutex<HashSet<(String, String)>>,
+    /// Presence changes waiting for [`Backend::presence_changes`].
+    changes: Mutex<Vec<PresenceChange>>,
     /// Clashes already logged, to log each once.
     clashes: Mutex<HashSet<(String, String)>>,
 }
@@ -365,6 +426,7 @@ impl RedisBackend {
             timing: Timing {
                 presence_ttl: PRESENCE_TTL,
                 refresh_every: REFRESH_EVERY,
+                settle: SETTLE,
             },
             scripts: Scripts::new(),
             mirror: MemoryBackend::default(),
@@ -379,6 +441,9 @@ impl RedisBackend {
             rx: Mutex::new(Some(rx)),
             refresh_gate: tokio::sync::RwLock::new(()),
             pending_leaves: Mutex::new(Vec::new()),
+            up_since: Mutex::new(None),
+            unannounced: Mutex::new(HashSet::new()),
+            changes: Mutex::new(Vec::new()),
             clashes: Mutex::new(HashSet::new()),
         })
     }
@@ -390,6 +455,7 @@ impl RedisBackend {
         self.timing = Timing {
             presence_ttl: ttl,
             refresh_every: ttl / 3,
+            settle: SETTLE.min(ttl),
         };
         self
     }
@@ -405,6 +471,15 @@ impl RedisBackend {
 
     fn key_ttl_ms() -> u64 {
         u64::try_from(KEY_TTL.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Up for at least `settle` (see [`SETTLE`]).
+    fn settled(&self) -> bool {
+        self.up_since
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .is_some_and(|t| t.elapsed() >= self.timing.settle)
     }
 
     /// The command connection, only while the link is up.
@@ -476,6 +551,9 @@ impl RedisBackend {
     /// Records an outage; logs only when one starts.
     fn set_down(&self, link: &mut Link, reason: String) {
         self.up.store(false, Ordering::Release);
+        if let Ok(mut since) = self.up_since.lock() {
+            *since = None;
+        }
         metrics::broker_up(false);
         match &link.state {
             LinkState::Down(_) => {
@@ -513,6 +591,9 @@ impl RedisBackend {
             LinkState::Up => {}
         }
         link.state = LinkState::Up;
+        if let Ok(mut since) = self.up_since.lock() {
+            since.get_or_insert_with(Instant::now);
+        }
         self.up.store(true, Ordering::Release);
         metrics::broker_up(true);
         true
@@ -709,6 +790,7 @@ impl RedisBackend {
             call.key(&keys.members)
                 .key(&keys.history)
                 .key(&keys.bans)
+                .key(&keys.swept)
                 .arg(&self.instance_text)
                 .arg(ttl)
                 .arg(Self::key_ttl_ms());
@@ -719,16 +801,66 @@ impl RedisBackend {
                 .guarded(
                     generation,
                     "presence refresh",
-                    call.invoke_async::<Vec<String>>(&mut conn),
+                    call.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn),
                 )
                 .await
             {
-                Ok(clashes) => self.log_clashes(&room, clashes),
+                Ok((clashes, back)) => {
+                    self.registered(&room, &names, &clashes, back);
+                    self.log_clashes(&room, clashes);
+                }
                 Err(CallError::Down) => return Err(()),
                 Err(CallError::Redis(_)) => {}
             }
         }
         Ok(())
+    }
+
+    /// After a refresh wrote `names` (but `clashes`) to Redis: queues a
+    /// join for each name the other instances have not heard of, or were
+    /// told had gone (`back`).
+    fn registered(&self, room: &str, names: &[String], clashes: &[String], back: Vec<String>) {
+        let mut joins: Vec<String> = back;
+        if let Ok(mut unannounced) = self.unannounced.lock()
+            && !unannounced.is_empty()
+        {
+            for name in names {
+                if !clashes.contains(name)
+                    && unannounced.remove(&(room.to_string(), name.clone()))
+                    && !joins.contains(name)
+                {
+                    joins.push(name.clone());
+                }
+            }
+        }
+        for name in joins {
+            self.push_change(room, &name, true);
+        }
+    }
+
+    fn push_change(&self, room: &str, username: &str, joined: bool) {
+        if let Ok(mut changes) = self.changes.lock() {
+            if changes.len() >= PENDING_LEAVES_MAX {
+                changes.remove(0);
+            }
+            changes.push(PresenceChange {
+                topic: room.to_string(),
+                username: username.to_string(),
+                joined,
+            });
+        }
+    }
+
+    /// Forgets that `username` in `room` has a join to announce (it left
+    /// before that happened); whether it was one the others never heard of.
+    fn forget_unannounced(&self, room: &str, username: &str) -> bool {
+        if let Ok(mut changes) = self.changes.lock() {
+            changes.retain(|c| !(c.joined && c.topic == room && c.username == username));
+        }
+        self.unannounced
+            .lock()
+            .map(|mut u| u.remove(&(room.to_string(), username.to_string())))
+            .unwrap_or(false)
     }
 
     fn log_clashes(&self, room: &str, clashes: Vec<String>) {
@@ -766,11 +898,14 @@ impl RedisBackend {
             if here.contains(&(room.clone(), name.clone())) {
                 continue;
             }
-            if let Err(CallError::Down) = self
+            match self
                 .leave_in_redis(generation, &mut conn, &room, &name)
                 .await
             {
-                return;
+                // The others may still list the name: tell them it left.
+                Ok(0) => self.push_change(&room, &name, false),
+                Ok(_) | Err(CallError::Redis(_)) => {}
+                Err(CallError::Down) => return,
             }
         }
     }
@@ -781,15 +916,16 @@ impl RedisBackend {
         conn: &mut MultiplexedConnection,
         room: &str,
         username: &str,
-    ) -> Result<(), CallError> {
+    ) -> Result<i64, CallError> {
         let keys = Keys::of(room);
         let mut call = self.scripts.leave.prepare_invoke();
         call.key(&keys.members)
             .key(&keys.history)
             .key(&keys.bans)
+            .key(&keys.swept)
             .arg(username)
             .arg(&self.instance_text);
-        self.guarded(generation, "leave", call.invoke_async::<()>(conn))
+        self.guarded(generation, "leave", call.invoke_async::<i64>(conn))
             .await
     }
 
@@ -804,13 +940,14 @@ impl RedisBackend {
 
     async fn join_impl(&self, room: &str, username: &str) -> Result<JoinOutcome, BrokerError> {
         let Some((generation, mut conn)) = self.current() else {
-            return Ok(self.mirror.join_now(room, username));
+            return Ok(self.join_locally(room, username));
         };
         let keys = Keys::of(room);
         let mut call = self.scripts.join.prepare_invoke();
         call.key(&keys.members)
             .key(&keys.history)
             .key(&keys.bans)
+            .key(&keys.swept)
             .arg(username)
             .arg(&self.instance_text)
             .arg(self.ttl_ms())
@@ -823,7 +960,7 @@ impl RedisBackend {
             )
             .await;
         match answer {
-            Err(CallError::Down) => Ok(self.mirror.join_now(room, username)),
+            Err(CallError::Down) => Ok(self.join_locally(room, username)),
             Err(CallError::Redis(e)) => Err(BrokerError::Unavailable(format!("redis: {e}"))),
             Ok((1, mut members, history)) => match self.mirror.join_now(room, username) {
                 JoinOutcome::Joined { .. } => {
@@ -849,6 +986,19 @@ impl RedisBackend {
             Ok((2, _, _)) => Ok(JoinOutcome::Banned),
             Ok(_) => Ok(JoinOutcome::NameTaken),
         }
+    }
+
+    /// A join while Redis is unreachable: the mirror decides, and the
+    /// member is announced to the other instances once registered.
+    fn join_locally(&self, room: &str, username: &str) -> JoinOutcome {
+        let outcome = self.mirror.join_now(room, username);
+        if matches!(outcome, JoinOutcome::Joined { .. })
+            && let Ok(mut u) = self.unannounced.lock()
+            && u.len() < PENDING_LEAVES_MAX
+        {
+            u.insert((room.to_string(), username.to_string()));
+        }
+        outcome
     }
 
     async fn members_impl(&self, room: &str) -> Result<Vec<String>, BrokerError> {
@@ -880,8 +1030,13 @@ impl RedisBackend {
         // Then wait out a refresh of this room that may have read the name
         // before it left, so the removal below comes after its rewrite.
         let _gate = self.refresh_gate.read().await;
+        // Admitted during an outage and never registered: Redis and the
+        // other instances never had it, so there is nothing to undo.
+        let never_registered = self.forget_unannounced(room, username);
         let Some((generation, mut conn)) = self.current() else {
-            self.remember_leave(room, username);
+            if !never_registered {
+                self.remember_leave(room, username);
+            }
             return;
         };
         if let Err(CallError::Down) = self
@@ -926,12 +1081,19 @@ impl RedisBackend {
     }
 
     async fn sweep_impl(&self, room: &str) -> Vec<String> {
+        if !self.settled() {
+            return Vec::new();
+        }
         let Some((generation, mut conn)) = self.current() else {
             return Vec::new();
         };
         let keys = Keys::of(room);
         let mut call = self.scripts.sweep.prepare_invoke();
-        call.key(&keys.members).key(&keys.history).key(&keys.bans);
+        call.key(&keys.members)
+            .key(&keys.history)
+            .key(&keys.bans)
+            .key(&keys.swept)
+            .arg(Self::key_ttl_ms());
         self.guarded(
             generation,
             "sweep",
@@ -1020,6 +1182,20 @@ impl Backend for RedisBackend {
         Box::pin(self.sweep_impl(room))
     }
 
+    fn presence_changes(&self, prefix: &str) -> Vec<PresenceChange> {
+        if !self.settled() {
+            return Vec::new();
+        }
+        let Ok(mut changes) = self.changes.lock() else {
+            return Vec::new();
+        };
+        let (taken, kept) = std::mem::take(&mut *changes)
+            .into_iter()
+            .partition(|c| c.topic.starts_with(prefix));
+        *changes = kept;
+        taken
+    }
+
     fn health(&self) -> Health {
         let state = self
             .link
@@ -1089,7 +1265,14 @@ mod tests {
         assert_eq!(b.join("r", "eve").await.unwrap(), JoinOutcome::Banned);
         b.leave("r", "alice").await;
         assert!(b.sweep("r").await.is_empty());
-        // Leaves during the outage are remembered for the reconnect.
-        assert_eq!(b.pending_leaves.lock().unwrap().len(), 1);
+        // Both joined during the outage: Redis never had them, so there is
+        // no leave to replay, and only bob is left to announce.
+        assert!(b.pending_leaves.lock().unwrap().is_empty());
+        let unannounced = b.unannounced.lock().unwrap().clone();
+        assert_eq!(unannounced, HashSet::from([("r".into(), "bob".into())]));
+        assert!(
+            b.presence_changes("").is_empty(),
+            "announced once registered"
+        );
     }
 }

@@ -117,8 +117,9 @@ impl ChatRoute {
             .await)
     }
 
-    /// Announces members of dead instances as gone (shared backends only),
-    /// until shutdown.
+    /// Announces members of dead instances as gone, and presence changes
+    /// other instances missed during a broker outage (shared backends
+    /// only), until shutdown.
     pub async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let prefix = format!("{}#", self.path);
         loop {
@@ -144,6 +145,20 @@ impl ChatRoute {
                     };
                     self.broker.publish_paced(envelope, 0).await;
                 }
+            }
+            // Comings and goings the other instances missed during a broker
+            // outage: announced to everyone in the room (presence events are
+            // set updates, so a member who already knew loses nothing).
+            for change in self.broker.backend().presence_changes(&prefix) {
+                let room = &change.topic[prefix.len()..];
+                let event = if change.joined { "join" } else { "leave" };
+                tracing::info!(room, username = %change.username, event, "announcing a presence change made while the broker was unreachable");
+                let envelope = Envelope {
+                    topic: change.topic.as_str().into(),
+                    sender: 0,
+                    payload: Payload::Text(presence(room, event, &change.username)),
+                };
+                self.broker.publish_paced(envelope, 0).await;
             }
         }
     }

@@ -145,6 +145,92 @@ impl Redis {
     }
 }
 
+/// A TCP relay on a free loopback port in front of a Redis server, which a
+/// test can cut (every relayed connection closed, new ones refused) and
+/// restore: one instance loses Redis while the others keep it.
+pub struct Relay {
+    pub port: u16,
+    state: Arc<std::sync::Mutex<RelayState>>,
+    stop: CancellationToken,
+}
+
+struct RelayState {
+    cut: bool,
+    /// Cancelled by `cut`, ending the connections relayed so far.
+    conns: CancellationToken,
+}
+
+impl Relay {
+    pub async fn start(target_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind relay");
+        let port = listener.local_addr().expect("relay addr").port();
+        let state = Arc::new(std::sync::Mutex::new(RelayState {
+            cut: false,
+            conns: CancellationToken::new(),
+        }));
+        let stop = CancellationToken::new();
+        let (st, stopped) = (state.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut inbound = tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    a = listener.accept() => match a {
+                        Ok((s, _)) => s,
+                        Err(_) => continue,
+                    },
+                };
+                let conns = {
+                    let st = st.lock().expect("relay state");
+                    if st.cut {
+                        continue; // dropped: refused
+                    }
+                    st.conns.clone()
+                };
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = conns.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, state, stop }
+    }
+
+    /// `redis://127.0.0.1:PORT` through the relay.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        let mut st = self.state.lock().expect("relay state");
+        st.cut = true;
+        st.conns.cancel();
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        let mut st = self.state.lock().expect("relay state");
+        st.cut = false;
+        st.conns = CancellationToken::new();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.cut();
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.resume();
@@ -178,7 +264,11 @@ struct Instance {
 impl Instance {
     /// Starts a backend with instance id `id` and waits until it is up.
     async fn start(redis: &Redis, id: u64, presence_ttl: Option<Duration>) -> Instance {
-        let mut backend = RedisBackend::new(&redis.url(), InstanceId(id)).expect("backend");
+        Instance::start_at(&redis.url(), id, presence_ttl).await
+    }
+
+    async fn start_at(url: &str, id: u64, presence_ttl: Option<Duration>) -> Instance {
+        let mut backend = RedisBackend::new(url, InstanceId(id)).expect("backend");
         if let Some(ttl) = presence_ttl {
             backend = backend.with_presence_ttl(ttl);
         }
@@ -563,4 +653,136 @@ async fn redis_unresponsive_server_is_bounded_and_degrades() {
         b.broker.backend().members(ROOM).await.unwrap(),
         ["alice", "bob"]
     );
+}
+
+/// Waits until `instance`'s backend reports it cannot reach Redis.
+async fn wait_degraded(name: &str, instance: &Instance) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{name} degraded"),
+        || async { matches!(instance.broker.health(), Health::Degraded(_)) },
+    )
+    .await;
+}
+
+/// Takes `instance`'s presence changes until there are `n` of them (within
+/// 15 s: they are held until the link has been up for a while), as sorted
+/// `(event, name)` pairs.
+async fn changes(instance: &Instance, n: usize) -> Vec<(&'static str, String)> {
+    let mut got = Vec::new();
+    eventually(
+        Duration::from_secs(15),
+        &format!("{n} presence changes"),
+        || {
+            got.extend(
+                instance
+                    .backend
+                    .presence_changes("/ws/chat#")
+                    .into_iter()
+                    .map(|c| {
+                        assert_eq!(c.topic, ROOM);
+                        (if c.joined { "join" } else { "leave" }, c.username)
+                    }),
+            );
+            let done = got.len() >= n;
+            async move { done }
+        },
+    )
+    .await;
+    got.sort();
+    got
+}
+
+#[tokio::test]
+async fn redis_presence_changed_while_cut_off_is_announced_after() {
+    let Some(redis) = Redis::start("redis_presence_changed_while_cut_off_is_announced_after").await
+    else {
+        return;
+    };
+    let relay = Relay::start(redis.port).await;
+    // A long TTL: nobody is swept while A is cut off.
+    let ttl = Some(Duration::from_secs(30));
+    let a = Instance::start_at(&relay.url(), 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    joined_members(ab.join(ROOM, "bob").await.unwrap());
+    joined_members(bb.join(ROOM, "bea").await.unwrap());
+
+    relay.cut();
+    wait_degraded("A", &a).await;
+    assert_eq!(b.broker.health(), Health::Ok, "only A lost Redis");
+    // While A is cut off: carol joins, bob leaves, dan comes and goes.
+    joined_members(ab.join(ROOM, "carol").await.unwrap());
+    ab.leave(ROOM, "bob").await;
+    joined_members(ab.join(ROOM, "dan").await.unwrap());
+    ab.leave(ROOM, "dan").await;
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bea", "bob"]);
+    assert!(
+        ab.presence_changes("/ws/chat#").is_empty(),
+        "nothing before the reconnect"
+    );
+
+    relay.restore();
+    a.wait_up().await;
+    // Exactly what B's members missed: carol came, bob went (dan never
+    // reached anyone, alice never changed).
+    assert_eq!(
+        changes(&a, 2).await,
+        [("join", "carol".to_string()), ("leave", "bob".to_string())]
+    );
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bea", "carol"]);
+    // Once: later refreshes find nothing new.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(ab.presence_changes("/ws/chat#").is_empty());
+    assert!(bb.presence_changes("/ws/chat#").is_empty());
+    // Only this route's rooms are handed out under its prefix.
+    assert!(ab.presence_changes("/ws/other#").is_empty());
+}
+
+#[tokio::test]
+async fn redis_swept_members_of_a_cut_off_instance_are_announced_when_it_returns() {
+    let Some(redis) =
+        Redis::start("redis_swept_members_of_a_cut_off_instance_are_announced_when_it_returns")
+            .await
+    else {
+        return;
+    };
+    let relay = Relay::start(redis.port).await;
+    let ttl = Some(Duration::from_millis(1200));
+    let a = Instance::start_at(&relay.url(), 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    joined_members(ab.join(ROOM, "ann").await.unwrap());
+    joined_members(bb.join(ROOM, "bea").await.unwrap());
+
+    relay.cut();
+    wait_degraded("A", &a).await;
+    // A stops refreshing: B sweeps (and would announce) its members.
+    let mut swept: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while swept.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "A's members not swept by B within 10 s: {swept:?}"
+        );
+        swept.extend(bb.sweep(ROOM).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    swept.sort();
+    assert_eq!(swept, ["alice", "ann"]);
+    // ann leaves while A is still cut off: B already announced her gone.
+    ab.leave(ROOM, "ann").await;
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["bea"]);
+
+    relay.restore();
+    a.wait_up().await;
+    // alice was never gone: A announces her again; ann's leave is not
+    // announced twice.
+    assert_eq!(changes(&a, 1).await, [("join", "alice".to_string())]);
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bea"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(ab.presence_changes("/ws/chat#").is_empty());
+    assert!(bb.sweep(ROOM).await.is_empty(), "alice is refreshed again");
 }

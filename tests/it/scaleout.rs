@@ -326,6 +326,19 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
     // Joins still work, from the instance's own view.
     let (_carl, reply) = joined(&a, "lobby", "carl").await;
     assert!(members(&reply).contains(&"alice"));
+    // And leaves.
+    send(&mut ann, json!({"type": "leave"})).await;
+    until(&mut ann, Duration::from_secs(10), "left", |v| {
+        v["type"] == "left"
+    })
+    .await;
+    // Someone who came and went during the outage is never announced.
+    let (mut dan, _) = joined(&a, "lobby", "dan").await;
+    send(&mut dan, json!({"type": "leave"})).await;
+    until(&mut dan, Duration::from_secs(10), "left", |v| {
+        v["type"] == "left"
+    })
+    .await;
 
     redis.restart().await;
     wait_degraded(&a, false).await;
@@ -359,6 +372,26 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
     for (server, name) in [(&b, "alice"), (&b, "carl"), (&a, "bob")] {
         let (_ws, reply) = join(server, "lobby", name).await;
         assert_eq!(reply["code"], "name_taken", "{name}: {reply}");
+    }
+
+    // What B's members (bea reads only presence here) missed is announced
+    // after the reconnect: carl came
+    // and ann went while A could not tell them (A sweeps every 3 s). Other
+    // presence events (dan, alice) must not appear.
+    let mut want = vec![("join", "carl"), ("leave", "ann")];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !want.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = until(&mut bea, left, &format!("presence {want:?}"), |v| {
+            v["type"] == "presence"
+        })
+        .await;
+        let got = (
+            v["event"].as_str().unwrap_or_default(),
+            v["username"].as_str().unwrap_or_default(),
+        );
+        assert!(want.contains(&got), "unexpected presence event {v}");
+        want.retain(|w| *w != got);
     }
 }
 
