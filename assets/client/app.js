@@ -11,7 +11,7 @@
 //                    #panel-chat #panel-echo #panel-mic (sections, hidden when not shown)
 //                    the URL hash (#chat, #echo, #mic) picks the first panel shown
 //   socket status    #chat-status #echo-status #mic-status: text, class ok|bad|wait,
-//                    data-state = idle|connecting|open|reconnecting|closed|error
+//                    data-state = idle|connecting|open|reconnecting|closing|closed|error
 //
 //   chat             #chat-route #chat-room #chat-username #chat-join #chat-leave
 //                    (form #chat-join-form)
@@ -33,6 +33,12 @@
 //                    #echo-log: li.out (sent), li.in (reply; .data, .rtt), newest first
 //
 //   microphone       #mic-route #mic-start #mic-stop
+//                    #mic-end: text sent after the last frame on Stop (empty: none)
+//                    #mic-processing: checkbox, the browser's voice processing
+//                      (echo cancellation, noise suppression, auto gain); off by default
+//                    on Stop the partial last frame is sent, then #mic-end, and
+//                      #mic-status shows data-state=closing until the last replies
+//                      are in (server closed, 1.5 s without a message, or 5 s)
 //                    #mic-message: why the mic cannot start or what went wrong
 //                      (data-kind = insecure|unavailable|denied|error; hidden when none)
 //                    #mic-level (meter; aria-valuenow = last RMS 0..1, data-max = highest RMS)
@@ -666,6 +672,11 @@
 
   const TARGET_RATE = 16000;
   const FRAME_MS = 100;
+  // After Stop, the socket stays open for the last replies (a recognizer's
+  // final transcript): until the server closes it, nothing has arrived for
+  // DRAIN_QUIET_MS, or DRAIN_MAX_MS in all.
+  const DRAIN_QUIET_MS = 1500;
+  const DRAIN_MAX_MS = 5000;
 
   // The AudioWorklet: mixes to mono, downsamples from the context rate to
   // 16 kHz (averaging each output sample's span of input samples, a box
@@ -680,6 +691,18 @@ class WssdPcm16k extends AudioWorkletProcessor {
     this.frame = Math.round((o.targetRate || 16000) * (o.frameMs || 100) / 1000);
     this.newFrame();
     this.acc = 0; this.cnt = 0; this.pos = 0; this.last = 0;
+    this.stopped = false;
+    this.port.onmessage = (e) => this.onFlush(e);
+  }
+  // "flush": post the partial frame held (with last: true, even when
+  // empty) and stop; Stop uses it so the end of the speech is sent too.
+  onFlush(e) {
+    if (e.data !== "flush" || this.stopped) return;
+    this.stopped = true;
+    const n = this.n;
+    const pcm = this.buf.slice(0, n * 2);
+    const rms = n > 0 ? Math.sqrt(this.sumsq / n) : 0;
+    this.port.postMessage({ pcm: n > 0 ? pcm : null, rms: rms, last: true }, n > 0 ? [pcm] : []);
   }
   newFrame() {
     this.buf = new ArrayBuffer(this.frame * 2);
@@ -698,6 +721,7 @@ class WssdPcm16k extends AudioWorkletProcessor {
     }
   }
   process(inputs) {
+    if (this.stopped) return false;
     const input = inputs[0];
     if (!input || input.length === 0) return true;
     const chans = input.length, len = input[0].length;
@@ -720,6 +744,11 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
 
   const mic = {
     running: false,
+    stopping: false,
+    // Set while stopping: the worklet flushed / a reply arrived / the socket closed.
+    onflushed: null,
+    onreply: null,
+    ondrainclose: null,
     stream: null,
     ctx: null,
     node: null,
@@ -792,15 +821,44 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
         mic.bytesIn += ev.data.byteLength;
       }
       micCounters();
+      if (mic.onreply) mic.onreply();
     },
-    onclose: () => mic.running,
+    onclose: () => {
+      if (mic.ondrainclose) mic.ondrainclose();
+      return mic.running;
+    },
   });
 
+  /** busy: capturing or stopping (Start disabled); stoppable: Stop enabled. */
   function micSetRunning(on) {
     mic.running = on;
-    $("mic-start").disabled = on;
+    const busy = on || mic.stopping;
+    $("mic-start").disabled = busy;
     $("mic-stop").disabled = !on;
-    $("mic-route").disabled = on;
+    $("mic-route").disabled = busy;
+    $("mic-end").disabled = busy;
+    $("mic-processing").disabled = busy;
+  }
+
+  /** Waits for the last replies after Stop (see DRAIN_QUIET_MS). */
+  function micDrain() {
+    return new Promise((resolve) => {
+      let quiet = null;
+      const done = () => {
+        clearTimeout(quiet);
+        clearTimeout(cap);
+        mic.onreply = mic.ondrainclose = null;
+        resolve();
+      };
+      const cap = setTimeout(done, DRAIN_MAX_MS);
+      const rearm = () => {
+        clearTimeout(quiet);
+        quiet = setTimeout(done, DRAIN_QUIET_MS);
+      };
+      mic.onreply = rearm;
+      mic.ondrainclose = done;
+      rearm();
+    });
   }
 
   async function micStart() {
@@ -827,7 +885,13 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
     micCounters();
     let stream;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 }, video: false });
+      // Raw audio by default: recognizers are trained on it, and the
+      // browser's voice processing (auto gain above all) changes levels.
+      const processing = $("mic-processing").checked;
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing },
+        video: false,
+      });
     } catch (e) {
       micSetRunning(false);
       if (e.name === "NotAllowedError" || e.name === "SecurityError") {
@@ -871,15 +935,18 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
       node.connect(sink);
       sink.connect(ctx.destination);
       node.port.onmessage = (ev) => {
-        const { pcm, rms } = ev.data;
-        micLevel(rms);
-        if (mic.conn.send(pcm)) {
-          mic.bytes += pcm.byteLength;
-          mic.frames += 1;
-        } else {
-          mic.dropped += 1;
+        const { pcm, rms, last } = ev.data;
+        if (pcm) {
+          micLevel(rms);
+          if (mic.conn.send(pcm)) {
+            mic.bytes += pcm.byteLength;
+            mic.frames += 1;
+          } else {
+            mic.dropped += 1;
+          }
+          micCounters();
         }
-        micCounters();
+        if (last && mic.onflushed) mic.onflushed();
       };
       mic.node = node;
       $("mic-format").textContent =
@@ -897,24 +964,56 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
     }
   }
 
-  function micStop() {
-    micSetRunning(false);
-    if (mic.node) {
-      mic.node.port.onmessage = null;
-      mic.node.disconnect();
+  /**
+   * Stops capturing without losing the end: the worklet sends the partial
+   * frame it holds, the end message (if any) follows the last frame, and the
+   * socket stays open for the last replies (see micDrain) before it closes.
+   */
+  async function micStop() {
+    if (mic.stopping) return;
+    mic.stopping = true;
+    micSetRunning(false); // no reconnection from here on
+    try {
+      const node = mic.node;
       mic.node = null;
+      if (node) {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, 500);
+          mic.onflushed = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          node.port.postMessage("flush");
+        });
+        mic.onflushed = null;
+        node.port.onmessage = null;
+        node.disconnect();
+      }
+      if (mic.stream) {
+        mic.stream.getTracks().forEach((t) => t.stop());
+        mic.stream = null;
+      }
+      if (mic.ctx) {
+        mic.ctx.close().catch(() => {});
+        mic.ctx = null;
+      }
+      micLevel(0);
+      if (mic.conn.isOpen()) {
+        const end = $("mic-end").value;
+        if (end !== "") mic.conn.send(end);
+        mic.conn.setStatus(
+          "closing",
+          "finishing: " + (end !== "" ? "end message sent; " : "") + "waiting for the last replies (up to " + DRAIN_MAX_MS / 1000 + " s) …",
+          "wait",
+        );
+        await micDrain();
+      }
+    } finally {
+      mic.stopping = false;
+      micSetRunning(false);
+      // Everything handed to the socket goes out before the close frame.
+      mic.conn.close("stopped; " + mic.bytes.toLocaleString("en-US") + " bytes sent");
     }
-    if (mic.stream) {
-      mic.stream.getTracks().forEach((t) => t.stop());
-      mic.stream = null;
-    }
-    if (mic.ctx) {
-      mic.ctx.close().catch(() => {});
-      mic.ctx = null;
-    }
-    micLevel(0);
-    // Frames already handed to the socket go out before the close frame.
-    mic.conn.close("stopped; " + mic.bytes.toLocaleString("en-US") + " bytes sent");
   }
 
   $("mic-start").addEventListener("click", () => {

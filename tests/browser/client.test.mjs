@@ -18,8 +18,9 @@
 //   - echo: a text and a file (binary) round trip: the reply is shown with a
 //     round-trip time in ms.
 //   - mic: ~2 s of the fake microphone streamed to /ws/echo as 16 kHz mono
-//     16-bit PCM; wssd's own /metrics shows the bytes arrived and they match
-//     the page's bytes-sent counter.
+//     16-bit PCM; Stop sends the partial last frame and an end message and
+//     waits for the last replies: every byte comes back, and wssd's own
+//     /metrics counted exactly the page's bytes plus the end message.
 //   - mic reconnect: the socket's server is stopped while streaming; the page
 //     shows the drop and its backoff, and reconnects when the server is back.
 //   - mic refused: without a microphone permission the page says so.
@@ -228,6 +229,9 @@ test('mic: 2 s of the fake microphone reach /ws/echo as 16 kHz 16-bit PCM (serve
   try {
     const labels = { route: '/ws/echo', direction: 'in' };
     const before = await metric(server, 'wssd_bytes_total', labels);
+    // The raw microphone by default (no auto gain etc.); an end message on Stop.
+    assert.equal(await page.isChecked('#mic-processing'), false);
+    await page.fill('#mic-end', 'EOF');
     await page.click('#mic-start');
     await page.locator('#mic-status[data-state="open"]').waitFor({ timeout: 15_000 });
     assert.equal(await page.textContent('#mic-status'), `connected to wss://127.0.0.1:${server.port}/ws/echo`);
@@ -272,25 +276,30 @@ test('mic: 2 s of the fake microphone reach /ws/echo as 16 kHz 16-bit PCM (serve
     assert.ok(best.peak >= 1000, 'no loud frame among the first 40: the PCM is silent');
     assert.ok(best.r1 > 0.5, `lag-1 autocorrelation ${best.r1}: the PCM does not look like 16 kHz speech`);
 
+    // Stop: the partial last frame and the end message go out, and the
+    // socket stays open (data-state=closing) until the last replies are in.
     await page.click('#mic-stop');
+    await page.locator('#mic-status[data-state="closing"]').waitFor({ timeout: 5_000 });
+    assert.match(await page.textContent('#mic-status'), /^finishing: end message sent; waiting for the last replies/);
+    assert.equal(await page.isDisabled('#mic-start'), true, 'Start stays disabled while finishing');
     await page.locator('#mic-status[data-state="closed"]').waitFor({ timeout: 10_000 });
     assert.equal(await page.isDisabled('#mic-start'), false);
     const sent = await counter(page, 'mic-bytes');
     const frames = await counter(page, 'mic-frames');
-    assert.equal(sent, frames * 3200, 'every frame is 100 ms of 16 kHz 16-bit mono (3200 bytes)');
+    assert.ok(sent % 2 === 0 && sent > (frames - 1) * 3200 && sent <= frames * 3200,
+      `${sent} bytes in ${frames} frames: full frames are 100 ms of 16 kHz 16-bit mono (3200 bytes), the last one may be shorter`);
     assert.ok(sent >= 16_000, `page sent ${sent} bytes`);
+    // Nothing was cut at Stop: the echo route sent back every byte and the
+    // end message before the page closed the socket.
+    assert.equal(await counter(page, 'mic-bytes-in'), sent, 'echoed bytes received before closing');
+    assert.equal(await counter(page, 'mic-text-count'), 1);
+    assert.equal((await page.textContent('#mic-replies li .text')).trim(), 'EOF');
 
-    // The server saw them: wssd_bytes_total{route="/ws/echo",direction="in"} grew by what the page sent.
-    let delta = 0;
-    await until(async () => {
-      delta = (await metric(server, 'wssd_bytes_total', labels)) - before;
-      return delta >= sent;
-    }, `server bytes in on /ws/echo to reach the ${sent} bytes the page sent`, 10_000).catch(() => {});
-    t.diagnostic(`page sent ${sent} bytes in ${frames} frames; server counted ${delta} bytes in on /ws/echo`);
-    assert.ok(delta >= 16_000, `server counted only ${delta} bytes in on /ws/echo`);
-    assert.ok(Math.abs(delta - sent) <= 3200, `server counted ${delta} bytes, the page says it sent ${sent}`);
-    // Echoed back to the page.
-    assert.ok((await counter(page, 'mic-bytes-in')) > 0, 'no echoed bytes came back');
+    // The server saw exactly that: wssd_bytes_total{route="/ws/echo",direction="in"}
+    // grew by the page's bytes plus the 3-byte end message.
+    const delta = (await metric(server, 'wssd_bytes_total', labels)) - before;
+    t.diagnostic(`page sent ${sent} bytes in ${frames} frames + "EOF"; server counted ${delta} bytes in on /ws/echo`);
+    assert.equal(delta, sent + 3, `server counted ${delta} bytes, the page says it sent ${sent} + 3`);
 
     const files = await shots(page, 'mic');
     t.diagnostic(`screenshots: ${files.join(', ')}`);
