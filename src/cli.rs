@@ -197,9 +197,13 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
 
-    /// Where chat and broadcast messages travel: memory, or redis://HOST:PORT to share rooms across instances [default: memory]
+    /// Where chat and broadcast messages travel: memory, or redis://HOST:PORT (rediss:// for TLS) to share rooms across instances [default: memory]
     #[arg(long, env = "WSSD_BROKER", value_name = "URL")]
     pub broker: Option<String>,
+
+    /// PEM CA certificate(s) a rediss:// broker's certificate must chain to [default: Mozilla's roots]
+    #[arg(long, env = "WSSD_BROKER_CA", value_name = "FILE")]
+    pub broker_ca: Option<PathBuf>,
 
     /// Bearer token for POST /publish/<route> on the admin listener [default: off, endpoint disabled]
     #[arg(

@@ -1,5 +1,7 @@
-//! The `redis` backend (`--broker redis://[:PASSWORD@]HOST:PORT[/DB]`): what
-//! lets several wssd instances serve the same chat rooms and broadcast routes.
+//! The `redis` backend (`--broker redis://[:PASSWORD@]HOST:PORT[/DB]`, or
+//! `rediss://` for TLS, verified against Mozilla's roots or `--broker-ca`):
+//! what lets several wssd instances serve the same chat rooms and broadcast
+//! routes.
 //!
 //! It owns three things:
 //! - **Transport.** Every envelope published on this instance is encoded
@@ -362,6 +364,8 @@ pub struct RedisBackend {
     client: Client,
     /// `HOST:PORT` (never the password), for logs and health.
     addr: String,
+    /// `rediss://`: TLS to Redis.
+    tls: bool,
     instance: InstanceId,
     instance_text: String,
     timing: Timing,
@@ -402,25 +406,57 @@ impl std::fmt::Debug for RedisBackend {
 
 impl RedisBackend {
     /// Parses the URL; does not connect (`start` does, and keeps retrying).
+    /// A `rediss://` URL verifies the server against Mozilla's roots.
     pub fn new(url: &str, instance: InstanceId) -> Result<RedisBackend, BrokerError> {
+        RedisBackend::with_ca(url, instance, None)
+    }
+
+    /// As [`RedisBackend::new`]; with `ca` (PEM), a `rediss://` server's
+    /// certificate must chain to it instead of to Mozilla's roots.
+    pub fn with_ca(
+        url: &str,
+        instance: InstanceId,
+        ca: Option<&[u8]>,
+    ) -> Result<RedisBackend, BrokerError> {
         let redacted = redact(url);
-        if url.starts_with("rediss://") {
-            return Err(BrokerError::Unavailable(format!(
-                "{redacted}: TLS to Redis (rediss://) is not supported by this build; \
-                 use redis://HOST:PORT on a trusted network or a local TLS tunnel"
-            )));
-        }
-        let client = Client::open(url).map_err(|e| {
+        let invalid = |e: RedisError| {
             BrokerError::Unavailable(format!(
                 "{redacted} is not a valid Redis URL ({e}); \
-                 write redis://[:PASSWORD@]HOST:PORT[/DB], for example redis://127.0.0.1:6379"
+                 write redis://[:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS), for example redis://127.0.0.1:6379"
             ))
-        })?;
+        };
+        let tls = url.starts_with("rediss://");
+        if tls {
+            // The redis crate builds its rustls config from the process
+            // default provider; wssd's own configs name theirs explicitly.
+            let _ = rustls::crypto::CryptoProvider::install_default(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            );
+        }
+        let client = match ca {
+            None => Client::open(url).map_err(invalid)?,
+            Some(_) if !tls => {
+                return Err(BrokerError::Unavailable(format!(
+                    "{redacted}: a broker CA applies only to rediss:// (TLS) URLs"
+                )));
+            }
+            Some(pem) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            )
+            .map_err(|e| {
+                BrokerError::Unavailable(format!("{redacted}: the broker CA cannot be used: {e}"))
+            })?,
+        };
         let addr = client.get_connection_info().addr().to_string();
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
         Ok(RedisBackend {
             client,
             addr,
+            tls,
             instance,
             instance_text: instance.to_string(),
             timing: Timing {
@@ -616,6 +652,10 @@ impl RedisBackend {
         };
         match tokio::time::timeout(BROKER_TIMEOUT * 2, attempt).await {
             Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(e)) if self.tls && e.to_string().contains("certificate") => Err(format!(
+                "{}: TLS: {e} (a server certificate from a private CA needs --broker-ca FILE)",
+                self.addr
+            )),
             Ok(Err(e)) => Err(format!("{}: {e}", self.addr)),
             Err(_) => Err(format!(
                 "{}: no connection within {} ms",
@@ -1228,7 +1268,7 @@ mod tests {
         for url in [
             "redis://:s3cret@",
             "http://:s3cret@host:1",
-            "rediss://:s3cret@h:1",
+            "rediss://:s3cret@",
         ] {
             let e = RedisBackend::new(url, InstanceId(1))
                 .unwrap_err()

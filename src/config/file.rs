@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub allow_origin: Option<Vec<String>>,
     pub trusted_proxy: Option<Vec<String>>,
     pub broker: Option<Spanned<String>>,
+    pub broker_ca: Option<PathBuf>,
     pub publish_token: Option<String>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,

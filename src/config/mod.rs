@@ -117,17 +117,56 @@ pub enum BrokerConfig {
     /// In-process (one instance).
     #[default]
     Memory,
-    /// A Redis server shared by instances: `redis://[:PASSWORD@]HOST:PORT[/DB]`.
-    Redis { url: String },
+    /// A Redis server shared by instances:
+    /// `redis[s]://[:PASSWORD@]HOST:PORT[/DB]`; for `rediss://` (TLS), the
+    /// CA its certificate must chain to, when not a public one.
+    Redis { url: String, ca: Option<BrokerCa> },
+}
+
+/// `--broker-ca`: the file and its PEM, read and checked once at load.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerCa {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
 }
 
 impl fmt::Debug for BrokerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BrokerConfig::Memory => write!(f, "Memory"),
-            BrokerConfig::Redis { url } => write!(f, "Redis({})", redact_url(url)),
+            BrokerConfig::Redis { url, ca: None } => write!(f, "Redis({})", redact_url(url)),
+            BrokerConfig::Redis { url, ca: Some(ca) } => {
+                write!(f, "Redis({}, ca {})", redact_url(url), ca.path.display())
+            }
         }
     }
+}
+
+/// Reads `--broker-ca`: at least one PEM certificate.
+fn read_broker_ca(path: &Path) -> Result<BrokerCa, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("--broker-ca {}: {e}", path.display()))?;
+    let mut certs = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| {
+            format!(
+                "--broker-ca {}: not a PEM certificate ({e})",
+                path.display()
+            )
+        })?;
+        certs += 1;
+    }
+    if certs == 0 {
+        return Err(format!(
+            "--broker-ca {}: holds no CERTIFICATE block; give the PEM file of the CA that signed the Redis server's certificate",
+            path.display()
+        ));
+    }
+    Ok(BrokerCa {
+        path: path.to_path_buf(),
+        pem,
+    })
 }
 
 /// A URL with any `user:password@` replaced by `***@`.
@@ -146,12 +185,10 @@ pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
     }
     // Error messages show the URL without its password.
     let t = &redact_url(url);
-    if t.starts_with("rediss://") {
-        return Err(format!(
-            "--broker {t}: TLS to Redis (rediss://) is not supported yet; use redis:// on a private network, or a TLS tunnel (stunnel, spiped) to Redis"
-        ));
-    }
-    if let Some(rest) = url.strip_prefix("redis://") {
+    if let Some(rest) = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+    {
         let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
         let host = host.split('/').next().unwrap_or_default();
         if host.is_empty() {
@@ -161,10 +198,11 @@ pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
         }
         return Ok(BrokerConfig::Redis {
             url: url.to_string(),
+            ca: None,
         });
     }
     Err(format!(
-        "--broker {t}: unknown broker; use `memory` or `redis://HOST:PORT`"
+        "--broker {t}: unknown broker; use `memory`, `redis://HOST:PORT` or `rediss://HOST:PORT` (TLS)"
     ))
 }
 
@@ -492,13 +530,32 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         .broker
         .clone()
         .or_else(|| fc.broker.as_ref().map(|b| b.get_ref().clone()));
-    let broker = match broker_text.as_deref().map(parse_broker).transpose() {
+    let mut broker_ok = true;
+    let mut broker = match broker_text.as_deref().map(parse_broker).transpose() {
         Ok(b) => b.unwrap_or_default(),
         Err(e) => {
             problems.push(e);
+            broker_ok = false;
             BrokerConfig::Memory
         }
     };
+    let broker_ca = args.broker_ca.clone().or_else(|| fc.broker_ca.clone());
+    if let Some(path) = broker_ca {
+        match &mut broker {
+            BrokerConfig::Redis { url, ca } if url.starts_with("rediss://") => {
+                match read_broker_ca(&path) {
+                    Ok(read) => *ca = Some(read),
+                    Err(e) => problems.push(e),
+                }
+            }
+            // The --broker problem is reported already.
+            _ if !broker_ok => {}
+            _ => problems.push(format!(
+                "--broker-ca {} applies only to a rediss:// broker (TLS to Redis); remove it, or use --broker rediss://HOST:PORT",
+                path.display()
+            )),
+        }
+    }
     let publish_token = args
         .publish_token
         .clone()
@@ -786,14 +843,17 @@ mod tests {
         assert_eq!(
             parse_broker("redis://127.0.0.1:6379"),
             Ok(BrokerConfig::Redis {
-                url: "redis://127.0.0.1:6379".into()
+                url: "redis://127.0.0.1:6379".into(),
+                ca: None
             })
         );
         assert!(parse_broker("redis://").unwrap_err().contains("no host"));
-        let e = parse_broker("rediss://:s3cret@h:1").unwrap_err();
-        assert!(e.contains("not supported") && !e.contains("s3cret"), "{e}");
+        let e = parse_broker("rediss://:s3cret@/0").unwrap_err();
+        assert!(e.contains("no host") && !e.contains("s3cret"), "{e}");
         let c = parse_broker("redis://:s3cret@h:1").unwrap();
         assert_eq!(format!("{c:?}"), "Redis(redis://***@h:1)");
+        let c = parse_broker("rediss://:s3cret@h:1").unwrap();
+        assert_eq!(format!("{c:?}"), "Redis(rediss://***@h:1)");
         assert!(
             parse_broker("nats://x")
                 .unwrap_err()

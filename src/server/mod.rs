@@ -90,9 +90,13 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let broker = match &config.broker {
         BrokerConfig::Memory => Broker::memory(),
-        BrokerConfig::Redis { url } => {
+        BrokerConfig::Redis { url, ca } => {
             let instance = InstanceId::random();
-            Broker::with_backend(Arc::new(RedisBackend::new(url, instance)?), instance)
+            let ca = ca.as_ref().map(|c| c.pem.as_slice());
+            Broker::with_backend(
+                Arc::new(RedisBackend::with_ca(url, instance, ca)?),
+                instance,
+            )
         }
     };
     let router =

@@ -13,3 +13,4 @@ mod redis; // a real redis-server for tests; the redis backend across instances,
 mod scaleout; // two wssd instances on one redis: chat, broadcast, outage, SIGKILL
 mod shutdown; // SIGTERM: close 1001 and exit 0
 mod startup; // every startup error, config precedence, check, cert commands
+mod test_ca; // a throwaway CA signing server and client certificates

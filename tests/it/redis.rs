@@ -19,6 +19,7 @@ use wssd::broker::{
 };
 
 use crate::harness::free_port;
+use crate::test_ca::TestCa;
 
 /// A `redis-server` on a free loopback port, without persistence; killed
 /// (by PID) when dropped.
@@ -26,6 +27,8 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: TempDir,
+    /// TLS only (`start_tls`): the PEM of the CA that signed its certificate.
+    pub ca_pem: Option<String>,
 }
 
 /// Where `redis-server` is, if installed.
@@ -50,19 +53,70 @@ impl Redis {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
+            ca_pem: None,
         };
         redis.spawn().await;
         Some(redis)
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// Starts a server that speaks only TLS, with a certificate for
+    /// 127.0.0.1 and localhost from a throwaway CA (`ca_pem`, also written
+    /// to [`Redis::ca_file`]).
+    pub async fn start_tls(test: &str) -> Option<Redis> {
+        if redis_server().is_none() {
+            eprintln!(
+                "SKIPPED {test}: redis-server is not on PATH (scripts/install-test-deps installs it)"
+            );
+            return None;
+        }
+        let _ = rustls::crypto::CryptoProvider::install_default(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        );
+        let ca = TestCa::new("redis test CA");
+        let leaf = ca.leaf(&["127.0.0.1", "localhost"], 1, false);
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
+        std::fs::write(dir.path().join("redis.pem"), &leaf.cert_pem).expect("write cert");
+        std::fs::write(dir.path().join("redis.key"), &leaf.key_pem).expect("write key");
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+            ca_pem: Some(ca.pem()),
+        };
+        redis.spawn().await;
+        Some(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_pem.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA file of a TLS server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(redis_server().expect("redis-server"))
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new(redis_server().expect("redis-server"));
+        if self.ca_pem.is_some() {
+            let file = |name: &str| self.dir.path().join(name);
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(file("redis.pem"))
+                .arg("--tls-key-file")
+                .arg(file("redis.key"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -96,7 +150,17 @@ impl Redis {
 
     /// Whether the server answers PING now.
     pub async fn ping(&self) -> bool {
-        let Ok(client) = ::redis::Client::open(self.url()) else {
+        let client = match &self.ca_pem {
+            None => ::redis::Client::open(self.url()),
+            Some(pem) => ::redis::Client::build_with_tls(
+                self.url(),
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone().into_bytes()),
+                },
+            ),
+        };
+        let Ok(client) = client else {
             return false;
         };
         let attempt = async {
@@ -268,7 +332,16 @@ impl Instance {
     }
 
     async fn start_at(url: &str, id: u64, presence_ttl: Option<Duration>) -> Instance {
-        let mut backend = RedisBackend::new(url, InstanceId(id)).expect("backend");
+        let instance = Instance::unstarted(url, id, presence_ttl, None);
+        instance.wait_up().await;
+        instance
+    }
+
+    /// Starts a backend without waiting for it to connect; with `ca`, a
+    /// rediss:// server must chain to it.
+    fn unstarted(url: &str, id: u64, presence_ttl: Option<Duration>, ca: Option<&str>) -> Instance {
+        let mut backend =
+            RedisBackend::with_ca(url, InstanceId(id), ca.map(str::as_bytes)).expect("backend");
         if let Some(ttl) = presence_ttl {
             backend = backend.with_presence_ttl(ttl);
         }
@@ -276,13 +349,11 @@ impl Instance {
         let broker = Broker::with_backend(backend.clone(), InstanceId(id));
         let shutdown = CancellationToken::new();
         broker.start(shutdown.clone());
-        let instance = Instance {
+        Instance {
             broker,
             backend,
             shutdown,
-        };
-        instance.wait_up().await;
-        instance
+        }
     }
 
     async fn wait_up(&self) {
@@ -785,4 +856,54 @@ async fn redis_swept_members_of_a_cut_off_instance_are_announced_when_it_returns
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(ab.presence_changes("/ws/chat#").is_empty());
     assert!(bb.sweep(ROOM).await.is_empty(), "alice is refreshed again");
+}
+
+#[tokio::test]
+async fn redis_tls_shares_rooms_and_never_falls_back_to_plain() {
+    let Some(redis) =
+        Redis::start_tls("redis_tls_shares_rooms_and_never_falls_back_to_plain").await
+    else {
+        return;
+    };
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let ca = redis.ca_pem.clone();
+    let a = Instance::unstarted(&url, 1, None, ca.as_deref());
+    let b = Instance::unstarted(&url, 2, None, ca.as_deref());
+    a.wait_up().await;
+    b.wait_up().await;
+    // Room state and delivery across instances, over TLS.
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    assert_eq!(
+        bb.join(ROOM, "alice").await.unwrap(),
+        JoinOutcome::NameTaken
+    );
+    let mut on_b = b.sub("/news");
+    a.publish("/news", 0, text("over tls"));
+    assert_eq!(next(&mut on_b).await.payload, text("over tls"));
+
+    // Without the CA (Mozilla's roots only) the certificate is refused: the
+    // backend stays degraded and says what to do; it never talks in plain.
+    let untrusted = Instance::unstarted(&url, 3, None, None);
+    eventually(
+        Duration::from_secs(10),
+        "untrusted degraded with a reason",
+        || async {
+            matches!(untrusted.broker.health(), Health::Degraded(why)
+            if why.contains("certificate") && why.contains("--broker-ca"))
+        },
+    )
+    .await;
+    // redis:// (plain) to the TLS port gets nowhere either.
+    let plain = Instance::unstarted(&format!("redis://127.0.0.1:{}", redis.port), 4, None, None);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        matches!(plain.broker.health(), Health::Degraded(_)),
+        "a plain client must not reach a TLS-only Redis"
+    );
+    assert!(matches!(untrusted.broker.health(), Health::Degraded(_)));
+    // And the trusted ones are unaffected.
+    assert_eq!(a.broker.health(), Health::Ok);
+    assert_eq!(bb.members(ROOM).await.unwrap(), ["alice"]);
 }

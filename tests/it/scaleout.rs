@@ -22,15 +22,24 @@ const MOD_PASSWORD: &str = "scaleout-moderator";
 /// A `wssd` with a chat and a broadcast route on the shared Redis, once its
 /// broker is connected (`/readyz` no longer says degraded).
 async fn instance(redis: &Redis) -> Wssd {
-    let server = Wssd::builder()
+    let server = unready_instance(redis, true).await;
+    wait_degraded(&server, false).await;
+    server
+}
+
+/// As [`instance`], without waiting for the broker; `trust_ca`: pass the
+/// TLS Redis server's CA with `--broker-ca`.
+async fn unready_instance(redis: &Redis, trust_ca: bool) -> Wssd {
+    let mut builder = Wssd::builder()
         .plain_only()
         .env("WSSD_MOD_PASSWORD", MOD_PASSWORD)
         .args(["--broker", &redis.url()])
-        .args(["--route", "/ws/chat=chat", "--route", "/ws/news=broadcast"])
-        .spawn()
-        .await;
-    wait_degraded(&server, false).await;
-    server
+        .args(["--route", "/ws/chat=chat", "--route", "/ws/news=broadcast"]);
+    if trust_ca && redis.ca_pem.is_some() {
+        let ca = redis.ca_file();
+        builder = builder.args(["--broker-ca", ca.to_str().expect("utf-8 path")]);
+    }
+    builder.spawn().await
 }
 
 async fn readyz(server: &Wssd) -> String {
@@ -485,4 +494,36 @@ async fn scaleout_moderation_reaches_the_other_instance() {
     assert_eq!(reply["code"], "banned", "the ban is shared: {reply}");
     let (_bob_again, reply) = joined(&b, "lobby", "bob").await;
     assert!(members(&reply).contains(&"mod"));
+}
+
+#[tokio::test]
+async fn scaleout_over_tls_redis_with_a_private_ca() {
+    let Some(redis) = Redis::start_tls("scaleout_over_tls_redis_with_a_private_ca").await else {
+        return;
+    };
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let (mut alice, _) = joined(&a, "lobby", "alice").await;
+    let (mut bob, reply) = joined(&b, "lobby", "bob").await;
+    assert_eq!(members(&reply), ["alice", "bob"]);
+    presence(&mut alice, "join", "bob", Duration::from_secs(10)).await;
+    say(&mut bob, "over rediss://").await;
+    let m = next_chat(&mut alice).await;
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("bob"), Some("over rediss://"))
+    );
+
+    // An instance that does not trust the CA serves its own clients but
+    // says why it is not sharing; it never talks to Redis in plain text.
+    let c = unready_instance(&redis, false).await;
+    wait_degraded(&c, true).await;
+    let why = readyz(&c).await;
+    assert!(
+        why.contains("certificate") && why.contains("--broker-ca"),
+        "{why}"
+    );
+    eprintln!("untrusted instance /readyz: {why}");
+    let (_carol, reply) = joined(&c, "lobby", "carol").await;
+    assert_eq!(members(&reply), ["carol"], "c's own view only");
 }

@@ -345,3 +345,48 @@ fn check_reports_tls_extras() {
     assert!(stdout.contains("/nonexistent/ca.pem"), "{stdout}");
     assert!(stdout.contains("/nonexistent/sni.pem"), "{stdout}");
 }
+
+#[test]
+fn check_explains_broker_ca_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = generate(dir.path(), "ca", &["localhost"]);
+    let missing = dir.path().join("missing.pem");
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "redis://127.0.0.1:6379",
+            &cert,
+            "applies only to a rediss:// broker",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            missing.to_str().unwrap(),
+            "No such file",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            &key,
+            "holds no CERTIFICATE block",
+        ),
+    ];
+    for (broker, ca, want) in cases {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["check", "--config", "/dev/null", "--admin", "off"])
+            .args(["--broker", broker, "--broker-ca", ca]);
+        let out = run_bounded(&mut cmd, Duration::from_secs(30));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{broker} {ca}: {stdout}");
+        assert!(
+            stdout.contains("--broker-ca") && stdout.contains(want),
+            "{broker} {ca}: want {want:?} in:\n{stdout}"
+        );
+    }
+    // A CA file with a certificate and a rediss:// broker pass.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["check", "--config", "/dev/null", "--admin", "off"])
+        .args(["--listen", &listen, "--cert", &cert, "--key", &key])
+        .args(["--broker", "rediss://127.0.0.1:6379", "--broker-ca", &cert]);
+    let out = run_bounded(&mut cmd, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+}
