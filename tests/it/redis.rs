@@ -897,7 +897,14 @@ async fn redis_tls_shares_rooms_and_never_falls_back_to_plain() {
     .await;
     // redis:// (plain) to the TLS port gets nowhere either.
     let plain = Instance::unstarted(&format!("redis://127.0.0.1:{}", redis.port), 4, None, None);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(
+        Duration::from_secs(10),
+        "plain: a failed attempt",
+        || async {
+            matches!(plain.broker.health(), Health::Degraded(why) if !why.contains("connecting to"))
+        },
+    )
+    .await;
     assert!(
         matches!(plain.broker.health(), Health::Degraded(_)),
         "a plain client must not reach a TLS-only Redis"
