@@ -136,6 +136,10 @@ pub struct PresenceChange {
     pub username: String,
     /// `true`: announce a join; `false`: a leave.
     pub joined: bool,
+    /// `true`: for this instance's own clients only (what they missed of
+    /// the other instances); `false`: for everyone in the room (what the
+    /// other instances missed of this one).
+    pub local_only: bool,
 }
 
 /// Health of the backend, for `/readyz` and logs.

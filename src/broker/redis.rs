@@ -28,14 +28,21 @@
 //!   [`Backend::sweep`] removes its expired members, returning each name to
 //!   exactly one caller across instances, which announces the departure,
 //!   and leaves a tombstone for each.
-//! - **Presence catch-up.** What the other instances could not hear of
-//!   during an outage is handed to the chat route through
-//!   [`Backend::presence_changes`] once the link is back, to announce:
-//!   members admitted during the outage (once the refresh registers them),
-//!   leaves made during it (once replayed, unless a sweep already announced
-//!   them or the member was never registered), and members a sweep
-//!   announced gone while their instance was only cut off (the refresh
-//!   finds their tombstone). A Redis restart without persistence loses no
+//! - **Presence catch-up.** Both directions of what an outage hid are
+//!   handed to the chat route through [`Backend::presence_changes`] once
+//!   the link is back. For everyone in the room, what the other instances
+//!   could not hear of this one: members admitted during the outage (once
+//!   the refresh registers them), leaves made during it (once replayed,
+//!   unless a sweep already announced them or the member was never
+//!   registered), and members a sweep announced gone while their instance
+//!   was only cut off (the refresh finds their tombstone). For this
+//!   instance's own clients only, what they could not hear of the others:
+//!   the refresh keeps, per local room, the other instances' members as
+//!   last seen (what the clients were told); that view is frozen while the
+//!   link is down and compared with Redis once it has settled, giving a
+//!   join for each that came and a leave for each that went. (A member of
+//!   another instance who joined less than one refresh before the outage
+//!   and left during it can be missed.) A Redis restart without persistence loses no
 //!   presence either: the members are registered again and only the changes
 //!   made during the outage are announced. Both sweeping and these
 //!   announcements wait until the link has been up for [`SETTLE`], so that
@@ -59,9 +66,10 @@
 //!   broadcast messages, HTTP publishes, moderation orders (a kick, mute or
 //!   ban of a member on another instance is not carried out there) and
 //!   `presence` events, with one exception: the presence *state* catches
-//!   up (see "Presence catch-up" above): clients elsewhere get a join for
-//!   each member who came and a leave for each who went during the outage,
-//!   a few seconds after the reconnect, rather than when it happened;
+//!   up (see "Presence catch-up" above): every client gets a join for each
+//!   member who came and a leave for each who went during the outage, on
+//!   whichever instance, 6 to 14 s after the reconnect rather than when it
+//!   happened;
 //! - history recorded during the outage is kept only in this instance's
 //!   local mirror (what a join *on this instance* during the outage sees); it
 //!   is not copied to Redis afterwards;
@@ -256,8 +264,9 @@ return gone
 /// KEYS: members, history, bans, swept. ARGV: instance, ttl_ms, key_ttl_ms,
 /// names... Rewrites this instance's entries; an entry another instance
 /// holds live is left alone and its name returned in `clashes` (a clash
-/// from an outage). Returns {clashes, back}: `back` are names this
-/// instance held that a sweep had announced gone (tombstone removed).
+/// from an outage). Returns {clashes, back, live}: `back` are names this
+/// instance held that a sweep had announced gone (tombstone removed),
+/// `live` every live member of the room afterwards.
 const REFRESH: &str = r"
 local clashes = {}
 local back = {}
@@ -276,7 +285,12 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-return {clashes, back}
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+  if expiry(all[i + 1]) > now then live[#live + 1] = all[i] end
+end
+return {clashes, back, live}
 ";
 
 struct Scripts {
@@ -391,6 +405,12 @@ pub struct RedisBackend {
     unannounced: Mutex<HashSet<(String, String)>>,
     /// Presence changes waiting for [`Backend::presence_changes`].
     changes: Mutex<Vec<PresenceChange>>,
+    /// Per local room, the members of *other* instances as last seen in
+    /// Redis: what this instance's clients were told. Frozen during an
+    /// outage, compared with Redis once the link has settled again.
+    seen: Mutex<std::collections::HashMap<String, HashSet<String>>>,
+    /// The link went down since `seen` was last compared.
+    reconcile: AtomicBool,
     /// Clashes already logged, to log each once.
     clashes: Mutex<HashSet<(String, String)>>,
 }
@@ -480,6 +500,8 @@ impl RedisBackend {
             up_since: Mutex::new(None),
             unannounced: Mutex::new(HashSet::new()),
             changes: Mutex::new(Vec::new()),
+            seen: Mutex::new(std::collections::HashMap::new()),
+            reconcile: AtomicBool::new(false),
             clashes: Mutex::new(HashSet::new()),
         })
     }
@@ -587,6 +609,7 @@ impl RedisBackend {
     /// Records an outage; logs only when one starts.
     fn set_down(&self, link: &mut Link, reason: String) {
         self.up.store(false, Ordering::Release);
+        self.reconcile.store(true, Ordering::Release);
         if let Ok(mut since) = self.up_since.lock() {
             *since = None;
         }
@@ -819,6 +842,13 @@ impl RedisBackend {
                 .map_err(|_| ());
         }
         let ttl = self.ttl_ms();
+        // Compare what this instance's clients were told with Redis only
+        // once the others had time to come back too (see SETTLE).
+        let reconciling = self.reconcile.load(Ordering::Acquire) && self.settled();
+        let frozen = self.reconcile.load(Ordering::Acquire) && !reconciling;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.retain(|room, _| rooms.contains(room));
+        }
         for room in rooms {
             let _gate = self.refresh_gate.write().await;
             let names = self.mirror.members_of(&room);
@@ -841,19 +871,56 @@ impl RedisBackend {
                 .guarded(
                     generation,
                     "presence refresh",
-                    call.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn),
+                    call.invoke_async::<(Vec<String>, Vec<String>, Vec<String>)>(&mut conn),
                 )
                 .await
             {
-                Ok((clashes, back)) => {
+                Ok((clashes, back, live)) => {
                     self.registered(&room, &names, &clashes, back);
                     self.log_clashes(&room, clashes);
+                    if !frozen {
+                        self.observe(&room, &names, live, reconciling);
+                    }
                 }
                 Err(CallError::Down) => return Err(()),
                 Err(CallError::Redis(_)) => {}
             }
         }
+        if reconciling {
+            self.reconcile.store(false, Ordering::Release);
+        }
         Ok(())
+    }
+
+    /// Records the other instances' members of `room` (`live` minus this
+    /// instance's `local` ones); when `reconciling` after an outage, first
+    /// queues, for this instance's clients only, a join for each that came
+    /// and a leave for each that went since they were last seen.
+    fn observe(&self, room: &str, local: &[String], live: Vec<String>, reconciling: bool) {
+        let now: HashSet<String> = live.into_iter().filter(|n| !local.contains(n)).collect();
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if reconciling {
+            // No entry: every local member joined during the outage, from
+            // the local mirror, so none of them knows the others.
+            let before = seen.get(room).cloned().unwrap_or_default();
+            let mut came: Vec<&String> = now.difference(&before).collect();
+            let mut went: Vec<&String> = before.difference(&now).collect();
+            came.sort();
+            went.sort();
+            for (names, joined) in [(came, true), (went, false)] {
+                for name in names {
+                    self.push(PresenceChange {
+                        topic: room.to_string(),
+                        username: name.clone(),
+                        joined,
+                        local_only: true,
+                    });
+                }
+            }
+        }
+        seen.insert(room.to_string(), now);
     }
 
     /// After a refresh wrote `names` (but `clashes`) to Redis: queues a
@@ -878,17 +945,52 @@ impl RedisBackend {
         }
     }
 
+    /// Queues a change for everyone in the room.
     fn push_change(&self, room: &str, username: &str, joined: bool) {
+        self.push(PresenceChange {
+            topic: room.to_string(),
+            username: username.to_string(),
+            joined,
+            local_only: false,
+        });
+    }
+
+    fn push(&self, change: PresenceChange) {
         if let Ok(mut changes) = self.changes.lock() {
             if changes.len() >= PENDING_LEAVES_MAX {
                 changes.remove(0);
             }
-            changes.push(PresenceChange {
-                topic: room.to_string(),
-                username: username.to_string(),
-                joined,
-            });
+            changes.push(change);
         }
+    }
+
+    /// A join through Redis told the joiner every member: the others' are
+    /// what this instance's clients now know (unless an outage froze that).
+    fn saw_on_join(&self, room: &str, members: &[String]) {
+        if self.reconcile.load(Ordering::Acquire) {
+            return;
+        }
+        let local = self.mirror.members_of(room);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(
+                room.to_string(),
+                members
+                    .iter()
+                    .filter(|n| !local.contains(n))
+                    .cloned()
+                    .collect(),
+            );
+        }
+    }
+
+    /// The other instances' members of `room` as last seen (for tests and
+    /// debugging): what this instance's clients were told.
+    #[doc(hidden)]
+    pub fn seen_elsewhere(&self, room: &str) -> Option<Vec<String>> {
+        let seen = self.seen.lock().ok()?;
+        let mut names: Vec<String> = seen.get(room)?.iter().cloned().collect();
+        names.sort();
+        Some(names)
     }
 
     /// Forgets that `username` in `room` has a join to announce (it left
@@ -1006,6 +1108,7 @@ impl RedisBackend {
                 JoinOutcome::Joined { .. } => {
                     members.sort();
                     members.dedup();
+                    self.saw_on_join(room, &members);
                     let history = history
                         .into_iter()
                         .filter_map(|h| Utf8Bytes::try_from(Bytes::from(h)).ok())

@@ -146,19 +146,24 @@ impl ChatRoute {
                     self.broker.publish_paced(envelope, 0).await;
                 }
             }
-            // Comings and goings the other instances missed during a broker
-            // outage: announced to everyone in the room (presence events are
-            // set updates, so a member who already knew loses nothing).
+            // Comings and goings missed during a broker outage: this
+            // instance's to everyone in the room, the other instances' to
+            // this instance's clients only (presence events are set updates,
+            // so a member who already knew loses nothing).
             for change in self.broker.backend().presence_changes(&prefix) {
                 let room = &change.topic[prefix.len()..];
                 let event = if change.joined { "join" } else { "leave" };
-                tracing::info!(room, username = %change.username, event, "announcing a presence change made while the broker was unreachable");
+                tracing::info!(room, username = %change.username, event, local_only = change.local_only, "announcing a presence change missed while the broker was unreachable");
                 let envelope = Envelope {
                     topic: change.topic.as_str().into(),
                     sender: 0,
                     payload: Payload::Text(presence(room, event, &change.username)),
                 };
-                self.broker.publish_paced(envelope, 0).await;
+                if change.local_only {
+                    self.broker.hub().deliver(&envelope);
+                } else {
+                    self.broker.publish_paced(envelope, 0).await;
+                }
             }
         }
     }

@@ -736,20 +736,22 @@ async fn wait_degraded(name: &str, instance: &Instance) {
     .await;
 }
 
-/// Takes `instance`'s presence changes until there are `n` of them (within
-/// 15 s: they are held until the link has been up for a while), as sorted
-/// `(event, name)` pairs.
-async fn changes(instance: &Instance, n: usize) -> Vec<(&'static str, String)> {
+/// Takes `instance`'s presence changes until there are `n` of the kind
+/// asked for (`local_only`: for its own clients; else for everyone) within
+/// 15 s (they are held until the link has been up for a while), as sorted
+/// `(event, name)` pairs; changes of the other kind are dropped.
+async fn changes(instance: &Instance, n: usize, local_only: bool) -> Vec<(&'static str, String)> {
     let mut got = Vec::new();
     eventually(
         Duration::from_secs(15),
-        &format!("{n} presence changes"),
+        &format!("{n} presence changes (local only: {local_only})"),
         || {
             got.extend(
                 instance
                     .backend
                     .presence_changes("/ws/chat#")
                     .into_iter()
+                    .filter(|c| c.local_only == local_only)
                     .map(|c| {
                         assert_eq!(c.topic, ROOM);
                         (if c.joined { "join" } else { "leave" }, c.username)
@@ -799,14 +801,14 @@ async fn redis_presence_changed_while_cut_off_is_announced_after() {
     // Exactly what B's members missed: carol came, bob went (dan never
     // reached anyone, alice never changed).
     assert_eq!(
-        changes(&a, 2).await,
+        changes(&a, 2, false).await,
         [("join", "carol".to_string()), ("leave", "bob".to_string())]
     );
     assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bea", "carol"]);
     // Once: later refreshes find nothing new.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(ab.presence_changes("/ws/chat#").is_empty());
-    assert!(bb.presence_changes("/ws/chat#").is_empty());
+    assert!(for_everyone(&a).is_empty());
+    assert!(for_everyone(&b).is_empty());
     // Only this route's rooms are handed out under its prefix.
     assert!(ab.presence_changes("/ws/other#").is_empty());
 }
@@ -851,10 +853,10 @@ async fn redis_swept_members_of_a_cut_off_instance_are_announced_when_it_returns
     a.wait_up().await;
     // alice was never gone: A announces her again; ann's leave is not
     // announced twice.
-    assert_eq!(changes(&a, 1).await, [("join", "alice".to_string())]);
+    assert_eq!(changes(&a, 1, false).await, [("join", "alice".to_string())]);
     assert_eq!(bb.members(ROOM).await.unwrap(), ["alice", "bea"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(ab.presence_changes("/ws/chat#").is_empty());
+    assert!(for_everyone(&a).is_empty());
     assert!(bb.sweep(ROOM).await.is_empty(), "alice is refreshed again");
 }
 
@@ -913,4 +915,63 @@ async fn redis_tls_shares_rooms_and_never_falls_back_to_plain() {
     // And the trusted ones are unaffected.
     assert_eq!(a.broker.health(), Health::Ok);
     assert_eq!(bb.members(ROOM).await.unwrap(), ["alice"]);
+}
+
+/// The changes for everyone in the room that `instance` has now.
+fn for_everyone(instance: &Instance) -> Vec<String> {
+    instance
+        .backend
+        .presence_changes("/ws/chat#")
+        .into_iter()
+        .filter(|c| !c.local_only)
+        .map(|c| c.username)
+        .collect()
+}
+
+#[tokio::test]
+async fn redis_changes_elsewhere_while_cut_off_reach_this_instance_clients_after() {
+    let Some(redis) =
+        Redis::start("redis_changes_elsewhere_while_cut_off_reach_this_instance_clients_after")
+            .await
+    else {
+        return;
+    };
+    let relay = Relay::start(redis.port).await;
+    // Refresh every second, settle after 3 s; the cut stays well under the
+    // TTL, so nobody is swept.
+    let ttl = Some(Duration::from_secs(3));
+    let a = Instance::start_at(&relay.url(), 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+    joined_members(ab.join(ROOM, "alice").await.unwrap());
+    joined_members(bb.join(ROOM, "bob").await.unwrap());
+    joined_members(bb.join(ROOM, "bea").await.unwrap());
+    // A has seen B's members (what its clients were told).
+    eventually(Duration::from_secs(10), "A sees bea and bob", || async {
+        a.backend.seen_elsewhere(ROOM) == Some(vec!["bea".into(), "bob".into()])
+    })
+    .await;
+
+    relay.cut();
+    wait_degraded("A", &a).await;
+    // On B, which still has Redis: bea leaves, carl joins. B announces both
+    // as usual, but A is not listening.
+    bb.leave(ROOM, "bea").await;
+    joined_members(bb.join(ROOM, "carl").await.unwrap());
+    relay.restore();
+    a.wait_up().await;
+
+    // Once settled, A hands its own clients exactly what they missed.
+    assert_eq!(
+        changes(&a, 2, true).await,
+        [("join", "carl".to_string()), ("leave", "bea".to_string())]
+    );
+    assert_eq!(
+        a.backend.seen_elsewhere(ROOM),
+        Some(vec!["bob".into(), "carl".into()])
+    );
+    // Once: the next refreshes find nothing to reconcile, and A itself had
+    // nothing for the others.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(ab.presence_changes("/ws/chat#").is_empty());
 }

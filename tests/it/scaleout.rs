@@ -13,7 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::Wssd;
-use crate::redis::{Redis, eventually};
+use crate::redis::{Redis, Relay, eventually};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -30,10 +30,15 @@ async fn instance(redis: &Redis) -> Wssd {
 /// As [`instance`], without waiting for the broker; `trust_ca`: pass the
 /// TLS Redis server's CA with `--broker-ca`.
 async fn unready_instance(redis: &Redis, trust_ca: bool) -> Wssd {
+    instance_at(&redis.url(), redis, trust_ca).await
+}
+
+/// A `wssd` whose broker URL is `url` (Redis itself, or a relay to it).
+async fn instance_at(url: &str, redis: &Redis, trust_ca: bool) -> Wssd {
     let mut builder = Wssd::builder()
         .plain_only()
         .env("WSSD_MOD_PASSWORD", MOD_PASSWORD)
-        .args(["--broker", &redis.url()])
+        .args(["--broker", url])
         .args(["--route", "/ws/chat=chat", "--route", "/ws/news=broadcast"]);
     if trust_ca && redis.ca_pem.is_some() {
         let ca = redis.ca_file();
@@ -333,7 +338,7 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
         (Some("bob"), Some("local on B"))
     );
     // Joins still work, from the instance's own view.
-    let (_carl, reply) = joined(&a, "lobby", "carl").await;
+    let (mut carl, reply) = joined(&a, "lobby", "carl").await;
     assert!(members(&reply).contains(&"alice"));
     // And leaves.
     send(&mut ann, json!({"type": "leave"})).await;
@@ -348,6 +353,8 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
         v["type"] == "left"
     })
     .await;
+    // And on B: bo joins.
+    let (_bo, _) = joined(&b, "lobby", "bo").await;
 
     redis.restart().await;
     wait_degraded(&a, false).await;
@@ -384,11 +391,15 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
     }
 
     // What B's members (bea reads only presence here) missed is announced
-    // after the reconnect: carl came
-    // and ann went while A could not tell them (A sweeps every 3 s). Other
-    // presence events (dan, alice) must not appear.
-    let mut want = vec![("join", "carl"), ("leave", "ann")];
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // after the reconnect: carl came and ann went while A could not tell
+    // them (A announces its own changes to everyone; B also reconciles its
+    // clients' view, so each may come twice). Nothing else may appear: not
+    // dan, who came and went, nor anyone who never changed.
+    let expected = [("join", "carl"), ("leave", "ann")];
+    let mut want = expected.to_vec();
+    // bo's join on B reached bea locally during the outage.
+    let allowed = [("join", "carl"), ("leave", "ann"), ("join", "bo")];
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !want.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         let v = until(&mut bea, left, &format!("presence {want:?}"), |v| {
@@ -399,9 +410,12 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
             v["event"].as_str().unwrap_or_default(),
             v["username"].as_str().unwrap_or_default(),
         );
-        assert!(want.contains(&got), "unexpected presence event {v}");
+        assert!(allowed.contains(&got), "unexpected presence event {v}");
         want.retain(|w| *w != got);
     }
+    // And A's clients learn that bo joined B during the outage (B's
+    // reconnect is no help to them: A reconciles what its clients missed).
+    presence(&mut carl, "join", "bo", Duration::from_secs(20)).await;
 }
 
 #[tokio::test]
@@ -532,4 +546,54 @@ async fn scaleout_over_tls_redis_with_a_private_ca() {
     assert!(why.contains("degraded"), "{why}");
     let (_carol, reply) = joined(&c, "lobby", "carol").await;
     assert_eq!(members(&reply), ["carol"], "c's own view only");
+}
+
+#[tokio::test]
+async fn scaleout_an_instance_cut_off_alone_catches_up_on_presence() {
+    let Some(redis) =
+        Redis::start("scaleout_an_instance_cut_off_alone_catches_up_on_presence").await
+    else {
+        return;
+    };
+    // A reaches Redis through a relay the test can cut; B directly.
+    let relay = Relay::start(redis.port).await;
+    let a = instance_at(&relay.url(), &redis, true).await;
+    wait_degraded(&a, false).await;
+    let b = instance(&redis).await;
+    let (mut bob, _) = joined(&b, "lobby", "bob").await;
+    let (mut alice, reply) = joined(&a, "lobby", "alice").await;
+    assert_eq!(members(&reply), ["alice", "bob"]);
+    presence(&mut bob, "join", "alice", Duration::from_secs(10)).await;
+
+    relay.cut();
+    wait_degraded(&a, true).await;
+    assert!(!readyz(&b).await.contains("degraded"), "only A lost Redis");
+    // B, still connected, announces these as usual; A cannot hear them.
+    let (_bea, _) = joined(&b, "lobby", "bea").await;
+    send(&mut bob, json!({"type": "leave"})).await;
+    until(&mut bob, Duration::from_secs(10), "left", |v| {
+        v["type"] == "left"
+    })
+    .await;
+
+    relay.restore();
+    wait_degraded(&a, false).await;
+    // Once A has settled, its own clients are told what they missed. (bob's
+    // own join may still reach alice late, through Redis, before the cut.)
+    let mut want = vec![("join", "bea"), ("leave", "bob")];
+    let allowed = [("join", "bea"), ("leave", "bob"), ("join", "bob")];
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while !want.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = until(&mut alice, left, &format!("presence {want:?}"), |v| {
+            v["type"] == "presence"
+        })
+        .await;
+        let got = (
+            v["event"].as_str().unwrap_or_default(),
+            v["username"].as_str().unwrap_or_default(),
+        );
+        assert!(allowed.contains(&got), "unexpected presence event {v}");
+        want.retain(|w| *w != got);
+    }
 }
