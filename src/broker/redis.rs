@@ -450,7 +450,7 @@ impl RedisBackend {
             // The redis crate builds its rustls config from the process
             // default provider; wssd's own configs name theirs explicitly.
             let _ = rustls::crypto::CryptoProvider::install_default(
-                rustls::crypto::aws_lc_rs::default_provider(),
+                crate::tls::provider().as_ref().clone(),
             );
         }
         let client = match ca {
@@ -897,7 +897,7 @@ impl RedisBackend {
     /// queues, for this instance's clients only, a join for each that came
     /// and a leave for each that went since they were last seen.
     fn observe(&self, room: &str, local: &[String], live: Vec<String>, reconciling: bool) {
-        let now: HashSet<String> = live.into_iter().filter(|n| !local.contains(n)).collect();
+        let now = elsewhere(live, local);
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -970,16 +970,9 @@ impl RedisBackend {
         if self.reconcile.load(Ordering::Acquire) {
             return;
         }
-        let local = self.mirror.members_of(room);
+        let now = elsewhere(members.to_vec(), &self.mirror.members_of(room));
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(
-                room.to_string(),
-                members
-                    .iter()
-                    .filter(|n| !local.contains(n))
-                    .cloned()
-                    .collect(),
-            );
+            seen.insert(room.to_string(), now);
         }
     }
 
@@ -1245,6 +1238,15 @@ impl RedisBackend {
         .await
         .unwrap_or_default()
     }
+}
+
+/// The names of `members` that are not among this instance's `local` ones.
+fn elsewhere(members: Vec<String>, local: &[String]) -> HashSet<String> {
+    let local: HashSet<&str> = local.iter().map(String::as_str).collect();
+    members
+        .into_iter()
+        .filter(|n| !local.contains(n.as_str()))
+        .collect()
 }
 
 /// Errors that mean the connection is unusable (as opposed to Redis

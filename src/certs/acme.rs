@@ -22,6 +22,7 @@
 
 use super::generate::name_set;
 use super::store::{make_private_dir, write_private};
+use crate::tls::CaPemError;
 use std::fmt;
 use std::fs::{self};
 use std::net::IpAddr;
@@ -40,8 +41,7 @@ use instant_acme::{
 };
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, Der, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::{Der, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
@@ -587,34 +587,29 @@ type Sender = SendRequest<BodyWrapper<Bytes>>;
 
 impl CaHttp {
     fn new(ca_root: Option<&Path>) -> Result<CaHttp, Failure> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_root {
+        let roots = match ca_root {
             Some(path) => {
                 let bytes = files::read(path)
                     .map_err(|e| Failure::Other(format!("--acme-ca-root: {e}")))?;
-                for cert in CertificateDer::pem_slice_iter(&bytes) {
-                    let cert = cert.map_err(|e| {
-                        Failure::Other(format!(
-                            "--acme-ca-root {}: malformed PEM ({e})",
-                            path.display()
-                        ))
-                    })?;
-                    roots.add(cert).map_err(|e| {
-                        Failure::Other(format!(
-                            "--acme-ca-root {}: unusable CA certificate ({e})",
-                            path.display()
-                        ))
-                    })?;
-                }
-                if roots.is_empty() {
-                    return Err(Failure::Other(format!(
-                        "--acme-ca-root {}: no CERTIFICATE in this file; give the PEM root the ACME server's HTTPS certificate chains to",
-                        path.display()
-                    )));
-                }
+                let p = path.display();
+                crate::tls::ca_roots(&bytes).map_err(|e| {
+                    Failure::Other(match e {
+                        CaPemError::Malformed(e) => format!("--acme-ca-root {p}: malformed PEM ({e})"),
+                        CaPemError::Unusable(e) => {
+                            format!("--acme-ca-root {p}: unusable CA certificate ({e})")
+                        }
+                        CaPemError::Empty => format!(
+                            "--acme-ca-root {p}: no CERTIFICATE in this file; give the PEM root the ACME server's HTTPS certificate chains to"
+                        ),
+                    })
+                })?
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
+            }
+        };
         let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Failure::Other(format!("TLS client: {e}")))?

@@ -142,27 +142,17 @@ impl fmt::Debug for BrokerConfig {
     }
 }
 
-/// Reads `--broker-ca`: at least one PEM certificate.
+/// Reads `--broker-ca`: at least one PEM certificate, usable as a root.
 fn read_broker_ca(path: &Path) -> Result<BrokerCa, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|e| format!("--broker-ca {}: {e}", path.display()))?;
-    let mut certs = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        cert.map_err(|e| {
-            format!(
-                "--broker-ca {}: not a PEM certificate ({e})",
-                path.display()
-            )
-        })?;
-        certs += 1;
-    }
-    if certs == 0 {
-        return Err(format!(
-            "--broker-ca {}: holds no CERTIFICATE block; give the PEM file of the CA that signed the Redis server's certificate",
-            path.display()
-        ));
-    }
+    use crate::tls::CaPemError;
+    let p = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("--broker-ca {p}: {e}"))?;
+    crate::tls::ca_roots(&pem).map_err(|e| match e {
+        CaPemError::Empty => format!(
+            "--broker-ca {p}: holds no CERTIFICATE block; give the PEM file of the CA that signed the Redis server's certificate"
+        ),
+        other => format!("--broker-ca {p}: {other}"),
+    })?;
     Ok(BrokerCa {
         path: path.to_path_buf(),
         pem,

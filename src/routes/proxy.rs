@@ -66,30 +66,27 @@ pub struct ProxyRoute {
 impl ProxyRoute {
     /// Builds the pool; loads the upstream CA when one is given.
     pub fn new(path: &str, spec: ProxySpec) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &spec.ca {
+        let roots = match &spec.ca {
             Some(ca) => {
-                use rustls::pki_types::CertificateDer;
-                use rustls::pki_types::pem::PemObject;
+                use crate::tls::CaPemError;
                 let bytes =
                     std::fs::read(ca).map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
-                for cert in CertificateDer::pem_slice_iter(&bytes) {
-                    let cert = cert.map_err(|e| {
+                crate::tls::ca_roots(&bytes).map_err(|e| match e {
+                    CaPemError::Malformed(e) => {
                         format!("upstream CA {}: not a PEM certificate ({e})", ca.display())
-                    })?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!(
-                        "upstream CA {} holds no CERTIFICATE block",
-                        ca.display()
-                    ));
-                }
+                    }
+                    CaPemError::Unusable(e) => format!("upstream CA {}: {e}", ca.display()),
+                    CaPemError::Empty => {
+                        format!("upstream CA {} holds no CERTIFICATE block", ca.display())
+                    }
+                })?
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
+            }
+        };
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?

@@ -18,6 +18,36 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Why a PEM file of CA certificates cannot serve as trust roots (each
+/// caller words it for its own option).
+#[derive(Debug, thiserror::Error)]
+pub enum CaPemError {
+    #[error("not a PEM certificate ({0})")]
+    Malformed(String),
+    #[error("unusable CA certificate ({0})")]
+    Unusable(String),
+    #[error("holds no CERTIFICATE block")]
+    Empty,
+}
+
+/// Trust roots from the CERTIFICATE blocks of a PEM file's bytes: at least
+/// one, each one usable as a root.
+pub fn ca_roots(pem: &[u8]) -> Result<rustls::RootCertStore, CaPemError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| CaPemError::Malformed(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| CaPemError::Unusable(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(CaPemError::Empty);
+    }
+    Ok(roots)
+}
+
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -55,25 +85,20 @@ pub fn server_config(
 fn client_verifier(
     auth: &ClientAuthConfig,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsSetupError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let fail = |problem: String| TlsSetupError::ClientCa {
         path: auth.ca.clone(),
         problem,
     };
     let bytes = std::fs::read(&auth.ca).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| fail(format!("not a PEM certificate file ({e})")))?;
-        roots
-            .add(cert)
-            .map_err(|e| fail(format!("unusable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(fail(
-            "holds no CERTIFICATE block; give the PEM CA that signs client certificates".into(),
-        ));
-    }
+    let roots = ca_roots(&bytes).map_err(|e| {
+        fail(match e {
+            CaPemError::Malformed(e) => format!("not a PEM certificate file ({e})"),
+            CaPemError::Unusable(e) => format!("unusable CA certificate: {e}"),
+            CaPemError::Empty => {
+                "holds no CERTIFICATE block; give the PEM CA that signs client certificates".into()
+            }
+        })
+    })?;
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
     let builder = if auth.required {

@@ -124,6 +124,30 @@ async fn presence(ws: &mut Ws, event: &str, username: &str, limit: Duration) -> 
     .await
 }
 
+/// Reads presence events (other events skipped) until each `(event,
+/// username)` of `want` has come, in any order and possibly more than once;
+/// any presence event outside `want` and `also` fails the test.
+async fn presences(ws: &mut Ws, want: &[(&str, &str)], also: &[(&str, &str)], limit: Duration) {
+    let mut missing = want.to_vec();
+    let deadline = Instant::now() + limit;
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = until(ws, left, &format!("presence {missing:?}"), |v| {
+            v["type"] == "presence"
+        })
+        .await;
+        let got = (
+            v["event"].as_str().unwrap_or_default(),
+            v["username"].as_str().unwrap_or_default(),
+        );
+        assert!(
+            want.contains(&got) || also.contains(&got),
+            "unexpected presence event {v}"
+        );
+        missing.retain(|w| *w != got);
+    }
+}
+
 /// Connects to `/ws/chat` and sends a join; returns the socket and the reply.
 async fn join(server: &Wssd, room: &str, username: &str) -> (Ws, Value) {
     let mut ws = server.ws("/ws/chat").await;
@@ -395,24 +419,14 @@ async fn scaleout_redis_outage_keeps_local_chat_then_resumes() {
     // them (A announces its own changes to everyone; B also reconciles its
     // clients' view, so each may come twice). Nothing else may appear: not
     // dan, who came and went, nor anyone who never changed.
-    let expected = [("join", "carl"), ("leave", "ann")];
-    let mut want = expected.to_vec();
-    // bo's join on B reached bea locally during the outage.
-    let allowed = [("join", "carl"), ("leave", "ann"), ("join", "bo")];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !want.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let v = until(&mut bea, left, &format!("presence {want:?}"), |v| {
-            v["type"] == "presence"
-        })
-        .await;
-        let got = (
-            v["event"].as_str().unwrap_or_default(),
-            v["username"].as_str().unwrap_or_default(),
-        );
-        assert!(allowed.contains(&got), "unexpected presence event {v}");
-        want.retain(|w| *w != got);
-    }
+    // (bo's join on B reached bea locally during the outage.)
+    presences(
+        &mut bea,
+        &[("join", "carl"), ("leave", "ann")],
+        &[("join", "bo")],
+        Duration::from_secs(20),
+    )
+    .await;
     // And A's clients learn that bo joined B during the outage (B's
     // reconnect is no help to them: A reconciles what its clients missed).
     presence(&mut carl, "join", "bo", Duration::from_secs(20)).await;
@@ -580,20 +594,11 @@ async fn scaleout_an_instance_cut_off_alone_catches_up_on_presence() {
     wait_degraded(&a, false).await;
     // Once A has settled, its own clients are told what they missed. (bob's
     // own join may still reach alice late, through Redis, before the cut.)
-    let mut want = vec![("join", "bea"), ("leave", "bob")];
-    let allowed = [("join", "bea"), ("leave", "bob"), ("join", "bob")];
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while !want.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let v = until(&mut alice, left, &format!("presence {want:?}"), |v| {
-            v["type"] == "presence"
-        })
-        .await;
-        let got = (
-            v["event"].as_str().unwrap_or_default(),
-            v["username"].as_str().unwrap_or_default(),
-        );
-        assert!(allowed.contains(&got), "unexpected presence event {v}");
-        want.retain(|w| *w != got);
-    }
+    presences(
+        &mut alice,
+        &[("join", "bea"), ("leave", "bob")],
+        &[("join", "bob")],
+        Duration::from_secs(25),
+    )
+    .await;
 }
