@@ -184,6 +184,15 @@ pub struct ServeArgs {
     )]
     pub allow_origin: Vec<String>,
 
+    /// Host a browser page may reach plain (--http) listeners by, against DNS rebinding; repeatable; *.NAME for subdomains, * for any [default: the --hostname names; IP addresses and localhost always]
+    #[arg(
+        long,
+        env = "WSSD_ALLOW_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
+
     /// Peers whose X-Forwarded-* headers are believed (CIDR); repeatable [default: none]
     #[arg(
         long,

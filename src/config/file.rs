@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub idle_timeout: Option<Spanned<f64>>,
     pub drain_timeout: Option<Spanned<f64>>,
     pub allow_origin: Option<Vec<String>>,
+    pub allow_host: Option<Vec<String>>,
     pub trusted_proxy: Option<Vec<String>>,
     pub broker: Option<Spanned<String>>,
     pub broker_ca: Option<PathBuf>,

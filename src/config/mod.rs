@@ -48,6 +48,9 @@ pub struct Config {
     pub limits: Limits,
     /// Browser Origins allowed besides the server's own host (`*` = any).
     pub allow_origin: Vec<String>,
+    /// Host names browser pages may use on plain listeners besides the TLS
+    /// hostnames, IP literals and localhost (`*` = any, `*.NAME` = subdomains).
+    pub allow_host: Vec<String>,
     /// Peers whose X-Forwarded-* headers are kept (appended to).
     pub trusted_proxies: Vec<cidr::Cidr>,
     /// Admin listener, or `None` when off.
@@ -504,6 +507,18 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     } else {
         fc.allow_origin.clone().unwrap_or_default()
     };
+    let allow_host = if !args.allow_host.is_empty() {
+        args.allow_host.clone()
+    } else {
+        fc.allow_host.clone().unwrap_or_default()
+    };
+    for h in &allow_host {
+        if h != "*" && check_hostname(h).is_err() {
+            problems.push(format!(
+                "--allow-host `{h}` is not a host name (examples: --allow-host box.lan, --allow-host '*.box.lan', --allow-host '*')"
+            ));
+        }
+    }
     let mut trusted_proxies = Vec::new();
     let trusted_text = if !args.trusted_proxy.is_empty() {
         args.trusted_proxy.clone()
@@ -717,6 +732,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         routes,
         limits,
         allow_origin,
+        allow_host,
         trusted_proxies,
         admin,
         broker,

@@ -2,11 +2,12 @@
 //! version, key, Origin, connection limit), answers 101 and starts the
 //! session. Every refusal is a clear HTTP error before the upgrade.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{
-    CONNECTION, HOST, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    CONNECTION, HOST, HeaderMap, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::{Method, Request, Response, StatusCode, Version};
@@ -70,23 +71,19 @@ pub async fn accept_websocket(
     let Some(key) = req
         .headers()
         .get(SEC_WEBSOCKET_KEY)
-        .filter(|k| k.len() == 24)
+        .filter(|k| valid_key(k.as_bytes()))
         .map(|k| k.as_bytes().to_vec())
     else {
         return refuse(
             StatusCode::BAD_REQUEST,
             HandshakeFailure::Http,
-            "missing or malformed Sec-WebSocket-Key header\n",
+            "missing or malformed Sec-WebSocket-Key header: it must be 16 random bytes in base64 (24 characters ending in ==)\n",
         );
     };
     if let Some(origin) = req.headers().get(ORIGIN)
-        && !origin_allowed(origin, req.headers().get(HOST), &ctx.allow_origin)
+        && let Err(text) = browser_allowed(origin, req.headers(), ctx, conn)
     {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            HandshakeFailure::Http,
-            "Origin not allowed: this page's origin is not the server's host; add it with --allow-origin ORIGIN\n",
-        );
+        return refuse(StatusCode::FORBIDDEN, HandshakeFailure::Http, &text);
     }
     if ctx.shutdown.is_cancelled() {
         return refuse(
@@ -214,23 +211,157 @@ pub fn switching_protocols(key: &[u8]) -> Response<Body> {
     r
 }
 
-/// Same host as the request (any scheme), or listed in `--allow-origin`.
-fn origin_allowed(origin: &HeaderValue, host: Option<&HeaderValue>, allowed: &[String]) -> bool {
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    if allowed
+/// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,
+/// i.e. 22 base64 characters then `==`.
+fn valid_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// The checks on a request that carries a browser `Origin`, in one place:
+///
+/// 1. The Origin is listed exactly in `--allow-origin`: allowed (the
+///    operator vouches for that page, whatever Host or scheme it uses).
+/// 2. On plain listeners, the Host must be one the server answers browsers
+///    on (DNS rebinding: an attacker's name resolved to this address gives
+///    its page the same origin as the server). See [`HostAllow`].
+/// 3. The Origin must be the request's own host with the listener's scheme
+///    (`https` page on a TLS listener, `http` page on a plain one), or
+///    `--allow-origin *`.
+///
+/// Behind a `--trusted-proxy`, its X-Forwarded-Proto and X-Forwarded-Host
+/// stand for the scheme and the Host (a TLS-terminating proxy in front of a
+/// plain listener). The error is the refusal's text.
+pub fn browser_allowed(
+    origin: &HeaderValue,
+    headers: &HeaderMap,
+    ctx: &HttpContext,
+    conn: &ConnInfo,
+) -> Result<(), String> {
+    let origin = origin.to_str().unwrap_or("");
+    if ctx
+        .allow_origin
         .iter()
-        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        .any(|a| a != "*" && a.trim_end_matches('/').eq_ignore_ascii_case(origin))
     {
-        return true;
+        return Ok(());
     }
-    let origin_host = origin
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or(origin);
-    host.and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+    let trusted = peer_trusted(ctx, conn);
+    let forwarded = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or(v).trim())
+            .filter(|v| trusted && !v.is_empty())
+    };
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let https = match forwarded("x-forwarded-proto") {
+        Some(p) => p.eq_ignore_ascii_case("https"),
+        None => conn.tls,
+    };
+    if !conn.tls && !ctx.allow_host.allows(host) {
+        let name = host_name(host);
+        return Err(format!(
+            "Host `{host}` is not a name this server answers browser pages on (a DNS-rebinding guard on plain listeners); if {name} is yours, add --allow-host {name} (or list it in --hostname)\n"
+        ));
+    }
+    if ctx.allow_origin.iter().any(|a| a == "*") {
+        return Ok(());
+    }
+    let scheme = if https { "https" } else { "http" };
+    match origin.split_once("://") {
+        Some((s, h)) if s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host) => Ok(()),
+        Some((s, h)) if h.eq_ignore_ascii_case(host) => Err(format!(
+            "Origin `{origin}` is an {s}:// page but this listener serves {scheme}: pages of one scheme use their own (wss:// from https, ws:// from http); allow it with --allow-origin {origin}\n"
+        )),
+        _ => Err(format!(
+            "Origin `{origin}` not allowed: this page's origin is not the server's host; add it with --allow-origin ORIGIN\n"
+        )),
+    }
+}
+
+/// Whether the peer is a `--trusted-proxy`.
+fn peer_trusted(ctx: &HttpContext, conn: &ConnInfo) -> bool {
+    if ctx.trusted_proxies.is_empty() {
+        return false;
+    }
+    let ip = match conn.peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    };
+    ctx.trusted_proxies.iter().any(|c| c.contains(ip))
+}
+
+/// The name part of a Host value: no port, no IPv6 brackets, lower case,
+/// no trailing dot.
+pub(crate) fn host_name(host: &str) -> String {
+    let name = if host.parse::<IpAddr>().is_ok() {
+        host
+    } else if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let name = name.to_ascii_lowercase();
+    name.strip_suffix('.').map(str::to_string).unwrap_or(name)
+}
+
+/// Host names a browser page may reach plain listeners by (`--allow-host`
+/// plus the `--hostname` names). Always allowed whatever the list: IP
+/// literals and `localhost` (and `*.localhost`): DNS rebinding needs a
+/// name the attacker's DNS answers for, and these never go to DNS, so
+/// `--http 0.0.0.0:8080` stays reachable by IP from a phone.
+#[derive(Debug, Clone, Default)]
+pub struct HostAllow {
+    any: bool,
+    /// Lower case, no trailing dot; `*.x` entries kept as `.x` suffixes.
+    names: Vec<String>,
+}
+
+impl HostAllow {
+    /// From `--allow-host` entries and the TLS hostnames.
+    pub fn new<'a>(entries: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut allow = HostAllow::default();
+        for e in entries {
+            if e == "*" {
+                allow.any = true;
+            } else {
+                let e = host_name(e);
+                allow
+                    .names
+                    .push(e.strip_prefix('*').map(str::to_string).unwrap_or(e));
+            }
+        }
+        allow
+    }
+
+    /// Whether a Host header value is allowed.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = host_name(host);
+        if self.any
+            || name.parse::<IpAddr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".localhost")
+        {
+            return true;
+        }
+        !name.is_empty()
+            && self.names.iter().any(|n| {
+                if n.starts_with('.') {
+                    name.ends_with(n.as_str())
+                } else {
+                    *n == name
+                }
+            })
+    }
 }
 
 #[cfg(test)]
@@ -238,25 +369,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origin_rules() {
-        let hv = |s: &'static str| HeaderValue::from_static(s);
-        let host = hv("localhost:8443");
-        assert!(origin_allowed(
-            &hv("https://localhost:8443"),
-            Some(&host),
-            &[]
-        ));
-        assert!(!origin_allowed(
-            &hv("https://evil.example"),
-            Some(&host),
-            &[]
-        ));
-        assert!(origin_allowed(
-            &hv("https://app.example"),
-            Some(&host),
-            &["https://app.example".into()]
-        ));
-        assert!(origin_allowed(&hv("https://x"), Some(&host), &["*".into()]));
-        assert!(!origin_allowed(&hv("null"), Some(&host), &[]));
+    fn host_allow_rules() {
+        let a = HostAllow::new(&["box.lan".to_string(), "*.home.arpa".to_string()]);
+        for ok in [
+            "box.lan",
+            "BOX.lan:8080",
+            "box.lan.",
+            "127.0.0.1:8080",
+            "192.168.1.20",
+            "[::1]:8080",
+            "localhost:8080",
+            "app.localhost",
+            "pi.home.arpa",
+        ] {
+            assert!(a.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "box.lan.evil",
+            "",
+            "home.arpa",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!a.allows(bad), "{bad}");
+        }
+        assert!(HostAllow::new(&["*".to_string()]).allows("anything.example"));
+    }
+
+    #[test]
+    fn key_must_be_base64_of_16_bytes() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(valid_key(b"AAAAAAAAAAAAAAAAAAAA+/=="));
+        assert!(!valid_key(b"!!!!!!!!!!!!!!!!!!!!!!=="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQAA"));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZ==="));
     }
 }

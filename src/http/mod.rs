@@ -5,6 +5,7 @@
 //! Sockets, TLS and connection limits are `crate::server`'s business.
 
 pub mod edge;
+pub mod path;
 pub mod router;
 
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
+use hyper::header::{CONTENT_TYPE, HeaderValue, STRICT_TRANSPORT_SECURITY, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -39,6 +40,11 @@ pub struct HttpContext {
     pub router: Router,
     /// Browser Origins allowed besides the request's own host.
     pub allow_origin: Vec<String>,
+    /// Host names browser pages may use on plain listeners (DNS rebinding).
+    pub allow_host: edge::HostAllow,
+    /// Send Strict-Transport-Security on TLS listeners (publicly trusted
+    /// certificates only: `--tls acme` or `files`).
+    pub hsts: bool,
     /// One permit per open WebSocket (`--max-connections`).
     pub sessions: Arc<Semaphore>,
     /// Cancelled when the server shuts down.
@@ -79,7 +85,16 @@ pub async fn serve_connection<IO>(
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(req, &ctx, &conn).await) }
+        async move {
+            let host = (conn.tls && ctx.hsts)
+                .then(|| req.headers().get(hyper::header::HOST).cloned())
+                .flatten();
+            let mut response = handle(req, &ctx, &conn).await;
+            if let Some(host) = host {
+                strict_transport(&mut response, &host);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -106,8 +121,27 @@ pub async fn serve_connection<IO>(
     }
 }
 
-async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> Response<Body> {
-    let path = req.uri().path().to_string();
+async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> Response<Body> {
+    // One clean path for routing and for every route kind (the proxy
+    // builds its upstream target from it).
+    let path = match path::clean(req.uri().path()) {
+        Ok(clean) => clean.into_owned(),
+        Err(e) => {
+            if wants_websocket(&req) {
+                metrics::handshake_failed(HandshakeFailure::Http);
+            }
+            return counted(text_response(
+                StatusCode::BAD_REQUEST,
+                &format!("bad request path: {e}\n"),
+            ));
+        }
+    };
+    if path != req.uri().path() && set_path(&mut req, &path).is_err() {
+        return counted(text_response(
+            StatusCode::BAD_REQUEST,
+            "bad request path: it cannot be cleaned into a valid path\n",
+        ));
+    }
     if !conn.tls
         && let Some(token) = path.strip_prefix(crate::tls::challenge::HTTP01_PREFIX)
     {
@@ -180,6 +214,19 @@ async fn handle(req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) -> R
     }
 }
 
+/// Replaces the request's path (the query is kept); `path` is a cleaned
+/// form of the original, so this fails only if the URI library disagrees.
+fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), hyper::http::Error> {
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(target.parse().map_err(hyper::http::Error::from)?);
+    *req.uri_mut() = hyper::Uri::from_parts(parts).map_err(hyper::http::Error::from)?;
+    Ok(())
+}
+
 fn websocket_paths(router: &Router) -> String {
     let list: Vec<&str> = router
         .routes()
@@ -205,6 +252,48 @@ fn wants_websocket<B>(req: &Request<B>) -> bool {
         })
     };
     has_token(UPGRADE, "websocket") && has_token(hyper::header::CONNECTION, "upgrade")
+}
+
+/// HSTS max-age: one year, the usual production value (and the minimum
+/// for browsers' preload lists); no includeSubDomains, as this server does
+/// not know its neighbours.
+pub const HSTS: &str = "max-age=31536000";
+
+/// Adds Strict-Transport-Security to a response over TLS when the Host is
+/// a public-looking DNS name: never for IP literals (browsers ignore it
+/// there), `localhost`, single-label names or private-use suffixes (.lan,
+/// .local, .internal, .home.arpa, .test, ...), where a pinned https-only
+/// rule would follow a developer to every other port of that name. An
+/// upstream's own header (proxy routes) is kept.
+fn strict_transport(response: &mut Response<Body>, host: &HeaderValue) {
+    const PRIVATE: &[&str] = &[
+        "localhost",
+        "local",
+        "lan",
+        "home",
+        "corp",
+        "internal",
+        "intranet",
+        "private",
+        "home.arpa",
+        "test",
+        "example",
+        "invalid",
+    ];
+    let name = edge::host_name(host.to_str().unwrap_or(""));
+    let public = name.contains('.')
+        && name.parse::<std::net::IpAddr>().is_err()
+        && !PRIVATE
+            .iter()
+            .any(|p| name == *p || name.ends_with(&format!(".{p}")));
+    if public
+        && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        && !response.headers().contains_key(STRICT_TRANSPORT_SECURITY)
+    {
+        response
+            .headers_mut()
+            .insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
 }
 
 fn counted(response: Response<Body>) -> Response<Body> {

@@ -1,6 +1,15 @@
 //! The bundled browser client, embedded in the binary at build time (no
 //! network fetches). `static_files` serves it when a static route has no folder.
 
+/// Content-Security-Policy of the bundled page: its own script and style
+/// files only (no inline code), the microphone's AudioWorklet from a
+/// `blob:` URL it makes itself, WebSockets to its own host (CSP 3 `'self'`
+/// covers ws:// and wss:// of the page's host), no framing (the microphone
+/// panel must not be clickjacked), no plugins, no form posts elsewhere.
+pub const CSP: &str = "default-src 'none'; script-src 'self' blob:; style-src 'self'; \
+connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+frame-ancestors 'none'";
+
 /// One embedded file.
 pub struct Asset {
     pub path: &'static str,

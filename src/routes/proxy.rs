@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use http_body_util::BodyExt;
@@ -261,7 +261,9 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Copies end-to-end headers and sets X-Forwarded-For/Proto/Host and
 /// X-Real-IP. Incoming X-Forwarded-* are kept (appended to) only from
-/// trusted proxies; otherwise they are replaced.
+/// trusted proxies; otherwise they are replaced. `Forwarded` (RFC 7239) is
+/// treated the same: dropped from other peers, and from a trusted proxy
+/// kept with this hop's element appended.
 fn forwarded_headers(
     incoming: &HeaderMap,
     ctx: &HttpContext,
@@ -281,6 +283,7 @@ fn forwarded_headers(
             || listed.iter().any(|l| l == n)
             || n.starts_with("x-forwarded-")
             || n == "x-real-ip"
+            || n == "forwarded"
             || (websocket && n.starts_with("sec-websocket-") && n != "sec-websocket-protocol")
         {
             continue;
@@ -325,6 +328,17 @@ fn forwarded_headers(
             out.insert(HeaderName::from_static(name), v);
         }
     };
+    if trusted {
+        let prior: Vec<&str> = incoming
+            .get_all(header::FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !prior.is_empty() {
+            let own = forwarded_element(peer_ip, conn.tls, prior_host(incoming).as_deref());
+            set("forwarded", format!("{}, {own}", prior.join(", ")));
+        }
+    }
     set("x-forwarded-for", xff);
     set("x-forwarded-proto", proto);
     set("x-real-ip", real_ip);
@@ -332,6 +346,27 @@ fn forwarded_headers(
         set("x-forwarded-host", h);
     }
     out
+}
+
+fn prior_host(incoming: &HeaderMap) -> Option<String> {
+    incoming
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// This hop's `Forwarded` element: `for=` the peer (IPv6 quoted and
+/// bracketed), `proto=`, and `host=` (quoted) when the Host is sane.
+fn forwarded_element(peer: IpAddr, tls: bool, host: Option<&str>) -> String {
+    let mut e = match peer {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    e.push_str(if tls { ";proto=https" } else { ";proto=http" });
+    if let Some(h) = host.filter(|h| !h.contains(['"', '\\'])) {
+        e.push_str(&format!(";host=\"{h}\""));
+    }
+    e
 }
 
 fn bad_gateway(text: &str) -> Response<Body> {
@@ -348,6 +383,17 @@ pub async fn forward_http(
     rest: &str,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    // A request body the client breaks (bad chunked framing, a cut
+    // connection) fails the upstream exchange too; the flag tells the two
+    // apart so the client gets 400, not 502.
+    let client_body_failed = Arc::new(AtomicBool::new(false));
+    let body = {
+        let failed = client_body_failed.clone();
+        body.map_err(move |e| {
+            failed.store(true, Ordering::Relaxed);
+            e
+        })
+    };
     let headers = forwarded_headers(&parts.headers, ctx, conn, false);
     for i in proxy.candidates() {
         let io = match proxy.connect(i).await {
@@ -390,6 +436,13 @@ pub async fn forward_http(
                 }
                 let body = body.map_err(std::io::Error::other).boxed();
                 Response::from_parts(parts, body)
+            }
+            Err(e) if client_body_failed.load(Ordering::Relaxed) => {
+                tracing::debug!(route = %proxy.path, error = %e, "client request body unreadable");
+                text_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request body is malformed (bad chunked encoding) or was cut off\n",
+                )
             }
             Err(e) => {
                 tracing::warn!(route = %proxy.path, upstream = %proxy.members[i].upstream.url, error = %e, "upstream request failed");

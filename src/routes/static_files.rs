@@ -152,6 +152,12 @@ fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) 
         "x-content-type-options",
         hyper::header::HeaderValue::from_static("nosniff"),
     );
+    if bundled {
+        h.insert(
+            hyper::header::CONTENT_SECURITY_POLICY,
+            hyper::header::HeaderValue::from_static(bundled::CSP),
+        );
+    }
     r
 }
 

@@ -174,6 +174,13 @@ pub async fn run(
     let ctx = Arc::new(HttpContext {
         router,
         allow_origin: config.allow_origin.clone(),
+        allow_host: crate::http::edge::HostAllow::new(
+            config.allow_host.iter().chain(&config.tls.hostnames),
+        ),
+        hsts: matches!(
+            config.tls.mode,
+            crate::cli::TlsMode::Acme | crate::cli::TlsMode::Files
+        ),
         sessions: Arc::new(Semaphore::new(config.limits.max_connections)),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
