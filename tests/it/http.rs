@@ -204,7 +204,8 @@ async fn dns_rebinding_host_refused_on_plain_listeners() {
     let r = send(evil.clone(), Some(format!("http://{evil}"))).await;
     assert_eq!(r.status, 403);
     assert!(
-        r.body_text().contains("--allow-host rebind.attacker.example"),
+        r.body_text()
+            .contains("--allow-host rebind.attacker.example"),
         "{}",
         r.body_text()
     );
@@ -223,7 +224,11 @@ async fn dns_rebinding_host_refused_on_plain_listeners() {
     let host = format!("127.0.0.1:{port}");
     let r = send(host.clone(), Some(format!("https://{host}"))).await;
     assert_eq!(r.status, 403);
-    assert!(r.body_text().contains("--allow-origin"), "{}", r.body_text());
+    assert!(
+        r.body_text().contains("--allow-origin"),
+        "{}",
+        r.body_text()
+    );
     assert!(
         server
             .metric("wssd_handshake_failures_total{reason=\"http\"}")
@@ -274,7 +279,11 @@ async fn cross_scheme_origin_refused_on_tls_listeners() {
     // does not get the wss:// socket.
     let r = send(format!("http://{host}")).await;
     assert_eq!(r.status, 403);
-    assert!(r.body_text().contains("--allow-origin"), "{}", r.body_text());
+    assert!(
+        r.body_text().contains("--allow-origin"),
+        "{}",
+        r.body_text()
+    );
 
     // Unless that exact origin is allowed (Host and Origin without a port
     // here, as a browser sends them for port 443).
@@ -316,7 +325,12 @@ async fn hsts_only_for_public_names_with_trusted_certificates() {
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let server = Wssd::builder()
         .args(["--tls", "files"])
-        .args(["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
+        .args([
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
         .with_http()
         .spawn()
         .await;
@@ -337,14 +351,19 @@ async fn hsts_only_for_public_names_with_trusted_certificates() {
     );
     // On errors too (a 404 is still an https answer).
     let r = get("wssd.example.com", "/nope").await;
-    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000"));
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
     for host in ["localhost", "127.0.0.1", "box.lan"] {
         let r = get(host, "/").await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("strict-transport-security"), None, "{host}");
     }
     // Never on plain listeners.
-    let tcp = tokio::net::TcpStream::connect(server.http_addr()).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
     let r = http_get(tcp, "wssd.example.com", "/", &[]).await;
     assert_eq!(r.header("strict-transport-security"), None);
 

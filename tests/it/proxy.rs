@@ -365,3 +365,157 @@ async fn message_limit_applies_to_proxied_sockets() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A plain HTTP upstream that answers every request with its request head
+/// (request line and headers) as the body, so a test sees what arrived.
+async fn recording_upstream() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                    if s.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    head.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.write_all(&head).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn dot_segments_resolved_before_routing_and_upstream() {
+    let up = recording_upstream().await;
+    let front = Wssd::builder()
+        .args(["--route", &format!("/b=proxy:http://127.0.0.1:{up}/v1")])
+        .args([
+            "--route",
+            &format!("/api=proxy:http://127.0.0.1:{up}/apiup"),
+        ])
+        .args(["--route", &format!("/=proxy:http://127.0.0.1:{up}/root")])
+        .spawn()
+        .await;
+    let line = |path: &'static str| {
+        let front = &front;
+        async move {
+            let r = http_get(front.tls_connect().await, "localhost", path, &[]).await;
+            (
+                r.status,
+                r.body_text().lines().next().unwrap_or("").to_string(),
+            )
+        }
+    };
+    for (sent, upstream) in [
+        // Routed on the clean path: none of these belongs to /b or /api.
+        ("/b/../admin", "GET /root/admin HTTP/1.1"),
+        ("/b/%2e%2e/admin", "GET /root/admin HTTP/1.1"),
+        ("/b/%2E%2e/admin", "GET /root/admin HTTP/1.1"),
+        ("/b/.%2E/admin?x=1", "GET /root/admin?x=1 HTTP/1.1"),
+        ("/api/../secret", "GET /root/secret HTTP/1.1"),
+        ("//api/secret", "GET /apiup/secret HTTP/1.1"),
+        // Inside a route: the upstream gets the resolved path.
+        ("/b/x/../y", "GET /v1/y HTTP/1.1"),
+        ("/b/./y/.", "GET /v1/y/ HTTP/1.1"),
+    ] {
+        assert_eq!(line(sent).await, (200, upstream.to_string()), "{sent}");
+    }
+    // Climbing above the root, or a `..` hidden behind an encoded slash.
+    for sent in [
+        "/b/../../etc/passwd",
+        "/%2e%2e/x",
+        "/b/..%2fadmin",
+        "/b/..%5Cadmin",
+    ] {
+        let (status, _) = line(sent).await;
+        assert_eq!(status, 400, "{sent}");
+    }
+    // The same cleaning for WebSocket upgrades (every route kind).
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let r = http_get(front.tls_connect().await, "localhost", "/b/../..", &upgrade).await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn forwarded_header_treated_like_x_forwarded() {
+    let up = recording_upstream().await;
+    let spoof = [
+        ("Forwarded", "for=6.6.6.6;host=evil.example"),
+        ("X-Forwarded-For", "6.6.6.6"),
+    ];
+    // From an untrusted client: dropped, as X-Forwarded-For is replaced.
+    let proxy = front(&format!("http://127.0.0.1:{up}"), &[]).await;
+    let r = http_get(proxy.tls_connect().await, "localhost", "/x", &spoof).await;
+    let head = r.body_text().to_ascii_lowercase();
+    assert_eq!(r.status, 200);
+    assert!(!head.contains("6.6.6.6"), "{head}");
+    assert!(!head.contains("\r\nforwarded:"), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
+    // From a trusted proxy: kept, with this hop appended.
+    let proxy = front(
+        &format!("http://127.0.0.1:{up}"),
+        &["--trusted-proxy", "127.0.0.1/32"],
+    )
+    .await;
+    let r = http_get(proxy.tls_connect().await, "localhost", "/x", &spoof).await;
+    let head = r.body_text().to_ascii_lowercase();
+    assert!(
+        head.contains(
+            "forwarded: for=6.6.6.6;host=evil.example, for=127.0.0.1;proto=https;host=\"localhost\""
+        ),
+        "{head}"
+    );
+    assert!(
+        head.contains("x-forwarded-for: 6.6.6.6, 127.0.0.1"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_chunked_body_is_400_not_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that reads the request and never answers: only the
+    // client's broken body can end the exchange.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let front = front(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let mut tls = front.tls_connect().await;
+    tls.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut raw)).await;
+    let r = crate::harness::parse_response(&raw);
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert!(r.body_text().contains("chunked"), "{}", r.body_text());
+}
