@@ -2,12 +2,13 @@
 //! network fetches). `static_files` serves it when a static route has no folder.
 
 /// Content-Security-Policy of the bundled page: its own script and style
-/// files only (no inline code), the microphone's AudioWorklet from a
-/// `blob:` URL it makes itself, WebSockets to its own host (CSP 3 `'self'`
-/// covers ws:// and wss:// of the page's host), no framing (the microphone
-/// panel must not be clickjacked), no plugins, no form posts elsewhere.
+/// files only (no inline code, no eval), the microphone's AudioWorklet from
+/// a `blob:` URL it makes itself, WebSockets to any ws:// or wss:// URL (a
+/// route field may name another server, e.g. a speech recognizer) but no
+/// other fetches, no framing (the microphone panel must not be
+/// clickjacked), no plugins, no form posts.
 pub const CSP: &str = "default-src 'none'; script-src 'self' blob:; style-src 'self'; \
-connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
 /// One embedded file.

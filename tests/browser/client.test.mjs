@@ -152,8 +152,13 @@ async function newPage(viewport, hash = '', init = null) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // Anything the page's Content-Security-Policy blocks is a failure too.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text());
+  });
   const res = await page.goto(`${origin()}/${hash}`);
   assert.equal(res.status(), 200);
+  assert.match(res.headers()['content-security-policy'] || '', /default-src 'none'/);
   return { context, page, errors };
 }
 
@@ -371,7 +376,8 @@ test('mic: on plain http (not localhost) the page says the microphone needs http
   // A plain listener; the name wssd.test resolves to 127.0.0.1 in this browser only.
   const dir = path.join(tmp, 'plain');
   const httpPort = await freePort();
-  const plainServer = await startWssd(dir, ['--http', `127.0.0.1:${httpPort}`, '--route', '/=static', '--route', '/ws/echo=echo']);
+  // wssd.test is a DNS name: on a plain listener a browser page may use it only once allowed (DNS-rebinding guard).
+  const plainServer = await startWssd(dir, ['--http', `127.0.0.1:${httpPort}`, '--route', '/=static', '--route', '/ws/echo=echo', '--allow-host', 'wssd.test']);
   atEnd(() => stopWssd(plainServer));
   const plain = await launchChromium([
     ...INSECURE,

@@ -386,7 +386,7 @@ async fn bundled_page_has_a_content_security_policy() {
         for part in [
             "default-src 'none'",
             "script-src 'self' blob:",
-            "connect-src 'self'",
+            "connect-src 'self' ws: wss:",
             "frame-ancestors 'none'",
         ] {
             assert!(csp.contains(part), "{path}: `{part}` missing in `{csp}`");
