@@ -916,6 +916,27 @@ mod tests {
     }
 
     #[test]
+    fn allow_host_from_flag_or_file_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "allow_host = [\"box.lan\", \"*.home.arpa\"]\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(&args(&["--config", p]), &env()).unwrap();
+        assert_eq!(c.allow_host, ["box.lan", "*.home.arpa"]);
+        let c = load(&args(&["--config", p, "--allow-host", "*"]), &env()).unwrap();
+        assert_eq!(c.allow_host, ["*"]);
+        let e = load(
+            &args(&["--config", "/dev/null", "--allow-host", "http://box.lan"]),
+            &env(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("--allow-host `http://box.lan`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let e = load(
             &args(&[
