@@ -266,9 +266,18 @@ pub fn browser_allowed(
     };
     if !conn.tls && !ctx.allow_host.allows(host) {
         let name = host_name(host);
-        return Err(format!(
+        let text = format!(
             "Host `{host}` is not a name this server answers browser pages on (a DNS-rebinding guard on plain listeners); if {name} is yours, add --allow-host {name} (or list it in --hostname)\n"
-        ));
+        );
+        // A browser hides the refusal's text from the page: say it once in
+        // the log (not per request: a hostile page could repeat it).
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(peer = %conn.peer, "WebSocket refused (further ones are logged at debug level): {}", text.trim_end());
+        } else {
+            tracing::debug!(peer = %conn.peer, "WebSocket refused: {}", text.trim_end());
+        }
+        return Err(text);
     }
     if ctx.allow_origin.iter().any(|a| a == "*") {
         return Ok(());

@@ -33,6 +33,11 @@ pub fn clean(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let Some(body) = raw.strip_prefix('/') else {
         return Ok(Cow::Borrowed(raw));
     };
+    // Most paths have nothing to clean: no dot after a slash, no empty
+    // segment, no percent sign, no backslash.
+    if !(raw.contains("/.") || raw.contains("//") || raw.contains(['%', '\\'])) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let segments: Vec<&str> = body.split('/').collect();
     let last = segments.len() - 1;
     let mut out: Vec<&str> = Vec::with_capacity(segments.len());
@@ -106,6 +111,9 @@ fn dots(segment: &str) -> Option<usize> {
 
 /// Whether splitting at `%2F`, `%5C` or `\` leaves a `.` or `..` part.
 fn hides_dot_segment(segment: &str) -> bool {
+    if !segment.contains(['%', '\\']) {
+        return false;
+    }
     let lower = segment.to_ascii_lowercase();
     if !(lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\')) {
         return false;
