@@ -9,7 +9,9 @@
 //! - a `..` that would climb above `/` (`/..`, `/a/../..`);
 //! - a segment that hides a dot-segment behind an encoded or Windows
 //!   separator: `..%2f`, `%2e%2e%5c`, `..\`; a backend that decodes `%2F`
-//!   or treats `\` as `/` would see a `..` the router did not.
+//!   or treats `\` as `/` would see a `..` the router did not; likewise
+//!   behind a path parameter, `..;x` (Tomcat and other Java servers drop
+//!   `;params` and then resolve the `..`).
 //!
 //! Everything else is kept byte for byte, percent-encoding included (an
 //! encoded slash inside an ordinary name, `@scope%2Fpkg`, passes).
@@ -35,7 +37,7 @@ pub fn clean(raw: &str) -> Result<Cow<'_, str>, PathError> {
     };
     // Most paths have nothing to clean: no dot after a slash, no empty
     // segment, no percent sign, no backslash.
-    if !(raw.contains("/.") || raw.contains("//") || raw.contains(['%', '\\'])) {
+    if !(raw.contains("/.") || raw.contains("//") || raw.contains(['%', '\\', ';'])) {
         return Ok(Cow::Borrowed(raw));
     }
     let segments: Vec<&str> = body.split('/').collect();
@@ -109,20 +111,18 @@ fn dots(segment: &str) -> Option<usize> {
     (count > 0).then_some(count)
 }
 
-/// Whether splitting at `%2F`, `%5C` or `\` leaves a `.` or `..` part.
+/// Whether splitting at `%2F`, `%5C`, `\` or `;` (or `%3B`) leaves a `.`
+/// or `..` part.
 fn hides_dot_segment(segment: &str) -> bool {
-    if !segment.contains(['%', '\\']) {
+    if !segment.contains(['%', '\\', ';']) {
         return false;
     }
     let lower = segment.to_ascii_lowercase();
-    if !(lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\')) {
-        return false;
-    }
     lower
         .replace("%2f", "/")
         .replace("%5c", "/")
-        .replace('\\', "/")
-        .split('/')
+        .replace("%3b", ";")
+        .split(['/', '\\', ';'])
         .any(|part| dots(part).is_some())
 }
 
@@ -163,6 +163,7 @@ mod tests {
             assert!(matches!(clean(p), Ok(Cow::Borrowed(_))), "{p}");
         }
         assert_eq!(ok("/@scope%2Fpkg"), "/@scope%2Fpkg");
+        assert_eq!(ok("/a;v=1/b"), "/a;v=1/b");
     }
 
     #[test]
@@ -187,6 +188,9 @@ mod tests {
             "/a/..%5csecret",
             "/a/..\\secret",
             "/a/x%2f.%2fy",
+            "/api/..;/admin",
+            "/api/..%3b/admin",
+            "/api/.;x/admin",
         ] {
             assert_eq!(clean(p), Err(PathError::HiddenDotSegment), "{p}");
         }
