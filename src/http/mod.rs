@@ -1,6 +1,7 @@
 //! The HTTP layer: serves one connection (TLS or plain) with hyper, and for
-//! each request goes edge checks -> router -> route kind. WebSocket upgrades
-//! are accepted in `edge` and handed to `crate::session`.
+//! each request goes path cleaning (`path`) -> router -> route kind, with
+//! the edge checks for upgrades; HSTS is added on the way out. WebSocket
+//! upgrades are accepted in `edge` and handed to `crate::session`.
 //!
 //! Sockets, TLS and connection limits are `crate::server`'s business.
 
