@@ -7,8 +7,10 @@
 //!
 //! Each count is a leaky bucket: a failure adds one, the bucket drains at a
 //! fixed rate, and an attempt is refused while the bucket holds `burst` or
-//! more (the wait is how long it takes to drain below). Successes are not
-//! counted and clear their address's bucket. IPv6 addresses count per /64
+//! more (the wait is how long it takes to drain below). Every attempt let
+//! through is charged as a failure at once, under the same lock as the
+//! check, so concurrent attempts cannot all slip in before any is counted;
+//! a success refunds its charge and clears its address's bucket. IPv6 addresses count per /64
 //! (one host usually owns a whole /64) and IPv4-mapped ones as IPv4.
 //!
 //! Memory is bounded: the per-address table holds at most `max_addresses`
@@ -93,20 +95,18 @@ impl Backoff {
         }
     }
 
-    /// Whether an attempt from `ip` may be checked now.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
-        self.check_at(ip, Instant::now())
+    /// Whether an attempt from `ip` may be checked now; if so it is
+    /// counted as a failure until [`Self::succeeded`] says otherwise.
+    pub fn attempt(&self, ip: IpAddr) -> Result<(), Refused> {
+        self.attempt_at(ip, Instant::now())
     }
 
-    /// Counts a wrong secret from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        self.failed_at(ip, Instant::now());
-    }
-
-    /// Forgets `ip`'s failures (it presented the right secret).
+    /// The attempt from `ip` presented the right secret: its charge is
+    /// refunded and the address's failures forgotten.
     pub fn succeeded(&self, ip: IpAddr) {
         if let Ok(mut s) = self.state.lock() {
             s.by_ip.remove(&key(ip));
+            s.global.level = (s.global.level - 1.0).max(0.0);
         }
     }
 
@@ -115,8 +115,8 @@ impl Backoff {
         self.state.lock().map_or(0, |s| s.by_ip.len())
     }
 
-    fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Refused> {
-        let p = &self.policy;
+    fn attempt_at(&self, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+        let p = self.policy;
         // A poisoned lock means a panic elsewhere: refuse rather than let
         // guesses through unchecked.
         let Ok(mut s) = self.state.lock() else {
@@ -130,14 +130,6 @@ impl Backoff {
         if let Some(wait) = s.global.wait(now, p.global_rate, p.global_burst) {
             return Err(Refused::Global(wait));
         }
-        Ok(())
-    }
-
-    fn failed_at(&self, ip: IpAddr, now: Instant) {
-        let p = self.policy;
-        let Ok(mut s) = self.state.lock() else {
-            return;
-        };
         s.global.add(now, p.global_rate);
         let k = key(ip);
         if !s.by_ip.contains_key(&k) && s.by_ip.len() >= p.max_addresses {
@@ -162,6 +154,7 @@ impl Backoff {
             .entry(k)
             .or_insert_with(|| Leaky::new(now))
             .add(now, p.per_ip_rate);
+        Ok(())
     }
 }
 
@@ -238,16 +231,15 @@ mod tests {
         let t = Instant::now();
         let a = ip("192.0.2.1");
         for _ in 0..3 {
-            assert_eq!(b.check_at(a, t), Ok(()));
-            b.failed_at(a, t);
+            assert_eq!(b.attempt_at(a, t), Ok(()));
         }
-        let refused = b.check_at(a, t).unwrap_err();
+        let refused = b.attempt_at(a, t).unwrap_err();
         assert!(matches!(refused, Refused::Address(_)));
         assert_eq!(refused.retry_after_secs(), 1);
         // Another address is still checked.
-        assert_eq!(b.check_at(ip("192.0.2.2"), t), Ok(()));
+        assert_eq!(b.attempt_at(ip("192.0.2.2"), t), Ok(()));
         // One second drains one failure.
-        assert_eq!(b.check_at(a, t + Duration::from_millis(1001)), Ok(()));
+        assert_eq!(b.attempt_at(a, t + Duration::from_millis(1001)), Ok(()));
     }
 
     #[test]
@@ -256,15 +248,14 @@ mod tests {
         let t = Instant::now();
         for i in 0..5 {
             let a = ip(&format!("198.51.100.{i}"));
-            assert_eq!(b.check_at(a, t), Ok(()));
-            b.failed_at(a, t);
+            assert_eq!(b.attempt_at(a, t), Ok(()));
         }
         assert!(matches!(
-            b.check_at(ip("203.0.113.9"), t),
+            b.attempt_at(ip("203.0.113.9"), t),
             Err(Refused::Global(_))
         ));
         assert_eq!(
-            b.check_at(ip("203.0.113.9"), t + Duration::from_millis(501)),
+            b.attempt_at(ip("203.0.113.9"), t + Duration::from_millis(501)),
             Ok(())
         );
     }
@@ -274,15 +265,15 @@ mod tests {
         let b = Backoff::new(POLICY);
         let t = Instant::now();
         for i in 1..=3 {
-            b.failed_at(ip(&format!("2001:db8:1:2::{i}")), t);
+            let _ = b.attempt_at(ip(&format!("2001:db8:1:2::{i}")), t);
         }
-        assert!(b.check_at(ip("2001:db8:1:2::ffff"), t).is_err());
-        assert!(b.check_at(ip("2001:db8:1:3::1"), t).is_ok());
+        assert!(b.attempt_at(ip("2001:db8:1:2::ffff"), t).is_err());
+        assert!(b.attempt_at(ip("2001:db8:1:3::1"), t).is_ok());
         for _ in 0..3 {
-            b.failed_at(ip("::ffff:192.0.2.7"), t + Duration::from_secs(10));
+            let _ = b.attempt_at(ip("::ffff:192.0.2.7"), t + Duration::from_secs(10));
         }
         assert!(
-            b.check_at(ip("192.0.2.7"), t + Duration::from_secs(10))
+            b.attempt_at(ip("192.0.2.7"), t + Duration::from_secs(10))
                 .is_err()
         );
     }
@@ -296,15 +287,26 @@ mod tests {
         });
         let t = Instant::now();
         for i in 0..100 {
-            b.failed_at(ip(&format!("10.0.{}.{}", i / 250, i % 250)), t);
+            let _ = b.attempt_at(ip(&format!("10.0.{}.{}", i / 250, i % 250)), t);
         }
         assert_eq!(b.tracked(), 4);
         let a = ip("10.9.9.9");
-        b.failed_at(a, t);
-        b.failed_at(a, t);
-        b.failed_at(a, t);
-        assert!(b.check_at(a, t).is_err());
+        let _ = b.attempt_at(a, t);
+        let _ = b.attempt_at(a, t);
+        let _ = b.attempt_at(a, t);
+        assert!(b.attempt_at(a, t).is_err());
         b.succeeded(a);
-        assert!(b.check_at(a, t).is_ok());
+        assert!(b.attempt_at(a, t).is_ok());
+    }
+
+    #[test]
+    fn success_refunds_the_global_charge() {
+        let b = Backoff::new(POLICY);
+        let t = Instant::now();
+        for i in 0..20 {
+            let a = ip(&format!("192.0.2.{i}"));
+            assert_eq!(b.attempt_at(a, t), Ok(()), "{i}");
+            b.succeeded(a);
+        }
     }
 }

@@ -51,7 +51,7 @@ impl Publish {
             );
         }
         // Past the backoff bound the token is not even looked at.
-        if let Err(refused) = self.backoff.check(peer) {
+        if let Err(refused) = self.backoff.attempt(peer) {
             let mut r = text_response(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("{refused} (publish token not checked)\n"),
@@ -63,7 +63,6 @@ impl Publish {
         if self.authorized(req.headers().get(AUTHORIZATION)) {
             self.backoff.succeeded(peer);
         } else {
-            self.backoff.failed(peer);
             let mut r = text_response(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token: send `Authorization: Bearer <--publish-token>`\n",

@@ -476,7 +476,7 @@ impl ChatSession {
         let password = string_field(request, "password", "auth")?;
         // Past the per-address or global bound, the password is not even
         // compared: guessing speed does not grow with connections.
-        if let Err(refused) = self.route.backoff.check(self.ip) {
+        if let Err(refused) = self.route.backoff.attempt(self.ip) {
             return Err(Refusal::error(
                 "rate_limited",
                 format!("{refused} (moderator password not checked)"),
@@ -491,7 +491,6 @@ impl ChatSession {
                     .into(),
             )));
         }
-        self.route.backoff.failed(self.ip);
         self.bad_passwords += 1;
         if self.bad_passwords >= MAX_BAD_PASSWORDS {
             return Err(Refusal::Close("too many wrong moderator passwords".into()));
