@@ -272,28 +272,37 @@ end
 return gone
 ";
 
-/// KEYS: members, history, bans, swept. ARGV: instance, ttl_ms, key_ttl_ms,
-/// names... Rewrites this instance's entries; an entry another instance
-/// holds live is left alone and its name returned in `clashes` (a clash
-/// from an outage). Returns {clashes, back, live}: `back` are names this
+/// KEYS: members, history, bans, swept, names. ARGV: instance, ttl_ms,
+/// key_ttl_ms, then (name, name key) pairs. Rewrites this instance's
+/// entries and their name keys; an entry another instance holds live, or a
+/// name key pointing at another instance's live member (`Alice` there,
+/// `alice` here), is left alone and its name returned in `clashes` (a
+/// clash from an outage). Returns {clashes, back, live}: `back` are names this
 /// instance held that a sweep had announced gone (tombstone removed),
 /// `live` every live member of the room afterwards.
 const REFRESH: &str = r"
 local clashes = {}
 local back = {}
-for i = 4, #ARGV do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if cur and owner(cur) ~= ARGV[1] and expiry(cur) > now then
-    clashes[#clashes + 1] = ARGV[i]
+local function held_elsewhere(v)
+  return v and owner(v) ~= ARGV[1] and expiry(v) > now
+end
+for i = 4, #ARGV - 1, 2 do
+  local name, key = ARGV[i], ARGV[i + 1]
+  local same = redis.call('HGET', KEYS[5], key)
+  if held_elsewhere(redis.call('HGET', KEYS[1], name))
+    or (same and same ~= name and held_elsewhere(redis.call('HGET', KEYS[1], same))) then
+    clashes[#clashes + 1] = name
   else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. ':' .. (now + tonumber(ARGV[2])))
-    if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[1] then
-      redis.call('HDEL', KEYS[4], ARGV[i])
-      back[#back + 1] = ARGV[i]
+    redis.call('HSET', KEYS[1], name, ARGV[1] .. ':' .. (now + tonumber(ARGV[2])))
+    redis.call('HSET', KEYS[5], key, name)
+    if redis.call('HGET', KEYS[4], name) == ARGV[1] then
+      redis.call('HDEL', KEYS[4], name)
+      back[#back + 1] = name
     end
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[5], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 local all = redis.call('HGETALL', KEYS[1])
@@ -875,11 +884,12 @@ impl RedisBackend {
                 .key(&keys.history)
                 .key(&keys.bans)
                 .key(&keys.swept)
+                .key(&keys.names)
                 .arg(&self.instance_text)
                 .arg(ttl)
                 .arg(Self::key_ttl_ms());
             for name in &names {
-                call.arg(name);
+                call.arg(name).arg(crate::names::key(name));
             }
             match self
                 .guarded(
