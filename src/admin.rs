@@ -3,6 +3,7 @@
 //! `POST /publish/...` (see `crate::publish`). It serves no user traffic.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ pub async fn serve(
 ) {
     let publish = publish.map(Arc::new);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = socket.accept() => match accepted {
                 Ok(pair) => pair,
@@ -48,7 +49,11 @@ pub async fn serve(
             let service = service_fn(move |req| {
                 let readiness = readiness.clone();
                 let publish = publish.clone();
-                async move { Ok::<_, Infallible>(handle(req, &readiness, publish.as_deref()).await) }
+                async move {
+                    Ok::<_, Infallible>(
+                        handle(req, &readiness, publish.as_deref(), peer.ip()).await,
+                    )
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -70,11 +75,12 @@ async fn handle(
     req: Request<Incoming>,
     readiness: &Readiness,
     publish: Option<&Publish>,
+    peer: IpAddr,
 ) -> Response<Body> {
     let path = req.uri().path();
     if path.starts_with("/publish/") {
         return match publish {
-            Some(p) => p.handle(req).await,
+            Some(p) => p.handle(req, peer).await,
             None => text_response(
                 StatusCode::NOT_FOUND,
                 "publishing is disabled; start wssd with --publish-token TOKEN (or WSSD_PUBLISH_TOKEN)\n",

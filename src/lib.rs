@@ -13,11 +13,15 @@
 //! - [`http`]: the hyper service: request -> edge checks -> router -> route kind.
 //! - [`routes`]: one module per route kind (`echo`, `static`).
 //! - [`session`]: the WebSocket driver (limits, pings, idle, close, drain).
+//! - [`secret`] compares secrets; [`backoff`] bounds how fast they can be
+//!   guessed (per address and in total); [`names`] says which chat names
+//!   are acceptable and when two are the same.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`config`]: flags, env, `.env` and TOML merged once into [`config::Config`].
 //! - [`bench`]: the `wssd bench` load generator.
 
 pub mod admin;
+pub mod backoff;
 pub mod bench;
 pub mod broker;
 pub mod certs;
@@ -25,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod names;
 pub mod publish;
 pub mod routes;
 pub mod secret;

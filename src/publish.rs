@@ -4,17 +4,20 @@
 //! bearer token (`--publish-token`). Contract: docs/chat.md. The admin
 //! listener routes here; delivery itself is the route kind's business.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::backoff::Backoff;
 use crate::broker::Payload;
+use crate::config::limits::SECRET_BACKOFF;
 use crate::http::router::RouteRuntime;
 use crate::http::{Body, HttpContext, full_body, text_response};
 use crate::routes::chat::PostError;
@@ -26,18 +29,44 @@ pub struct Publish {
     pub token: String,
     /// Routes (and through them the broker).
     pub http: Arc<HttpContext>,
+    /// Wrong tokens per caller address and in total.
+    backoff: Backoff,
 }
 
 impl Publish {
-    /// Answers one request to a path under `/publish/`.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub fn new(token: String, http: Arc<HttpContext>) -> Publish {
+        Publish {
+            token,
+            http,
+            backoff: Backoff::new(SECRET_BACKOFF),
+        }
+    }
+
+    /// Answers one request to a path under `/publish/` from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
         if req.method() != Method::POST {
             return text_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "publish with POST /publish/<route path>[?room=NAME]\n",
             );
         }
-        if !self.authorized(req.headers().get(AUTHORIZATION)) {
+        // A request without a bearer token guesses nothing; one with a
+        // token past the backoff bound is refused without comparing it.
+        let given = bearer(req.headers().get(AUTHORIZATION));
+        if given.is_some()
+            && let Err(refused) = self.backoff.attempt(peer)
+        {
+            let mut r = text_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("{refused} (publish token not checked)\n"),
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(refused.retry_after_secs()));
+            return r;
+        }
+        if given.is_some_and(|t| constant_time_eq(t.as_bytes(), self.token.as_bytes())) {
+            self.backoff.succeeded(peer);
+        } else {
             let mut r = text_response(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token: send `Authorization: Bearer <--publish-token>`\n",
@@ -122,17 +151,14 @@ impl Publish {
             _ => not_found(&path),
         }
     }
+}
 
-    /// Constant-time check of `Authorization: Bearer <token>`.
-    fn authorized(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(given) = header
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        constant_time_eq(given.trim().as_bytes(), self.token.as_bytes())
-    }
+/// The token of `Authorization: Bearer <token>`, if the header is one.
+fn bearer(header: Option<&HeaderValue>) -> Option<&str> {
+    header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 fn delivered(n: usize) -> Response<Body> {

@@ -1,6 +1,8 @@
 //! The `memory` backend: room state in this process, nothing forwarded. A
 //! room exists while it has members; when the last one leaves, its history
-//! and bans go with it (the same rule the `redis` backend follows).
+//! and bans go with it (the same rule the `redis` backend follows). Names
+//! are unique and banned by their `crate::names::key` (`Alice` = `alice`);
+//! members are listed as shown.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -8,13 +10,18 @@ use std::sync::{Arc, Mutex};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::names;
+
 use super::{Backend, BoxFuture, BrokerError, Envelope, Health, Hub, JoinOutcome};
 
 /// One room's state.
 #[derive(Default)]
 pub(crate) struct Room {
     pub members: BTreeSet<String>,
+    /// The members' name keys.
+    pub keys: HashSet<String>,
     pub history: VecDeque<Utf8Bytes>,
+    /// Name keys.
     pub banned: HashSet<String>,
 }
 
@@ -32,12 +39,14 @@ impl MemoryBackend {
             return JoinOutcome::NameTaken;
         };
         let state = rooms.entry(room.to_string()).or_default();
-        if state.banned.contains(username) {
+        let key = names::key(username);
+        if state.banned.contains(&key) {
             return JoinOutcome::Banned;
         }
-        if !state.members.insert(username.to_string()) {
+        if state.keys.contains(&key) || !state.members.insert(username.to_string()) {
             return JoinOutcome::NameTaken;
         }
+        state.keys.insert(key);
         JoinOutcome::Joined {
             members: state.members.iter().cloned().collect(),
             history: state.history.iter().cloned().collect(),
@@ -48,7 +57,9 @@ impl MemoryBackend {
         if let Ok(mut rooms) = self.rooms.lock()
             && let Some(state) = rooms.get_mut(room)
         {
-            state.members.remove(username);
+            if state.members.remove(username) {
+                state.keys.remove(&names::key(username));
+            }
             if state.members.is_empty() {
                 rooms.remove(room);
             }
@@ -70,7 +81,7 @@ impl MemoryBackend {
         if let Ok(mut rooms) = self.rooms.lock()
             && let Some(state) = rooms.get_mut(room)
         {
-            state.banned.insert(username.to_string());
+            state.banned.insert(names::key(username));
         }
     }
 
@@ -166,7 +177,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        m.ban_now("r", "eve");
+        // Names clash and are banned case-insensitively.
+        assert_eq!(m.join_now("r", "ALICE"), JoinOutcome::NameTaken);
+        m.ban_now("r", "Eve");
         assert_eq!(m.join_now("r", "eve"), JoinOutcome::Banned);
         m.leave_now("r", "alice");
         m.leave_now("r", "bob");

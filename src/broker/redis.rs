@@ -13,7 +13,11 @@
 //! - **Room state**, keyed by the chat topic (`route#room`):
 //!   `wssd:room:{topic}:members` (hash: username → `{instance}:{expires_ms}`),
 //!   `wssd:room:{topic}:history` (list, oldest first, trimmed to the cap),
-//!   `wssd:room:{topic}:bans` (set) and `wssd:room:{topic}:swept` (hash:
+//!   `wssd:room:{topic}:bans` (set of name keys), `wssd:room:{topic}:names`
+//!   (hash: name key → username; a name is taken when the username its key
+//!   points to is a live member, so `Alice` and `alice` cannot both be in,
+//!   whichever instance they join through; see `crate::names`) and
+//!   `wssd:room:{topic}:swept` (hash:
 //!   username → instance, tombstones of swept members). Join, leave,
 //!   record, ban, refresh and
 //!   sweep are each one Lua script, so each is atomic; expiry times use the
@@ -165,8 +169,8 @@ local function owner(v)
 end
 ";
 
-/// KEYS: members, history, bans, swept. ARGV: username, instance, ttl_ms,
-/// key_ttl_ms.
+/// KEYS: members, history, bans, swept, names. ARGV: username, instance,
+/// ttl_ms, key_ttl_ms, name key.
 /// Returns {1, live members, history} | {2, {}, {}} banned | {3, {}, {}} taken.
 /// The tombstones (`swept`) outlive a restarted room on purpose: a swept
 /// member who comes back must still be announced to the room's new members.
@@ -178,13 +182,20 @@ for i = 1, #all, 2 do
 end
 if #live == 0 then
   -- Nobody is alive in the room: it ended; start afresh.
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
 end
-if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return {2, {}, {}} end
+if redis.call('SISMEMBER', KEYS[3], ARGV[5]) == 1 then return {2, {}, {}} end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and expiry(cur) > now then return {3, {}, {}} end
+local same = redis.call('HGET', KEYS[5], ARGV[5])
+if same and same ~= ARGV[1] then
+  local other = redis.call('HGET', KEYS[1], same)
+  if other and expiry(other) > now then return {3, {}, {}} end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[5], ARGV[1])
+redis.call('PEXPIRE', KEYS[5], ARGV[4])
 redis.call('HDEL', KEYS[4], ARGV[1])
 live[#live + 1] = ARGV[1]
 return {1, live, redis.call('LRANGE', KEYS[2], 0, -1)}
@@ -231,7 +242,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 ";
 
-/// KEYS: members, bans. ARGV: username, key_ttl_ms.
+/// KEYS: members, bans. ARGV: name key, key_ttl_ms.
 const BAN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -261,28 +272,37 @@ end
 return gone
 ";
 
-/// KEYS: members, history, bans, swept. ARGV: instance, ttl_ms, key_ttl_ms,
-/// names... Rewrites this instance's entries; an entry another instance
-/// holds live is left alone and its name returned in `clashes` (a clash
-/// from an outage). Returns {clashes, back, live}: `back` are names this
+/// KEYS: members, history, bans, swept, names. ARGV: instance, ttl_ms,
+/// key_ttl_ms, then (name, name key) pairs. Rewrites this instance's
+/// entries and their name keys; an entry another instance holds live, or a
+/// name key pointing at another instance's live member (`Alice` there,
+/// `alice` here), is left alone and its name returned in `clashes` (a
+/// clash from an outage). Returns {clashes, back, live}: `back` are names this
 /// instance held that a sweep had announced gone (tombstone removed),
 /// `live` every live member of the room afterwards.
 const REFRESH: &str = r"
 local clashes = {}
 local back = {}
-for i = 4, #ARGV do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if cur and owner(cur) ~= ARGV[1] and expiry(cur) > now then
-    clashes[#clashes + 1] = ARGV[i]
+local function held_elsewhere(v)
+  return v and owner(v) ~= ARGV[1] and expiry(v) > now
+end
+for i = 4, #ARGV - 1, 2 do
+  local name, key = ARGV[i], ARGV[i + 1]
+  local same = redis.call('HGET', KEYS[5], key)
+  if held_elsewhere(redis.call('HGET', KEYS[1], name))
+    or (same and same ~= name and held_elsewhere(redis.call('HGET', KEYS[1], same))) then
+    clashes[#clashes + 1] = name
   else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. ':' .. (now + tonumber(ARGV[2])))
-    if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[1] then
-      redis.call('HDEL', KEYS[4], ARGV[i])
-      back[#back + 1] = ARGV[i]
+    redis.call('HSET', KEYS[1], name, ARGV[1] .. ':' .. (now + tonumber(ARGV[2])))
+    redis.call('HSET', KEYS[5], key, name)
+    if redis.call('HGET', KEYS[4], name) == ARGV[1] then
+      redis.call('HDEL', KEYS[4], name)
+      back[#back + 1] = name
     end
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[5], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 local all = redis.call('HGETALL', KEYS[1])
@@ -325,6 +345,8 @@ struct Keys {
     bans: String,
     /// Tombstones of swept members: username -> instance.
     swept: String,
+    /// Name key -> username (case-insensitive uniqueness).
+    names: String,
 }
 
 impl Keys {
@@ -334,6 +356,7 @@ impl Keys {
             history: format!("wssd:room:{room}:history"),
             bans: format!("wssd:room:{room}:bans"),
             swept: format!("wssd:room:{room}:swept"),
+            names: format!("wssd:room:{room}:names"),
         }
     }
 }
@@ -861,11 +884,12 @@ impl RedisBackend {
                 .key(&keys.history)
                 .key(&keys.bans)
                 .key(&keys.swept)
+                .key(&keys.names)
                 .arg(&self.instance_text)
                 .arg(ttl)
                 .arg(Self::key_ttl_ms());
             for name in &names {
-                call.arg(name);
+                call.arg(name).arg(crate::names::key(name));
             }
             match self
                 .guarded(
@@ -1083,10 +1107,12 @@ impl RedisBackend {
             .key(&keys.history)
             .key(&keys.bans)
             .key(&keys.swept)
+            .key(&keys.names)
             .arg(username)
             .arg(&self.instance_text)
             .arg(self.ttl_ms())
-            .arg(Self::key_ttl_ms());
+            .arg(Self::key_ttl_ms())
+            .arg(crate::names::key(username));
         let answer = self
             .guarded(
                 generation,
@@ -1209,7 +1235,7 @@ impl RedisBackend {
         let mut call = self.scripts.ban.prepare_invoke();
         call.key(&keys.members)
             .key(&keys.bans)
-            .arg(username)
+            .arg(crate::names::key(username))
             .arg(Self::key_ttl_ms());
         let _ = self
             .guarded(generation, "ban", call.invoke_async::<()>(&mut conn))

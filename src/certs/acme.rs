@@ -21,7 +21,7 @@
 //! Every step logs one line starting with `ACME:`.
 
 use super::generate::name_set;
-use super::store::{make_private_dir, write_private};
+use super::store::{make_private_dir, sweep_stale, write_private};
 use crate::tls::CaPemError;
 use std::fmt;
 use std::fs::{self};
@@ -269,6 +269,9 @@ fn assess(settings: &AcmeSettings, store: &Store, now: SystemTime) -> Stored {
 /// The certificate to serve at start, and whether an order is needed.
 pub fn initial(settings: &AcmeSettings) -> Result<(LoadedCert, bool), CertError> {
     let store = Store::new(settings);
+    // Temp files (account, key) of a start that was killed while writing.
+    sweep_stale(&store.dir);
+    sweep_stale(&store.cert_dir);
     match assess(settings, &store, SystemTime::now()) {
         Stored::Good { cert, renew_at } => {
             tracing::info!(

@@ -13,7 +13,7 @@
 //! nickname (the same text) and the system file `wssd-local-ca-<id>.crt`.
 
 use super::generate::{gen_error, join_names, name_set, random_serial, san_for};
-use super::store::make_private_dir;
+use super::store::{make_private_dir, sweep_stale};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, OpenOptions};
@@ -381,6 +381,11 @@ pub fn ensure_leaf_at(
         hostnames.to_vec()
     };
     let p = paths(state_dir);
+    // Temp files of a start that was killed while writing go first.
+    sweep_stale(&p.dir);
+    if let Some(leaf_dir) = p.leaf_cert.parent() {
+        sweep_stale(leaf_dir);
+    }
     let (ca, created) = ensure_ca(&p, now)?;
     if created {
         tracing::info!(

@@ -3,7 +3,7 @@
 //! otherwise and say why. Generation itself lives in `generate`.
 
 use super::generate::{join_names, name_set};
-use super::store::make_private_dir;
+use super::store::{make_private_dir, sweep_stale};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -53,6 +53,10 @@ pub fn ensure_at(
         hostnames.to_vec()
     };
     let (cert_path, key_path) = paths(state_dir);
+    // Temp files of a start that was killed while writing go first.
+    if let Some(dir) = cert_path.parent() {
+        sweep_stale(dir);
+    }
 
     let reason = match why_not_reuse(&cert_path, &key_path, &hostnames, key_type, now) {
         Ok(loaded) => return Ok((loaded, Provenance::Reused)),

@@ -54,6 +54,17 @@ pub const DEFAULT_CHAT_RATE: f64 = 5.0;
 pub const DEFAULT_CHAT_BURST: f64 = 10.0;
 /// Wrong moderator passwords before the connection is closed with 1008.
 pub const MAX_BAD_PASSWORDS: u32 = 5;
+/// Backoff on wrong moderator passwords and publish tokens (per secret):
+/// 5 wrong guesses from one address, then one per 5 s; 20 from all
+/// addresses together, then 2 per second; past either, attempts are
+/// refused unchecked. At most 4096 addresses remembered.
+pub const SECRET_BACKOFF: crate::backoff::BackoffPolicy = crate::backoff::BackoffPolicy {
+    per_ip_burst: 5.0,
+    per_ip_rate: 0.2,
+    global_burst: 20.0,
+    global_rate: 2.0,
+    max_addresses: 4096,
+};
 /// Longest a chat request may wait for the shared room state (Redis).
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -157,7 +157,7 @@ pub async fn accept_websocket(
             Kind::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
             Kind::Chat(chat) => {
                 Box::pin(async move {
-                    let mut handler = chat.session();
+                    let mut handler = chat.session(peer.ip());
                     let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
                     handler.finish().await;
                     ending

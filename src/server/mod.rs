@@ -219,10 +219,7 @@ pub async fn run(
         let publish = config
             .publish_token
             .clone()
-            .map(|token| crate::publish::Publish {
-                token,
-                http: ctx.clone(),
-            });
+            .map(|token| crate::publish::Publish::new(token, ctx.clone()));
         loops.spawn(admin::serve(
             socket,
             readiness.clone(),

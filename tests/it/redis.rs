@@ -490,6 +490,47 @@ async fn redis_names_are_unique_across_instances() {
 }
 
 #[tokio::test]
+async fn redis_names_clash_case_insensitively_also_after_redis_lost_its_data() {
+    let Some(mut redis) = Redis::start("redis_names_clash_case_insensitively").await else {
+        return;
+    };
+    let ttl = Some(Duration::from_millis(900));
+    let a = Instance::start(&redis, 1, ttl).await;
+    let b = Instance::start(&redis, 2, ttl).await;
+    let (ab, bb) = (a.broker.backend(), b.broker.backend());
+    assert_eq!(
+        joined_members(ab.join(ROOM, "alice").await.unwrap()),
+        ["alice"]
+    );
+    // The name key is claimed in Redis: other cases and widths clash on B.
+    for same in ["Alice", "ALICE", "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}"] {
+        assert_eq!(
+            bb.join(ROOM, same).await.unwrap(),
+            JoinOutcome::NameTaken,
+            "{same}"
+        );
+    }
+    // A ban by one case holds for every case, on every instance.
+    bb.ban(ROOM, "EVE").await;
+    assert_eq!(ab.join(ROOM, "eve").await.unwrap(), JoinOutcome::Banned);
+    // Redis restarts empty: A's refresh claims alice's key again.
+    redis.restart().await;
+    a.wait_up().await;
+    b.wait_up().await;
+    eventually(
+        Duration::from_secs(10),
+        "alice registered again",
+        || async { bb.members(ROOM).await.is_ok_and(|m| m == ["alice"]) },
+    )
+    .await;
+    assert_eq!(
+        bb.join(ROOM, "ALICE").await.unwrap(),
+        JoinOutcome::NameTaken,
+        "the refresh restores name keys too"
+    );
+}
+
+#[tokio::test]
 async fn redis_history_is_shared_capped_and_ends_with_the_room() {
     let Some(redis) = Redis::start("redis_history_is_shared_capped_and_ends_with_the_room").await
     else {

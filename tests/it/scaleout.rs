@@ -602,3 +602,55 @@ async fn scaleout_an_instance_cut_off_alone_catches_up_on_presence() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn scaleout_names_are_unique_case_insensitively_across_instances() {
+    let Some(redis) =
+        Redis::start("scaleout_names_are_unique_case_insensitively_across_instances").await
+    else {
+        return;
+    };
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let (mut moderator, _) = joined(&a, "lobby", "mod").await;
+    send(
+        &mut moderator,
+        json!({"type": "auth", "password": MOD_PASSWORD}),
+    )
+    .await;
+    assert_eq!(next_json(&mut moderator).await["type"], "authenticated");
+    let (_alice, _) = joined(&a, "lobby", "alice").await;
+    // The same name in another case or width, through the other instance
+    // (the name key is claimed in Redis, not just the name as given).
+    for same in ["Alice", "ALICE", "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}"] {
+        let (_ws, reply) = join(&b, "lobby", same).await;
+        assert_eq!(reply["code"], "name_taken", "{same} through B: {reply}");
+    }
+    // A ban holds for every case of the name, on every instance.
+    send(&mut moderator, json!({"type": "ban", "username": "EVE"})).await;
+    until(
+        &mut moderator,
+        Duration::from_secs(10),
+        "moderation ban",
+        |v| v["type"] == "moderation" && v["action"] == "ban",
+    )
+    .await;
+    let (_eve, reply) = join(&b, "lobby", "eve").await;
+    assert_eq!(
+        reply["code"], "banned",
+        "ban by key across instances: {reply}"
+    );
+    // A name freed is free in any case.
+    let (mut carol, _) = joined(&b, "lobby", "carol").await;
+    carol.close(None).await.ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_ws, reply) = join(&a, "lobby", "CAROL").await;
+        if reply["type"] == "joined" {
+            break;
+        }
+        assert_eq!(reply["code"], "name_taken", "{reply}");
+        assert!(Instant::now() < deadline, "CAROL never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

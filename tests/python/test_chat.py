@@ -334,7 +334,7 @@ def test_invalid_room_and_invalid_name(wssd):
         for i, name in enumerate(BAD_NAMES):
             c = await client(srv, f"name {name!r}")
             await c.send({"type": "join", "room": "lobby", "username": name})
-            await c.error("invalid_name")
+            await c.error("bad_name")
             await c.join(f"names-{i}", "fine name")
             await c.close()
         # the limits themselves are allowed
