@@ -13,6 +13,7 @@
 //! - [`http`]: the hyper service: request -> edge checks -> router -> route kind.
 //! - [`routes`]: one module per route kind (`echo`, `static`).
 //! - [`session`]: the WebSocket driver (limits, pings, idle, close, drain).
+//! - [`budget`]: the global memory budget for received and queued messages.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`config`]: flags, env, `.env` and TOML merged once into [`config::Config`].
 //! - [`bench`]: the `wssd bench` load generator.
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod bench;
 pub mod broker;
+pub mod budget;
 pub mod certs;
 pub mod cli;
 pub mod config;

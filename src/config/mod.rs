@@ -393,6 +393,15 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         }
         limits.max_message_size = n;
     }
+    if let Some(n) = args.memory_budget.or(fc.memory_budget) {
+        limits.memory_budget = n;
+    }
+    if limits.memory_budget < limits.max_message_size {
+        problems.push(format!(
+            "--memory-budget ({} bytes) is smaller than --max-message-size ({} bytes): one message could never be received; raise --memory-budget or lower --max-message-size",
+            limits.memory_budget, limits.max_message_size
+        ));
+    }
     if let Some(n) = args.max_connections.or(fc.max_connections) {
         if n == 0 {
             problems.push("--max-connections must be at least 1".into());
@@ -480,6 +489,14 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
             problems.push(format!(
                 "route {}: max_message_size must be at least 16 bytes",
                 r.path
+            ));
+        }
+        if let Some(n) = r.limits.max_message_size
+            && n > limits.memory_budget
+        {
+            problems.push(format!(
+                "route {}: max_message_size ({n} bytes) is larger than --memory-budget ({} bytes); raise --memory-budget or lower the route's max_message_size",
+                r.path, limits.memory_budget
             ));
         }
         if let RouteKind::Static { dir: Some(dir) } = &r.kind {
