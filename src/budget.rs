@@ -336,8 +336,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for BudgetedIo<S> {
             return Poll::Ready(Err(io::Error::other(BudgetExceeded)));
         }
         let filled = &buf.filled()[before..];
-        // Bytes of complete messages stay charged until the next read.
-        this.done += this.track(filled);
+        // Everything up to the end of the last complete message stays
+        // charged until the next read.
+        let complete = this.track(filled);
+        if complete > 0 {
+            this.done = this.charged() - (n - complete);
+        }
         result
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 /// Default largest WebSocket message: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// Default largest message on `broadcast` and `chat` routes (and their HTTP
-/// publish bodies): 64 KiB. Fan-out routes carry notifications, not files; a
+/// publish bodies): 1 MiB. Fan-out routes carry notifications, not files; a
 /// route that needs more sets its own `max_message_size`.
-pub const DEFAULT_FANOUT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+pub const DEFAULT_FANOUT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// Default global budget for bytes of messages being received and queued for
 /// fan-out: 256 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
@@ -50,7 +50,7 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 /// Bytes queued for one chat/broadcast subscriber (the shared payloads it
 /// still holds). An empty queue always admits a message; past this a
 /// subscriber is treated like one whose queue is full.
-pub const SUBSCRIBER_QUEUE_BYTES: usize = 1024 * 1024;
+pub const SUBSCRIBER_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Longest a publisher waits for subscribers with full queues before they
 /// are cut off (a subscriber that keeps up is never cut; one that stopped
 /// reading delays the publisher at most this long, once).
