@@ -345,6 +345,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queues_are_capped_in_bytes_but_always_take_one_message() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.subscribe("/t".into(), "/t");
+        let mut fast = hub.subscribe("/t".into(), "/t");
+        let big = |n: u8| Envelope {
+            topic: "/t".into(),
+            sender: 0,
+            payload: Payload::Binary(bytes::Bytes::from(vec![n; SUBSCRIBER_QUEUE_BYTES])),
+        };
+        // An empty queue takes a message as large as the cap.
+        assert_eq!(hub.deliver(&big(1)), 2);
+        assert!(matches!(fast.recv().await, Delivery::Message(_)));
+        // The slow one still holds it: the next one does not fit.
+        assert_eq!(hub.deliver(&big(2)), 1);
+        assert!(matches!(fast.recv().await, Delivery::Message(_)));
+        assert!(matches!(slow.recv().await, Delivery::Lagged));
+        assert_eq!(hub.subscribers("/t"), 1);
+    }
+
+    #[tokio::test]
     async fn paced_delivery_waits_for_a_reader_and_cuts_a_stalled_one() {
         let hub = Arc::new(Hub::default());
         let mut reader = hub.subscribe("/t".into(), "/t");

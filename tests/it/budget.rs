@@ -328,3 +328,36 @@ async fn publish_past_the_memory_budget_answers_503() {
     );
     drop(holder);
 }
+
+// Fails before the fix: the session flushed its pong answers without a
+// deadline, so a client that floods pings and never reads pinned the
+// session forever (its pongs fill the socket, the flush never ends).
+#[tokio::test]
+async fn a_ping_flooder_that_never_reads_is_closed_within_the_send_timeout() {
+    let server = Wssd::builder().plain_only().spawn().await;
+    let mut tcp = raw_ws_small(server.http_addr(), "/ws/echo").await;
+    // Masked pings with 125-byte payloads (mask 0).
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let burst: Vec<u8> = ping.repeat(64);
+    let started = std::time::Instant::now();
+    // SEND_TIMEOUT (10 s) + CLOSE_TIMEOUT (3 s) + margin.
+    let flood = async {
+        loop {
+            if tcp.write_all(&burst).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(25), flood)
+        .await
+        .expect("the server still reads a ping flooder that never reads after 25 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "closed too early"
+    );
+    assert!(
+        server.metric("wssd_close_codes_total{code=\"1008\"}").await >= 1.0,
+        "counted as a 1008 close (not reading)"
+    );
+}
