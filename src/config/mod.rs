@@ -896,6 +896,33 @@ mod tests {
     }
 
     #[test]
+    fn memory_budget_is_merged_and_validated() {
+        let c = load(&args(&["--config", "/dev/null"]), &env()).unwrap();
+        assert_eq!(c.limits.memory_budget, 256 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "memory_budget = 8388608\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(&args(&["--config", p]), &env()).unwrap();
+        assert_eq!(c.limits.memory_budget, 8 * 1024 * 1024);
+        let c = load(
+            &args(&["--config", p, "--memory-budget", "9000000"]),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.memory_budget, 9_000_000);
+        let small = load(
+            &args(&["--config", "/dev/null", "--memory-budget", "1000"]),
+            &env(),
+        );
+        let text = small.unwrap_err().to_string();
+        assert!(
+            text.contains("--memory-budget") && text.contains("--max-message-size"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn flag_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
