@@ -364,7 +364,7 @@ fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
 
 /// Writes a header and its payload: both in one vectored write when the
 /// connection takes it (one TLS record, no tiny segment), then the rest of
-/// the payload as the connection accepts it. `started` turns true once any
+/// the payload as the connection accepts it; the caller flushes. `started` turns true once any
 /// byte went out.
 async fn write_frame<W>(
     w: &mut W,
@@ -394,8 +394,8 @@ where
             head = &[];
         }
     }
-    w.write_all(body).await?;
-    w.flush().await
+    // Flushed (TLS) with the rest of the batch.
+    w.write_all(body).await
 }
 
 /// Maps a read error to the close code RFC 6455 asks for and closes.

@@ -2,7 +2,7 @@
 """bench/hostile/fanout_rss.py: server RSS when one large message goes to many
 broadcast subscribers (issue 10 item 1). See memory_rss.py.
 
-Usage: bench/hostile/fanout_rss.py BINARY [-n 300] [--size 4194304] [--stall]
+Usage: bench/hostile/fanout_rss.py BINARY [-n 300] [--size 4194304] [--stall] [--tls]
 """
 import os
 import sys

@@ -20,7 +20,7 @@ Modes:
   with which code).
 
 Usage:
-  bench/hostile/memory_rss.py fanout BINARY [-n 300] [--size 4194304] [--stall]
+  bench/hostile/memory_rss.py fanout BINARY [-n 300] [--size 4194304] [--stall] [--tls]
   bench/hostile/memory_rss.py partial BINARY [-n 1000] [--size 4194304] [-- EXTRA WSSD ARGS]
 Needs: Python 3.10+ (standard library only).
 """
@@ -32,6 +32,7 @@ import asyncio
 import os
 import resource
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -57,10 +58,13 @@ def status_mib(pid: int, field: str) -> float:
 
 
 class Server:
-    def __init__(self, binary: str, workdir: str, config: str | None, extra: list[str]):
+    def __init__(self, binary: str, workdir: str, config: str | None, extra: list[str], tls: bool = False):
         self.http_port, self.admin_port = free_port(), free_port()
+        self.tls = tls
         env = {k: v for k, v in os.environ.items() if not k.startswith("WSSD_")}
-        cmd = [binary, "serve", "--tls", "off", "--http", f"127.0.0.1:{self.http_port}",
+        listener = (["--listen", f"127.0.0.1:{self.http_port}"] if tls
+                    else ["--tls", "off", "--http", f"127.0.0.1:{self.http_port}"])
+        cmd = [binary, "serve", *listener,
                "--admin", f"127.0.0.1:{self.admin_port}", "--state-dir", os.path.join(workdir, "state"),
                "--max-connections-per-ip", "100000", "--log-level", "warn"]
         if config is not None:
@@ -104,13 +108,23 @@ class Server:
         self.proc.wait()
 
 
-async def upgrade(port: int, path: str, rcvbuf: int | None = None):
+def client_tls() -> ssl.SSLContext:
+    # Loopback measurement against a throwaway self-signed certificate.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def upgrade(port: int, path: str, rcvbuf: int | None = None, tls: bool = False):
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 16)
+    reader, writer = await asyncio.open_connection(
+        sock=sock, limit=1 << 16, ssl=client_tls() if tls else None,
+        server_hostname="localhost" if tls else None)
     writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -129,8 +143,9 @@ async def fanout(args, server: Server) -> None:
     n, size = args.n, args.size
     subs = []
     for _ in range(n):
-        subs.append(await upgrade(server.http_port, "/b", rcvbuf=16384 if args.stall else None))
-    pub_r, pub_w = await upgrade(server.http_port, "/b")
+        subs.append(await upgrade(server.http_port, "/b", rcvbuf=16384 if args.stall else None,
+                                  tls=server.tls))
+    pub_r, pub_w = await upgrade(server.http_port, "/b", tls=server.tls)
     await asyncio.sleep(0.5)
     before = server.rss()
     print(f"fanout: {n} subscribers connected: RSS {before:.0f} MiB")
@@ -160,13 +175,13 @@ async def fanout(args, server: Server) -> None:
             if cut >= n:
                 break
             await asyncio.sleep(0.2)
-        print(f"fanout: {count} x {size // MIB} MiB to {n} non-reading subscribers: "
+        print(f"fanout{' (TLS)' if server.tls else ''}: {count} x {size // MIB} MiB to {n} non-reading subscribers: "
               f"RSS {server.rss():.0f} MiB, peak {server.peak():.0f} MiB (+{server.peak() - before:.0f} MiB); "
               f"cut off as slow: {cut:.0f} of {n} after {time.monotonic() - started:.1f} s")
     else:
         got = await asyncio.wait_for(asyncio.gather(*tasks), 300)
         complete = sum(1 for g in got if g >= size + 10)
-        print(f"fanout: 1 x {size // MIB} MiB to {n} reading subscribers: "
+        print(f"fanout{' (TLS)' if server.tls else ''}: 1 x {size // MIB} MiB to {n} reading subscribers: "
               f"RSS {server.rss():.0f} MiB, peak {server.peak():.0f} MiB (+{server.peak() - before:.0f} MiB); "
               f"{complete} of {n} got it in {time.monotonic() - started:.1f} s")
     for _, w in subs + [(pub_r, pub_w)]:
@@ -228,6 +243,7 @@ def main() -> None:
     p.add_argument("-n", type=int, default=None, help="subscribers / connections")
     p.add_argument("--size", type=int, default=4 * MIB)
     p.add_argument("--stall", action="store_true", help="fanout: subscribers never read")
+    p.add_argument("--tls", action="store_true", help="fanout: wss:// (self-signed) instead of ws://")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -244,7 +260,7 @@ def main() -> None:
             config = f'[[route]]\npath = "/b"\nkind = "broadcast"\nmax_message_size = {args.size}\n'
         else:
             args.extra = ["--max-message-size", str(args.size), *args.extra]
-        server = Server(args.binary, workdir, config, args.extra)
+        server = Server(args.binary, workdir, config, args.extra, tls=args.tls)
         try:
             asyncio.run(fanout(args, server) if args.mode == "fanout" else partial(args, server))
         finally:
