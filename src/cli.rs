@@ -131,6 +131,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_MAX_MESSAGE_SIZE", value_name = "BYTES")]
     pub max_message_size: Option<usize>,
 
+    /// Global budget for bytes of messages being received and queued for fan-out; past it
+    /// connections are closed with 1013 and HTTP publish answers 503 [default: 268435456]
+    #[arg(long, env = "WSSD_MEMORY_BUDGET", value_name = "BYTES")]
+    pub memory_budget: Option<usize>,
+
     /// Most WebSocket connections at once; past it upgrades get 503 [default: 10000]
     #[arg(long, env = "WSSD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,

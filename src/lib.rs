@@ -16,6 +16,7 @@
 //! - [`secret`] compares secrets; [`backoff`] bounds how fast they can be
 //!   guessed (per address and in total); [`names`] says which chat names
 //!   are acceptable and when two are the same.
+//! - [`budget`]: the global memory budget for received and queued messages.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`config`]: flags, env, `.env` and TOML merged once into [`config::Config`].
 //! - [`bench`]: the `wssd bench` load generator.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod backoff;
 pub mod bench;
 pub mod broker;
+pub mod budget;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -12,6 +12,8 @@
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_subscribers_dropped_total{route,reason}` chat/broadcast subscribers
 //!   cut off (reason: slow)
+//! - `wssd_budget_exceeded_total{kind}` charges refused by the memory budget
+//!   (kind: receive, a connection closed with 1013; queue, a publish refused)
 //! - `wssd_broker_published_total{route}`, `wssd_broker_forward_errors_total`
 //!   and gauge `wssd_broker_up` (1 connected, 0 degraded; redis only)
 //! - `wssd_certificate_not_after_seconds{name}` gauge (Unix time)
@@ -80,6 +82,11 @@ pub fn handshake_failed(reason: HandshakeFailure) {
 
 pub fn close_code(code: u16) {
     counter!("wssd_close_codes_total", "code" => code.to_string()).increment(1);
+}
+
+/// A charge to the memory budget was refused (`kind`: receive or queue).
+pub fn budget_exceeded(kind: &'static str) {
+    counter!("wssd_budget_exceeded_total", "kind" => kind).increment(1);
 }
 
 pub fn subscriber_dropped(route: &str, reason: &'static str) {

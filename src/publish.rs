@@ -122,7 +122,13 @@ impl Publish {
                         Err(_) => Payload::Binary(body),
                     }
                 };
-                delivered(b.publish(payload).await)
+                match b.publish(payload).await {
+                    Ok(n) => delivered(n),
+                    Err(_) => text_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server busy: the memory budget for queued messages is spent (--memory-budget); try again later\n",
+                    ),
+                }
             }
             RouteRuntime::Chat(chat) => {
                 let Some(room) = query.room else {

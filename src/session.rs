@@ -125,8 +125,8 @@ where
                     Ok(Message::Pong(_)) => pong_deadline = None,
                     Ok(Message::Ping(_)) => {
                         // The pong is queued by tungstenite; send it now.
-                        if ws.flush().await.is_err() {
-                            return Ending::Dropped;
+                        if let Err(stop) = flush_by(&mut ws, Instant::now() + SEND_TIMEOUT).await {
+                            return stopped(ws, stop).await;
                         }
                     }
                     Ok(Message::Frame(_)) => {}
@@ -136,6 +136,8 @@ where
                         }
                         let mut pending = Some(message);
                         let mut batch = 0;
+                        // One deadline for every write of the batch.
+                        let send_by = Instant::now() + SEND_TIMEOUT;
                         // Handle what is already buffered (a bounded batch,
                         // so pings and shutdown are not starved), then flush once.
                         while let Some(message) = pending.take() {
@@ -146,12 +148,14 @@ where
                             for reply in replies.drain(..) {
                                 counters.messages_out.increment(1);
                                 counters.bytes_out.increment(reply.len() as u64);
-                                if ws.feed(reply).await.is_err() {
-                                    return Ending::Dropped;
+                                if let Err(stop) = write_by(&mut ws, send_by, reply).await {
+                                    return stopped(ws, stop).await;
                                 }
                             }
                             if let Flow::Close(code, reason) = flow {
-                                let _ = tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await;
+                                if let Err(stop) = flush_by(&mut ws, send_by).await {
+                                    return stopped(ws, stop).await;
+                                }
                                 return close(ws, code, &reason).await;
                             }
                             if batch >= MAX_BATCH {
@@ -173,19 +177,19 @@ where
                                     Message::Ping(_) | Message::Frame(_) => {}
                                 },
                                 Some(Some(Err(e))) => {
-                                    let _ = ws.flush().await;
+                                    if let Err(stop) = flush_by(&mut ws, send_by).await {
+                                        return stopped(ws, stop).await;
+                                    }
                                     return fail(ws, e).await;
                                 }
                                 Some(None) => {
-                                    let _ = ws.flush().await;
+                                    let _ = flush_by(&mut ws, send_by).await;
                                     return Ending::Dropped;
                                 }
                             }
                         }
-                        match tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => return Ending::Dropped,
-                            Err(_) => return close(ws, CloseCode::Policy, "not reading").await,
+                        if let Err(stop) = flush_by(&mut ws, send_by).await {
+                            return stopped(ws, stop).await;
                         }
                     }
                     Err(e) => return fail(ws, e).await,
@@ -197,13 +201,14 @@ where
                     // then flush once: fan-out bursts cost one write, not
                     // one per message.
                     let mut then_close = None;
+                    let send_by = Instant::now() + SEND_TIMEOUT;
                     let write = async {
                         let mut next = Some(message);
                         let mut batch = 0;
                         while let Some(message) = next.take() {
                             counters.messages_out.increment(1);
                             counters.bytes_out.increment(message.len() as u64);
-                            ws.feed(message).await?;
+                            write_by(&mut ws, send_by, message).await?;
                             batch += 1;
                             if batch >= MAX_BATCH {
                                 break;
@@ -216,14 +221,12 @@ where
                                 None => {}
                             }
                         }
-                        ws.flush().await
+                        flush_by(&mut ws, send_by).await
                     };
-                    match tokio::time::timeout(SEND_TIMEOUT, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Ending::Dropped,
-                        // A client that stopped reading: close it so it
-                        // holds nothing and slows no one.
-                        Err(_) => return close(ws, CloseCode::Policy, "not reading").await,
+                    // A client that stopped reading is closed, so it holds
+                    // nothing and slows no one.
+                    if let Err(stop) = write.await {
+                        return stopped(ws, stop).await;
                     }
                     if let Some((code, reason)) = then_close {
                         return close(ws, code, &reason).await;
@@ -236,8 +239,12 @@ where
                     return close(ws, CloseCode::Away, "ping timeout").await;
                 }
                 if let Some(interval) = limits.ping_interval {
-                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
-                        return Ending::Dropped;
+                    let send_by = Instant::now() + SEND_TIMEOUT;
+                    if let Err(stop) = write_by(&mut ws, send_by, Message::Ping(Bytes::new())).await {
+                        return stopped(ws, stop).await;
+                    }
+                    if let Err(stop) = flush_by(&mut ws, send_by).await {
+                        return stopped(ws, stop).await;
                     }
                     if pong_deadline.is_none() {
                         pong_deadline = Some(Instant::now() + interval);
@@ -250,6 +257,145 @@ where
             }
         }
     }
+}
+
+/// Data messages longer than this are written from their own (shared)
+/// buffer instead of being copied into the codec's write buffer.
+const DIRECT_WRITE_MIN: usize = WRITE_BUFFER_SIZE;
+
+/// Why a write did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The connection failed.
+    Broken,
+    /// The deadline passed (the client does not read). `torn`: a frame was
+    /// cut in the middle, so nothing more (not even a close) may be sent.
+    Stalled { torn: bool },
+}
+
+/// Ends a session after a failed write: a stalled client gets a 1008 close
+/// (itself bounded by the close timeout) unless a frame was cut, then the
+/// connection is dropped.
+async fn stopped<S>(ws: WebSocketStream<S>, stop: Stop) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match stop {
+        Stop::Stalled { torn: false } => close(ws, CloseCode::Policy, "not reading").await,
+        Stop::Stalled { torn: true } => {
+            metrics::close_code(u16::from(CloseCode::Policy));
+            tracing::debug!("client stopped reading inside a frame; dropping it");
+            Ending::Dropped
+        }
+        Stop::Broken => Ending::Dropped,
+    }
+}
+
+/// Flushes the codec's buffer before `deadline`.
+async fn flush_by<S>(ws: &mut WebSocketStream<S>, deadline: Instant) -> Result<(), Stop>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout_at(deadline, ws.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Broken),
+        Err(_) => Err(Stop::Stalled { torn: false }),
+    }
+}
+
+/// Writes one message before `deadline`. Small messages go to the codec's
+/// buffer (batched, sent by the next flush); a larger data message is
+/// written straight from its payload buffer, which may be shared with every
+/// other subscriber: the codec is flushed (pongs it queued go out first),
+/// then the frame header and the payload go to the connection. Server
+/// frames are unmasked, so nothing is copied per connection (over TLS,
+/// rustls takes at most `TLS_BUFFER_LIMIT` of plaintext per write).
+async fn write_by<S>(
+    ws: &mut WebSocketStream<S>,
+    deadline: Instant,
+    message: Message,
+) -> Result<(), Stop>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (opcode, payload) = match message {
+        Message::Binary(b) if b.len() > DIRECT_WRITE_MIN => (OP_BINARY, b),
+        Message::Text(t) if t.len() > DIRECT_WRITE_MIN => (OP_TEXT, Bytes::from(t)),
+        small => {
+            return match tokio::time::timeout_at(deadline, ws.feed(small)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Stop::Broken),
+                Err(_) => Err(Stop::Stalled { torn: false }),
+            };
+        }
+    };
+    flush_by(ws, deadline).await?;
+    let header = frame_header(opcode, payload.len());
+    let mut started = false;
+    let write = write_frame(ws.get_mut(), &header, &payload, &mut started);
+    let result = tokio::time::timeout_at(deadline, write).await;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Broken),
+        Err(_) => Err(Stop::Stalled { torn: started }),
+    }
+}
+
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+
+/// The header of a final, unmasked server frame.
+fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(10);
+    h.push(0x80 | opcode);
+    match len {
+        n if n < 126 => h.push(n as u8),
+        n if n <= 0xFFFF => {
+            h.push(126);
+            h.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            h.push(127);
+            h.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    h
+}
+
+/// Writes a header and its payload: both in one vectored write when the
+/// connection takes it (one TLS record, no tiny segment), then the rest of
+/// the payload as the connection accepts it; the caller flushes. `started` turns true once any
+/// byte went out.
+async fn write_frame<W>(
+    w: &mut W,
+    header: &[u8],
+    payload: &[u8],
+    started: &mut bool,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    use std::io::IoSlice;
+    use tokio::io::AsyncWriteExt;
+    let mut head = header;
+    let mut body = payload;
+    while !head.is_empty() {
+        let n = w
+            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        *started = true;
+        if n < head.len() {
+            head = &head[n..];
+        } else {
+            body = &body[n - head.len()..];
+            head = &[];
+        }
+    }
+    // Flushed (TLS) with the rest of the batch.
+    w.write_all(body).await
 }
 
 /// Maps a read error to the close code RFC 6455 asks for and closes.
@@ -267,13 +413,17 @@ where
             return Ending::Dropped;
         }
         WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+        // The message being received does not fit in the memory budget.
+        WsError::Io(e) if crate::budget::is_exceeded(e) => {
+            (CloseCode::Again, "server busy: memory budget")
+        }
         WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
             return Ending::Dropped;
         }
         _ => (CloseCode::Error, "internal error"),
     };
     tracing::debug!(%error, "closing WebSocket with {}", u16::from(code));
-    if code == CloseCode::Size {
+    if matches!(code, CloseCode::Size | CloseCode::Again) {
         // The rest of the oversized message is still on its way.
         close_and_linger(ws, code, reason).await
     } else {

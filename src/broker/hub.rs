@@ -1,7 +1,11 @@
 //! In-process fan-out: topics to subscribers, each with a bounded queue.
 //!
 //! Publishing clones one reference-counted [`Envelope`] into every queue with
-//! `try_send`, under a read lock. A subscriber whose queue is full gets a
+//! `try_send`, under a read lock. Queues are bounded in messages
+//! (`SUBSCRIBER_QUEUE`) and in the bytes of the payloads they hold
+//! (`SUBSCRIBER_QUEUE_BYTES`; an empty queue always admits one message, so
+//! one large message never cuts anyone by itself). Payloads are shared, not
+//! copied. A subscriber whose queue is full gets a
 //! short, bounded grace (the publisher waits for it: a publisher faster than
 //! the fan-out is slowed to its pace) and is then removed and flagged, and
 //! its session closes it with 1008. It does not own the WebSocket; `routes`
@@ -12,16 +16,46 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::sync::atomic::AtomicUsize;
+
+use tokio::sync::{Notify, mpsc};
 
 use super::{Envelope, Topic};
-use crate::config::limits::SUBSCRIBER_QUEUE;
+use crate::config::limits::{SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES};
 
 /// One subscriber as the hub sees it.
 struct Slot {
     tx: mpsc::Sender<Envelope>,
     lagged: Arc<AtomicBool>,
     route: Arc<str>,
+    queue: Arc<QueueBytes>,
+}
+
+/// Payload bytes in one subscriber's queue, and a signal when it drains.
+#[derive(Default)]
+struct QueueBytes {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+impl QueueBytes {
+    /// Counts `len` more bytes if they fit (always when the queue is empty).
+    fn admit(&self, len: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used.saturating_add(len) <= SUBSCRIBER_QUEUE_BYTES)
+                    .then(|| used.saturating_add(len))
+            })
+            .is_ok()
+    }
+
+    fn remove(&self, len: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(len))
+            });
+    }
 }
 
 /// Topics and their subscribers on this instance.
@@ -47,6 +81,7 @@ pub struct Subscription {
     topic: Topic,
     rx: mpsc::Receiver<Envelope>,
     lagged: Arc<AtomicBool>,
+    queue: Arc<QueueBytes>,
     hub: Arc<Hub>,
 }
 
@@ -67,7 +102,11 @@ impl Subscription {
             return Delivery::Lagged;
         }
         match self.rx.recv().await {
-            Some(env) => Delivery::Message(env),
+            Some(env) => {
+                self.queue.remove(env.payload.len());
+                self.queue.drained.notify_waiters();
+                Delivery::Message(env)
+            }
             None if self.lagged.load(Ordering::Acquire) => Delivery::Lagged,
             None => Delivery::Closed,
         }
@@ -86,10 +125,12 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
+        let queue = Arc::new(QueueBytes::default());
         let slot = Slot {
             tx,
             lagged: lagged.clone(),
             route: route.into(),
+            queue: queue.clone(),
         };
         if let Ok(mut topics) = self.topics.write() {
             topics.entry(topic.clone()).or_default().insert(id, slot);
@@ -99,6 +140,7 @@ impl Hub {
             topic,
             rx,
             lagged,
+            queue,
             hub: self.clone(),
         }
     }
@@ -109,7 +151,7 @@ impl Hub {
     /// instances).
     pub fn deliver(&self, envelope: &Envelope) -> usize {
         let (delivered, full) = self.try_deliver(envelope);
-        let full: Vec<u64> = full.into_iter().map(|(id, _)| id).collect();
+        let full: Vec<u64> = full.into_iter().map(|(id, _, _)| id).collect();
         self.cut(&envelope.topic, &full);
         delivered
     }
@@ -126,16 +168,39 @@ impl Hub {
             return delivered;
         }
         let deadline = tokio::time::Instant::now() + stall;
+        let len = envelope.payload.len();
         let mut cut = Vec::new();
-        for (id, tx) in full {
+        for (id, tx, queue) in full {
             if id == own {
                 cut.push(id);
                 continue;
             }
-            match tokio::time::timeout_at(deadline, tx.send(envelope.clone())).await {
-                Ok(Ok(())) => delivered += 1,
-                Ok(Err(_)) => {}
-                Err(_) => cut.push(id),
+            // Wait for the subscriber to take messages until both its
+            // message count and its bytes leave room.
+            loop {
+                let drained = queue.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if queue.admit(len) {
+                    match tx.try_send(envelope.clone()) {
+                        Ok(()) => {
+                            delivered += 1;
+                            break;
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => queue.remove(len),
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            queue.remove(len);
+                            break;
+                        }
+                    }
+                }
+                if tx.is_closed() {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                    cut.push(id);
+                    break;
+                }
             }
         }
         self.cut(&envelope.topic, &cut);
@@ -143,8 +208,13 @@ impl Hub {
     }
 
     /// One `try_send` per subscriber; returns the count delivered and the
-    /// subscribers whose queues were full.
-    fn try_deliver(&self, envelope: &Envelope) -> (usize, Vec<(u64, mpsc::Sender<Envelope>)>) {
+    /// subscribers whose queues were full (in messages or bytes).
+    #[allow(clippy::type_complexity)]
+    fn try_deliver(
+        &self,
+        envelope: &Envelope,
+    ) -> (usize, Vec<(u64, mpsc::Sender<Envelope>, Arc<QueueBytes>)>) {
+        let len = envelope.payload.len();
         let mut delivered = 0;
         let mut full = Vec::new();
         let Ok(topics) = self.topics.read() else {
@@ -157,10 +227,18 @@ impl Hub {
             if id == envelope.sender {
                 continue;
             }
+            let is_full = || (id, slot.tx.clone(), slot.queue.clone());
+            if !slot.queue.admit(len) {
+                full.push(is_full());
+                continue;
+            }
             match slot.tx.try_send(envelope.clone()) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => full.push((id, slot.tx.clone())),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    slot.queue.remove(len);
+                    full.push(is_full());
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => slot.queue.remove(len),
             }
         }
         (delivered, full)
@@ -262,6 +340,26 @@ mod tests {
             // The fast one keeps up.
             assert!(matches!(fast.recv().await, Delivery::Message(_)));
         }
+        assert!(matches!(slow.recv().await, Delivery::Lagged));
+        assert_eq!(hub.subscribers("/t"), 1);
+    }
+
+    #[tokio::test]
+    async fn queues_are_capped_in_bytes_but_always_take_one_message() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.subscribe("/t".into(), "/t");
+        let mut fast = hub.subscribe("/t".into(), "/t");
+        let big = |n: u8| Envelope {
+            topic: "/t".into(),
+            sender: 0,
+            payload: Payload::Binary(bytes::Bytes::from(vec![n; SUBSCRIBER_QUEUE_BYTES])),
+        };
+        // An empty queue takes a message as large as the cap.
+        assert_eq!(hub.deliver(&big(1)), 2);
+        assert!(matches!(fast.recv().await, Delivery::Message(_)));
+        // The slow one still holds it: the next one does not fit.
+        assert_eq!(hub.deliver(&big(2)), 1);
+        assert!(matches!(fast.recv().await, Delivery::Message(_)));
         assert!(matches!(slow.recv().await, Delivery::Lagged));
         assert_eq!(hub.subscribers("/t"), 1);
     }

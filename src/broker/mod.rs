@@ -59,6 +59,41 @@ pub enum Payload {
     Control(Control),
 }
 
+impl Payload {
+    /// Bytes of message data it carries (0 for control orders).
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Text(t) => t.len(),
+            Payload::Binary(b) => b.len(),
+            Payload::Control(_) => 0,
+        }
+    }
+
+    /// Whether it carries no message data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same payload with `charge` released only when its last clone is
+    /// dropped (every subscriber wrote or dropped it). No copy, except that
+    /// text is checked for UTF-8 again.
+    pub fn with_charge(self, charge: crate::budget::Charge) -> Payload {
+        match self {
+            Payload::Text(t) => {
+                match Utf8Bytes::try_from(crate::budget::charged_bytes(
+                    Bytes::from(t.clone()),
+                    charge,
+                )) {
+                    Ok(text) => Payload::Text(text),
+                    Err(_) => Payload::Text(t),
+                }
+            }
+            Payload::Binary(b) => Payload::Binary(crate::budget::charged_bytes(b, charge)),
+            Payload::Control(c) => Payload::Control(c),
+        }
+    }
+}
+
 /// Moderation orders that must reach the target's instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub admin: Option<Spanned<String>>,
     pub state_dir: Option<PathBuf>,
     pub max_message_size: Option<usize>,
+    pub memory_budget: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub handshake_timeout: Option<Spanned<f64>>,

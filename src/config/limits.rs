@@ -6,6 +6,13 @@ use std::time::Duration;
 
 /// Default largest WebSocket message: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Default largest message on `broadcast` and `chat` routes (and their HTTP
+/// publish bodies): 1 MiB. Fan-out routes carry notifications, not files; a
+/// route that needs more sets its own `max_message_size`.
+pub const DEFAULT_FANOUT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+/// Default global budget for bytes of messages being received and queued for
+/// fan-out: 256 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 /// Default most WebSocket connections at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default most connections from one IP address.
@@ -40,6 +47,10 @@ pub const HANDSHAKE_HEADROOM: usize = 256;
 /// Messages queued for one chat/broadcast subscriber; a subscriber whose
 /// queue is full when a message arrives is closed with 1008.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// Bytes queued for one chat/broadcast subscriber (the shared payloads it
+/// still holds). An empty queue always admits a message; past this a
+/// subscriber is treated like one whose queue is full.
+pub const SUBSCRIBER_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Longest a publisher waits for subscribers with full queues before they
 /// are cut off (a subscriber that keeps up is never cut; one that stopped
 /// reading delays the publisher at most this long, once).
@@ -80,6 +91,8 @@ pub struct Limits {
     /// `None` when there is no idle timeout.
     pub idle_timeout: Option<Duration>,
     pub drain_timeout: Duration,
+    /// Global budget for received and queued message bytes.
+    pub memory_budget: usize,
 }
 
 impl Default for Limits {
@@ -92,6 +105,7 @@ impl Default for Limits {
             ping_interval: Some(DEFAULT_PING_INTERVAL),
             idle_timeout: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -114,10 +128,17 @@ pub struct SessionLimits {
 }
 
 impl Limits {
-    /// Applies a route's overrides to the global limits.
-    pub fn for_route(&self, route: &RouteLimits) -> SessionLimits {
+    /// Applies a route's overrides to the global limits. Fan-out routes
+    /// (`broadcast`, `chat`) without their own `max_message_size` take the
+    /// smaller of the global one and [`DEFAULT_FANOUT_MAX_MESSAGE_SIZE`].
+    pub fn for_route(&self, route: &RouteLimits, fanout: bool) -> SessionLimits {
+        let default_size = if fanout {
+            self.max_message_size.min(DEFAULT_FANOUT_MAX_MESSAGE_SIZE)
+        } else {
+            self.max_message_size
+        };
         SessionLimits {
-            max_message_size: route.max_message_size.unwrap_or(self.max_message_size),
+            max_message_size: route.max_message_size.unwrap_or(default_size),
             ping_interval: route.ping_interval.unwrap_or(self.ping_interval),
             idle_timeout: route.idle_timeout.unwrap_or(self.idle_timeout),
         }
@@ -149,10 +170,19 @@ mod tests {
             ping_interval: Some(None),
             idle_timeout: None,
         };
-        let s = global.for_route(&route);
+        let s = global.for_route(&route, true);
         assert_eq!(s.max_message_size, 10);
         assert_eq!(s.ping_interval, None);
         assert_eq!(s.idle_timeout, None);
+        let plain = RouteLimits::default();
+        assert_eq!(
+            global.for_route(&plain, true).max_message_size,
+            DEFAULT_FANOUT_MAX_MESSAGE_SIZE
+        );
+        assert_eq!(
+            global.for_route(&plain, false).max_message_size,
+            DEFAULT_MAX_MESSAGE_SIZE
+        );
     }
 
     #[test]

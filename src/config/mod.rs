@@ -396,6 +396,15 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         }
         limits.max_message_size = n;
     }
+    if let Some(n) = args.memory_budget.or(fc.memory_budget) {
+        limits.memory_budget = n;
+    }
+    if limits.memory_budget < limits.max_message_size {
+        problems.push(format!(
+            "--memory-budget ({} bytes) is smaller than --max-message-size ({} bytes): one message could never be received; raise --memory-budget or lower --max-message-size",
+            limits.memory_budget, limits.max_message_size
+        ));
+    }
     if let Some(n) = args.max_connections.or(fc.max_connections) {
         if n == 0 {
             problems.push("--max-connections must be at least 1".into());
@@ -483,6 +492,14 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
             problems.push(format!(
                 "route {}: max_message_size must be at least 16 bytes",
                 r.path
+            ));
+        }
+        if let Some(n) = r.limits.max_message_size
+            && n > limits.memory_budget
+        {
+            problems.push(format!(
+                "route {}: max_message_size ({n} bytes) is larger than --memory-budget ({} bytes); raise --memory-budget or lower the route's max_message_size",
+                r.path, limits.memory_budget
             ));
         }
         if let RouteKind::Static { dir: Some(dir) } = &r.kind {
@@ -892,6 +909,33 @@ mod tests {
         assert_eq!(c.publish_token, None);
         assert_eq!(c.state_dir, PathBuf::from("/home/u/.local/state/wssd"));
         assert_eq!(c.admin, Some("127.0.0.1:9099".parse().unwrap()));
+    }
+
+    #[test]
+    fn memory_budget_is_merged_and_validated() {
+        let c = load(&args(&["--config", "/dev/null"]), &env()).unwrap();
+        assert_eq!(c.limits.memory_budget, 256 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "memory_budget = 8388608\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(&args(&["--config", p]), &env()).unwrap();
+        assert_eq!(c.limits.memory_budget, 8 * 1024 * 1024);
+        let c = load(
+            &args(&["--config", p, "--memory-budget", "9000000"]),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.memory_budget, 9_000_000);
+        let small = load(
+            &args(&["--config", "/dev/null", "--memory-budget", "1000"]),
+            &env(),
+        );
+        let text = small.unwrap_err().to_string();
+        assert!(
+            text.contains("--memory-budget") && text.contains("--max-message-size"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::router::{Route, RouteRuntime};
 use super::{Body, ConnInfo, HttpContext, empty_body, text_response};
+use crate::budget::BudgetedIo;
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::broadcast::BroadcastSession;
 use crate::routes::chat::ChatRoute;
@@ -143,8 +144,9 @@ pub async fn accept_websocket(
                 return;
             }
         };
+        // Bytes of messages being received are charged to the memory budget.
         let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            BudgetedIo::new(TokioIo::new(upgraded)),
             Role::Server,
             Some(session::websocket_config(&limits)),
         )

@@ -85,7 +85,10 @@ impl Router {
                 RouteKind::Echo | RouteKind::Static { .. } => RouteRuntime::None,
             };
             routes.push(Arc::new(Route {
-                limits: limits.for_route(&spec.limits),
+                limits: limits.for_route(
+                    &spec.limits,
+                    matches!(spec.kind, RouteKind::Broadcast | RouteKind::Chat(_)),
+                ),
                 spec: spec.clone(),
                 files,
                 runtime,

@@ -7,6 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::broker::{Broker, Delivery, Envelope, Payload, Subscription, Topic};
+use crate::budget::{self, BudgetExceeded, Kind};
 use crate::session::{Flow, Handler, Outbound};
 
 /// One broadcast route.
@@ -33,15 +34,23 @@ impl BroadcastRoute {
     }
 
     /// Sends a message from outside (HTTP publish) to every connection.
-    /// Returns how many local subscribers got it.
-    pub async fn publish(&self, payload: Payload) -> usize {
+    /// Returns how many local subscribers got it, or refuses when the
+    /// memory budget cannot hold it.
+    pub async fn publish(&self, payload: Payload) -> Result<usize, BudgetExceeded> {
         let envelope = Envelope {
             topic: self.topic.clone(),
             sender: 0,
-            payload,
+            payload: charged(payload)?,
         };
-        self.broker.publish_paced(envelope, 0).await
+        Ok(self.broker.publish_paced(envelope, 0).await)
     }
+}
+
+/// Charges a payload once to the memory budget for its whole fan-out; the
+/// charge goes when the last subscriber wrote or dropped it.
+fn charged(payload: Payload) -> Result<Payload, BudgetExceeded> {
+    let charge = budget::global().try_charge(payload.len(), Kind::Queue)?;
+    Ok(payload.with_charge(charge))
 }
 
 /// One broadcast connection.
@@ -56,6 +65,9 @@ impl Handler for BroadcastSession {
             Message::Text(t) => Payload::Text(t),
             Message::Binary(b) => Payload::Binary(b),
             _ => return Flow::Continue,
+        };
+        let Ok(payload) = charged(payload) else {
+            return Flow::Close(CloseCode::Again, "server busy: memory budget".into());
         };
         let envelope = Envelope {
             topic: self.sub.topic().clone(),

@@ -88,6 +88,7 @@ pub async fn run(
     prepared: certs::startup::Prepared,
     shutdown_signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    crate::budget::install(config.limits.memory_budget);
     let broker = match &config.broker {
         BrokerConfig::Memory => Broker::memory(),
         BrokerConfig::Redis { url, ca } => {

@@ -2,6 +2,7 @@
 //! loopback and talks to it with real clients.
 
 mod acme; // --tls acme against pebble: HTTP-01, TLS-ALPN-01, restart, renewal, CA outage
+mod budget; // memory: fan-out without per-subscriber copies, the global memory budget
 mod certs; // reload under load, SNI, mTLS
 mod echo; // text and binary echo over ws:// and wss://, big messages
 mod exec; // CGI environment, line/binary relay, kill and reap, exit codes, cap, backpressure
