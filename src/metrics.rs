@@ -10,6 +10,10 @@
 //! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout)
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
+//! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
+//!   progress for the send timeout (peer: client, upstream)
+//! - `wssd_body_timeouts_total` proxied request bodies that paused longer
+//!   than the send timeout (answered 408)
 //! - `wssd_subscribers_dropped_total{route,reason}` chat/broadcast subscribers
 //!   cut off (reason: slow)
 //! - `wssd_broker_published_total{route}`, `wssd_broker_forward_errors_total`
@@ -80,6 +84,14 @@ pub fn handshake_failed(reason: HandshakeFailure) {
 
 pub fn close_code(code: u16) {
     counter!("wssd_close_codes_total", "code" => code.to_string()).increment(1);
+}
+
+pub fn write_timeout(peer: &'static str) {
+    counter!("wssd_write_timeouts_total", "peer" => peer).increment(1);
+}
+
+pub fn body_timeout() {
+    counter!("wssd_body_timeouts_total").increment(1);
 }
 
 pub fn subscriber_dropped(route: &str, reason: &'static str) {

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
-use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, SEND_TIMEOUT, WRITE_BUFFER_SIZE};
+use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
 use crate::metrics::{self, SessionMetrics};
 
 /// Most messages handled between two flushes.
@@ -151,7 +151,7 @@ where
                                 }
                             }
                             if let Flow::Close(code, reason) = flow {
-                                let _ = tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await;
+                                let _ = tokio::time::timeout(limits.send_timeout, ws.flush()).await;
                                 return close(ws, code, &reason).await;
                             }
                             if batch >= MAX_BATCH {
@@ -182,7 +182,7 @@ where
                                 }
                             }
                         }
-                        match tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await {
+                        match tokio::time::timeout(limits.send_timeout, ws.flush()).await {
                             Ok(Ok(())) => {}
                             Ok(Err(_)) => return Ending::Dropped,
                             Err(_) => return close(ws, CloseCode::Policy, "not reading").await,
@@ -218,7 +218,7 @@ where
                         }
                         ws.flush().await
                     };
-                    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+                    match tokio::time::timeout(limits.send_timeout, write).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return Ending::Dropped,
                         // A client that stopped reading: close it so it

@@ -437,6 +437,15 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         Ok(None) => {}
         Err(e) => problems.push(e),
     }
+    match secs(args.send_timeout, &fc.send_timeout, "send_timeout") {
+        Ok(Some(Some(d))) => limits.send_timeout = d,
+        Ok(Some(None)) => problems.push(
+            "--send-timeout cannot be 0 (it closes clients that stop reading); give seconds, e.g. 10"
+                .into(),
+        ),
+        Ok(None) => {}
+        Err(e) => problems.push(e),
+    }
 
     // Routes.
     let mut routes = Vec::new();
