@@ -245,13 +245,16 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_reads_never_times_out() {
         let (mut client, server) = pair().await;
-        let mut guarded = StallGuard::new(server, Duration::from_millis(200), Peer::Client);
+        // Writes wake when a third of the send buffer is free again: keep it
+        // small so a slow reader makes progress often.
+        let _ = socket2::SockRef::from(&server).set_send_buffer_size(64 * 1024);
+        let mut guarded = StallGuard::new(server, Duration::from_millis(300), Peer::Client);
         let reader = tokio::spawn(async move {
             let mut sink = vec![0u8; 64 * 1024];
             let mut total = 0usize;
             while total < 8 << 20 {
                 // A slow reader: pauses shorter than the timeout.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 match client.read(&mut sink).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n,
