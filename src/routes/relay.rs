@@ -9,11 +9,16 @@
 //! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
 //! one side slows the reads on the other (backpressure), nothing queues.
 //!
-//! Every write (and every wait for a side's writer) is bounded by the send
-//! timeout: a client that stops reading ends the relay (the upstream gets
-//! 1001), an upstream that stops reading too (the client gets 1014), and the
-//! ping-timeout and shutdown closes never wait longer than that for a writer
-//! a stuck direction holds.
+//! Both sockets run under the send timeout below TLS
+//! (`crate::server::stall`): a write that makes no progress for that long
+//! fails and the socket is reset. On top of that every write here (and
+//! every wait for a side's writer) is bounded by twice the send timeout, so
+//! a peer that drips a byte at a time is dropped too and the ping-timeout
+//! and shutdown closes never wait longer than that for a writer a stuck
+//! direction holds. A client that stops reading ends the relay (the
+//! upstream gets 1001), an upstream that stops reading too (the client gets
+//! 1014). A side whose write failed is dead: nothing more (no close frame
+//! in the middle of a frame) is written to it.
 
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant as StdInstant};
@@ -164,23 +169,28 @@ enum Dir {
 /// One side's writer and liveness.
 struct Side<W> {
     writer: Mutex<W>,
-    /// Longest any write to this side (or wait for its writer) may take.
+    /// Longest any write to this side (or wait for its writer) may take:
+    /// twice the send timeout, so the socket's own stall timer (once the
+    /// send timeout) fires first for a peer that reads nothing.
     limit: Duration,
     /// Whether frames we write to this side must be masked (the upstream).
     masks: bool,
     last_heard: StdMutex<StdInstant>,
     /// A close frame was sent to this side.
     close_sent: std::sync::atomic::AtomicBool,
+    /// A write failed (maybe inside a frame): nothing more is written.
+    dead: std::sync::atomic::AtomicBool,
 }
 
 impl<W: AsyncWrite + Unpin> Side<W> {
-    fn new(writer: W, masks: bool, limit: Duration) -> Self {
+    fn new(writer: W, masks: bool, send_timeout: Duration) -> Self {
         Side {
             writer: Mutex::new(writer),
-            limit,
+            limit: send_timeout.saturating_mul(2),
             masks,
             last_heard: StdMutex::new(StdInstant::now()),
             close_sent: std::sync::atomic::AtomicBool::new(false),
+            dead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -201,23 +211,45 @@ impl<W: AsyncWrite + Unpin> Side<W> {
         self.masks.then(new_mask)
     }
 
-    /// The writer, unless another task holds it past the send timeout.
+    /// The writer, unless another task holds it too long.
     async fn lock(&self) -> Option<MutexGuard<'_, W>> {
-        tokio::time::timeout(self.limit, self.writer.lock())
+        let guard = tokio::time::timeout(self.limit, self.writer.lock())
             .await
-            .ok()
+            .ok();
+        if guard.is_none() {
+            self.broken();
+        }
+        guard
     }
 
-    /// Writes (and flushes) whole frames at a frame boundary, within the
-    /// send timeout; false when that failed (the side is then dead).
+    /// A write to this side failed or timed out, maybe inside a frame:
+    /// nothing more may be written to it (not even a close frame).
+    fn broken(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.dead.store(true, SeqCst);
+        self.close_sent.store(true, SeqCst);
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Writes (and flushes) whole frames at a frame boundary, in time;
+    /// false when that failed (the side is then dead).
     async fn put(&self, bytes: &[u8]) -> bool {
         let write = async {
             let mut w = self.writer.lock().await;
-            w.write_all(bytes).await.is_ok() && w.flush().await.is_ok()
+            // Checked under the lock: a failed streamed write marks the
+            // side dead before it lets go.
+            !self.is_dead() && w.write_all(bytes).await.is_ok() && w.flush().await.is_ok()
         };
-        tokio::time::timeout(self.limit, write)
+        let ok = tokio::time::timeout(self.limit, write)
             .await
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if !ok {
+            self.broken();
+        }
+        ok
     }
 
     /// Writes one whole control frame at a frame boundary.
@@ -234,9 +266,10 @@ impl<W: AsyncWrite + Unpin> Side<W> {
         {
             return;
         }
-        metrics::close_code(code);
         let frame = close_frame(code, reason, self.mask());
-        self.put(&frame).await;
+        if self.put(&frame).await {
+            metrics::close_code(code);
+        }
     }
 
     async fn shutdown(&self) {
@@ -449,13 +482,18 @@ where
             let Some(mut w) = dst.lock().await else {
                 return PumpEnd::WriteFailed;
             };
+            if dst.is_dead() {
+                return PumpEnd::WriteFailed;
+            }
             if !out.is_empty() {
                 if !put_locked(&mut *w, &out, limit).await {
+                    dst.broken();
                     return PumpEnd::WriteFailed;
                 }
                 out.clear();
             }
             if !put_locked(&mut *w, &buf, limit).await {
+                dst.broken();
                 return PumpEnd::WriteFailed;
             }
             let mut remaining = frame_size - buf.len() as u64;
@@ -473,6 +511,7 @@ where
                 };
                 back.heard();
                 if !put_locked(&mut *w, &buf, limit).await {
+                    dst.broken();
                     return PumpEnd::WriteFailed;
                 }
                 buf.clear();
@@ -482,6 +521,7 @@ where
                 .await
                 .is_ok_and(|r| r.is_ok())
             {
+                dst.broken();
                 return PumpEnd::WriteFailed;
             }
             drop(w);
@@ -603,15 +643,19 @@ where
                     return;
                 }
                 _ = shutdown.cancelled() => {
-                    client_side.send_close(1001, "server shutting down").await;
-                    upstream_side.send_close(1001, "server shutting down").await;
+                    tokio::join!(
+                        client_side.send_close(1001, "server shutting down"),
+                        upstream_side.send_close(1001, "server shutting down"),
+                    );
                     closing.cancel();
                 }
                 _ = tokio::time::sleep_until(ping_at) => {
                     let Some(d) = limits.ping_interval else { continue };
                     if client_side.silent_for() > d * 2 || upstream_side.silent_for() > d * 2 {
-                        client_side.send_close(1001, "ping timeout").await;
-                        upstream_side.send_close(1001, "ping timeout").await;
+                        tokio::join!(
+                            client_side.send_close(1001, "ping timeout"),
+                            upstream_side.send_close(1001, "ping timeout"),
+                        );
                         closing.cancel();
                         continue;
                     }
