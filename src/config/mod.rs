@@ -935,6 +935,29 @@ mod tests {
     }
 
     #[test]
+    fn send_timeout_from_file_or_flag_and_never_zero() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "send_timeout = 2.5\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(&args(&["--config", "/dev/null"]), &env()).unwrap();
+        assert_eq!(c.limits.send_timeout, Duration::from_secs(10));
+        let c = load(&args(&["--config", p]), &env()).unwrap();
+        assert_eq!(c.limits.send_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            c.limits.for_route(&Default::default()).send_timeout,
+            Duration::from_millis(2500)
+        );
+        let c = load(&args(&["--config", p, "--send-timeout", "1"]), &env()).unwrap();
+        assert_eq!(c.limits.send_timeout, Duration::from_secs(1));
+        let e = load(&args(&["--config", p, "--send-timeout", "0"]), &env()).unwrap_err();
+        assert!(e.to_string().contains("--send-timeout cannot be 0"), "{e}");
+        let e = load(&args(&["--config", p, "--send-timeout", "-1"]), &env()).unwrap_err();
+        assert!(e.to_string().contains("send_timeout"), "{e}");
+    }
+
+    #[test]
     fn tls_off_uses_plain_listener_and_refuses_tls_listen() {
         let c = load(&args(&["--config", "/dev/null", "--tls", "off"]), &env()).unwrap();
         assert!(c.listen.is_empty());
