@@ -180,6 +180,15 @@ pub struct ServeArgs {
     )]
     pub drain_timeout: Option<f64>,
 
+    /// Seconds a write may make no progress (a client, upstream or program not reading), and a proxied request body may pause; the peer is then closed [default: 10]
+    #[arg(
+        long,
+        env = "WSSD_SEND_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub send_timeout: Option<f64>,
+
     /// Browser Origin allowed besides the server's own host; repeatable; * for any
     #[arg(
         long,

@@ -10,6 +10,10 @@
 //! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout)
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
+//! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
+//!   progress for the send timeout (peer: client, upstream)
+//! - `wssd_body_timeouts_total` proxied request bodies that paused longer
+//!   than the send timeout (answered 408)
 //! - `wssd_subscribers_dropped_total{route,reason}` chat/broadcast subscribers
 //!   cut off (reason: slow)
 //! - `wssd_budget_exceeded_total{kind}` charges refused by the memory budget
@@ -87,6 +91,14 @@ pub fn close_code(code: u16) {
 /// A charge to the memory budget was refused (`kind`: receive or queue).
 pub fn budget_exceeded(kind: &'static str) {
     counter!("wssd_budget_exceeded_total", "kind" => kind).increment(1);
+}
+
+pub fn write_timeout(peer: &'static str) {
+    counter!("wssd_write_timeouts_total", "peer" => peer).increment(1);
+}
+
+pub fn body_timeout() {
+    counter!("wssd_body_timeouts_total").increment(1);
 }
 
 pub fn subscriber_dropped(route: &str, reason: &'static str) {

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
-use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, SEND_TIMEOUT, WRITE_BUFFER_SIZE};
+use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
 use crate::metrics::{self, SessionMetrics};
 
 /// Most messages handled between two flushes.
@@ -125,7 +125,7 @@ where
                     Ok(Message::Pong(_)) => pong_deadline = None,
                     Ok(Message::Ping(_)) => {
                         // The pong is queued by tungstenite; send it now.
-                        if let Err(stop) = flush_by(&mut ws, Instant::now() + SEND_TIMEOUT).await {
+                        if let Err(stop) = flush_by(&mut ws, Instant::now() + limits.send_timeout).await {
                             return stopped(ws, stop).await;
                         }
                     }
@@ -137,7 +137,7 @@ where
                         let mut pending = Some(message);
                         let mut batch = 0;
                         // One deadline for every write of the batch.
-                        let send_by = Instant::now() + SEND_TIMEOUT;
+                        let send_by = Instant::now() + limits.send_timeout;
                         // Handle what is already buffered (a bounded batch,
                         // so pings and shutdown are not starved), then flush once.
                         while let Some(message) = pending.take() {
@@ -201,7 +201,7 @@ where
                     // then flush once: fan-out bursts cost one write, not
                     // one per message.
                     let mut then_close = None;
-                    let send_by = Instant::now() + SEND_TIMEOUT;
+                    let send_by = Instant::now() + limits.send_timeout;
                     let write = async {
                         let mut next = Some(message);
                         let mut batch = 0;
@@ -239,7 +239,7 @@ where
                     return close(ws, CloseCode::Away, "ping timeout").await;
                 }
                 if let Some(interval) = limits.ping_interval {
-                    let send_by = Instant::now() + SEND_TIMEOUT;
+                    let send_by = Instant::now() + limits.send_timeout;
                     if let Err(stop) = write_by(&mut ws, send_by, Message::Ping(Bytes::new())).await {
                         return stopped(ws, stop).await;
                     }

@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub ping_interval: Option<Spanned<f64>>,
     pub idle_timeout: Option<Spanned<f64>>,
     pub drain_timeout: Option<Spanned<f64>>,
+    pub send_timeout: Option<Spanned<f64>>,
     pub allow_origin: Option<Vec<String>>,
     pub allow_host: Option<Vec<String>>,
     pub trusted_proxy: Option<Vec<String>>,

@@ -36,9 +36,11 @@ pub const MAX_HTTP_BUFFER: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// Ciphertext rustls may queue per connection before writes wait.
 pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
-/// Longest a write to a client may wait for the client to read (a client
-/// that stops reading is closed with 1008 after this).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default send timeout: the longest any write (to a client, an upstream or
+/// a program's stdin) may make no progress, and the longest a proxied
+/// request body may pause between chunks. A peer that stalls longer is
+/// closed (1008 when a close frame can still be written, else a TCP reset).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for the closing handshake once a close frame was sent.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// TCP connections above `max_connections` that may be in their handshake
@@ -93,6 +95,8 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Global budget for received and queued message bytes.
     pub memory_budget: usize,
+    /// Longest a write may make no progress (never off).
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -106,6 +110,7 @@ impl Default for Limits {
             idle_timeout: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct SessionLimits {
     pub max_message_size: usize,
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    /// Longest a write may make no progress before the peer is closed.
+    pub send_timeout: Duration,
 }
 
 impl Limits {
@@ -141,6 +148,7 @@ impl Limits {
             max_message_size: route.max_message_size.unwrap_or(default_size),
             ping_interval: route.ping_interval.unwrap_or(self.ping_interval),
             idle_timeout: route.idle_timeout.unwrap_or(self.idle_timeout),
+            send_timeout: self.send_timeout,
         }
     }
 }

@@ -449,6 +449,15 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         Ok(None) => {}
         Err(e) => problems.push(e),
     }
+    match secs(args.send_timeout, &fc.send_timeout, "send_timeout") {
+        Ok(Some(Some(d))) => limits.send_timeout = d,
+        Ok(Some(None)) => problems.push(
+            "--send-timeout cannot be 0 (it closes clients that stop reading); give seconds, e.g. 10"
+                .into(),
+        ),
+        Ok(None) => {}
+        Err(e) => problems.push(e),
+    }
 
     // Routes.
     let mut routes = Vec::new();
@@ -1004,6 +1013,29 @@ mod tests {
         assert!(text.contains("--key"), "{text}");
         assert!(text.contains("bogus"), "{text}");
         assert!(text.contains("ping_interval"), "{text}");
+    }
+
+    #[test]
+    fn send_timeout_from_file_or_flag_and_never_zero() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "send_timeout = 2.5\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(&args(&["--config", "/dev/null"]), &env()).unwrap();
+        assert_eq!(c.limits.send_timeout, Duration::from_secs(10));
+        let c = load(&args(&["--config", p]), &env()).unwrap();
+        assert_eq!(c.limits.send_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            c.limits.for_route(&Default::default()).send_timeout,
+            Duration::from_millis(2500)
+        );
+        let c = load(&args(&["--config", p, "--send-timeout", "1"]), &env()).unwrap();
+        assert_eq!(c.limits.send_timeout, Duration::from_secs(1));
+        let e = load(&args(&["--config", p, "--send-timeout", "0"]), &env()).unwrap_err();
+        assert!(e.to_string().contains("--send-timeout cannot be 0"), "{e}");
+        let e = load(&args(&["--config", p, "--send-timeout", "-1"]), &env()).unwrap_err();
+        assert!(e.to_string().contains("send_timeout"), "{e}");
     }
 
     #[test]

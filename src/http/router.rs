@@ -69,7 +69,7 @@ impl Router {
             };
             let runtime = match &spec.kind {
                 RouteKind::Proxy(p) => RouteRuntime::Proxy(Arc::new(
-                    ProxyRoute::new(&spec.path, p.clone())
+                    ProxyRoute::new(&spec.path, p.clone(), limits.send_timeout)
                         .map_err(|e| format!("route {}: {e}", spec.path))?,
                 )),
                 RouteKind::Exec(e) => RouteRuntime::Exec(Arc::new(ExecRoute::new(e.clone()))),

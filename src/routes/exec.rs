@@ -18,8 +18,9 @@
 //!   never wait on each other, so a program like `cat` cannot deadlock. While
 //!   stdin is full the client's pongs cannot be read either, so the pong
 //!   deadline is not enforced then. A write to a client that accepts nothing
-//!   for twice the ping interval (or the idle timeout, when pings are off) ends
-//!   the session.
+//!   for the send timeout closes the socket (1008, or a reset when even the
+//!   close cannot be written); a program that accepts nothing on stdin for
+//!   the send timeout ends the session with 1011.
 //! * **stderr** lines (at most 4 KiB each, the rest cut) go to wssd's log at
 //!   info level with the connection number, peer and route.
 //! * **Environment**: cleared, then the `pass_env` variables that are set in
@@ -196,12 +197,19 @@ where
             terminate.await;
             Ending::ClosedByPeer(code)
         }
-        Stop::Dropped | Stop::Stalled => {
-            if matches!(stop, Stop::Stalled) {
-                tracing::info!(conn, %peer, route = %route_path, "exec: client stopped reading; dropping the connection");
-            }
+        Stop::Dropped => {
             terminate.await;
             Ending::Dropped
+        }
+        Stop::Stalled => {
+            tracing::info!(conn, %peer, route = %route_path, "exec: client stopped reading; closing the connection");
+            let close = session::close(ws, CloseCode::Policy, "not reading");
+            tokio::join!(close, terminate).0
+        }
+        Stop::StdinStalled => {
+            tracing::info!(conn, %peer, route = %route_path, "exec: program stopped reading its stdin; closing the connection");
+            let close = session::close(ws, CloseCode::Error, "program not reading its input");
+            tokio::join!(close, terminate).0
         }
         Stop::Shutdown => {
             let close = session::close(ws, CloseCode::Away, "server shutting down");
@@ -281,8 +289,10 @@ enum Stop {
     Exited(ExitStatus),
     PeerClosed(u16),
     Dropped,
-    /// The client accepted nothing for too long.
+    /// The client accepted nothing for the send timeout.
     Stalled,
+    /// The program accepted nothing on stdin for the send timeout.
+    StdinStalled,
     Shutdown,
     PingTimeout,
     Idle,
@@ -380,13 +390,15 @@ where
         .idle_timeout
         .map(|d| Instant::now() + d)
         .unwrap_or(far_future);
-    let stall = limits.ping_interval.map(|d| d * 2).or(limits.idle_timeout);
+    let stall = limits.send_timeout;
     let mut kill_at = far_future;
     let mut drain_until = far_future;
 
     let mut out = Output::new(ctx.binary, limits.max_message_size);
     let mut chunk = vec![0u8; READ_CHUNK.min(limits.max_message_size.max(1))];
     let mut to_stdin: Option<Bytes> = None;
+    // When stdin must have accepted something by (while `to_stdin` waits).
+    let mut stdin_stall_at = far_future;
 
     loop {
         if let Some(status) = p.exited
@@ -460,6 +472,7 @@ where
                 // After the program closed stdin (or exited), input is dropped.
                 if p.stdin.is_some() && !data.is_empty() {
                     to_stdin = Some(data);
+                    stdin_stall_at = Instant::now() + limits.send_timeout;
                 }
             }
             _ = sleep_until(timer) => {
@@ -484,6 +497,7 @@ where
                 }
             }
             _ = sleep_until(idle_deadline) => return Stop::Idle,
+            _ = sleep_until(stdin_stall_at), if to_stdin.is_some() => return Stop::StdinStalled,
             _ = sleep_until(kill_at) => {
                 signal_group(p.pgid, libc::SIGKILL);
                 kill_at = far_future;
@@ -500,6 +514,7 @@ where
             {
                 match written {
                     Ok(n) if n > 0 => {
+                        stdin_stall_at = Instant::now() + limits.send_timeout;
                         if let Some(data) = to_stdin.as_mut() {
                             data.advance(n.min(data.len()));
                             if data.is_empty() {
@@ -548,14 +563,9 @@ fn count_in(ctx: &Ctx<'_>, len: usize) {
 async fn guarded<T>(
     write: impl Future<Output = T>,
     ctx: &Ctx<'_>,
-    stall: Option<Duration>,
+    stall: Duration,
 ) -> Result<T, Stop> {
-    let limit = async {
-        match stall {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let limit = tokio::time::sleep(stall);
     tokio::select! {
         biased;
         _ = ctx.shutdown.cancelled() => Err(Stop::Shutdown),

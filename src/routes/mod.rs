@@ -2,6 +2,7 @@
 //! provide a session handler; HTTP kinds answer requests. Matching the path
 //! is `crate::http::router`'s job; limits and auth are applied before this.
 
+pub mod body_timeout;
 pub mod broadcast;
 pub mod bundled;
 pub mod chat;

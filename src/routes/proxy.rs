@@ -29,6 +29,7 @@ use crate::http::router::Route;
 use crate::http::{Body, ConnInfo, HttpContext, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::relay;
+use crate::server::stall::{Peer, StallGuard};
 
 /// How long an upstream that refused a connection is skipped.
 const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -61,11 +62,14 @@ pub struct ProxyRoute {
     next: AtomicUsize,
     epoch: StdInstant,
     tls: Arc<rustls::ClientConfig>,
+    /// Longest a write to an upstream may make no progress
+    /// (`proxy_send_timeout`), and a request body may pause.
+    send_timeout: Duration,
 }
 
 impl ProxyRoute {
     /// Builds the pool; loads the upstream CA when one is given.
-    pub fn new(path: &str, spec: ProxySpec) -> Result<Self, String> {
+    pub fn new(path: &str, spec: ProxySpec, send_timeout: Duration) -> Result<Self, String> {
         let roots = match &spec.ca {
             Some(ca) => {
                 use crate::tls::CaPemError;
@@ -107,6 +111,7 @@ impl ProxyRoute {
             next: AtomicUsize::new(0),
             epoch: StdInstant::now(),
             tls: Arc::new(tls),
+            send_timeout,
         })
     }
 
@@ -165,6 +170,9 @@ impl ProxyRoute {
                 .await
                 .map_err(|e| format!("connect {}:{}: {e}", up.host, up.port))?;
             let _ = tcp.set_nodelay(true);
+            // Every write to the upstream (TLS records included) runs
+            // under the send timeout.
+            let tcp = StallGuard::new(tcp, self.send_timeout, Peer::Upstream);
             if !up.scheme.is_tls() {
                 return Ok(Box::new(tcp) as BoxIo);
             }
@@ -421,6 +429,7 @@ pub async fn forward_http(
         if let Some(h) = builder.headers_mut() {
             *h = headers.clone();
         }
+        let (body, paused) = crate::routes::body_timeout::Paced::new(body, proxy.send_timeout);
         let upstream_req = match builder.body(body) {
             Ok(r) => r,
             Err(e) => return bad_gateway(&format!("cannot build the upstream request: {e}\n")),
@@ -436,6 +445,18 @@ pub async fn forward_http(
                 }
                 let body = body.map_err(std::io::Error::other).boxed();
                 Response::from_parts(parts, body)
+            }
+            Err(_) if paused.fired() => {
+                // nginx's client_body_timeout: the client stopped sending
+                // the body it announced.
+                metrics::body_timeout();
+                let mut r = text_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving (send timeout)\n",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
             }
             Err(e) if client_body_failed.load(Ordering::Relaxed) => {
                 tracing::debug!(route = %proxy.path, error = %e, "client request body unreadable");

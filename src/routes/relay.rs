@@ -8,12 +8,23 @@
 //!
 //! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
 //! one side slows the reads on the other (backpressure), nothing queues.
+//!
+//! Both sockets run under the send timeout below TLS
+//! (`crate::server::stall`): a write that makes no progress for that long
+//! fails and the socket is reset. On top of that every write here (and
+//! every wait for a side's writer) is bounded by twice the send timeout, so
+//! a peer that drips a byte at a time is dropped too and the ping-timeout
+//! and shutdown closes never wait longer than that for a writer a stuck
+//! direction holds. A client that stops reading ends the relay (the
+//! upstream gets 1001), an upstream that stops reading too (the client gets
+//! 1014). A side whose write failed is dead: nothing more (no close frame
+//! in the middle of a frame) is written to it.
 
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -158,20 +169,28 @@ enum Dir {
 /// One side's writer and liveness.
 struct Side<W> {
     writer: Mutex<W>,
+    /// Longest any write to this side (or wait for its writer) may take:
+    /// twice the send timeout, so the socket's own stall timer (once the
+    /// send timeout) fires first for a peer that reads nothing.
+    limit: Duration,
     /// Whether frames we write to this side must be masked (the upstream).
     masks: bool,
     last_heard: StdMutex<StdInstant>,
     /// A close frame was sent to this side.
     close_sent: std::sync::atomic::AtomicBool,
+    /// A write failed (maybe inside a frame): nothing more is written.
+    dead: std::sync::atomic::AtomicBool,
 }
 
 impl<W: AsyncWrite + Unpin> Side<W> {
-    fn new(writer: W, masks: bool) -> Self {
+    fn new(writer: W, masks: bool, send_timeout: Duration) -> Self {
         Side {
             writer: Mutex::new(writer),
+            limit: send_timeout.saturating_mul(2),
             masks,
             last_heard: StdMutex::new(StdInstant::now()),
             close_sent: std::sync::atomic::AtomicBool::new(false),
+            dead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -192,11 +211,51 @@ impl<W: AsyncWrite + Unpin> Side<W> {
         self.masks.then(new_mask)
     }
 
+    /// The writer, unless another task holds it too long.
+    async fn lock(&self) -> Option<MutexGuard<'_, W>> {
+        let guard = tokio::time::timeout(self.limit, self.writer.lock())
+            .await
+            .ok();
+        if guard.is_none() {
+            self.broken();
+        }
+        guard
+    }
+
+    /// A write to this side failed or timed out, maybe inside a frame:
+    /// nothing more may be written to it (not even a close frame).
+    fn broken(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.dead.store(true, SeqCst);
+        self.close_sent.store(true, SeqCst);
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Writes (and flushes) whole frames at a frame boundary, in time;
+    /// false when that failed (the side is then dead).
+    async fn put(&self, bytes: &[u8]) -> bool {
+        let write = async {
+            let mut w = self.writer.lock().await;
+            // Checked under the lock: a failed streamed write marks the
+            // side dead before it lets go.
+            !self.is_dead() && w.write_all(bytes).await.is_ok() && w.flush().await.is_ok()
+        };
+        let ok = tokio::time::timeout(self.limit, write)
+            .await
+            .unwrap_or(false);
+        if !ok {
+            self.broken();
+        }
+        ok
+    }
+
     /// Writes one whole control frame at a frame boundary.
     async fn send_control(&self, opcode: u8, payload: &[u8]) -> bool {
         let frame = control_frame(opcode, payload, self.mask());
-        let mut w = self.writer.lock().await;
-        w.write_all(&frame).await.is_ok() && w.flush().await.is_ok()
+        self.put(&frame).await
     }
 
     /// Sends a close frame unless one was sent already.
@@ -207,16 +266,25 @@ impl<W: AsyncWrite + Unpin> Side<W> {
         {
             return;
         }
-        metrics::close_code(code);
         let frame = close_frame(code, reason, self.mask());
-        let mut w = self.writer.lock().await;
-        let _ = w.write_all(&frame).await;
-        let _ = w.flush().await;
+        if self.put(&frame).await {
+            metrics::close_code(code);
+        }
     }
 
     async fn shutdown(&self) {
-        let _ = self.writer.lock().await.shutdown().await;
+        let shutdown = async {
+            let _ = self.writer.lock().await.shutdown().await;
+        };
+        let _ = tokio::time::timeout(self.limit, shutdown).await;
     }
+}
+
+/// One write under the lock a streamed frame holds, within `limit`.
+async fn put_locked<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], limit: Duration) -> bool {
+    tokio::time::timeout(limit, w.write_all(bytes))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// How one direction ended.
@@ -226,8 +294,10 @@ enum PumpEnd {
     Eof { close_seen: Option<u16> },
     /// The source broke the protocol or a limit; closes were sent.
     Failed,
-    /// The destination could not be written.
+    /// The destination could not be written (in time).
     WriteFailed,
+    /// The source could not be answered (a pong, in time).
+    BackFailed,
     /// The relay was told to stop.
     Stopped,
 }
@@ -262,8 +332,7 @@ where
         () => {{
             if !out.is_empty() {
                 // Never sit on written-but-unsent frames while waiting.
-                let mut w = dst.writer.lock().await;
-                if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                if !dst.put(&out).await {
                     return PumpEnd::WriteFailed;
                 }
                 out.clear();
@@ -337,8 +406,7 @@ where
                 }
             }
             if !out.is_empty() {
-                let mut w = dst.writer.lock().await;
-                if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                if !dst.put(&out).await {
                     return PumpEnd::WriteFailed;
                 }
                 out.clear();
@@ -348,7 +416,7 @@ where
             unmask(&mut payload, header.mask);
             match header.opcode {
                 OP_PING if !back.send_control(OP_PONG, &payload).await => {
-                    return PumpEnd::WriteFailed;
+                    return PumpEnd::BackFailed;
                 }
                 OP_PING => {}
                 OP_PONG => {}
@@ -369,11 +437,9 @@ where
                         closing.cancel();
                         continue;
                     }
-                    let mut w = dst.writer.lock().await;
-                    if w.write_all(&frame).await.is_err() || w.flush().await.is_err() {
+                    if !dst.put(&frame).await {
                         return PumpEnd::WriteFailed;
                     }
-                    drop(w);
                     closing.cancel();
                 }
                 _ => {}
@@ -401,11 +467,9 @@ where
             let next_complete =
                 parse_header(&buf).is_some_and(|h| h.size as u64 + h.len <= buf.len() as u64);
             if !next_complete || out.len() >= BATCH {
-                let mut w = dst.writer.lock().await;
-                if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                if !dst.put(&out).await {
                     return PumpEnd::WriteFailed;
                 }
-                drop(w);
                 out.clear();
                 if out.capacity() > 4 * BATCH {
                     out = Vec::new();
@@ -414,14 +478,22 @@ where
         } else {
             // Stream the frame through as it arrives, holding the writer so
             // nothing is injected inside it.
-            let mut w = dst.writer.lock().await;
+            let limit = dst.limit;
+            let Some(mut w) = dst.lock().await else {
+                return PumpEnd::WriteFailed;
+            };
+            if dst.is_dead() {
+                return PumpEnd::WriteFailed;
+            }
             if !out.is_empty() {
-                if w.write_all(&out).await.is_err() {
+                if !put_locked(&mut *w, &out, limit).await {
+                    dst.broken();
                     return PumpEnd::WriteFailed;
                 }
                 out.clear();
             }
-            if w.write_all(&buf).await.is_err() {
+            if !put_locked(&mut *w, &buf, limit).await {
+                dst.broken();
                 return PumpEnd::WriteFailed;
             }
             let mut remaining = frame_size - buf.len() as u64;
@@ -438,13 +510,18 @@ where
                     Ok(n) => n,
                 };
                 back.heard();
-                if w.write_all(&buf).await.is_err() {
+                if !put_locked(&mut *w, &buf, limit).await {
+                    dst.broken();
                     return PumpEnd::WriteFailed;
                 }
                 buf.clear();
                 remaining -= n as u64;
             }
-            if w.flush().await.is_err() {
+            if !tokio::time::timeout(limit, w.flush())
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                dst.broken();
                 return PumpEnd::WriteFailed;
             }
             drop(w);
@@ -481,8 +558,8 @@ where
 {
     let (c_read, c_write): (ReadHalf<C>, WriteHalf<C>) = tokio::io::split(client);
     let (u_read, u_write): (ReadHalf<U>, WriteHalf<U>) = tokio::io::split(upstream);
-    let client_side = Side::new(c_write, false);
-    let upstream_side = Side::new(u_write, true);
+    let client_side = Side::new(c_write, false, limits.send_timeout);
+    let upstream_side = Side::new(u_write, true, limits.send_timeout);
     let stop = CancellationToken::new();
     let closing = CancellationToken::new();
     let max = limits.max_message_size;
@@ -500,9 +577,24 @@ where
             &closing,
         )
         .await;
-        if let PumpEnd::Eof { close_seen: None } = end {
-            // The client vanished without a close frame.
-            upstream_side.send_close(1001, "client went away").await;
+        match end {
+            PumpEnd::Eof { close_seen: None } => {
+                // The client vanished without a close frame.
+                upstream_side.send_close(1001, "client went away").await;
+            }
+            PumpEnd::BackFailed => {
+                // The client stopped reading (or its connection broke).
+                upstream_side.send_close(1001, "client went away").await;
+                closing.cancel();
+            }
+            PumpEnd::WriteFailed => {
+                // The upstream stopped reading (or its connection broke).
+                client_side
+                    .send_close(1014, "bad gateway: upstream not reading or lost")
+                    .await;
+                closing.cancel();
+            }
+            _ => {}
         }
         upstream_side.shutdown().await;
         end
@@ -520,11 +612,20 @@ where
             &closing,
         )
         .await;
-        if let PumpEnd::Eof { close_seen: None } | PumpEnd::WriteFailed = end {
-            // The upstream vanished without a closing handshake.
-            client_side
-                .send_close(1014, "bad gateway: upstream connection lost")
-                .await;
+        match end {
+            PumpEnd::Eof { close_seen: None } | PumpEnd::BackFailed => {
+                // The upstream vanished without a closing handshake.
+                client_side
+                    .send_close(1014, "bad gateway: upstream connection lost")
+                    .await;
+                closing.cancel();
+            }
+            PumpEnd::WriteFailed => {
+                // The client stopped reading (or its connection broke).
+                upstream_side.send_close(1001, "client went away").await;
+                closing.cancel();
+            }
+            _ => {}
         }
         client_side.shutdown().await;
         end
@@ -542,15 +643,19 @@ where
                     return;
                 }
                 _ = shutdown.cancelled() => {
-                    client_side.send_close(1001, "server shutting down").await;
-                    upstream_side.send_close(1001, "server shutting down").await;
+                    tokio::join!(
+                        client_side.send_close(1001, "server shutting down"),
+                        upstream_side.send_close(1001, "server shutting down"),
+                    );
                     closing.cancel();
                 }
                 _ = tokio::time::sleep_until(ping_at) => {
                     let Some(d) = limits.ping_interval else { continue };
                     if client_side.silent_for() > d * 2 || upstream_side.silent_for() > d * 2 {
-                        client_side.send_close(1001, "ping timeout").await;
-                        upstream_side.send_close(1001, "ping timeout").await;
+                        tokio::join!(
+                            client_side.send_close(1001, "ping timeout"),
+                            upstream_side.send_close(1001, "ping timeout"),
+                        );
                         closing.cancel();
                         continue;
                     }

@@ -1,6 +1,8 @@
 //! The accept loop of one listener and the first moments of each
 //! connection: admission, the handshake timeout (TCP accept -> TLS -> request
-//! headers), the TLS handshake, then hand-off to `crate::http`.
+//! headers), the TLS handshake, then hand-off to `crate::http`. Every
+//! accepted socket is wrapped in a [`StallGuard`] (under TLS), so every
+//! write to the client runs under the send timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, Refusal};
+use super::stall::{Peer, StallGuard};
 use crate::config::limits::TLS_BUFFER_LIMIT;
 use crate::http::{self, ConnInfo, HttpContext};
 use crate::metrics::{self, HandshakeFailure};
@@ -29,6 +32,7 @@ pub async fn accept_loop(
     ctx: Arc<HttpContext>,
     admission: Arc<Admission>,
     handshake_timeout: Duration,
+    send_timeout: Duration,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -74,13 +78,14 @@ pub async fn accept_loop(
         let ctx2 = ctx.clone();
         let tls = listener.tls.clone();
         ctx.tracker.spawn(async move {
+            let stream = StallGuard::new(stream, send_timeout, Peer::Client);
             serve(stream, tls, ctx2, info, handshake_timeout).await;
         });
     }
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: StallGuard<TcpStream>,
     tls: Option<TlsAcceptor>,
     ctx: Arc<HttpContext>,
     mut info: ConnInfo,

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod bind;
 pub mod listener;
+pub mod stall;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -211,6 +212,7 @@ pub async fn run(
             ctx.clone(),
             admission.clone(),
             config.limits.handshake_timeout,
+            config.limits.send_timeout,
         ));
     }
     if let Some(socket) = admin_socket {
