@@ -273,6 +273,20 @@ enum Stop {
     Stalled { torn: bool },
 }
 
+impl Stop {
+    /// A failed write: the socket's stall timer (`server::stall`) reports
+    /// `TimedOut` when the client read nothing for the send timeout; the
+    /// socket is then reset and refuses every later write, so it is a stall
+    /// where not even a close can be sent. Any other error: the peer is gone.
+    fn after_io_error(error: &std::io::Error) -> Stop {
+        if error.kind() == std::io::ErrorKind::TimedOut {
+            Stop::Stalled { torn: true }
+        } else {
+            Stop::Broken
+        }
+    }
+}
+
 /// Ends a session after a failed write: a stalled client gets a 1008 close
 /// (itself bounded by the close timeout) unless a frame was cut, then the
 /// connection is dropped.
@@ -298,6 +312,7 @@ where
 {
     match tokio::time::timeout_at(deadline, ws.flush()).await {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(WsError::Io(e))) => Err(Stop::after_io_error(&e)),
         Ok(Err(_)) => Err(Stop::Broken),
         Err(_) => Err(Stop::Stalled { torn: false }),
     }
@@ -324,6 +339,7 @@ where
         small => {
             return match tokio::time::timeout_at(deadline, ws.feed(small)).await {
                 Ok(Ok(())) => Ok(()),
+                Ok(Err(WsError::Io(e))) => Err(Stop::after_io_error(&e)),
                 Ok(Err(_)) => Err(Stop::Broken),
                 Err(_) => Err(Stop::Stalled { torn: false }),
             };
@@ -336,7 +352,7 @@ where
     let result = tokio::time::timeout_at(deadline, write).await;
     match result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Stop::Broken),
+        Ok(Err(e)) => Err(Stop::after_io_error(&e)),
         Err(_) => Err(Stop::Stalled { torn: started }),
     }
 }

@@ -1027,7 +1027,7 @@ mod tests {
         let c = load(&args(&["--config", p]), &env()).unwrap();
         assert_eq!(c.limits.send_timeout, Duration::from_millis(2500));
         assert_eq!(
-            c.limits.for_route(&Default::default()).send_timeout,
+            c.limits.for_route(&Default::default(), false).send_timeout,
             Duration::from_millis(2500)
         );
         let c = load(&args(&["--config", p, "--send-timeout", "1"]), &env()).unwrap();

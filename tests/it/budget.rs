@@ -334,14 +334,18 @@ async fn publish_past_the_memory_budget_answers_503() {
 // session forever (its pongs fill the socket, the flush never ends).
 #[tokio::test]
 async fn a_ping_flooder_that_never_reads_is_closed_within_the_send_timeout() {
-    let server = Wssd::builder().plain_only().spawn().await;
+    let server = Wssd::builder()
+        .plain_only()
+        .env("WSSD_SEND_TIMEOUT", "2")
+        .spawn()
+        .await;
     let mut tcp = raw_ws_small(server.http_addr(), "/ws/echo").await;
     // Masked pings with 125-byte payloads (mask 0).
     let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
     ping.extend_from_slice(&[b'p'; 125]);
     let burst: Vec<u8> = ping.repeat(64);
     let started = std::time::Instant::now();
-    // SEND_TIMEOUT (10 s) + CLOSE_TIMEOUT (3 s) + margin.
+    // The send timeout (2 s) + CLOSE_TIMEOUT (3 s) + margin.
     let flood = async {
         loop {
             if tcp.write_all(&burst).await.is_err() {
@@ -349,11 +353,11 @@ async fn a_ping_flooder_that_never_reads_is_closed_within_the_send_timeout() {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(25), flood)
+    tokio::time::timeout(Duration::from_secs(15), flood)
         .await
-        .expect("the server still reads a ping flooder that never reads after 25 s");
+        .expect("the server still reads a ping flooder that never reads after 15 s");
     assert!(
-        started.elapsed() >= Duration::from_secs(5),
+        started.elapsed() >= Duration::from_secs(1),
         "closed too early"
     );
     assert!(
