@@ -82,6 +82,10 @@ pub enum Ending {
 }
 
 /// Drives one WebSocket until it closes.
+///
+/// The closing paths (`close`, `fail`, `stopped`) are awaited boxed: they
+/// run once per connection, and inline they would make every session's
+/// future (idle memory per connection) as large as the largest of them.
 pub async fn run<S, H>(
     mut ws: WebSocketStream<S>,
     limits: SessionLimits,
@@ -110,7 +114,7 @@ where
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                return close(ws, CloseCode::Away, "server shutting down").await;
+                return Box::pin(close(ws, CloseCode::Away, "server shutting down")).await;
             }
             incoming = ws.next() => {
                 let Some(incoming) = incoming else { return Ending::Dropped };
@@ -126,7 +130,7 @@ where
                     Ok(Message::Ping(_)) => {
                         // The pong is queued by tungstenite; send it now.
                         if let Err(stop) = flush_by(&mut ws, Instant::now() + limits.send_timeout).await {
-                            return stopped(ws, stop).await;
+                            return Box::pin(stopped(ws, stop)).await;
                         }
                     }
                     Ok(Message::Frame(_)) => {}
@@ -149,14 +153,14 @@ where
                                 counters.messages_out.increment(1);
                                 counters.bytes_out.increment(reply.len() as u64);
                                 if let Err(stop) = write_by(&mut ws, send_by, reply).await {
-                                    return stopped(ws, stop).await;
+                                    return Box::pin(stopped(ws, stop)).await;
                                 }
                             }
                             if let Flow::Close(code, reason) = flow {
                                 if let Err(stop) = flush_by(&mut ws, send_by).await {
-                                    return stopped(ws, stop).await;
+                                    return Box::pin(stopped(ws, stop)).await;
                                 }
-                                return close(ws, code, &reason).await;
+                                return Box::pin(close(ws, code, &reason)).await;
                             }
                             if batch >= MAX_BATCH {
                                 break;
@@ -178,9 +182,9 @@ where
                                 },
                                 Some(Some(Err(e))) => {
                                     if let Err(stop) = flush_by(&mut ws, send_by).await {
-                                        return stopped(ws, stop).await;
+                                        return Box::pin(stopped(ws, stop)).await;
                                     }
-                                    return fail(ws, e).await;
+                                    return Box::pin(fail(ws, e)).await;
                                 }
                                 Some(None) => {
                                     let _ = flush_by(&mut ws, send_by).await;
@@ -189,10 +193,10 @@ where
                             }
                         }
                         if let Err(stop) = flush_by(&mut ws, send_by).await {
-                            return stopped(ws, stop).await;
+                            return Box::pin(stopped(ws, stop)).await;
                         }
                     }
-                    Err(e) => return fail(ws, e).await,
+                    Err(e) => return Box::pin(fail(ws, e)).await,
                 }
             }
             outbound = handler.next_outbound() => match outbound {
@@ -226,25 +230,25 @@ where
                     // A client that stopped reading is closed, so it holds
                     // nothing and slows no one.
                     if let Err(stop) = write.await {
-                        return stopped(ws, stop).await;
+                        return Box::pin(stopped(ws, stop)).await;
                     }
                     if let Some((code, reason)) = then_close {
-                        return close(ws, code, &reason).await;
+                        return Box::pin(close(ws, code, &reason)).await;
                     }
                 }
-                Outbound::Close(code, reason) => return close(ws, code, &reason).await,
+                Outbound::Close(code, reason) => return Box::pin(close(ws, code, &reason)).await,
             },
             _ = sleep_until(deadline) => {
                 if pong_deadline.is_some_and(|p| Instant::now() >= p) {
-                    return close(ws, CloseCode::Away, "ping timeout").await;
+                    return Box::pin(close(ws, CloseCode::Away, "ping timeout")).await;
                 }
                 if let Some(interval) = limits.ping_interval {
                     let send_by = Instant::now() + limits.send_timeout;
                     if let Err(stop) = write_by(&mut ws, send_by, Message::Ping(Bytes::new())).await {
-                        return stopped(ws, stop).await;
+                        return Box::pin(stopped(ws, stop)).await;
                     }
                     if let Err(stop) = flush_by(&mut ws, send_by).await {
-                        return stopped(ws, stop).await;
+                        return Box::pin(stopped(ws, stop)).await;
                     }
                     if pong_deadline.is_none() {
                         pong_deadline = Some(Instant::now() + interval);
@@ -253,7 +257,7 @@ where
                 }
             }
             _ = sleep_until(idle_deadline) => {
-                return close(ws, CloseCode::Normal, "idle timeout").await;
+                return Box::pin(close(ws, CloseCode::Normal, "idle timeout")).await;
             }
         }
     }
@@ -345,6 +349,23 @@ where
             };
         }
     };
+    // Boxed: only large messages take this path; inline, its state would
+    // enlarge every session's future (idle memory per connection).
+    Box::pin(write_direct(ws, deadline, opcode, payload)).await
+}
+
+/// Writes one large data message from its payload buffer: the codec is
+/// flushed (pongs it queued go out first), then the frame header and the
+/// payload go to the connection.
+async fn write_direct<S>(
+    ws: &mut WebSocketStream<S>,
+    deadline: Instant,
+    opcode: u8,
+    payload: Bytes,
+) -> Result<(), Stop>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     flush_by(ws, deadline).await?;
     let header = frame_header(opcode, payload.len());
     let mut started = false;
