@@ -129,10 +129,10 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         match config.tls.mode {
             TlsMode::Files => {
                 if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
-                    for line in certs::inspect::check_pair(cert, key, SystemTime::now()) {
-                        match line.strip_prefix("warning: ") {
-                            Some(w) => warnings.push(w.to_string()),
-                            None => problems.push(line),
+                    for finding in certs::inspect::check_pair(cert, key, SystemTime::now()) {
+                        match finding.severity {
+                            certs::inspect::Severity::Warning => warnings.push(finding.message),
+                            certs::inspect::Severity::Problem => problems.push(finding.message),
                         }
                     }
                 }
@@ -145,10 +145,9 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             TlsMode::SelfSigned => {
                 let (cert, key) = certs::self_signed::paths(&config.state_dir);
                 if cert.exists() {
-                    for line in certs::inspect::check_pair(&cert, &key, SystemTime::now()) {
+                    for finding in certs::inspect::check_pair(&cert, &key, SystemTime::now()) {
                         warnings.push(format!(
-                            "{} (it will be regenerated at start if needed)",
-                            line.strip_prefix("warning: ").unwrap_or(&line)
+                            "{finding} (it will be regenerated at start if needed)"
                         ));
                     }
                 } else if let Err(e) = writable_dir(&config.state_dir) {
@@ -158,10 +157,10 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             _ => {}
         }
         for entry in &config.tls.sni {
-            for line in certs::inspect::check_pair(&entry.cert, &entry.key, SystemTime::now()) {
-                match line.strip_prefix("warning: ") {
-                    Some(w) => warnings.push(w.to_string()),
-                    None => problems.push(line),
+            for finding in certs::inspect::check_pair(&entry.cert, &entry.key, SystemTime::now()) {
+                match finding.severity {
+                    certs::inspect::Severity::Warning => warnings.push(finding.message),
+                    certs::inspect::Severity::Problem => problems.push(finding.message),
                 }
             }
         }

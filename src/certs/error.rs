@@ -182,6 +182,17 @@ impl CertError {
         }
     }
 
+    /// A write failure inside the state folder `dir` is the state folder's problem.
+    pub fn in_state_dir(self, dir: &Path) -> CertError {
+        match self {
+            CertError::Write { source, .. } => CertError::StateDirNotWritable {
+                path: dir.to_path_buf(),
+                source,
+            },
+            other => other,
+        }
+    }
+
     /// The file the error is about, when there is one.
     pub fn path(&self) -> Option<&Path> {
         match self {

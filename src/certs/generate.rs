@@ -1,6 +1,8 @@
-//! Self-signed certificate generation with rcgen, atomic PEM writing (key 0600),
-//! and `wssd cert generate`. When to reuse or regenerate the state folder's
-//! certificate is `self_signed`'s business, not this file's.
+//! Making certificates with rcgen: the one key generator ([`new_key`]) and
+//! the server certificate template ([`server_params`]) every source uses,
+//! self-signed certificates, name handling, PEM pair writing (key 0600), and
+//! `wssd cert generate`. When to reuse or regenerate a stored certificate is
+//! `reuse`'s business, not this file's.
 
 use std::collections::BTreeSet;
 
@@ -40,8 +42,32 @@ pub fn default_hostnames() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
 }
 
+/// `hostnames`, or [`default_hostnames`] when none are given.
+pub fn or_default_hostnames(hostnames: &[String]) -> Vec<String> {
+    if hostnames.is_empty() {
+        default_hostnames()
+    } else {
+        hostnames.to_vec()
+    }
+}
+
 /// One hour of clock skew tolerated on notBefore.
-const SKEW: Duration = Duration::from_secs(3600);
+pub(crate) const SKEW: Duration = Duration::from_secs(3600);
+/// Seconds in a day.
+pub(crate) const DAY_SECS: u64 = 86_400;
+
+/// The end of `days` days of validity from `now`; at least one day.
+pub(crate) fn validity_end(now: SystemTime, days: u32) -> Result<SystemTime, CertError> {
+    if days == 0 {
+        return Err(CertError::Generate {
+            detail: "validity must be at least 1 day".into(),
+        });
+    }
+    now.checked_add(Duration::from_secs(u64::from(days) * DAY_SECS))
+        .ok_or_else(|| CertError::Generate {
+            detail: format!("{days} days of validity is too long"),
+        })
+}
 
 /// A self-signed server certificate for `hostnames` (the first is the CN),
 /// valid from an hour ago for `days` days.
@@ -50,18 +76,9 @@ pub fn self_signed(
     days: u32,
     key_type: KeyType,
 ) -> Result<GeneratedPem, CertError> {
-    if days == 0 {
-        return Err(CertError::Generate {
-            detail: "validity must be at least 1 day".into(),
-        });
-    }
     let now = SystemTime::now();
+    let not_after = validity_end(now, days)?;
     let not_before = now.checked_sub(SKEW).unwrap_or(now);
-    let not_after = now
-        .checked_add(Duration::from_secs(u64::from(days) * 86_400))
-        .ok_or_else(|| CertError::Generate {
-            detail: format!("{days} days of validity is too long"),
-        })?;
     self_signed_between(hostnames, not_before, not_after, key_type)
 }
 
@@ -86,19 +103,41 @@ pub fn self_signed_between(
         SanType::IpAddress(ip) => ip.to_string(),
         _ => String::new(),
     };
+    let key = new_key(key_type).map_err(gen_error)?;
+    let params = server_params(sans, Some(cn), key_type, not_before, not_after)?;
+    let cert = params.self_signed(&key).map_err(gen_error)?;
+    Ok(GeneratedPem {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
 
-    let key = match key_type {
+/// A new private key of `key_type`: the one place wssd generates keys.
+pub(crate) fn new_key(key_type: KeyType) -> Result<KeyPair, rcgen::Error> {
+    match key_type {
         KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyType::Rsa2048 => {
             KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
         }
     }
-    .map_err(gen_error)?;
+}
 
+/// What every server certificate wssd makes carries: the SANs, a CN (for
+/// people; clients match SANs), the validity, a random serial, CA:FALSE, the
+/// key usages of `key_type` and serverAuth.
+pub(crate) fn server_params(
+    sans: Vec<SanType>,
+    common_name: Option<String>,
+    key_type: KeyType,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::default();
     params.subject_alt_names = sans;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
+    if let Some(cn) = common_name {
+        dn.push(DnType::CommonName, cn);
+    }
     params.distinguished_name = dn;
     params.not_before = time::OffsetDateTime::from(not_before);
     params.not_after = time::OffsetDateTime::from(not_after);
@@ -112,12 +151,7 @@ pub fn self_signed_between(
         ],
     };
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-
-    let cert = params.self_signed(&key).map_err(gen_error)?;
-    Ok(GeneratedPem {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    Ok(params)
 }
 
 pub(crate) fn gen_error(e: rcgen::Error) -> CertError {
@@ -182,6 +216,22 @@ pub fn write_pair(cert_path: &Path, key_path: &Path, pem: &GeneratedPem) -> Resu
     write_atomic(cert_path, pem.cert_pem.as_bytes(), 0o644)
 }
 
+/// Writes a pair to files the user named (`cert generate`, `cert ca issue`);
+/// returns the files that existed before and were replaced.
+pub(crate) fn write_outputs(
+    cert_path: &Path,
+    key_path: &Path,
+    pem: &GeneratedPem,
+) -> Result<Vec<String>, CertError> {
+    let replaced = [cert_path, key_path]
+        .iter()
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>();
+    write_pair(cert_path, key_path, pem)?;
+    Ok(replaced)
+}
+
 /// A key type in words.
 pub fn key_type_name(key_type: KeyType) -> &'static str {
     match key_type {
@@ -192,21 +242,12 @@ pub fn key_type_name(key_type: KeyType) -> &'static str {
 
 /// `wssd cert generate`: writes the pair and returns what to print.
 pub fn run_generate(args: &CertGenerateArgs) -> Result<String, CertError> {
-    let hostnames = if args.hostname.is_empty() {
-        default_hostnames()
-    } else {
-        args.hostname.clone()
-    };
+    let hostnames = or_default_hostnames(&args.hostname);
     let pem = self_signed(&hostnames, args.days, args.key_type)?;
-    let replaced = [&args.out_cert, &args.out_key]
-        .iter()
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>();
-    write_pair(&args.out_cert, &args.out_key, &pem)?;
+    let replaced = write_outputs(&args.out_cert, &args.out_key, &pem)?;
 
     let not_after = SystemTime::now()
-        .checked_add(Duration::from_secs(u64::from(args.days) * 86_400))
+        .checked_add(Duration::from_secs(u64::from(args.days) * DAY_SECS))
         .map(format_time)
         .unwrap_or_default();
     let names: Vec<String> = hostnames.iter().map(|h| normalize_name(h)).collect();
@@ -236,6 +277,16 @@ pub fn run_generate(args: &CertGenerateArgs) -> Result<String, CertError> {
         "Firefox and Chrome keep their own store: import the certificate there, or accept the warning once",
     );
     Ok(msg)
+}
+
+/// Normalized names without repeats, in the order given.
+pub(crate) fn unique_names(names: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    names
+        .iter()
+        .map(|h| normalize_name(h))
+        .filter(|n| seen.insert(n.clone()))
+        .collect()
 }
 
 /// Normalized names as a set (order- and case-insensitive comparison).

@@ -101,22 +101,62 @@ pub fn inspect(
     })
 }
 
-/// Every problem with a cert/key pair, one line each; warnings start with
-/// `warning: `. Empty means the pair is good to serve.
-pub fn check_pair(cert: &Path, key: &Path, now: SystemTime) -> Vec<String> {
+/// How much a [`Finding`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The pair cannot be served.
+    Problem,
+    /// The pair can be served; act soon.
+    Warning,
+}
+
+/// One thing `wssd check` reports about a cert/key pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// One line, naming the file.
+    pub message: String,
+}
+
+impl Finding {
+    fn problem(message: String) -> Finding {
+        Finding {
+            severity: Severity::Problem,
+            message,
+        }
+    }
+
+    fn warning(message: String) -> Finding {
+        Finding {
+            severity: Severity::Warning,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem with a cert/key pair, then every warning, one line each.
+/// Empty means the pair is good to serve.
+pub fn check_pair(cert: &Path, key: &Path, now: SystemTime) -> Vec<Finding> {
     match inspect(cert, Some(key), now) {
         Ok(report) => {
-            let mut lines = report.problems;
-            lines.extend(report.warnings.into_iter().map(|w| format!("warning: {w}")));
-            lines
+            let mut findings: Vec<Finding> =
+                report.problems.into_iter().map(Finding::problem).collect();
+            findings.extend(report.warnings.into_iter().map(Finding::warning));
+            findings
         }
         Err(e) => {
             // The certificate is unusable; the key file may be wrong as well.
-            let mut lines = vec![e.to_string()];
+            let mut findings = vec![Finding::problem(e.to_string())];
             if let Err(e) = load_key(key) {
-                lines.push(e.to_string());
+                findings.push(Finding::problem(e.to_string()));
             }
-            lines
+            findings
         }
     }
 }
@@ -319,8 +359,9 @@ mod tests {
         // check_pair reports both, not just the first.
         let lines = check_pair(&c, &k, now);
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines.iter().any(|l| l.contains("expired on")));
-        assert!(lines.iter().any(|l| l.contains("does not match")));
+        assert!(lines.iter().all(|l| l.severity == Severity::Problem));
+        assert!(lines.iter().any(|l| l.message.contains("expired on")));
+        assert!(lines.iter().any(|l| l.message.contains("does not match")));
     }
 
     #[test]
@@ -339,7 +380,8 @@ mod tests {
         assert!(report.to_string().contains("\nwarning: "));
         let lines = check_pair(&c, &k, SystemTime::now());
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].starts_with("warning: "), "{lines:?}");
+        assert_eq!(lines[0].severity, Severity::Warning, "{lines:?}");
+        assert!(lines[0].message.contains("expires in"), "{lines:?}");
     }
 
     #[test]
@@ -352,7 +394,7 @@ mod tests {
         let (c, k) = pair(dir.path(), &pem);
         let lines = check_pair(&c, &k, now);
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains("not valid until"), "{lines:?}");
+        assert!(lines[0].message.contains("not valid until"), "{lines:?}");
     }
 
     #[test]
@@ -362,9 +404,9 @@ mod tests {
         let missing = dir.path().join("missing.pem");
         let lines = check_pair(&junk, &missing, SystemTime::now());
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].contains("not a PEM file"), "{lines:?}");
-        assert!(lines[1].contains("no such file"), "{lines:?}");
-        assert!(lines.iter().all(|l| !l.contains('\n')));
+        assert!(lines[0].message.contains("not a PEM file"), "{lines:?}");
+        assert!(lines[1].message.contains("no such file"), "{lines:?}");
+        assert!(lines.iter().all(|l| !l.message.contains('\n')));
     }
 
     #[test]

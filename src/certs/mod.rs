@@ -1,9 +1,16 @@
-//! Certificate sources and tools: PEM files, self-signed certificates in the
-//! state folder, `wssd cert generate|inspect`, and the certificate half of
-//! `wssd check`.
+//! Certificate sources and tools: PEM files, self-signed certificates and a
+//! local CA in the state folder, ACME, `wssd cert generate|inspect|ca`, and
+//! the certificate half of `wssd check`.
 //!
 //! This module produces [`LoadedCert`]s; it does not serve them. The TLS layer
 //! (`crate::tls::resolver`) holds whatever the sources hand it.
+//!
+//! Sources: `files` (`--tls files`), `self_signed`, `local_ca/` (CA, issuing,
+//! `cert ca` commands, trust stores), `acme/` (storage, transport, client,
+//! order, challenges, ARI, schedule, the loop). Shared: `reuse` (may a stored
+//! pair be served again), `generate` (keys, certificates, `cert generate`),
+//! `store` (atomic writes in the state folder), `info`, `inspect`, `error`.
+//! Keeping them fresh: `startup`, `manager`, `watch`.
 
 pub mod acme;
 pub mod error;
@@ -13,6 +20,7 @@ pub mod info;
 pub mod inspect;
 pub mod local_ca;
 pub mod manager;
+pub mod reuse;
 pub mod self_signed;
 pub mod startup;
 pub mod store;

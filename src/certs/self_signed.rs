@@ -2,27 +2,20 @@
 //! reuse it while it still fits (names, key type, > 30 days left), regenerate
 //! otherwise and say why. Generation itself lives in `generate`.
 
-use super::generate::{join_names, name_set};
-use super::store::{make_private_dir, sweep_stale};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::certs::generate::{self, default_hostnames};
-use crate::certs::info::public_key_summary;
-use crate::certs::{CertError, LoadedCert, files};
+pub use super::reuse::Provenance;
+use super::reuse::{self, Unfit, Wanted};
+use super::store::sweep_stale;
+use crate::certs::generate;
+use crate::certs::{CertError, LoadedCert};
 use crate::cli::KeyType;
 
 /// Days of validity for a regenerated certificate.
 pub const VALIDITY_DAYS: u32 = 365;
 /// A certificate with this many days left or fewer is replaced.
 pub const RENEW_DAYS: i64 = 30;
-
-/// Whether [`ensure`] reused the stored pair or made a new one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Provenance {
-    Reused,
-    Generated { reason: String },
-}
 
 /// `<state>/self-signed/cert.pem` and `<state>/self-signed/key.pem`.
 pub fn paths(state_dir: &Path) -> (PathBuf, PathBuf) {
@@ -47,83 +40,43 @@ pub fn ensure_at(
     key_type: KeyType,
     now: SystemTime,
 ) -> Result<(LoadedCert, Provenance), CertError> {
-    let hostnames = if hostnames.is_empty() {
-        default_hostnames()
-    } else {
-        hostnames.to_vec()
-    };
+    let hostnames = generate::or_default_hostnames(hostnames);
     let (cert_path, key_path) = paths(state_dir);
-    // Temp files of a start that was killed while writing go first.
-    if let Some(dir) = cert_path.parent() {
-        sweep_stale(dir);
-    }
-
-    let reason = match why_not_reuse(&cert_path, &key_path, &hostnames, key_type, now) {
-        Ok(loaded) => return Ok((loaded, Provenance::Reused)),
-        Err(reason) => reason,
-    };
-
     let dir = cert_path.parent().unwrap_or(state_dir);
-    make_private_dir(dir)?;
-    let pem = generate::self_signed(&hostnames, VALIDITY_DAYS, key_type)?;
-    generate::write_pair(&cert_path, &key_path, &pem).map_err(|e| match e {
-        CertError::Write { source, .. } => CertError::StateDirNotWritable {
-            path: dir.to_path_buf(),
-            source,
-        },
-        other => other,
-    })?;
-    let loaded = files::load_pair_at(&cert_path, &key_path, now)?;
-    Ok((loaded, Provenance::Generated { reason }))
+    // Temp files of a start that was killed while writing go first.
+    sweep_stale(dir);
+    let wanted = Wanted {
+        hostnames: &hostnames,
+        key_type,
+        renew_days: RENEW_DAYS,
+        longest: None,
+    };
+    reuse::reuse_or_generate(
+        &cert_path,
+        &key_path,
+        dir,
+        now,
+        || reusable(&cert_path, &key_path, &wanted, now),
+        || generate::self_signed(&hostnames, VALIDITY_DAYS, key_type),
+    )
 }
 
 /// Loads the stored pair if it can be reused, else says why not.
-fn why_not_reuse(
+fn reusable(
     cert_path: &Path,
     key_path: &Path,
-    hostnames: &[String],
-    key_type: KeyType,
+    wanted: &Wanted<'_>,
     now: SystemTime,
-) -> Result<LoadedCert, String> {
-    if !cert_path.exists() && !key_path.exists() {
-        return Err("none yet".into());
-    }
-    let loaded = match files::load_pair_at(cert_path, key_path, now) {
-        Ok(l) => l,
-        Err(CertError::Expired { date, .. }) => return Err(format!("expired on {date}")),
-        Err(e) => return Err(format!("unreadable: {e}")),
-    };
-
-    let wanted = name_set(hostnames);
-    let have = name_set(&loaded.info.sans);
-    if wanted != have {
-        return Err(format!(
-            "names changed: was {}; now {}",
-            join_names(&have),
-            join_names(&wanted)
-        ));
-    }
-
-    let stored_type = loaded
-        .key
-        .end_entity_cert()
-        .ok()
-        .and_then(|der| public_key_summary(der).ok())
-        .and_then(|(_, kind)| kind);
-    if stored_type != Some(key_type) {
-        return Err("key type changed".into());
-    }
-
-    let days = loaded.info.days_left(now);
-    if days <= RENEW_DAYS {
-        return Err(format!("expires in {days} days"));
-    }
+) -> Result<LoadedCert, Unfit> {
+    let loaded = reuse::load_stored(cert_path, key_path, now)?;
+    reuse::fits(&loaded, wanted, now)?;
     Ok(loaded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certs::generate::default_hostnames;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;

@@ -31,7 +31,8 @@ pub struct Prepared {
     pub acme: Option<(AcmeSettings, bool)>,
 }
 
-/// Loads (or creates) every certificate the configuration asks for.
+/// Loads (or creates) every certificate the configuration asks for: the
+/// default one for the TLS mode, then the SNI ones.
 pub fn prepare(config: &Config) -> Result<Prepared, CertError> {
     let tls = &config.tls;
     let mut prepared = Prepared::default();
@@ -40,78 +41,105 @@ pub fn prepare(config: &Config) -> Result<Prepared, CertError> {
             tracing::warn!("TLS is off: only plain ws:// and http:// listeners run");
             return Ok(prepared);
         }
-        TlsMode::Files => {
-            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-                let loaded = files::load_pair(cert, key)?;
-                tracing::info!(
-                    "certificate: {} (names: {}; expires {}, serial {})",
-                    cert.display(),
-                    loaded.info.sans.join(", "),
-                    super::info::format_time(loaded.info.not_after),
-                    loaded.info.serial
-                );
-                prepared.default = Some(Initial {
-                    label: cert.display().to_string(),
-                    source: Source::Files {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    },
-                    names: Vec::new(),
-                    cert: loaded,
-                });
-            }
-        }
-        TlsMode::SelfSigned => {
-            let (loaded, provenance) =
-                self_signed::ensure(&config.state_dir, &tls.hostnames, tls.key_type)?;
-            log_generated("self-signed", &loaded, &provenance);
-            tracing::info!(
-                "Browsers will warn until you trust it: curl --cacert {} ..., or add it to your \
-                 trust store (Debian: cp it to /usr/local/share/ca-certificates/wssd.crt && \
-                 update-ca-certificates); `--tls local-ca` plus `wssd cert ca install` avoids warnings",
-                loaded.cert_path.display()
-            );
-            prepared.default = Some(Initial {
-                label: loaded.cert_path.display().to_string(),
-                source: Source::SelfSigned,
-                names: Vec::new(),
-                cert: loaded,
-            });
-        }
-        TlsMode::LocalCa => {
-            let (loaded, provenance) =
-                local_ca::ensure_leaf(&config.state_dir, &tls.hostnames, tls.key_type)?;
-            log_generated("local CA", &loaded, &provenance);
-            tracing::info!(
-                "run `wssd cert ca install` once so browsers and curl trust the local CA"
-            );
-            prepared.default = Some(Initial {
-                label: loaded.cert_path.display().to_string(),
-                source: Source::LocalCa,
-                names: Vec::new(),
-                cert: loaded,
-            });
-        }
+        TlsMode::Files => prepared.default = files_default(config)?,
+        TlsMode::SelfSigned => prepared.default = Some(self_signed_default(config)?),
+        TlsMode::LocalCa => prepared.default = Some(local_ca_default(config)?),
         TlsMode::Acme => {
-            let settings = AcmeSettings {
-                config: tls.acme.clone(),
-                state_dir: config.state_dir.clone(),
-                hostnames: tls.hostnames.clone(),
-                key_type: tls.key_type,
-                has_http_listener: !config.http.is_empty(),
-                has_tls_listener: !config.listen.is_empty(),
-            };
-            let (loaded, needs_order) = super::acme::initial(&settings)?;
-            prepared.default = Some(Initial {
-                label: format!("acme:{}", tls.hostnames.join(",")),
-                source: Source::Acme,
-                names: Vec::new(),
-                cert: loaded,
-            });
+            let (default, settings, needs_order) = acme_default(config)?;
+            prepared.default = Some(default);
             prepared.acme = Some((settings, needs_order));
         }
     }
-    for entry in &tls.sni {
+    prepared.sni = sni_certificates(config)?;
+    Ok(prepared)
+}
+
+/// `--tls files`: the `--cert`/`--key` pair, when given.
+fn files_default(config: &Config) -> Result<Option<Initial>, CertError> {
+    let tls = &config.tls;
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        return Ok(None);
+    };
+    let loaded = files::load_pair(cert, key)?;
+    tracing::info!(
+        "certificate: {} (names: {}; expires {}, serial {})",
+        cert.display(),
+        loaded.info.sans.join(", "),
+        super::info::format_time(loaded.info.not_after),
+        loaded.info.serial
+    );
+    Ok(Some(Initial {
+        label: cert.display().to_string(),
+        source: Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        names: Vec::new(),
+        cert: loaded,
+    }))
+}
+
+/// `--tls self-signed`: the stored pair, or a new one.
+fn self_signed_default(config: &Config) -> Result<Initial, CertError> {
+    let tls = &config.tls;
+    let (loaded, provenance) =
+        self_signed::ensure(&config.state_dir, &tls.hostnames, tls.key_type)?;
+    log_generated("self-signed", &loaded, &provenance);
+    tracing::info!(
+        "Browsers will warn until you trust it: curl --cacert {} ..., or add it to your \
+         trust store (Debian: cp it to /usr/local/share/ca-certificates/wssd.crt && \
+         update-ca-certificates); `--tls local-ca` plus `wssd cert ca install` avoids warnings",
+        loaded.cert_path.display()
+    );
+    Ok(Initial {
+        label: loaded.cert_path.display().to_string(),
+        source: Source::SelfSigned,
+        names: Vec::new(),
+        cert: loaded,
+    })
+}
+
+/// `--tls local-ca`: the stored leaf, or a new one (and the CA, if absent).
+fn local_ca_default(config: &Config) -> Result<Initial, CertError> {
+    let tls = &config.tls;
+    let (loaded, provenance) =
+        local_ca::ensure_leaf(&config.state_dir, &tls.hostnames, tls.key_type)?;
+    log_generated("local CA", &loaded, &provenance);
+    tracing::info!("run `wssd cert ca install` once so browsers and curl trust the local CA");
+    Ok(Initial {
+        label: loaded.cert_path.display().to_string(),
+        source: Source::LocalCa,
+        names: Vec::new(),
+        cert: loaded,
+    })
+}
+
+/// `--tls acme`: the stored (or temporary) certificate, the settings for the
+/// background task, and whether an order is needed right away.
+fn acme_default(config: &Config) -> Result<(Initial, AcmeSettings, bool), CertError> {
+    let tls = &config.tls;
+    let settings = AcmeSettings {
+        config: tls.acme.clone(),
+        state_dir: config.state_dir.clone(),
+        hostnames: tls.hostnames.clone(),
+        key_type: tls.key_type,
+        has_http_listener: !config.http.is_empty(),
+        has_tls_listener: !config.listen.is_empty(),
+    };
+    let (loaded, needs_order) = super::acme::initial(&settings)?;
+    let default = Initial {
+        label: format!("acme:{}", tls.hostnames.join(",")),
+        source: Source::Acme,
+        names: Vec::new(),
+        cert: loaded,
+    };
+    Ok((default, settings, needs_order))
+}
+
+/// The `--sni` pairs.
+fn sni_certificates(config: &Config) -> Result<Vec<Initial>, CertError> {
+    let mut sni = Vec::new();
+    for entry in &config.tls.sni {
         let loaded = files::load_pair(&entry.cert, &entry.key)?;
         tracing::info!(
             "SNI certificate {} for {}",
@@ -122,7 +150,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, CertError> {
                 entry.names.join(", ")
             }
         );
-        prepared.sni.push(Initial {
+        sni.push(Initial {
             label: entry.cert.display().to_string(),
             source: Source::Files {
                 cert: entry.cert.clone(),
@@ -132,7 +160,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, CertError> {
             cert: loaded,
         });
     }
-    Ok(prepared)
+    Ok(sni)
 }
 
 /// Checks generated certificates again (renewal before expiry, names).

@@ -10,11 +10,10 @@
 //! installed, unless `CI` is set: then it fails (scripts/install-test-deps
 //! installs it).
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
@@ -23,7 +22,7 @@ use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::harness::{BIN, free_port, http_get};
+use crate::harness::{Wssd, free_port, http_get, try_tls_connect};
 
 const NAME: &str = "wssd.test";
 
@@ -214,129 +213,49 @@ fn client_trusting(certs: Vec<CertificateDer<'static>>) -> Arc<rustls::ClientCon
     )
 }
 
-/// A running `wssd --tls acme`.
-struct Server {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    tls: SocketAddr,
-    admin: u16,
-    /// Just before the process was spawned.
-    started: Instant,
+/// Starts `wssd --tls acme` through the harness on the CA's ports with
+/// `state`, and waits for `/readyz`.
+async fn start_server(ca: &Ca, state: &Path, challenge: &str) -> Wssd {
+    Wssd::builder()
+        .state_dir(state)
+        .tls_port(ca.tls_port)
+        .http_port(ca.http_port)
+        .args(["--tls", "acme", "--hostname", NAME])
+        .args(["--acme-directory", &ca.directory()])
+        .args(["--acme-ca-root", &ca.api_cert.display().to_string()])
+        .args(["--acme-challenge", challenge])
+        .args(["--acme-email", "ops@wssd.test"])
+        .spawn()
+        .await
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts wssd on the CA's ports with `state` and waits for `/readyz`.
-    async fn start(ca: &Ca, state: &Path, challenge: &str) -> Server {
-        let admin = free_port();
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--admin", &format!("127.0.0.1:{admin}")])
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--listen", &format!("127.0.0.1:{}", ca.tls_port)])
-            .args(["--http", &format!("127.0.0.1:{}", ca.http_port)])
-            .args(["--tls", "acme", "--hostname", NAME])
-            .args(["--acme-directory", &ca.directory()])
-            .arg("--acme-ca-root")
-            .arg(&ca.api_cert)
-            .args(["--acme-challenge", challenge])
-            .args(["--acme-email", "ops@wssd.test"])
-            .current_dir(state)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WSSD_") {
-                cmd.env_remove(k);
-            }
-        }
-        let started = Instant::now();
-        let mut child = cmd.spawn().expect("spawn wssd");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                use std::io::Read;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = sink.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-            });
-        }
-        let mut server = Server {
-            child,
-            stderr,
-            tls: SocketAddr::from(([127, 0, 0, 1], ca.tls_port)),
-            admin,
-            started,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = server.child.try_wait().expect("try_wait") {
-                panic!("wssd exited with {status}; stderr:\n{}", server.stderr());
-            }
-            if server.ready().await {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "wssd not ready; stderr:\n{}",
-                server.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn ready(&self) -> bool {
-        match TcpStream::connect(("127.0.0.1", self.admin)).await {
-            Ok(s) => http_get(s, "127.0.0.1", "/readyz", &[]).await.status == 200,
-            Err(_) => false,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
+/// What the ACME tests ask of a running server.
+trait AcmeServer {
+    /// The serial of the certificate served for SNI wssd.test, if it
+    /// verifies against `roots`.
+    async fn verified_serial(&self, roots: &Arc<rustls::ClientConfig>) -> Result<String, String>;
+    /// Polls until the served certificate verifies against `roots` (and is
+    /// not `old`); returns its serial.
+    async fn wait_valid(
+        &self,
+        roots: &Arc<rustls::ClientConfig>,
+        old: Option<&str>,
+        limit: Duration,
+    ) -> String;
+    async fn ready(&self) -> bool;
     /// SIGTERM and wait for the exit.
-    fn stop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().expect("try_wait").is_none() {
-            assert!(Instant::now() < deadline, "wssd did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    fn stop(&mut self);
+}
 
-    /// The serial of the certificate served for SNI wssd.test, if it verifies
-    /// against `roots`.
+impl AcmeServer for Wssd {
     async fn verified_serial(&self, roots: &Arc<rustls::ClientConfig>) -> Result<String, String> {
-        let tcp = TcpStream::connect(self.tls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tls = TlsConnector::from(roots.clone())
-            .connect(ServerName::try_from(NAME).expect("name"), tcp)
+        let tls = try_tls_connect(self.tls_addr(), roots, NAME)
             .await
             .map_err(|e| e.to_string())?;
         let chain = tls.get_ref().1.peer_certificates().ok_or("no chain")?;
         Ok(serial_of(&chain[0]))
     }
 
-    /// Polls until the served certificate verifies against `roots` (and is
-    /// not `old`); returns its serial.
     async fn wait_valid(
         &self,
         roots: &Arc<rustls::ClientConfig>,
@@ -359,16 +278,13 @@ impl Server {
         }
     }
 
-    async fn wait_log(&self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.stderr().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the log within {limit:?}; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    async fn ready(&self) -> bool {
+        self.admin_get("/readyz").await.status == 200
+    }
+
+    fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(10));
     }
 }
 
@@ -406,9 +322,9 @@ async fn issue(
     ca: &Ca,
     state: &Path,
     challenge: &str,
-) -> (Server, Arc<rustls::ClientConfig>, String) {
+) -> (Wssd, Arc<rustls::ClientConfig>, String) {
     let roots = ca.issuing_root().await;
-    let server = Server::start(ca, state, challenge).await;
+    let server = start_server(ca, state, challenge).await;
     let ready = server.started.elapsed();
     let serial = server
         .wait_valid(&roots, None, Duration::from_secs(20))
@@ -493,7 +409,7 @@ async fn acme_restart_reuses_the_stored_certificate() {
     let (mut first, roots, serial) = issue(&ca, state.path(), "http-01").await;
     first.stop();
 
-    let second = Server::start(&ca, state.path(), "http-01").await;
+    let second = start_server(&ca, state.path(), "http-01").await;
     // Valid from the first handshake after readiness: no temporary certificate.
     assert_eq!(
         second.verified_serial(&roots).await,
@@ -507,7 +423,7 @@ async fn acme_restart_reuses_the_stored_certificate() {
     );
     // Let the background task look at the CA, then check it ordered nothing.
     second
-        .wait_log("ACME: next renewal at", Duration::from_secs(10))
+        .wait_for_log_within("ACME: next renewal at", Duration::from_secs(10))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = second.stderr();
@@ -583,7 +499,7 @@ async fn acme_ca_outage_during_renewal_keeps_serving() {
 
     // Renewal is due 8 s after issuance and fails: the CA is gone.
     server
-        .wait_log(
+        .wait_for_log_within(
             "certificate reload failed, keeping the previous certificate",
             Duration::from_secs(15),
         )

@@ -60,6 +60,11 @@ pub struct Builder {
     tls: bool,
     http: bool,
     cwd: Option<PathBuf>,
+    /// A state folder to use instead of a new temporary one.
+    state_dir: Option<PathBuf>,
+    /// Fixed ports instead of free ones.
+    tls_port: Option<u16>,
+    http_port: Option<u16>,
 }
 
 /// A running `wssd`; killed (by PID) when dropped.
@@ -69,6 +74,8 @@ pub struct Wssd {
     pub http_port: Option<u16>,
     pub admin_port: u16,
     pub state: TempDir,
+    /// Just before the process was spawned.
+    pub started: Instant,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -80,6 +87,9 @@ impl Wssd {
             tls: true,
             http: false,
             cwd: None,
+            state_dir: None,
+            tls_port: None,
+            http_port: None,
         }
     }
 
@@ -104,11 +114,17 @@ impl Wssd {
     /// Waits (up to 5 s) until the server's log contains `needle`; the log
     /// is read by a background thread, so it may lag behind events.
     pub async fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_for_log_within(needle, Duration::from_secs(5))
+            .await;
+    }
+
+    /// [`Wssd::wait_for_log`] with another time limit.
+    pub async fn wait_for_log_within(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while !self.stderr().contains(needle) {
             assert!(
                 Instant::now() < deadline,
-                "log never contained {needle:?}:\n{}",
+                "log never contained {needle:?} within {limit:?}:\n{}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -221,6 +237,41 @@ impl Builder {
         self
     }
 
+    /// Uses `dir` as the state folder (and working folder), e.g. to restart
+    /// on the same state; `Wssd::state` is then an unused temporary folder.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The TLS listener on `port` instead of a free one.
+    pub fn tls_port(mut self, port: u16) -> Self {
+        self.tls_port = Some(port);
+        self
+    }
+
+    /// Adds a plain listener on `port`.
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.http = true;
+        self.http_port = Some(port);
+        self
+    }
+
+    /// The listener ports: the fixed ones, else free ones.
+    fn ports(&self) -> (Option<u16>, Option<u16>) {
+        (
+            self.tls.then(|| self.tls_port.unwrap_or_else(free_port)),
+            self.http.then(|| self.http_port.unwrap_or_else(free_port)),
+        )
+    }
+
+    /// The state folder: the one given, else `temp`.
+    fn state_path(&self, temp: &TempDir) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf())
+    }
+
     fn command(&self, state: &Path, admin: u16, tls: Option<u16>, http: Option<u16>) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("--admin")
@@ -252,10 +303,10 @@ impl Builder {
     pub async fn spawn(self) -> Wssd {
         let state = tempfile::tempdir().expect("tempdir");
         let admin = free_port();
-        let tls = self.tls.then(free_port);
-        let http = self.http.then(free_port);
-        let mut cmd = self.command(state.path(), admin, tls, http);
+        let (tls, http) = self.ports();
+        let mut cmd = self.command(&self.state_path(&state), admin, tls, http);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn wssd");
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(mut pipe) = child.stderr.take() {
@@ -279,6 +330,7 @@ impl Builder {
             http_port: http,
             admin_port: admin,
             state,
+            started,
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -308,9 +360,8 @@ impl Builder {
     pub fn run_to_exit(self) -> (Output, TempDir) {
         let state = tempfile::tempdir().expect("tempdir");
         let admin = free_port();
-        let tls = self.tls.then(free_port);
-        let http = self.http.then(free_port);
-        let mut cmd = self.command(state.path(), admin, tls, http);
+        let (tls, http) = self.ports();
+        let mut cmd = self.command(&self.state_path(&state), admin, tls, http);
         let output = run_bounded(&mut cmd, Duration::from_secs(30));
         (output, state)
     }
