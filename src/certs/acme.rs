@@ -19,6 +19,10 @@
 //!   ([`BACKOFF_START`] doubling up to [`BACKOFF_MAX`]).
 //!
 //! Every step logs one line starting with `ACME:`.
+#![allow(
+    clippy::disallowed_types,
+    reason = "issuance durations are wall-clock measurements for logs, and tests poll with a real deadline"
+)]
 
 use super::generate::name_set;
 use super::store::{make_private_dir, sweep_stale, write_private};
