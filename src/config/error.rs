@@ -171,7 +171,7 @@ pub struct SecondsError {
 }
 
 /// The route-spec parser words its problems as text; this keeps its `?`
-/// working on [`super::limits::seconds`].
+/// working on `limits::seconds`.
 impl From<SecondsError> for String {
     fn from(e: SecondsError) -> String {
         e.to_string()

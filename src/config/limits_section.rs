@@ -62,23 +62,24 @@ fn timeouts(src: &Sources<'_>, limits: &mut Limits, problems: &mut Vec<ConfigErr
     ) {
         limits.handshake_timeout = d;
     }
-    let ping = src.seconds(
-        args.ping_interval,
-        file.ping_interval.as_ref(),
-        "ping_interval",
-        problems,
-    );
-    if let Some(d) = ping {
-        limits.ping_interval = d;
-    }
-    let idle = src.seconds(
-        args.idle_timeout,
-        file.idle_timeout.as_ref(),
-        "idle_timeout",
-        problems,
-    );
-    if let Some(d) = idle {
-        limits.idle_timeout = d;
+    let may_be_off = [
+        (
+            args.ping_interval,
+            file.ping_interval.as_ref(),
+            "ping_interval",
+            &mut limits.ping_interval,
+        ),
+        (
+            args.idle_timeout,
+            file.idle_timeout.as_ref(),
+            "idle_timeout",
+            &mut limits.idle_timeout,
+        ),
+    ];
+    for (flag, in_file, key, slot) in may_be_off {
+        if let Some(d) = src.seconds(flag, in_file, key, problems) {
+            *slot = d;
+        }
     }
     let drain = src.seconds(
         args.drain_timeout,
