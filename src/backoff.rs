@@ -23,6 +23,10 @@
 //! until `retain_recent` is called), it has no "look without taking" for
 //! refusing before the check while charging only failures, and the whole
 //! thing here is two small buckets under one lock.
+#![allow(
+    clippy::disallowed_types,
+    reason = "the leaky buckets count wall-clock time between guesses, in sync code and its tests"
+)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -54,7 +54,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
     config::load(args, &Environment::from_process()).map_err(|errors| {
-        for problem in &errors.0 {
+        for problem in errors.iter() {
             eprintln!("error: {problem}");
         }
         ExitCode::FAILURE
@@ -121,7 +121,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = match config::load(args, &Environment::from_process()) {
         Ok(c) => Some(c),
         Err(errors) => {
-            problems.extend(errors.0);
+            problems.extend(errors.iter().map(ToString::to_string));
             None
         }
     };

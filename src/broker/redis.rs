@@ -98,6 +98,10 @@
 //! outage; one warning is logged when it starts and one info line when it
 //! ends. Reconnection retries with exponential backoff from 100 ms to 5 s.
 //! Needs Redis 5 or later (scripts that call `TIME` before writing).
+#![allow(
+    clippy::disallowed_types,
+    reason = "uptime and round-trip times are wall-clock measurements for readiness and metrics"
+)]
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -4,6 +4,14 @@
 use std::fmt;
 use std::net::IpAddr;
 
+/// Why a text is not a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a CIDR network ({why}); example: 10.0.0.0/8 or ::1")]
+pub struct CidrError {
+    pub text: String,
+    pub why: &'static str,
+}
+
 /// An IP network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -13,9 +21,10 @@ pub struct Cidr {
 
 impl Cidr {
     /// Parses `ADDR/PREFIX` or a bare address (a single host).
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let bad = |why: &str| {
-            format!("`{text}` is not a CIDR network ({why}); example: 10.0.0.0/8 or ::1")
+    pub fn parse(text: &str) -> Result<Cidr, CidrError> {
+        let bad = |why: &'static str| CidrError {
+            text: text.to_string(),
+            why,
         };
         let (addr, prefix) = match text.trim().split_once('/') {
             Some((a, p)) => (a, Some(p)),

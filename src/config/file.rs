@@ -1,15 +1,17 @@
 //! The TOML configuration file: its shape (unknown keys are errors) and the
 //! mapping from byte offsets to line numbers for error messages.
 //!
-//! Merging with flags and environment happens in `config::load`.
+//! Each key is the long flag's name with `_` (the `[tls]` table drops the
+//! `tls-`/`cert-` prefix); `config::sources` merges it under the flags.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::error::ConfigError;
 use super::route::RouteTable;
-use crate::cli::{AcmeChallenge, ClientAuth, KeyType, LogFormat, TlsMode};
+use super::types::{AcmeChallenge, ClientAuth, KeyType, LogFormat, TlsMode};
 
 /// Top-level keys of `wssd.toml`. Names match the long flags with `_`.
 #[derive(Debug, Default, Deserialize)]
@@ -80,25 +82,19 @@ pub struct LoadedFile {
 impl LoadedFile {
     /// Reads and parses `path`; errors name the file and, for syntax,
     /// unknown keys and wrong types, the line.
-    pub fn read(path: PathBuf) -> Result<LoadedFile, String> {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{}: cannot read the configuration file: {e}",
-                path.display()
-            )
-        })?;
-        let config: FileConfig = toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| format!(":{}", line_of(&text, s.start)))
-                .unwrap_or_default();
-            format!(
-                "{}{line}: {}",
-                path.display(),
-                e.message().trim_end().replace('\n', " ")
-            )
-        })?;
-        Ok(LoadedFile { path, text, config })
+    pub fn read(path: PathBuf) -> Result<LoadedFile, ConfigError> {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => return Err(ConfigError::FileUnreadable { path, source }),
+        };
+        match toml::from_str::<FileConfig>(&text) {
+            Ok(config) => Ok(LoadedFile { path, text, config }),
+            Err(e) => Err(ConfigError::FileSyntax {
+                line: e.span().map(|s| line_of(&text, s.start)),
+                message: e.message().trim_end().replace('\n', " "),
+                path,
+            }),
+        }
     }
 
     /// `file:line` for a byte offset into the file.
@@ -121,7 +117,7 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<LoadedFile, String> {
+    fn parse(text: &str) -> Result<LoadedFile, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wssd.toml");
         std::fs::write(&path, text).unwrap();
@@ -132,7 +128,8 @@ mod tests {
     fn unknown_key_names_key_and_line() {
         let err = parse("listen = [\"127.0.0.1:1\"]\nlisten_on = 3\n")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(err.contains("wssd.toml:2"), "{err}");
         assert!(err.contains("listen_on"), "{err}");
     }
@@ -141,14 +138,18 @@ mod tests {
     fn unknown_route_key_is_an_error() {
         let err = parse("[[route]]\npath = \"/a\"\nkind = \"echo\"\nfolder = \"x\"\n")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(err.contains("folder"), "{err}");
         assert!(err.contains(":4"), "{err}");
     }
 
     #[test]
     fn bad_enum_value_is_an_error() {
-        let err = parse("[tls]\nmode = \"maybe\"\n").err().unwrap();
+        let err = parse("[tls]\nmode = \"maybe\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("wssd.toml:2"), "{err}");
         assert!(err.contains("maybe"), "{err}");
     }

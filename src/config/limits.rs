@@ -1,28 +1,25 @@
-//! Every number that bounds a connection: sizes, counts and timeouts, with
-//! their defaults, resolved once from configuration. No other module invents
-//! a limit; they read these.
+//! Every number that bounds a connection: sizes, counts and timeouts,
+//! resolved once from configuration (`limits_section`; the defaults of the
+//! options are in `defaults`), and the fixed ones beside them.
 
 use std::time::Duration;
 
-/// Default largest WebSocket message: 4 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+use super::error::SecondsError;
+
+// The defaults of the global limit options live in `defaults` (one table);
+// these names stay for the modules that read them.
+pub use super::defaults::{
+    DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT, HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT,
+    MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP as DEFAULT_MAX_CONNECTIONS_PER_IP,
+    MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE, MEMORY_BUDGET as DEFAULT_MEMORY_BUDGET,
+    PING_INTERVAL as DEFAULT_PING_INTERVAL, SEND_TIMEOUT as DEFAULT_SEND_TIMEOUT,
+};
+
 /// Default largest message on `broadcast` and `chat` routes (and their HTTP
 /// publish bodies): 1 MiB. Fan-out routes carry notifications, not files; a
 /// route that needs more sets its own `max_message_size`.
 pub const DEFAULT_FANOUT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
-/// Default global budget for bytes of messages being received and queued for
-/// fan-out: 256 MiB.
-pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
-/// Default most WebSocket connections at once.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default most connections from one IP address.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
-/// Default time from TCP accept to complete request headers.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default interval between server pings.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
-/// Default time to wait for WebSockets to close on shutdown.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// WebSocket read buffer per connection (tungstenite allocates it eagerly).
 pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 /// Bytes tungstenite collects before writing to the socket.
@@ -36,11 +33,6 @@ pub const MAX_HTTP_BUFFER: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// Ciphertext rustls may queue per connection before writes wait.
 pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
-/// Default send timeout: the longest any write (to a client, an upstream or
-/// a program's stdin) may make no progress, and the longest a proxied
-/// request body may pause between chunks. A peer that stalls longer is
-/// closed (1008 when a close frame can still be written, else a TCP reset).
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for the closing handshake once a close frame was sent.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// TCP connections above `max_connections` that may be in their handshake
@@ -107,7 +99,7 @@ impl Default for Limits {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
-            idle_timeout: None,
+            idle_timeout: super::defaults::IDLE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             send_timeout: DEFAULT_SEND_TIMEOUT,
@@ -154,11 +146,13 @@ impl Limits {
 }
 
 /// Converts a number of seconds from configuration; 0 means off (`None`).
-pub fn seconds(value: f64, place: &str, key: &str) -> Result<Option<Duration>, String> {
+pub fn seconds(value: f64, place: &str, key: &str) -> Result<Option<Duration>, SecondsError> {
     if !value.is_finite() || !(0.0..=31_536_000.0).contains(&value) {
-        return Err(format!(
-            "{place}: `{key}` must be a number of seconds between 0 and 31536000, not {value}"
-        ));
+        return Err(SecondsError {
+            place: place.to_string(),
+            key: key.to_string(),
+            value,
+        });
     }
     if value == 0.0 {
         return Ok(None);
@@ -200,6 +194,11 @@ mod tests {
             seconds(1.5, "x", "k").unwrap(),
             Some(Duration::from_millis(1500))
         );
-        assert!(seconds(-1.0, "x", "k").unwrap_err().contains("`k`"));
+        assert!(
+            seconds(-1.0, "x", "k")
+                .unwrap_err()
+                .to_string()
+                .contains("`k`")
+        );
     }
 }

@@ -1,41 +1,64 @@
 //! Configuration: flags, `WSSD_*` environment variables (and `.env`, which
-//! `main` loads into the environment before anything else runs), and the TOML
-//! file, merged once with precedence flag > env > file > default into one
-//! validated [`Config`]. Nothing downstream reads the environment or files.
+//! `main` loads into the environment before anything else runs, never over
+//! a variable already set), and the TOML file, merged once with precedence
+//! flag > env > .env > file > default into one validated [`Config`].
+//! Options reach the rest of the crate only through `Config`; what else
+//! reads the process environment does so for its own purpose (`exec`
+//! routes: `PATH` and the variables a route passes on; `main`: `NO_COLOR`;
+//! the local CA's commands: `HOME`).
 //!
-//! Flags and environment arrive together through clap (`env = "WSSD_..."`);
-//! this module adds the file and the defaults, and collects every problem.
+//! One place per concern: each option's flag, env name and help are in
+//! [`flags`], its TOML key in [`file`] (a test keeps the two in step), its
+//! default in [`defaults`] (a test checks `--help` against it), its value
+//! type in [`types`]; [`sources`] holds the one precedence rule. [`load`]
+//! orchestrates one function per section (listeners, TLS, admin, limits,
+//! routes, edge, broker, logging, state folder), each returning its part
+//! and pushing its problems ([`ConfigError`]), so every problem is reported
+//! at once. CA files are read by [`trust`], a leaf that `tls` re-exports:
+//! `tls` depends on `config`, never the other way round.
 
+pub mod admin;
+pub mod broker;
 pub mod cidr;
+pub mod defaults;
+pub mod edge;
+pub mod environment;
+pub mod error;
 pub mod file;
+pub mod flags;
 pub mod limits;
+pub mod limits_section;
+pub mod listeners;
 pub mod route;
+pub mod route_list;
+pub mod sources;
+pub mod tls;
+pub mod trust;
+pub mod types;
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use crate::cli::{AcmeChallenge, KeyType, LogFormat, ServeArgs, TlsMode};
-use file::LoadedFile;
+pub use broker::{BrokerCa, BrokerConfig, parse_broker};
+pub use environment::{Environment, default_state_dir};
+pub use error::{ConfigError, ConfigErrors};
+pub use file::FileConfig;
+pub use flags::ServeArgs;
 pub use limits::{Limits, SessionLimits};
+pub use listeners::parse_addr;
 pub use route::{ChatSpec, RouteKind, RouteSpec};
+pub use tls::{AcmeConfig, CertEntry, ClientAuthConfig, TlsConfig};
+pub use types::{AcmeChallenge, ClientAuth, KeyType, LogFormat, TlsMode};
 
-/// Default TLS listener.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
-/// Plain listener used when `--tls off` is given without `--http`.
-pub const DEFAULT_PLAIN_LISTEN: &str = "127.0.0.1:8080";
-/// Default admin listener.
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:9099";
-/// Configuration file read when present and no `--config` is given.
-pub const DEFAULT_CONFIG_FILE: &str = "wssd.toml";
+use sources::{Sources, pick};
 
 /// The whole validated configuration of `serve` and `check`.
 ///
-/// Defaults: TLS listener 127.0.0.1:8443, no plain listener, `self-signed`
-/// TLS (or `files` when a certificate is given) for localhost, 127.0.0.1 and
-/// ::1, routes `/` (bundled client) and `/ws/echo`, limits as in
-/// [`limits::Limits::default`], admin on 127.0.0.1:9099.
+/// Defaults ([`defaults`]): TLS listener 127.0.0.1:8443, no plain listener,
+/// `self-signed` TLS (or `files` when a certificate is given) for
+/// localhost, 127.0.0.1 and ::1, routes `/` (bundled client), `/ws/echo`
+/// and `/ws/chat`, limits as in [`Limits::default`], admin on
+/// 127.0.0.1:9099.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// TLS listeners (empty when TLS is off).
@@ -65,789 +88,76 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
 }
 
-/// Certificate settings.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub mode: TlsMode,
-    /// The default certificate's files (`--tls files`).
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    /// Names for generated, local-CA and ACME certificates.
-    pub hostnames: Vec<String>,
-    pub key_type: KeyType,
-    /// Further certificates chosen by SNI (`[[tls.certificate]]`).
-    pub sni: Vec<CertEntry>,
-    /// Client certificates (mTLS), when configured.
-    pub client_auth: Option<ClientAuthConfig>,
-    pub acme: AcmeConfig,
-    /// How often certificate files are re-checked besides file events.
-    pub check_interval: Duration,
-}
-
-/// A PEM pair served for some SNI names.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CertEntry {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Explicit names; empty means "the certificate's SANs".
-    pub names: Vec<String>,
-}
-
-/// mTLS settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientAuthConfig {
-    pub ca: PathBuf,
-    pub required: bool,
-}
-
-/// ACME settings (used with `--tls acme`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AcmeConfig {
-    pub directory: String,
-    pub email: Option<String>,
-    pub ca_root: Option<PathBuf>,
-    pub challenge: AcmeChallenge,
-}
-
-/// Let's Encrypt's production directory.
-pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// Default interval of the certificate-file backstop check.
-pub const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-
-/// The `--broker` setting.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum BrokerConfig {
-    /// In-process (one instance).
-    #[default]
-    Memory,
-    /// A Redis server shared by instances:
-    /// `redis[s]://[:PASSWORD@]HOST:PORT[/DB]`; for `rediss://` (TLS), the
-    /// CA its certificate must chain to, when not a public one.
-    Redis { url: String, ca: Option<BrokerCa> },
-}
-
-/// `--broker-ca`: the file and its PEM, read and checked once at load.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BrokerCa {
-    pub path: PathBuf,
-    pub pem: Vec<u8>,
-}
-
-impl fmt::Debug for BrokerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BrokerConfig::Memory => write!(f, "Memory"),
-            BrokerConfig::Redis { url, ca: None } => write!(f, "Redis({})", redact_url(url)),
-            BrokerConfig::Redis { url, ca: Some(ca) } => {
-                write!(f, "Redis({}, ca {})", redact_url(url), ca.path.display())
-            }
-        }
-    }
-}
-
-/// Reads `--broker-ca`: at least one PEM certificate, usable as a root.
-fn read_broker_ca(path: &Path) -> Result<BrokerCa, String> {
-    use crate::tls::CaPemError;
-    let p = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("--broker-ca {p}: {e}"))?;
-    crate::tls::ca_roots(&pem).map_err(|e| match e {
-        CaPemError::Empty => format!(
-            "--broker-ca {p}: holds no CERTIFICATE block; give the PEM file of the CA that signed the Redis server's certificate"
-        ),
-        other => format!("--broker-ca {p}: {other}"),
-    })?;
-    Ok(BrokerCa {
-        path: path.to_path_buf(),
-        pem,
-    })
-}
-
-/// A URL with any `user:password@` replaced by `***@`.
-fn redact_url(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
-        _ => url.to_string(),
-    }
-}
-
-/// Parses `--broker`.
-pub fn parse_broker(text: &str) -> Result<BrokerConfig, String> {
-    let url = text.trim();
-    if url.is_empty() || url == "memory" {
-        return Ok(BrokerConfig::Memory);
-    }
-    // Error messages show the URL without its password.
-    let t = &redact_url(url);
-    if let Some(rest) = url
-        .strip_prefix("redis://")
-        .or_else(|| url.strip_prefix("rediss://"))
-    {
-        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-        let host = host.split('/').next().unwrap_or_default();
-        if host.is_empty() {
-            return Err(format!(
-                "--broker {t}: no host; write redis://HOST:PORT (example: redis://127.0.0.1:6379)"
-            ));
-        }
-        return Ok(BrokerConfig::Redis {
-            url: url.to_string(),
-            ca: None,
-        });
-    }
-    Err(format!(
-        "--broker {t}: unknown broker; use `memory`, `redis://HOST:PORT` or `rediss://HOST:PORT` (TLS)"
-    ))
-}
-
-/// Every problem found in the configuration, one line each.
-#[derive(Debug, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Where the environment-derived defaults come from (so tests can pass them).
-#[derive(Debug, Clone, Default)]
-pub struct Environment {
-    pub xdg_state_home: Option<PathBuf>,
-    pub home: Option<PathBuf>,
-    /// Secrets named by the configuration (moderator passwords), by name.
-    pub secrets: std::collections::HashMap<String, String>,
-}
-
-impl Environment {
-    /// Reads `XDG_STATE_HOME` and `HOME` once.
-    pub fn from_process() -> Self {
-        Environment {
-            xdg_state_home: std::env::var_os("XDG_STATE_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            home: std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            // Any variable may be named by `moderator_password_env`; keep the
-            // non-empty ones so `load` never reads the process environment.
-            secrets: std::env::vars().filter(|(_, v)| !v.is_empty()).collect(),
-        }
-    }
-}
-
-/// Merges flags/env (`args`), the configuration file and defaults.
+/// Merges flags/env (`args`), the configuration file and defaults; every
+/// problem of every section, or the configuration.
 pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors> {
+    let loaded = sources::read_file(args).map_err(|e| ConfigErrors(vec![e]))?;
+    let empty = FileConfig::default();
+    let src = Sources {
+        args,
+        file: loaded.as_ref().map_or(&empty, |f| &f.config),
+        loaded: loaded.as_ref(),
+    };
     let mut problems = Vec::new();
-    let file = match read_file(args) {
-        Ok(file) => file,
-        Err(e) => return Err(ConfigErrors(vec![e])),
-    };
-    let empty = file::FileConfig::default();
-    let fc = file.as_ref().map(|f| &f.config).unwrap_or(&empty);
-    let tls_table = fc.tls.as_ref();
-    let place = |offset: usize| match &file {
-        Some(f) => f.place(offset),
-        None => "config".to_string(),
-    };
-
-    // TLS first: it decides the default listeners.
-    let cert = args
-        .cert
-        .clone()
-        .or_else(|| tls_table.and_then(|t| t.cert.clone()));
-    let key = args
-        .key
-        .clone()
-        .or_else(|| tls_table.and_then(|t| t.key.clone()));
-    let mode = args
-        .tls
-        .or_else(|| tls_table.and_then(|t| t.mode))
-        .unwrap_or(if cert.is_some() {
-            TlsMode::Files
-        } else {
-            TlsMode::SelfSigned
-        });
-    let hostnames = if !args.hostname.is_empty() {
-        args.hostname.clone()
-    } else if let Some(h) = tls_table.and_then(|t| t.hostname.clone()) {
-        h
-    } else {
-        vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
-    };
-    let key_type = args
-        .key_type
-        .or_else(|| tls_table.and_then(|t| t.key_type))
-        .unwrap_or_default();
-    match mode {
-        TlsMode::Files => {
-            if cert.is_none() {
-                problems.push("--tls files needs --cert FILE (the PEM certificate chain)".into());
-            }
-            if key.is_none() {
-                problems.push("--tls files needs --key FILE (the PEM private key)".into());
-            }
-        }
-        TlsMode::SelfSigned | TlsMode::LocalCa | TlsMode::Acme | TlsMode::Off => {
-            if cert.is_some() || key.is_some() {
-                problems.push(format!(
-                    "--cert/--key are only used with --tls files, but --tls is {}; drop them or use --tls files",
-                    mode_name(mode)
-                ));
-            }
-        }
+    // TLS first: the mode decides the default listeners.
+    let basics = tls::basics(&src, &mut problems);
+    let listeners = listeners::section(&src, basics.mode, &mut problems);
+    let admin = admin::section(&src, &mut problems);
+    let limits = limits_section::section(&src, &mut problems);
+    let routes = route_list::section(&src, env, &limits, &mut problems);
+    let edge = edge::section(&src, &mut problems);
+    let broker = broker::section(&src, &mut problems);
+    let (log_format, log_level) = logging(&src, &mut problems);
+    let state_dir = state_dir(&src, env, &mut problems);
+    if listeners.listen.is_empty() && listeners.http.is_empty() {
+        problems.push(ConfigError::NoListeners);
     }
-    for h in &hostnames {
-        if let Err(e) = check_hostname(h) {
-            problems.push(e);
-        }
-    }
-
-    // Listeners.
-    let mut listen = Vec::new();
-    let listen_given = !args.listen.is_empty() || fc.listen.is_some();
-    if !args.listen.is_empty() {
-        for a in &args.listen {
-            push_addr(&mut listen, &mut problems, a, "--listen");
-        }
-    } else if let Some(list) = &fc.listen {
-        for a in list {
-            push_addr(
-                &mut listen,
-                &mut problems,
-                a.get_ref(),
-                &format!("{}: listen", place(a.span().start)),
-            );
-        }
-    }
-    let mut http = Vec::new();
-    if !args.http.is_empty() {
-        for a in &args.http {
-            push_addr(&mut http, &mut problems, a, "--http");
-        }
-    } else if let Some(list) = &fc.http {
-        for a in list {
-            push_addr(
-                &mut http,
-                &mut problems,
-                a.get_ref(),
-                &format!("{}: http", place(a.span().start)),
-            );
-        }
-    }
-    if mode == TlsMode::Off {
-        if listen_given && !listen.is_empty() {
-            problems.push(
-                "--listen is a TLS listener but --tls is off; use --http ADDR for a plain listener, or drop --tls off"
-                    .into(),
-            );
-        }
-        listen.clear();
-        if http.is_empty() && !listen_given {
-            http.push(
-                parse_addr(DEFAULT_PLAIN_LISTEN)
-                    .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)),
-            );
-        }
-    } else if !listen_given {
-        listen.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443));
-    }
-    let mut all: Vec<SocketAddr> = listen.iter().chain(http.iter()).copied().collect();
-    all.sort();
-    for pair in all.windows(2) {
-        if pair[0] == pair[1] && pair[0].port() != 0 {
-            problems.push(format!(
-                "{} is given twice (as --listen and --http, or twice in one); each address can have one listener",
-                pair[0]
-            ));
-        }
-    }
-
-    // Admin.
-    let admin_text = args
-        .admin
-        .clone()
-        .or_else(|| fc.admin.as_ref().map(|a| a.get_ref().clone()))
-        .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
-    let admin = if matches!(admin_text.as_str(), "off" | "none" | "") {
-        None
-    } else {
-        match parse_addr(&admin_text) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                problems.push(format!("--admin: {e}"));
-                None
-            }
-        }
-    };
-
-    // Limits.
-    let mut limits = Limits::default();
-    if let Some(n) = args.max_message_size.or(fc.max_message_size) {
-        if n < 16 {
-            problems.push(format!(
-                "--max-message-size must be at least 16 bytes, not {n}"
-            ));
-        }
-        limits.max_message_size = n;
-    }
-    if let Some(n) = args.memory_budget.or(fc.memory_budget) {
-        limits.memory_budget = n;
-    }
-    if limits.memory_budget < limits.max_message_size {
-        problems.push(format!(
-            "--memory-budget ({} bytes) is smaller than --max-message-size ({} bytes): one message could never be received; raise --memory-budget or lower --max-message-size",
-            limits.memory_budget, limits.max_message_size
-        ));
-    }
-    if let Some(n) = args.max_connections.or(fc.max_connections) {
-        if n == 0 {
-            problems.push("--max-connections must be at least 1".into());
-        }
-        limits.max_connections = n;
-    }
-    if let Some(n) = args.max_connections_per_ip.or(fc.max_connections_per_ip) {
-        if n == 0 {
-            problems.push("--max-connections-per-ip must be at least 1".into());
-        }
-        limits.max_connections_per_ip = n;
-    }
-    let secs = |flag: Option<f64>, file: &Option<toml::Spanned<f64>>, key: &str| {
-        let (value, where_) = match (flag, file) {
-            (Some(v), _) => (v, format!("--{}", key.replace('_', "-"))),
-            (None, Some(s)) => (*s.get_ref(), place(s.span().start)),
-            (None, None) => return Ok(None),
-        };
-        limits::seconds(value, &where_, key).map(Some)
-    };
-    match secs(args.handshake_timeout, &fc.handshake_timeout, "handshake_timeout") {
-        Ok(Some(Some(d))) => limits.handshake_timeout = d,
-        Ok(Some(None)) => problems.push(
-            "--handshake-timeout cannot be 0 (it protects against slow clients); give seconds, e.g. 10"
-                .into(),
-        ),
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-    match secs(args.ping_interval, &fc.ping_interval, "ping_interval") {
-        Ok(Some(d)) => limits.ping_interval = d,
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-    match secs(args.idle_timeout, &fc.idle_timeout, "idle_timeout") {
-        Ok(Some(d)) => limits.idle_timeout = d,
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-    match secs(args.drain_timeout, &fc.drain_timeout, "drain_timeout") {
-        Ok(Some(d)) => limits.drain_timeout = d.unwrap_or_default(),
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-    match secs(args.send_timeout, &fc.send_timeout, "send_timeout") {
-        Ok(Some(Some(d))) => limits.send_timeout = d,
-        Ok(Some(None)) => problems.push(
-            "--send-timeout cannot be 0 (it closes clients that stop reading); give seconds, e.g. 10"
-                .into(),
-        ),
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-
-    // Routes.
-    let mut routes = Vec::new();
-    if !args.route.is_empty() {
-        for r in &args.route {
-            match route::parse_route_flag(r) {
-                Ok(spec) => routes.push(spec),
-                Err(e) => problems.push(format!("--route: {e}")),
-            }
-        }
-    } else if let Some(tables) = &fc.route {
-        for t in tables {
-            let where_ = format!("{}: [[route]]", place(t.span().start));
-            match t.get_ref().clone().into_spec(&where_) {
-                Ok(spec) => routes.push(spec),
-                Err(e) => problems.push(e),
-            }
-        }
-    } else {
-        routes = route::default_routes();
-    }
-    for r in &mut routes {
-        if let RouteKind::Chat(chat) = &mut r.kind {
-            chat.moderator_password = env.secrets.get(&chat.moderator_password_env).cloned();
-        }
-    }
-    let mut paths: Vec<&str> = routes.iter().map(|r| r.path.as_str()).collect();
-    paths.sort();
-    for pair in paths.windows(2) {
-        if pair[0] == pair[1] {
-            problems.push(format!(
-                "route path {} is defined twice; each path prefix can have one route",
-                pair[0]
-            ));
-        }
-    }
-    for r in &routes {
-        if let Some(n) = r.limits.max_message_size
-            && n < 16
-        {
-            problems.push(format!(
-                "route {}: max_message_size must be at least 16 bytes",
-                r.path
-            ));
-        }
-        if let Some(n) = r.limits.max_message_size
-            && n > limits.memory_budget
-        {
-            problems.push(format!(
-                "route {}: max_message_size ({n} bytes) is larger than --memory-budget ({} bytes); raise --memory-budget or lower the route's max_message_size",
-                r.path, limits.memory_budget
-            ));
-        }
-        if let RouteKind::Static { dir: Some(dir) } = &r.kind {
-            match std::fs::metadata(dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => problems.push(format!(
-                    "route {}: {} is not a folder; static routes serve a folder",
-                    r.path,
-                    dir.display()
-                )),
-                Err(e) => problems.push(format!(
-                    "route {}: cannot open folder {}: {e}",
-                    r.path,
-                    dir.display()
-                )),
-            }
-        }
-    }
-
-    let allow_origin = if !args.allow_origin.is_empty() {
-        args.allow_origin.clone()
-    } else {
-        fc.allow_origin.clone().unwrap_or_default()
-    };
-    let allow_host = if !args.allow_host.is_empty() {
-        args.allow_host.clone()
-    } else {
-        fc.allow_host.clone().unwrap_or_default()
-    };
-    for h in &allow_host {
-        if h != "*" && check_hostname(h).is_err() {
-            problems.push(format!(
-                "--allow-host `{h}` is not a host name (examples: --allow-host box.lan, --allow-host '*.box.lan', --allow-host '*')"
-            ));
-        }
-    }
-    let mut trusted_proxies = Vec::new();
-    let trusted_text = if !args.trusted_proxy.is_empty() {
-        args.trusted_proxy.clone()
-    } else {
-        fc.trusted_proxy.clone().unwrap_or_default()
-    };
-    for t in &trusted_text {
-        match cidr::Cidr::parse(t) {
-            Ok(c) => trusted_proxies.push(c),
-            Err(e) => problems.push(format!("--trusted-proxy: {e}")),
-        }
-    }
-    let broker_text = args
-        .broker
-        .clone()
-        .or_else(|| fc.broker.as_ref().map(|b| b.get_ref().clone()));
-    let mut broker_ok = true;
-    let mut broker = match broker_text.as_deref().map(parse_broker).transpose() {
-        Ok(b) => b.unwrap_or_default(),
-        Err(e) => {
-            problems.push(e);
-            broker_ok = false;
-            BrokerConfig::Memory
-        }
-    };
-    let broker_ca = args.broker_ca.clone().or_else(|| fc.broker_ca.clone());
-    if let Some(path) = broker_ca {
-        match &mut broker {
-            BrokerConfig::Redis { url, ca } if url.starts_with("rediss://") => {
-                match read_broker_ca(&path) {
-                    Ok(read) => *ca = Some(read),
-                    Err(e) => problems.push(e),
-                }
-            }
-            // The --broker problem is reported already.
-            _ if !broker_ok => {}
-            _ => problems.push(format!(
-                "--broker-ca {} applies only to a rediss:// broker (TLS to Redis); remove it, or use --broker rediss://HOST:PORT",
-                path.display()
-            )),
-        }
-    }
-    let publish_token = args
-        .publish_token
-        .clone()
-        .or_else(|| fc.publish_token.clone());
-    if let Some(t) = &publish_token
-        && t.trim().len() < 16
-    {
-        problems.push(
-            "--publish-token must be at least 16 characters (it guards POST /publish); generate one with `openssl rand -hex 24`".into(),
-        );
-    }
-    let log_format = args.log_format.or(fc.log_format).unwrap_or_default();
-    let log_level = args
-        .log_level
-        .clone()
-        .or_else(|| fc.log_level.clone())
-        .unwrap_or_else(|| "info".into());
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
-        problems.push(format!(
-            "--log-level `{log_level}` is not a level or filter: {e}"
-        ));
-    }
-
-    let state_dir = match args.state_dir.clone().or_else(|| fc.state_dir.clone()) {
-        Some(d) => d,
-        None => match default_state_dir(env) {
-            Some(d) => d,
-            None => {
-                problems.push(
-                    "no state folder: set --state-dir DIR (neither XDG_STATE_HOME nor HOME is set)"
-                        .into(),
-                );
-                PathBuf::new()
-            }
-        },
-    };
-
-    if listen.is_empty() && http.is_empty() {
-        problems.push("no listeners: give --listen ADDR (TLS) or --http ADDR (plain)".into());
-    }
-
-    // SNI certificates, mTLS, ACME.
-    let mut sni = Vec::new();
-    for t in tls_table
-        .and_then(|t| t.certificate.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let where_ = format!("{}: [[tls.certificate]]", place(t.span().start));
-        let table = t.get_ref();
-        let names = table.names.clone().unwrap_or_default();
-        for n in &names {
-            if let Err(e) = check_hostname(n) {
-                problems.push(format!("{where_}: {e}"));
-            }
-        }
-        sni.push(CertEntry {
-            cert: table.cert.clone(),
-            key: table.key.clone(),
-            names,
-        });
-    }
-    if mode == TlsMode::Off && !sni.is_empty() {
-        problems.push(
-            "[[tls.certificate]] is given but --tls is off; remove them or turn TLS on".into(),
-        );
-    }
-    let client_ca = args
-        .client_ca
-        .clone()
-        .or_else(|| tls_table.and_then(|t| t.client_ca.clone()));
-    let client_auth_mode = args
-        .client_auth
-        .or_else(|| tls_table.and_then(|t| t.client_auth));
-    let client_auth = match (client_ca, client_auth_mode) {
-        (Some(ca), mode_) => Some(ClientAuthConfig {
-            ca,
-            required: mode_ != Some(crate::cli::ClientAuth::Optional),
-        }),
-        (None, Some(_)) => {
-            problems.push(
-                "--client-auth needs --client-ca FILE (the CA that signs client certificates)"
-                    .into(),
-            );
-            None
-        }
-        (None, None) => None,
-    };
-    if client_auth.is_some() && mode == TlsMode::Off {
-        problems.push("--client-ca needs TLS, but --tls is off".into());
-    }
-    let acme = AcmeConfig {
-        directory: args
-            .acme_directory
-            .clone()
-            .or_else(|| tls_table.and_then(|t| t.acme_directory.clone()))
-            .unwrap_or_else(|| LETS_ENCRYPT_DIRECTORY.to_string()),
-        email: args
-            .acme_email
-            .clone()
-            .or_else(|| tls_table.and_then(|t| t.acme_email.clone())),
-        ca_root: args
-            .acme_ca_root
-            .clone()
-            .or_else(|| tls_table.and_then(|t| t.acme_ca_root.clone())),
-        challenge: args
-            .acme_challenge
-            .or_else(|| tls_table.and_then(|t| t.acme_challenge))
-            .unwrap_or(if http.is_empty() {
-                AcmeChallenge::TlsAlpn01
-            } else {
-                AcmeChallenge::Http01
-            }),
-    };
-    if mode == TlsMode::Acme {
-        if !acme.directory.starts_with("https://") {
-            problems.push(format!(
-                "--acme-directory `{}` must be an https:// URL",
-                acme.directory
-            ));
-        }
-        if acme.challenge == AcmeChallenge::Http01 && http.is_empty() {
-            problems.push(
-                "--acme-challenge http-01 needs a plain listener (--http ADDR, port 80 for public CAs)".into(),
-            );
-        }
-        if hostnames.iter().any(|h| h.starts_with("*.")) {
-            problems.push(
-                "--tls acme cannot validate wildcard names (*.example.com) with HTTP-01 or TLS-ALPN-01; list the names".into(),
-            );
-        }
-        if hostnames
-            .iter()
-            .any(|h| h.parse::<IpAddr>().is_ok() || h == "localhost")
-        {
-            problems.push(
-                "--tls acme needs public DNS names in --hostname (not localhost or IP addresses)"
-                    .into(),
-            );
-        }
-    }
-    let mut check_interval = DEFAULT_CERT_CHECK_INTERVAL;
-    let file_check = tls_table.and_then(|t| t.check_interval.clone());
-    match secs(args.cert_check_interval, &file_check, "cert_check_interval") {
-        Ok(Some(Some(d))) => check_interval = d,
-        Ok(Some(None)) => problems.push("--cert-check-interval cannot be 0".into()),
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-
+    let tls = tls::section(&src, basics, &listeners.http, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
     Ok(Config {
-        listen,
-        http,
-        tls: TlsConfig {
-            mode,
-            cert,
-            key,
-            hostnames,
-            key_type,
-            sni,
-            client_auth,
-            acme,
-            check_interval,
-        },
+        listen: listeners.listen,
+        http: listeners.http,
+        tls,
         state_dir,
         routes,
         limits,
-        allow_origin,
-        allow_host,
-        trusted_proxies,
-        admin,
+        allow_origin: edge.allow_origin,
+        allow_host: edge.allow_host,
+        trusted_proxies: edge.trusted_proxies,
+        admin: admin.addr,
         broker,
-        publish_token,
+        publish_token: admin.publish_token,
         log_format,
         log_level,
-        config_file: file.map(|f| f.path),
+        config_file: loaded.map(|f| f.path),
     })
 }
 
-fn read_file(args: &ServeArgs) -> Result<Option<LoadedFile>, String> {
-    match &args.config {
-        Some(path) => LoadedFile::read(path.clone()).map(Some),
-        None => {
-            let path = Path::new(DEFAULT_CONFIG_FILE);
-            if path.exists() {
-                LoadedFile::read(path.to_path_buf()).map(Some)
-            } else {
-                Ok(None)
-            }
-        }
-    }
-}
-
-/// `$XDG_STATE_HOME/wssd` or `~/.local/state/wssd`.
-pub fn default_state_dir(env: &Environment) -> Option<PathBuf> {
-    if let Some(x) = &env.xdg_state_home {
-        return Some(x.join("wssd"));
-    }
-    env.home
-        .as_ref()
-        .map(|h| h.join(".local").join("state").join("wssd"))
-}
-
-fn mode_name(mode: TlsMode) -> &'static str {
-    match mode {
-        TlsMode::SelfSigned => "self-signed",
-        TlsMode::LocalCa => "local-ca",
-        TlsMode::Files => "files",
-        TlsMode::Acme => "acme",
-        TlsMode::Off => "off",
-    }
-}
-
-fn push_addr(out: &mut Vec<SocketAddr>, problems: &mut Vec<String>, text: &str, what: &str) {
-    match parse_addr(text) {
-        Ok(a) => out.push(a),
-        Err(e) => problems.push(format!("{what}: {e}")),
-    }
-}
-
-/// Parses a listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or
-/// `:PORT` (all IPv4 interfaces).
-pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    if let Ok(a) = text.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let bad =
-        || format!("`{text}` is not an address; use IP:PORT, [IPv6]:PORT, localhost:PORT or :PORT");
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let ip = match host {
-        "" | "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "[::]" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        _ => return Err(bad()),
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-fn check_hostname(name: &str) -> Result<(), String> {
-    if name.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').enumerate().all(|(i, label)| {
-            (!label.is_empty() && label.len() <= 63)
-                && (label == "*" && i == 0
-                    || label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+/// `--log-format` and `--log-level` (a level or an `EnvFilter` directive).
+fn logging(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> (LogFormat, String) {
+    let format =
+        pick(&src.args.log_format, src.file.log_format.as_ref()).unwrap_or(defaults::LOG_FORMAT);
+    let level = pick(&src.args.log_level, src.file.log_level.as_ref())
+        .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        problems.push(ConfigError::BadLogLevel {
+            level: level.clone(),
+            problem: e.to_string(),
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "--hostname `{name}` is not a DNS name or IP address (example: --hostname example.lan --hostname 192.168.1.20)"
-        ))
     }
+    (format, level)
+}
+
+/// `--state-dir`, else [`default_state_dir`].
+fn state_dir(src: &Sources<'_>, env: &Environment, problems: &mut Vec<ConfigError>) -> PathBuf {
+    pick(&src.args.state_dir, src.file.state_dir.as_ref())
+        .or_else(|| default_state_dir(env))
+        .unwrap_or_else(|| {
+            problems.push(ConfigError::NoStateDir);
+            PathBuf::new()
+        })
 }
 
 #[cfg(test)]
@@ -855,10 +165,17 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// The serve flags alone, as clap parses them (env included).
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
     fn args(list: &[&str]) -> ServeArgs {
         let mut v = vec!["wssd"];
         v.extend_from_slice(list);
-        crate::cli::Cli::parse_from(v).serve
+        Flags::parse_from(v).serve
     }
 
     fn env() -> Environment {
@@ -870,27 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn broker_urls() {
-        assert_eq!(parse_broker("memory"), Ok(BrokerConfig::Memory));
-        assert_eq!(
-            parse_broker("redis://127.0.0.1:6379"),
-            Ok(BrokerConfig::Redis {
-                url: "redis://127.0.0.1:6379".into(),
-                ca: None
-            })
-        );
-        assert!(parse_broker("redis://").unwrap_err().contains("no host"));
-        let e = parse_broker("rediss://:s3cret@/0").unwrap_err();
-        assert!(e.contains("no host") && !e.contains("s3cret"), "{e}");
-        let c = parse_broker("redis://:s3cret@h:1").unwrap();
-        assert_eq!(format!("{c:?}"), "Redis(redis://***@h:1)");
-        let c = parse_broker("rediss://:s3cret@h:1").unwrap();
-        assert_eq!(format!("{c:?}"), "Redis(rediss://***@h:1)");
-        assert!(
-            parse_broker("nats://x")
-                .unwrap_err()
-                .contains("unknown broker")
-        );
+    fn short_publish_token_is_refused() {
         let short = load(
             &args(&["--config", "/dev/null", "--publish-token", "abc"]),
             &env(),

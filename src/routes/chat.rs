@@ -7,6 +7,10 @@
 //! shared across instances with Redis) and subscribes to the room's topic;
 //! deliveries from the room arrive through `next_outbound`. Socket limits,
 //! pings and close handshakes stay in `crate::session`.
+#![allow(
+    clippy::disallowed_types,
+    reason = "rate and password-guess buckets measure wall-clock time between a client's messages"
+)]
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -6,6 +6,10 @@
 //! WebSockets are relayed frame by frame by `routes::relay` once both
 //! handshakes are done. Edge checks (Origin, connection limits) happened
 //! before this module is called.
+#![allow(
+    clippy::disallowed_types,
+    reason = "health timestamps are atomics counted from a wall-clock epoch shared across threads"
+)]
 
 use std::net::IpAddr;
 use std::sync::Arc;

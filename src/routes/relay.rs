@@ -19,6 +19,10 @@
 //! upstream gets 1001), an upstream that stops reading too (the client gets
 //! 1014). A side whose write failed is dead: nothing more (no close frame
 //! in the middle of a frame) is written to it.
+#![allow(
+    clippy::disallowed_types,
+    reason = "last-heard times sit in a std Mutex shared across threads, and seed jitter"
+)]
 
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant as StdInstant};

@@ -195,6 +195,10 @@ impl<T: AsyncWrite + AsFd + Unpin> AsyncWrite for StallGuard<T> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_types,
+    reason = "the test times the real close against the real clock"
+)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

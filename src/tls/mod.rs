@@ -12,40 +12,12 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 use crate::config::ClientAuthConfig;
+/// Trust roots are read by `config::trust` (a leaf); the old paths stay.
+pub use crate::config::trust::{CaPemError, ca_roots};
 
 /// The one crypto provider wssd uses everywhere (server, bench client, cert checks).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// Why a PEM file of CA certificates cannot serve as trust roots (each
-/// caller words it for its own option).
-#[derive(Debug, thiserror::Error)]
-pub enum CaPemError {
-    #[error("not a PEM certificate ({0})")]
-    Malformed(String),
-    #[error("unusable CA certificate ({0})")]
-    Unusable(String),
-    #[error("holds no CERTIFICATE block")]
-    Empty,
-}
-
-/// Trust roots from the CERTIFICATE blocks of a PEM file's bytes: at least
-/// one, each one usable as a root.
-pub fn ca_roots(pem: &[u8]) -> Result<rustls::RootCertStore, CaPemError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| CaPemError::Malformed(e.to_string()))?;
-        roots
-            .add(cert)
-            .map_err(|e| CaPemError::Unusable(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(CaPemError::Empty);
-    }
-    Ok(roots)
 }
 
 /// Why the TLS configuration could not be built.

@@ -1,5 +1,12 @@
 //! The one integration test binary: every test starts the real `wssd` on
 //! loopback and talks to it with real clients.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "blocking tests against a real process: std clocks and sleeps are the right ones, and a failed unwrap is a failed test"
+)]
 
 mod acme; // --tls acme against pebble: HTTP-01, TLS-ALPN-01, restart, renewal, CA outage
 mod budget; // memory: fan-out without per-subscriber copies, the global memory budget

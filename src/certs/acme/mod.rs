@@ -250,6 +250,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(
+        clippy::disallowed_types,
+        reason = "the test polls with a real deadline, not tokio's clock"
+    )]
     async fn unreachable_ca_keeps_serving_and_records_the_failure() {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());

@@ -1,0 +1,47 @@
+//! The admin section: the metrics/health listener and the bearer token of
+//! its publish endpoint.
+
+use std::net::SocketAddr;
+
+use super::defaults;
+use super::error::ConfigError;
+use super::listeners::parse_addr;
+use super::sources::{Sources, pick};
+
+/// Admin settings.
+pub struct Admin {
+    /// The admin listener, or `None` when off.
+    pub addr: Option<SocketAddr>,
+    /// Bearer token of `POST /publish/<route>`; `None` disables it.
+    pub publish_token: Option<String>,
+}
+
+/// `--admin` (an address, or `off`/`none`/empty) and `--publish-token`
+/// (at least 16 characters).
+pub fn section(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Admin {
+    let text = pick(
+        &src.args.admin,
+        src.file.admin.as_ref().map(|a| a.get_ref()),
+    );
+    let addr = match text.as_deref() {
+        None => Some(defaults::ADMIN),
+        Some("off" | "none" | "") => None,
+        Some(text) => match parse_addr(text) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(e.at("--admin"));
+                None
+            }
+        },
+    };
+    let publish_token = pick(&src.args.publish_token, src.file.publish_token.as_ref());
+    if let Some(t) = &publish_token
+        && t.trim().len() < 16
+    {
+        problems.push(ConfigError::PublishTokenTooShort);
+    }
+    Admin {
+        addr,
+        publish_token,
+    }
+}

@@ -1,0 +1,299 @@
+//! The flags of `serve` and `check`: one clap definition per option, each
+//! also read from `WSSD_<NAME>` (clap's `env`; `main` loads `.env` into the
+//! environment first, without overriding it).
+//!
+//! Every field is an `Option` (or a list) with no clap default, so `load`
+//! can tell "not given" apart and apply flag > env > .env > file > default;
+//! the `[default: ...]` notes must match `config::defaults` (a test checks).
+//! Nothing here validates values beyond their type; the sections do.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::types::{AcmeChallenge, ClientAuth, KeyType, LogFormat, TlsMode};
+
+/// Options of `serve` and `check`. Every one also reads `WSSD_<NAME>`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file [default: ./wssd.toml when present]
+    #[arg(long, env = "WSSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// TLS listener (https:// and wss://); repeatable [default: 127.0.0.1:8443]
+    #[arg(long, env = "WSSD_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub listen: Vec<String>,
+
+    /// Plain listener (http:// and ws://) beside the TLS one; repeatable [default: off]
+    #[arg(long, env = "WSSD_HTTP", value_name = "ADDR", value_delimiter = ',')]
+    pub http: Vec<String>,
+
+    /// How certificates are obtained [default: self-signed, or files when --cert is given]
+    #[arg(long, env = "WSSD_TLS", value_name = "MODE")]
+    pub tls: Option<TlsMode>,
+
+    /// PEM certificate chain (leaf first, then intermediates)
+    #[arg(long, env = "WSSD_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "WSSD_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Name or IP address for generated certificates; repeatable [default: localhost, 127.0.0.1, ::1]
+    #[arg(
+        long,
+        env = "WSSD_HOSTNAME",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub hostname: Vec<String>,
+
+    /// Key algorithm for generated certificates [default: ecdsa-p256]
+    #[arg(long, env = "WSSD_KEY_TYPE", value_name = "TYPE")]
+    pub key_type: Option<KeyType>,
+
+    /// Folder for generated certificates [default: $XDG_STATE_HOME/wssd or ~/.local/state/wssd]
+    #[arg(long, env = "WSSD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Route PATH=KIND[:ARG], e.g. /ws/echo=echo or /=static:./public; repeatable
+    #[arg(long, env = "WSSD_ROUTE", value_name = "PATH=KIND[:ARG]")]
+    pub route: Vec<String>,
+
+    /// Largest WebSocket message accepted, in bytes [default: 4194304]
+    #[arg(long, env = "WSSD_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
+
+    /// Global budget for bytes of messages being received and queued for fan-out; past it
+    /// connections are closed with 1013 and HTTP publish answers 503 [default: 268435456]
+    #[arg(long, env = "WSSD_MEMORY_BUDGET", value_name = "BYTES")]
+    pub memory_budget: Option<usize>,
+
+    /// Most WebSocket connections at once; past it upgrades get 503 [default: 10000]
+    #[arg(long, env = "WSSD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Most connections from one IP address at once [default: 256]
+    #[arg(long, env = "WSSD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Seconds from TCP accept to complete HTTP request headers (TLS included) [default: 10]
+    #[arg(
+        long,
+        env = "WSSD_HANDSHAKE_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub handshake_timeout: Option<f64>,
+
+    /// Seconds between server pings; a socket whose pong does not come back is closed; 0 = off [default: 30]
+    #[arg(
+        long,
+        env = "WSSD_PING_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub ping_interval: Option<f64>,
+
+    /// Close a WebSocket that sent no message for this many seconds; 0 = off [default: off]
+    #[arg(
+        long,
+        env = "WSSD_IDLE_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub idle_timeout: Option<f64>,
+
+    /// Seconds to wait for WebSockets to close on shutdown [default: 10]
+    #[arg(
+        long,
+        env = "WSSD_DRAIN_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub drain_timeout: Option<f64>,
+
+    /// Seconds a write may make no progress (a client, upstream or program not reading), and a proxied request body may pause; the peer is then closed [default: 10]
+    #[arg(
+        long,
+        env = "WSSD_SEND_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub send_timeout: Option<f64>,
+
+    /// Browser Origin allowed besides the server's own host; repeatable; * for any
+    #[arg(
+        long,
+        env = "WSSD_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
+
+    /// Host a browser page may reach plain (--http) listeners by, against DNS rebinding; repeatable; *.NAME for subdomains, * for any [default: the --hostname names; IP addresses and localhost always]
+    #[arg(
+        long,
+        env = "WSSD_ALLOW_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
+
+    /// Peers whose X-Forwarded-* headers are believed (CIDR); repeatable [default: none]
+    #[arg(
+        long,
+        env = "WSSD_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<String>,
+
+    /// Metrics and health listener (plain HTTP), or "off" [default: 127.0.0.1:9099]
+    #[arg(long, env = "WSSD_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+
+    /// Where chat and broadcast messages travel: memory, or redis://HOST:PORT (rediss:// for TLS) to share rooms across instances [default: memory]
+    #[arg(long, env = "WSSD_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// PEM CA certificate(s) a rediss:// broker's certificate must chain to [default: Mozilla's roots]
+    #[arg(long, env = "WSSD_BROKER_CA", value_name = "FILE")]
+    pub broker_ca: Option<PathBuf>,
+
+    /// Bearer token for POST /publish/<route> on the admin listener [default: off, endpoint disabled]
+    #[arg(
+        long,
+        env = "WSSD_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub publish_token: Option<String>,
+
+    /// Log format [default: text]
+    #[arg(long, env = "WSSD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log level or filter, e.g. info, debug, wssd=trace [default: info]
+    #[arg(long, env = "WSSD_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// PEM CA certificate(s) that client certificates must chain to (mTLS)
+    #[arg(long, env = "WSSD_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Whether clients must present a certificate [default: required when --client-ca is given]
+    #[arg(long, env = "WSSD_CLIENT_AUTH", value_name = "MODE")]
+    pub client_auth: Option<ClientAuth>,
+
+    /// ACME directory URL [default: Let's Encrypt production]
+    #[arg(long, env = "WSSD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// Contact e-mail for the ACME account
+    #[arg(long, env = "WSSD_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// PEM root to trust for the ACME directory (a test CA such as Pebble)
+    #[arg(long, env = "WSSD_ACME_CA_ROOT", value_name = "FILE")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// Preferred ACME challenge; the other is tried when it fails [default: tls-alpn-01, or http-01 with --http]
+    #[arg(long, env = "WSSD_ACME_CHALLENGE", value_name = "TYPE")]
+    pub acme_challenge: Option<AcmeChallenge>,
+
+    /// Seconds between checks of certificate files (a backstop for missed file events) [default: 30]
+    #[arg(
+        long,
+        env = "WSSD_CERT_CHECK_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub cert_check_interval: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::config::file::FileConfig;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// Flags whose TOML key lives in the `[tls]` table under the same name.
+    const TLS_KEYS: [&str; 10] = [
+        "cert",
+        "key",
+        "hostname",
+        "key_type",
+        "client_ca",
+        "client_auth",
+        "acme_directory",
+        "acme_email",
+        "acme_ca_root",
+        "acme_challenge",
+    ];
+
+    /// The TOML key of a flag (`table.key` inside `[tls]`).
+    fn file_key(flag: &str) -> Option<String> {
+        match flag {
+            "config" | "help" | "version" => None,
+            "tls" => Some("tls.mode".into()),
+            "cert_check_interval" => Some("tls.check_interval".into()),
+            f if TLS_KEYS.contains(&f) => Some(format!("tls.{f}")),
+            f => Some(f.into()),
+        }
+    }
+
+    /// The keys a table accepts, from serde's "expected one of" list.
+    fn accepted_keys(toml_text: &str) -> Vec<String> {
+        let e = toml::from_str::<FileConfig>(toml_text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let list = e.split("expected one of").nth(1).unwrap_or_default();
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_flag_has_a_file_key_and_back() {
+        let flags: Vec<String> = Flags::command()
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let mut keys = accepted_keys("no_such_key = 1\n");
+        keys.extend(
+            accepted_keys("[tls]\nno_such_key = 1\n")
+                .into_iter()
+                .map(|k| format!("tls.{k}")),
+        );
+        assert!(keys.len() > 30, "{keys:?}");
+        for flag in &flags {
+            if let Some(key) = file_key(flag) {
+                assert!(keys.contains(&key), "--{flag}: no key {key} in wssd.toml");
+            }
+        }
+        // Keys with no flag: the `[tls]` table itself and SNI certificates.
+        for key in keys {
+            if key == "tls" || key == "tls.certificate" {
+                continue;
+            }
+            assert!(
+                flags
+                    .iter()
+                    .any(|f| file_key(f).as_deref() == Some(key.as_str())),
+                "wssd.toml key {key} has no flag"
+            );
+        }
+    }
+}
