@@ -244,7 +244,7 @@ pub fn check_validity(path: &Path, info: &CertInfo, now: SystemTime) -> Result<(
 pub(crate) mod tests {
     use super::*;
     use crate::certs::generate::{self, GeneratedPem};
-    use crate::cli::KeyType;
+    use crate::config::types::KeyType;
     use std::path::PathBuf;
     use std::time::Duration;
 

@@ -18,7 +18,8 @@ use rcgen::{
 
 use crate::certs::CertError;
 use crate::certs::info::format_time;
-use crate::cli::{CertGenerateArgs, KeyType};
+use crate::cli::CertGenerateArgs;
+use crate::config::types::KeyType;
 
 /// A freshly generated certificate and its PKCS#8 private key, both PEM.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::public_key::PublicKey;
 
 use crate::certs::CertError;
-use crate::cli::KeyType;
+use crate::config::types::KeyType;
 
 /// What operators want to know about a certificate.
 #[derive(Debug, Clone)]

@@ -283,7 +283,7 @@ mod tests {
     use super::*;
     use crate::certs::files::tests::{pair, write};
     use crate::certs::generate;
-    use crate::cli::KeyType;
+    use crate::config::types::KeyType;
     use std::time::Duration;
 
     const DAY: Duration = Duration::from_secs(86_400);

@@ -12,7 +12,7 @@ use super::generate::{self, GeneratedPem, join_names, name_set};
 use super::info::public_key_summary;
 use super::store::make_private_dir;
 use super::{CertError, CertInfo, LoadedCert, files};
-use crate::cli::KeyType;
+use crate::config::types::KeyType;
 
 /// Whether a source reused the stored pair or made a new one.
 #[derive(Debug, Clone, PartialEq, Eq)]

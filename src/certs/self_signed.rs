@@ -10,7 +10,7 @@ use super::reuse::{self, Unfit, Wanted};
 use super::store::sweep_stale;
 use crate::certs::generate;
 use crate::certs::{CertError, LoadedCert};
-use crate::cli::KeyType;
+use crate::config::types::KeyType;
 
 /// Days of validity for a regenerated certificate.
 pub const VALIDITY_DAYS: u32 = 365;

@@ -7,8 +7,8 @@ use super::acme::AcmeSettings;
 use super::manager::Source;
 use super::self_signed::Provenance;
 use super::{CertError, LoadedCert, files, local_ca, self_signed};
-use crate::cli::TlsMode;
 use crate::config::Config;
+use crate::config::types::TlsMode;
 
 /// One certificate ready to be put in a manager slot.
 #[derive(Debug)]

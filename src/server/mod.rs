@@ -181,7 +181,7 @@ pub async fn run(
         ),
         hsts: matches!(
             config.tls.mode,
-            crate::cli::TlsMode::Acme | crate::cli::TlsMode::Files
+            crate::config::types::TlsMode::Acme | crate::config::types::TlsMode::Files
         ),
         sessions: Arc::new(Semaphore::new(config.limits.max_connections)),
         shutdown: shutdown.clone(),

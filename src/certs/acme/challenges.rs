@@ -15,7 +15,7 @@ use super::AcmeSettings;
 use super::error::Failure;
 use crate::certs::files;
 use crate::certs::generate::new_key;
-use crate::cli::{AcmeChallenge, KeyType};
+use crate::config::types::{AcmeChallenge, KeyType};
 use crate::tls::challenge::Challenges;
 
 pub(super) fn challenge_name(kind: AcmeChallenge) -> &'static str {

@@ -49,8 +49,8 @@ use super::info::format_time;
 use super::manager::{CertManager, SlotId};
 use super::store::sweep_stale;
 use super::{CertError, LoadedCert, files};
-use crate::cli::KeyType;
 use crate::config::AcmeConfig;
+use crate::config::types::KeyType;
 use crate::tls::challenge::Challenges;
 use maintain::Maintainer;
 use schedule::{Plan, Stored, assess};
@@ -178,7 +178,7 @@ pub(crate) mod testing {
     //! Settings and stored certificates for the ACME unit tests.
 
     use super::*;
-    use crate::cli::AcmeChallenge;
+    use crate::config::types::AcmeChallenge;
 
     pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 

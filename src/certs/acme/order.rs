@@ -21,7 +21,7 @@ use super::schedule::uncovered;
 use crate::certs::generate::{self, GeneratedPem, new_key, normalize_name};
 use crate::certs::store::make_private_dir;
 use crate::certs::{LoadedCert, files};
-use crate::cli::{AcmeChallenge, KeyType};
+use crate::config::types::{AcmeChallenge, KeyType};
 
 /// Order polling: quick first looks (validation is often done in
 /// milliseconds), then doubling; Retry-After from the CA takes precedence.

@@ -167,7 +167,7 @@ pub(super) fn human(d: Duration) -> String {
 mod tests {
     use super::*;
     use crate::certs::acme::testing::{DAY, loaded, settings, store_pair};
-    use crate::cli::KeyType;
+    use crate::config::types::KeyType;
     use std::fs;
 
     #[test]

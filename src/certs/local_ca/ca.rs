@@ -21,7 +21,7 @@ use crate::certs::generate::{
 use crate::certs::info::{format_time, public_key_summary};
 use crate::certs::store::make_private_dir;
 use crate::certs::{CertError, CertInfo, files};
-use crate::cli::KeyType;
+use crate::config::types::KeyType;
 
 /// The CA as loaded from the state folder.
 pub(super) struct Ca {

@@ -189,7 +189,7 @@ mod tests {
     use super::*;
     use crate::certs::files;
     use crate::certs::local_ca::testing::{mode, names, verify};
-    use crate::cli::KeyType;
+    use crate::config::types::KeyType;
 
     #[test]
     fn issue_writes_files() {

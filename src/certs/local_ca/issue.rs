@@ -14,7 +14,7 @@ use crate::certs::generate::{
     GeneratedPem, SKEW, gen_error, new_key, san_for, server_params, unique_names, validity_end,
 };
 use crate::certs::reuse::{self, Unfit, Wanted};
-use crate::cli::KeyType;
+use crate::config::types::KeyType;
 
 /// A server certificate for `hostnames` signed by `ca`, followed by the CA
 /// certificate, valid from an hour ago for `days` days (never past the CA).

@@ -29,7 +29,7 @@ use super::generate::or_default_hostnames;
 use super::reuse::{self, Provenance, Wanted};
 use super::store::sweep_stale;
 use super::{CertError, LoadedCert};
-use crate::cli::KeyType;
+use crate::config::types::KeyType;
 use ca::ensure_ca;
 use issue::{issue_leaf, reusable_leaf};
 
