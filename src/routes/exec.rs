@@ -75,6 +75,7 @@ use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
 use crate::config::route::ExecSpec;
 use crate::http::ConnInfo;
+use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
 use crate::session::{self, Ending};
 
@@ -161,7 +162,7 @@ where
         Ok(c) => c,
         Err(error) => {
             tracing::error!(conn, %peer, route = %route_path, %program, %error, "exec: could not start the program");
-            let ending = session::close(ws, CloseCode::Error, "could not start the program").await;
+            let ending = session::close_for(ws, CloseReason::ProgramNotStarted).await;
             drop(process);
             return ending;
         }
@@ -203,50 +204,24 @@ where
         }
         Stop::Stalled => {
             tracing::info!(conn, %peer, route = %route_path, "exec: client stopped reading; closing the connection");
-            let close = session::close(ws, CloseCode::Policy, "not reading");
+            let close = session::close_for(ws, CloseReason::NotReading);
             tokio::join!(close, terminate).0
         }
         Stop::StdinStalled => {
             tracing::info!(conn, %peer, route = %route_path, "exec: program stopped reading its stdin; closing the connection");
-            let close = session::close(ws, CloseCode::Error, "program not reading its input");
+            let close = session::close_for(ws, CloseReason::ProgramNotReading);
             tokio::join!(close, terminate).0
         }
-        Stop::Shutdown => {
-            let close = session::close(ws, CloseCode::Away, "server shutting down");
-            tokio::join!(close, terminate).0
-        }
-        Stop::PingTimeout => {
-            tokio::join!(
-                session::close(ws, CloseCode::Away, "ping timeout"),
-                terminate
-            )
-            .0
-        }
-        Stop::Idle => {
-            tokio::join!(
-                session::close(ws, CloseCode::Normal, "idle timeout"),
-                terminate
-            )
-            .0
-        }
+        Stop::Closed(reason) => tokio::join!(session::close_for(ws, reason), terminate).0,
         Stop::ReadError(error) => tokio::join!(session::fail(ws, error), terminate).0,
-        Stop::Unsupported => {
-            let close =
-                session::close(ws, CloseCode::Unsupported, "this route takes text messages");
-            tokio::join!(close, terminate).0
-        }
         Stop::OutputTooLong => {
             tracing::warn!(conn, %peer, route = %route_path, max = limits.max_message_size, "exec: program wrote a line longer than max_message_size");
-            let close = session::close(
-                ws,
-                CloseCode::Size,
-                "program output line longer than max_message_size",
-            );
+            let close = session::close_for(ws, CloseReason::OutputTooLong);
             tokio::join!(close, terminate).0
         }
         Stop::WaitFailed(error) => {
             tracing::error!(conn, %peer, route = %route_path, pid, %error, "exec: lost track of the program");
-            let close = session::close(ws, CloseCode::Error, "lost track of the program");
+            let close = session::close_for(ws, CloseReason::ProgramLost);
             tokio::join!(close, terminate).0
         }
     };
@@ -293,12 +268,10 @@ enum Stop {
     Stalled,
     /// The program accepted nothing on stdin for the send timeout.
     StdinStalled,
-    Shutdown,
-    PingTimeout,
-    Idle,
+    /// Closed by wssd for this reason (shutdown, keepalive, a binary
+    /// message on a text route).
+    Closed(CloseReason),
     ReadError(WsError),
-    /// A binary message on a text route.
-    Unsupported,
     OutputTooLong,
     WaitFailed(io::Error),
 }
@@ -381,15 +354,7 @@ where
 {
     let limits = ctx.limits;
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let mut next_ping = limits
-        .ping_interval
-        .map(|d| Instant::now() + d)
-        .unwrap_or(far_future);
-    let mut pong_deadline: Option<Instant> = None;
-    let mut idle_deadline = limits
-        .idle_timeout
-        .map(|d| Instant::now() + d)
-        .unwrap_or(far_future);
+    let mut keepalive = Keepalive::new(limits.ping_interval, limits.idle_timeout);
     let stall = limits.send_timeout;
     let mut kill_at = far_future;
     let mut drain_until = far_future;
@@ -406,10 +371,10 @@ where
         {
             return Stop::Exited(status);
         }
-        let timer = pong_deadline.map_or(next_ping, |d| d.min(next_ping));
+        let timer = keepalive.next_deadline();
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Stop::Shutdown,
+            _ = ctx.shutdown.cancelled() => return Stop::Closed(CloseReason::Shutdown),
             status = p.child.wait(), if p.exited.is_none() => {
                 let status = match status {
                     Ok(status) => status,
@@ -434,7 +399,7 @@ where
                         return Stop::PeerClosed(code);
                     }
                     Ok(Message::Pong(_)) => {
-                        pong_deadline = None;
+                        keepalive.on_pong();
                         continue;
                     }
                     Ok(Message::Ping(_)) => {
@@ -460,43 +425,32 @@ where
                     Ok(Message::Binary(data)) => {
                         count_in(ctx, data.len());
                         if !ctx.binary {
-                            return Stop::Unsupported;
+                            return Stop::Closed(CloseReason::TextOnly);
                         }
                         data
                     }
                     Err(e) => return Stop::ReadError(e),
                 };
-                if let Some(d) = limits.idle_timeout {
-                    idle_deadline = Instant::now() + d;
-                }
+                keepalive.on_activity();
                 // After the program closed stdin (or exited), input is dropped.
                 if p.stdin.is_some() && !data.is_empty() {
                     to_stdin = Some(data);
                     stdin_stall_at = Instant::now() + limits.send_timeout;
                 }
             }
-            _ = sleep_until(timer) => {
-                if pong_deadline.is_some_and(|d| Instant::now() >= d) {
-                    if to_stdin.is_none() {
-                        return Stop::PingTimeout;
-                    }
-                    // The socket is not being read (stdin is full), so the
-                    // pong may be waiting unread: do not count this wait.
-                    pong_deadline = limits.ping_interval.map(|d| Instant::now() + d);
-                }
-                if let Some(interval) = limits.ping_interval {
+            // While stdin is full the socket is not read, so a pong may
+            // wait unread: the keepalive does not count that wait.
+            _ = sleep_until(timer) => match keepalive.fire_while(to_stdin.is_none()) {
+                Some(Action::SendPing) => {
                     match guarded(ws.send(Message::Ping(Bytes::new())), ctx, stall).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return Stop::Dropped,
                         Err(stop) => return stop,
                     }
-                    if pong_deadline.is_none() {
-                        pong_deadline = Some(Instant::now() + interval);
-                    }
-                    next_ping = Instant::now() + interval;
                 }
-            }
-            _ = sleep_until(idle_deadline) => return Stop::Idle,
+                Some(Action::Close(reason)) => return Stop::Closed(reason),
+                None => {}
+            },
             _ = sleep_until(stdin_stall_at), if to_stdin.is_some() => return Stop::StdinStalled,
             _ = sleep_until(kill_at) => {
                 signal_group(p.pgid, libc::SIGKILL);
@@ -539,11 +493,7 @@ where
                 }
                 match guarded(deliver(ws, &mut out, ctx.counters), ctx, stall).await {
                     Ok(Ok(0)) => {}
-                    Ok(Ok(_)) => {
-                        if let Some(d) = limits.idle_timeout {
-                            idle_deadline = Instant::now() + d;
-                        }
-                    }
+                    Ok(Ok(_)) => keepalive.on_activity(),
                     Ok(Err(DeliverError::TooLong)) => return Stop::OutputTooLong,
                     Ok(Err(DeliverError::Socket)) => return Stop::Dropped,
                     Err(stop) => return stop,
@@ -568,7 +518,7 @@ async fn guarded<T>(
     let limit = tokio::time::sleep(stall);
     tokio::select! {
         biased;
-        _ = ctx.shutdown.cancelled() => Err(Stop::Shutdown),
+        _ = ctx.shutdown.cancelled() => Err(Stop::Closed(CloseReason::Shutdown)),
         done = write => Ok(done),
         _ = limit => Err(Stop::Stalled),
     }

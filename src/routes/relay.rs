@@ -9,6 +9,9 @@
 //! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
 //! one side slows the reads on the other (backpressure), nothing queues.
 //!
+//! Each leg has its own [`Keepalive`]: a leg that sends no pong within a
+//! ping interval of wssd's ping closes both legs (1001 "ping timeout").
+//!
 //! Both sockets run under the send timeout below TLS
 //! (`crate::server::stall`): a write that makes no progress for that long
 //! fails and the socket is reset. On top of that every write here (and
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
+use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
 use crate::session::Ending;
 
@@ -128,8 +132,9 @@ fn control_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
 }
 
 /// A close frame with a code and reason.
-fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
+fn close_frame(reason: CloseReason, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut payload = reason.code().to_be_bytes().to_vec();
+    let reason = reason.text();
     let mut reason = reason.as_bytes();
     reason = &reason[..reason.len().min(123)];
     payload.extend_from_slice(reason);
@@ -175,7 +180,8 @@ struct Side<W> {
     limit: Duration,
     /// Whether frames we write to this side must be masked (the upstream).
     masks: bool,
-    last_heard: StdMutex<StdInstant>,
+    /// Pings to this side and its pongs.
+    keepalive: StdMutex<Keepalive>,
     /// A close frame was sent to this side.
     close_sent: std::sync::atomic::AtomicBool,
     /// A write failed (maybe inside a frame): nothing more is written.
@@ -183,28 +189,34 @@ struct Side<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Side<W> {
-    fn new(writer: W, masks: bool, send_timeout: Duration) -> Self {
+    fn new(writer: W, masks: bool, limits: &SessionLimits) -> Self {
         Side {
             writer: Mutex::new(writer),
-            limit: send_timeout.saturating_mul(2),
+            limit: limits.send_timeout.saturating_mul(2),
             masks,
-            last_heard: StdMutex::new(StdInstant::now()),
+            // No idle timeout: the relay never had one.
+            keepalive: StdMutex::new(Keepalive::new(limits.ping_interval, None)),
             close_sent: std::sync::atomic::AtomicBool::new(false),
             dead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn heard(&self) {
-        if let Ok(mut t) = self.last_heard.lock() {
-            *t = StdInstant::now();
+    /// This side answered a ping.
+    fn pong(&self) {
+        if let Ok(mut k) = self.keepalive.lock() {
+            k.on_pong();
         }
     }
 
-    fn silent_for(&self) -> Duration {
-        self.last_heard
+    fn next_deadline(&self) -> Instant {
+        self.keepalive
             .lock()
-            .map(|t| t.elapsed())
-            .unwrap_or_default()
+            .map(|k| k.next_deadline())
+            .unwrap_or_else(|_| Instant::now())
+    }
+
+    fn fire(&self) -> Option<Action> {
+        self.keepalive.lock().ok().and_then(|mut k| k.fire())
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
@@ -259,16 +271,16 @@ impl<W: AsyncWrite + Unpin> Side<W> {
     }
 
     /// Sends a close frame unless one was sent already.
-    async fn send_close(&self, code: u16, reason: &str) {
+    async fn send_close(&self, reason: CloseReason) {
         if self
             .close_sent
             .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
             return;
         }
-        let frame = close_frame(code, reason, self.mask());
+        let frame = close_frame(reason, self.mask());
         if self.put(&frame).await {
-            metrics::close_code(code);
+            metrics::close_code(reason.code());
         }
     }
 
@@ -347,10 +359,7 @@ where
             };
             match n {
                 Ok(0) | Err(_) => false,
-                Ok(_) => {
-                    back.heard();
-                    true
-                }
+                Ok(_) => true,
             }
         }};
     }
@@ -393,8 +402,8 @@ where
         };
         if let Some(why) = violation {
             tracing::debug!(?dir, "relay: protocol error from the peer: {why}");
-            back.send_close(1002, "protocol error").await;
-            dst.send_close(1001, "peer protocol error").await;
+            back.send_close(CloseReason::ProtocolError).await;
+            dst.send_close(CloseReason::PeerProtocolError).await;
             closing.cancel();
             return PumpEnd::Failed;
         }
@@ -419,7 +428,8 @@ where
                     return PumpEnd::BackFailed;
                 }
                 OP_PING => {}
-                OP_PONG => {}
+                // Pongs end here: each leg answers its own pings.
+                OP_PONG => back.pong(),
                 OP_CLOSE => {
                     let code = if payload.len() >= 2 {
                         u16::from_be_bytes([payload[0], payload[1]])
@@ -454,8 +464,8 @@ where
         }
         message_len = message_len.saturating_add(header.len);
         if message_len > max_message as u64 {
-            back.send_close(1009, "message too big").await;
-            dst.send_close(1009, "peer sent a message too big").await;
+            back.send_close(CloseReason::MessageTooBig).await;
+            dst.send_close(CloseReason::PeerMessageTooBig).await;
             closing.cancel();
             return PumpEnd::Failed;
         }
@@ -509,7 +519,6 @@ where
                     Ok(0) | Err(_) => return PumpEnd::Eof { close_seen },
                     Ok(n) => n,
                 };
-                back.heard();
                 if !put_locked(&mut *w, &buf, limit).await {
                     dst.broken();
                     return PumpEnd::WriteFailed;
@@ -558,8 +567,8 @@ where
 {
     let (c_read, c_write): (ReadHalf<C>, WriteHalf<C>) = tokio::io::split(client);
     let (u_read, u_write): (ReadHalf<U>, WriteHalf<U>) = tokio::io::split(upstream);
-    let client_side = Side::new(c_write, false, limits.send_timeout);
-    let upstream_side = Side::new(u_write, true, limits.send_timeout);
+    let client_side = Side::new(c_write, false, &limits);
+    let upstream_side = Side::new(u_write, true, &limits);
     let stop = CancellationToken::new();
     let closing = CancellationToken::new();
     let max = limits.max_message_size;
@@ -580,17 +589,17 @@ where
         match end {
             PumpEnd::Eof { close_seen: None } => {
                 // The client vanished without a close frame.
-                upstream_side.send_close(1001, "client went away").await;
+                upstream_side.send_close(CloseReason::ClientGone).await;
             }
             PumpEnd::BackFailed => {
                 // The client stopped reading (or its connection broke).
-                upstream_side.send_close(1001, "client went away").await;
+                upstream_side.send_close(CloseReason::ClientGone).await;
                 closing.cancel();
             }
             PumpEnd::WriteFailed => {
                 // The upstream stopped reading (or its connection broke).
                 client_side
-                    .send_close(1014, "bad gateway: upstream not reading or lost")
+                    .send_close(CloseReason::UpstreamNotReading)
                     .await;
                 closing.cancel();
             }
@@ -615,14 +624,12 @@ where
         match end {
             PumpEnd::Eof { close_seen: None } | PumpEnd::BackFailed => {
                 // The upstream vanished without a closing handshake.
-                client_side
-                    .send_close(1014, "bad gateway: upstream connection lost")
-                    .await;
+                client_side.send_close(CloseReason::UpstreamLost).await;
                 closing.cancel();
             }
             PumpEnd::WriteFailed => {
                 // The client stopped reading (or its connection broke).
-                upstream_side.send_close(1001, "client went away").await;
+                upstream_side.send_close(CloseReason::ClientGone).await;
                 closing.cancel();
             }
             _ => {}
@@ -631,9 +638,8 @@ where
         end
     };
     let control = async {
-        let mut next_ping = limits.ping_interval.map(|d| Instant::now() + d);
         loop {
-            let ping_at = next_ping.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            let due = client_side.next_deadline().min(upstream_side.next_deadline());
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = closing.cancelled() => {
@@ -644,24 +650,31 @@ where
                 }
                 _ = shutdown.cancelled() => {
                     tokio::join!(
-                        client_side.send_close(1001, "server shutting down"),
-                        upstream_side.send_close(1001, "server shutting down"),
+                        client_side.send_close(CloseReason::Shutdown),
+                        upstream_side.send_close(CloseReason::Shutdown),
                     );
                     closing.cancel();
                 }
-                _ = tokio::time::sleep_until(ping_at) => {
-                    let Some(d) = limits.ping_interval else { continue };
-                    if client_side.silent_for() > d * 2 || upstream_side.silent_for() > d * 2 {
+                _ = tokio::time::sleep_until(due) => {
+                    let (to_client, to_upstream) = (client_side.fire(), upstream_side.fire());
+                    let close = [to_client, to_upstream].into_iter().flatten().find_map(|a| match a {
+                        Action::Close(reason) => Some(reason),
+                        Action::SendPing => None,
+                    });
+                    if let Some(reason) = close {
                         tokio::join!(
-                            client_side.send_close(1001, "ping timeout"),
-                            upstream_side.send_close(1001, "ping timeout"),
+                            client_side.send_close(reason),
+                            upstream_side.send_close(reason),
                         );
                         closing.cancel();
                         continue;
                     }
-                    client_side.send_control(OP_PING, b"wssd").await;
-                    upstream_side.send_control(OP_PING, b"wssd").await;
-                    next_ping = Some(Instant::now() + d);
+                    if to_client == Some(Action::SendPing) {
+                        client_side.send_control(OP_PING, b"wssd").await;
+                    }
+                    if to_upstream == Some(Action::SendPing) {
+                        upstream_side.send_control(OP_PING, b"wssd").await;
+                    }
                 }
             }
         }
@@ -718,7 +731,7 @@ mod tests {
         let mut p = f[h.size..].to_vec();
         unmask(&mut p, h.mask);
         assert_eq!(p, b"abc");
-        let c = close_frame(1014, "bad gateway", None);
+        let c = close_frame(CloseReason::UpstreamLost, None);
         assert_eq!(&c[2..4], &1014u16.to_be_bytes());
     }
 }
