@@ -1,7 +1,8 @@
 //! The WebSocket session driver: one upgraded connection from the first
 //! frame to the closing handshake. It applies the per-socket limits (message
-//! size, pings and pong deadline, idle timeout), answers protocol errors with
-//! the right close code, sends 1001 on shutdown and counts everything.
+//! size; pings, pong deadline and idle timeout through `crate::keepalive`),
+//! answers protocol errors with the close code of `keepalive::CloseReason`,
+//! sends 1001 on shutdown and counts everything.
 //!
 //! What a message *means* is the route kind's business (`crate::routes`); the
 //! session hands data messages to a [`Handler`] and writes what it returns.

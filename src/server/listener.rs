@@ -14,7 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use super::admission::{Admission, Refusal};
 use super::stall::{Peer, StallGuard};
 use crate::config::limits::TLS_BUFFER_LIMIT;
-use crate::http::{self, ConnInfo, HttpContext};
+use crate::http::reply::ConnInfo;
+use crate::http::{self, HttpContext};
 use crate::metrics::{self, HandshakeFailure};
 use crate::tls::challenge::ACME_TLS_ALPN;
 
