@@ -27,6 +27,24 @@ pub struct Listener {
     pub label: Arc<str>,
 }
 
+impl Listener {
+    /// Binds `addr` (named by `flag` in errors), labelled with the address
+    /// it got.
+    pub fn bind(
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Listener, super::bind::BindError> {
+        let socket = super::bind::bind(addr, flag)?;
+        let label: Arc<str> = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+            .into();
+        Ok(Listener { socket, tls, label })
+    }
+}
+
 /// Accepts until shutdown; each connection runs in its own tracked task.
 pub async fn accept_loop(
     listener: Listener,

@@ -105,30 +105,10 @@ pub async fn run(
     // Bind everything before serving anything.
     let mut listeners = Vec::new();
     for addr in &config.listen {
-        let socket = bind::bind(*addr, "--listen")?;
-        let label: Arc<str> = socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-            .into();
-        listeners.push(Listener {
-            socket,
-            tls: acceptor.clone(),
-            label,
-        });
+        listeners.push(Listener::bind(*addr, "--listen", acceptor.clone())?);
     }
     for addr in &config.http {
-        let socket = bind::bind(*addr, "--http")?;
-        let label: Arc<str> = socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-            .into();
-        listeners.push(Listener {
-            socket,
-            tls: None,
-            label,
-        });
+        listeners.push(Listener::bind(*addr, "--http", None)?);
     }
     let admin_socket = match config.admin {
         Some(addr) => Some(bind::bind(addr, "--admin")?),

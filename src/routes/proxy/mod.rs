@@ -57,12 +57,8 @@ pub async fn forward_http(
     };
     let headers = forwarded_headers(&parts.headers, env, false);
     for i in proxy.candidates() {
-        let io = match proxy.connect(i).await {
-            Ok(io) => io,
-            Err(e) => {
-                proxy.mark_down(i, e);
-                continue;
-            }
+        let Some(io) = proxy.connect_or_mark_down(i).await else {
+            continue;
         };
         let (mut sender, connection) =
             match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
@@ -160,12 +156,8 @@ async fn connect_upstream(
 ) -> Result<(usize, Upgraded), Response<Body>> {
     let headers = forwarded_headers(req.headers(), env, true);
     for i in proxy.candidates() {
-        let io = match proxy.connect(i).await {
-            Ok(io) => io,
-            Err(e) => {
-                proxy.mark_down(i, e);
-                continue;
-            }
+        let Some(io) = proxy.connect_or_mark_down(i).await else {
+            continue;
         };
         let up = &proxy.members[i].upstream;
         let target = proxy.target(

@@ -176,7 +176,7 @@ impl ProxyRoute {
     }
 
     /// Connects (TCP, then TLS for wss/https) to upstream `i`.
-    pub(super) async fn connect(&self, i: usize) -> Result<BoxIo, ConnectError> {
+    async fn connect(&self, i: usize) -> Result<BoxIo, ConnectError> {
         let up = &self.members[i].upstream;
         let attempt = async {
             let tcp = TcpStream::connect((up.host.as_str(), up.port))
@@ -212,6 +212,17 @@ impl ProxyRoute {
             Err(_) => Err(ConnectError::TimedOut {
                 url: up.url.clone(),
             }),
+        }
+    }
+
+    /// Connects to upstream `i`, or marks it down and says `None`.
+    pub(super) async fn connect_or_mark_down(&self, i: usize) -> Option<BoxIo> {
+        match self.connect(i).await {
+            Ok(io) => Some(io),
+            Err(e) => {
+                self.mark_down(i, e);
+                None
+            }
         }
     }
 
