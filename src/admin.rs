@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +18,67 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{Body, full_body, text_response};
+use crate::broker::{Broker, Health};
+use crate::certs::manager::CertManager;
+use crate::http::reply::{Body, full_body, text_response};
 use crate::metrics;
 use crate::publish::Publish;
-use crate::server::Readiness;
+
+/// Whether the server is ready, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listening: AtomicBool,
+    draining: AtomicBool,
+    certs: Option<Arc<CertManager>>,
+    broker: Option<Broker>,
+}
+
+impl Readiness {
+    /// Not ready until the listeners are bound; `certs` with TLS on,
+    /// `broker` to report a degraded shared store.
+    pub fn new(certs: Option<Arc<CertManager>>, broker: Option<Broker>) -> Readiness {
+        Readiness {
+            certs,
+            broker,
+            ..Readiness::default()
+        }
+    }
+
+    /// Every listener is bound and serving.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::Relaxed);
+    }
+
+    /// Shutdown started: `/readyz` answers 503 from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the server works only in part (the broker lost its shared
+    /// store: local delivery only), if it does.
+    pub fn degraded(&self) -> Option<String> {
+        match self.broker.as_ref().map(Broker::health) {
+            Some(Health::Degraded(why)) => Some(format!("broker {why}")),
+            _ => None,
+        }
+    }
+
+    /// Ready: listeners bound, not draining, and (with TLS) a certificate loaded.
+    pub fn is_ready(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down");
+        }
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("listeners not bound yet");
+        }
+        if let Some(m) = &self.certs
+            && !m.has_valid_default()
+        {
+            return Err("no valid certificate loaded");
+        }
+        Ok(())
+    }
+}
 
 /// Serves admin requests until shutdown.
 pub async fn serve(

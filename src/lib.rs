@@ -30,6 +30,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod keepalive;
 pub mod metrics;
 pub mod names;
 pub mod publish;

@@ -13,14 +13,12 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::backoff::Backoff;
-use crate::broker::Payload;
 use crate::config::limits::SECRET_BACKOFF;
-use crate::http::router::RouteRuntime;
-use crate::http::{Body, HttpContext, full_body, text_response};
-use crate::routes::chat::PostError;
+use crate::http::HttpContext;
+use crate::http::reply::{Body, full_body, text_response};
+use crate::routes::PublishError;
 use crate::secret::constant_time_eq;
 
 /// The publish endpoint's settings.
@@ -112,49 +110,21 @@ impl Publish {
                 );
             }
         };
-        match &route.runtime {
-            RouteRuntime::Broadcast(b) => {
-                let payload = if binary {
-                    Payload::Binary(body)
-                } else {
-                    match Utf8Bytes::try_from(body.clone()) {
-                        Ok(text) => Payload::Text(text),
-                        Err(_) => Payload::Binary(body),
-                    }
-                };
-                match b.publish(payload).await {
-                    Ok(n) => delivered(n),
-                    Err(_) => text_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "server busy: the memory budget for queued messages is spent (--memory-budget); try again later\n",
-                    ),
-                }
+        let room = query.room.as_deref();
+        let from = query.from.as_deref().unwrap_or("server");
+        match route.publish(body, binary, room, from).await {
+            Ok(n) => delivered(n),
+            Err(PublishError::NotPublishable) => not_found(&path),
+            Err(PublishError::NeedsRoom) => text_response(
+                StatusCode::BAD_REQUEST,
+                &format!("{path} is a chat route: say which room with ?room=NAME\n"),
+            ),
+            Err(e @ (PublishError::NotText | PublishError::Invalid(_))) => {
+                text_response(StatusCode::BAD_REQUEST, &format!("{e}\n"))
             }
-            RouteRuntime::Chat(chat) => {
-                let Some(room) = query.room else {
-                    return text_response(
-                        StatusCode::BAD_REQUEST,
-                        &format!("{path} is a chat route: say which room with ?room=NAME\n"),
-                    );
-                };
-                let Ok(text) = std::str::from_utf8(&body) else {
-                    return text_response(
-                        StatusCode::BAD_REQUEST,
-                        "a chat message must be UTF-8 text\n",
-                    );
-                };
-                let from = query.from.as_deref().unwrap_or("server");
-                match chat.post(&room, from, text).await {
-                    Ok(n) => delivered(n),
-                    Err(PostError::Invalid(why)) => {
-                        text_response(StatusCode::BAD_REQUEST, &format!("{why}\n"))
-                    }
-                    Err(PostError::Broker(e)) => {
-                        text_response(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n"))
-                    }
-                }
+            Err(e @ (PublishError::Busy | PublishError::Broker(_))) => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n"))
             }
-            _ => not_found(&path),
         }
     }
 }

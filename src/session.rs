@@ -1,7 +1,8 @@
 //! The WebSocket session driver: one upgraded connection from the first
 //! frame to the closing handshake. It applies the per-socket limits (message
-//! size, pings and pong deadline, idle timeout), answers protocol errors with
-//! the right close code, sends 1001 on shutdown and counts everything.
+//! size; pings, pong deadline and idle timeout through `crate::keepalive`),
+//! answers protocol errors with the close code of `keepalive::CloseReason`,
+//! sends 1001 on shutdown and counts everything.
 //!
 //! What a message *means* is the route kind's business (`crate::routes`); the
 //! session hands data messages to a [`Handler`] and writes what it returns.
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
 use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
 
 /// Most messages handled between two flushes.
@@ -97,24 +99,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
 {
-    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let mut next_ping = limits
-        .ping_interval
-        .map(|d| Instant::now() + d)
-        .unwrap_or(far_future);
-    let mut pong_deadline: Option<Instant> = None;
-    let mut idle_deadline = limits
-        .idle_timeout
-        .map(|d| Instant::now() + d)
-        .unwrap_or(far_future);
+    let mut keepalive = Keepalive::new(limits.ping_interval, limits.idle_timeout);
     let mut replies = Vec::new();
 
     loop {
-        let deadline = pong_deadline.map_or(next_ping, |p| p.min(next_ping));
+        let deadline = keepalive.next_deadline();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                return Box::pin(close(ws, CloseCode::Away, "server shutting down")).await;
+                return Box::pin(close_for(ws, CloseReason::Shutdown)).await;
             }
             incoming = ws.next() => {
                 let Some(incoming) = incoming else { return Ending::Dropped };
@@ -126,7 +119,7 @@ where
                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
                         return Ending::ClosedByPeer(code);
                     }
-                    Ok(Message::Pong(_)) => pong_deadline = None,
+                    Ok(Message::Pong(_)) => keepalive.on_pong(),
                     Ok(Message::Ping(_)) => {
                         // The pong is queued by tungstenite; send it now.
                         if let Err(stop) = flush_by(&mut ws, Instant::now() + limits.send_timeout).await {
@@ -135,9 +128,7 @@ where
                     }
                     Ok(Message::Frame(_)) => {}
                     Ok(message) => {
-                        if let Some(d) = limits.idle_timeout {
-                            idle_deadline = Instant::now() + d;
-                        }
+                        keepalive.on_activity();
                         let mut pending = Some(message);
                         let mut batch = 0;
                         // One deadline for every write of the batch.
@@ -175,7 +166,7 @@ where
                                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
                                         return Ending::ClosedByPeer(code);
                                     }
-                                    Message::Pong(_) => pong_deadline = None,
+                                    Message::Pong(_) => keepalive.on_pong(),
                                     // Pongs to pings are queued by tungstenite
                                     // and go out with the flush below.
                                     Message::Ping(_) | Message::Frame(_) => {}
@@ -238,11 +229,8 @@ where
                 }
                 Outbound::Close(code, reason) => return Box::pin(close(ws, code, &reason)).await,
             },
-            _ = sleep_until(deadline) => {
-                if pong_deadline.is_some_and(|p| Instant::now() >= p) {
-                    return Box::pin(close(ws, CloseCode::Away, "ping timeout")).await;
-                }
-                if let Some(interval) = limits.ping_interval {
+            _ = sleep_until(deadline) => match keepalive.fire() {
+                Some(Action::SendPing) => {
                     let send_by = Instant::now() + limits.send_timeout;
                     if let Err(stop) = write_by(&mut ws, send_by, Message::Ping(Bytes::new())).await {
                         return Box::pin(stopped(ws, stop)).await;
@@ -250,15 +238,10 @@ where
                     if let Err(stop) = flush_by(&mut ws, send_by).await {
                         return Box::pin(stopped(ws, stop)).await;
                     }
-                    if pong_deadline.is_none() {
-                        pong_deadline = Some(Instant::now() + interval);
-                    }
-                    next_ping = Instant::now() + interval;
                 }
-            }
-            _ = sleep_until(idle_deadline) => {
-                return Box::pin(close(ws, CloseCode::Normal, "idle timeout")).await;
-            }
+                Some(Action::Close(reason)) => return Box::pin(close_for(ws, reason)).await,
+                None => {}
+            },
         }
     }
 }
@@ -299,7 +282,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match stop {
-        Stop::Stalled { torn: false } => close(ws, CloseCode::Policy, "not reading").await,
+        Stop::Stalled { torn: false } => close_for(ws, CloseReason::NotReading).await,
         Stop::Stalled { torn: true } => {
             metrics::close_code(u16::from(CloseCode::Policy));
             tracing::debug!("client stopped reading inside a frame; dropping it");
@@ -440,25 +423,22 @@ pub async fn fail<S>(ws: WebSocketStream<S>, error: WsError) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (code, reason) = match &error {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            (CloseCode::Size, "message too big")
-        }
-        WsError::Capacity(_) => (CloseCode::Size, "frame too big"),
-        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text message"),
+    let reason = match &error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::MessageTooBig,
+        WsError::Capacity(_) => CloseReason::FrameTooBig,
+        WsError::Utf8(_) => CloseReason::InvalidUtf8,
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
             return Ending::Dropped;
         }
-        WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+        WsError::Protocol(_) => CloseReason::ProtocolError,
         // The message being received does not fit in the memory budget.
-        WsError::Io(e) if crate::budget::is_exceeded(e) => {
-            (CloseCode::Again, "server busy: memory budget")
-        }
+        WsError::Io(e) if crate::budget::is_exceeded(e) => CloseReason::MemoryBudget,
         WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
             return Ending::Dropped;
         }
-        _ => (CloseCode::Error, "internal error"),
+        _ => CloseReason::Internal,
     };
+    let (code, reason) = reason.frame();
     tracing::debug!(%error, "closing WebSocket with {}", u16::from(code));
     if matches!(code, CloseCode::Size | CloseCode::Again) {
         // The rest of the oversized message is still on its way.
@@ -466,6 +446,15 @@ where
     } else {
         close(ws, code, reason).await
     }
+}
+
+/// Closes for one of wssd's own reasons (see [`CloseReason`]).
+pub async fn close_for<S>(ws: WebSocketStream<S>, reason: CloseReason) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (code, text) = reason.frame();
+    close(ws, code, text).await
 }
 
 /// Most bytes discarded while lingering after an error close.

@@ -1,54 +1,41 @@
 //! The edge of the WebSocket path: checks an upgrade request once (method,
-//! version, key, Origin, connection limit), answers 101 and starts the
-//! session. Every refusal is a clear HTTP error before the upgrade.
+//! version, key, Origin and Host, connection limit) and hands it to the
+//! route kind (`Route::upgrade`), which answers 101 and starts the session.
+//! Every refusal is a clear HTTP error before the upgrade.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{
-    CONNECTION, HOST, HeaderMap, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
+    HOST, HeaderMap, HeaderValue, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
 };
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::router::{Route, RouteRuntime};
-use super::{Body, ConnInfo, HttpContext, empty_body, text_response};
-use crate::budget::BudgetedIo;
-use crate::metrics::{self, HandshakeFailure, SessionMetrics};
-use crate::routes::broadcast::BroadcastSession;
-use crate::routes::chat::ChatRoute;
-use crate::routes::echo::Echo;
-use crate::routes::exec::{self, ExecRequest};
-use crate::routes::proxy;
-use crate::session;
+use super::context::HttpContext;
+pub use super::host::HostAllow;
+use super::host::host_name;
+use super::reply::{Body, ConnInfo, refused, text_response};
+use crate::metrics::{self, HandshakeFailure};
+use crate::routes::Route;
 
-/// Validates the upgrade request and, if it passes, answers 101 and spawns
-/// the WebSocket session on the upgraded connection.
+/// Validates the upgrade request and, if it passes, hands it with its
+/// connection slot to the route.
 pub async fn accept_websocket(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     route: Arc<Route>,
     ctx: &HttpContext,
     conn: &ConnInfo,
 ) -> Response<Body> {
-    let refuse = |status: StatusCode, reason: HandshakeFailure, text: &str| {
-        metrics::handshake_failed(reason);
-        metrics::http_response(status.as_u16());
-        text_response(status, text)
-    };
     if req.method() != Method::GET {
-        return refuse(
+        return refused(
             StatusCode::BAD_REQUEST,
             HandshakeFailure::Http,
             "a WebSocket upgrade must use GET\n",
         );
     }
     if req.version() != Version::HTTP_11 {
-        return refuse(
+        return refused(
             StatusCode::BAD_REQUEST,
             HandshakeFailure::Http,
             "a WebSocket upgrade needs HTTP/1.1\n",
@@ -75,142 +62,34 @@ pub async fn accept_websocket(
         .filter(|k| valid_key(k.as_bytes()))
         .map(|k| k.as_bytes().to_vec())
     else {
-        return refuse(
+        return refused(
             StatusCode::BAD_REQUEST,
             HandshakeFailure::Http,
             "missing or malformed Sec-WebSocket-Key header: it must be 16 random bytes in base64 (24 characters ending in ==)\n",
         );
     };
     if let Some(origin) = req.headers().get(ORIGIN)
-        && let Err(text) = browser_allowed(origin, req.headers(), ctx, conn)
+        && let Err(refusal) = browser_allowed(origin, req.headers(), ctx, conn)
     {
-        return refuse(StatusCode::FORBIDDEN, HandshakeFailure::Http, &text);
+        return refused(StatusCode::FORBIDDEN, HandshakeFailure::Http, &refusal.0);
     }
     if ctx.shutdown.is_cancelled() {
-        return refuse(
+        return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             HandshakeFailure::Limit,
             "server is shutting down\n",
         );
     }
     let Ok(permit) = ctx.sessions.clone().try_acquire_owned() else {
-        return refuse(
+        return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             HandshakeFailure::Limit,
             "too many connections (--max-connections reached); try again later\n",
         );
     };
 
-    // Kind-specific admission before the 101: process cap for exec; the
-    // proxy connects to its upstream first (502 when none answers).
-    let kind = match &route.runtime {
-        RouteRuntime::Proxy(proxy) => {
-            return proxy::upgrade(req, proxy.clone(), route.clone(), ctx, conn, key, permit).await;
-        }
-        RouteRuntime::Exec(exec) => match exec.try_reserve() {
-            Some(process) => Kind::Exec(exec.clone(), process),
-            None => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    HandshakeFailure::Limit,
-                    "too many processes on this route (max_processes reached); try again later\n",
-                );
-            }
-        },
-        RouteRuntime::Chat(chat) => Kind::Chat(chat.clone()),
-        // Subscribed before the 101, so nothing published once the client
-        // sees the upgrade is missed.
-        RouteRuntime::Broadcast(b) => Kind::Broadcast(b.session()),
-        RouteRuntime::None => Kind::Echo,
-    };
-    let exec_request = ExecRequest {
-        uri: req.uri().clone(),
-        headers: req.headers().clone(),
-        conn: conn.clone(),
-        route_path: route.spec.path.clone(),
-    };
-
-    let limits = route.limits;
-    let shutdown = ctx.shutdown.clone();
-    let listener = conn.listener.clone();
-    let peer = conn.peer;
-    let ticket = conn.ticket.clone();
-    let upgrade = hyper::upgrade::on(&mut req);
-    ctx.tracker.spawn(async move {
-        let upgraded = match upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "upgrade failed");
-                return;
-            }
-        };
-        // Bytes of messages being received are charged to the memory budget.
-        let ws = WebSocketStream::from_raw_socket(
-            BudgetedIo::new(TokioIo::new(upgraded)),
-            Role::Server,
-            Some(session::websocket_config(&limits)),
-        )
-        .await;
-        let counters = SessionMetrics::open(&route.spec.path, &listener);
-        tracing::debug!(%peer, route = %route.spec.path, "WebSocket opened");
-        // Kinds other than echo run boxed: a spawned task is as big as its
-        // largest branch, and every idle echo connection would pay for it.
-        let ending = match kind {
-            Kind::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
-            Kind::Chat(chat) => {
-                Box::pin(async move {
-                    let mut handler = chat.session(peer.ip());
-                    let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
-                    handler.finish().await;
-                    ending
-                })
-                .await
-            }
-            Kind::Broadcast(mut handler) => {
-                Box::pin(
-                    async move { session::run(ws, limits, shutdown, counters, &mut handler).await },
-                )
-                .await
-            }
-            Kind::Exec(exec, process) => {
-                Box::pin(exec::run(
-                    ws,
-                    exec,
-                    exec_request,
-                    process,
-                    limits,
-                    shutdown,
-                    counters,
-                ))
-                .await
-            }
-        };
-        tracing::debug!(%peer, route = %route.spec.path, ?ending, "WebSocket closed");
-        drop(permit);
-        drop(ticket);
-    });
-    switching_protocols(&key)
-}
-
-/// What runs after the upgrade.
-enum Kind {
-    Echo,
-    Chat(Arc<ChatRoute>),
-    Broadcast(BroadcastSession),
-    Exec(Arc<exec::ExecRoute>, tokio::sync::OwnedSemaphorePermit),
-}
-
-/// The 101 response for a validated key.
-pub fn switching_protocols(key: &[u8]) -> Response<Body> {
-    let mut r = Response::new(empty_body());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key)) {
-        h.insert(SEC_WEBSOCKET_ACCEPT, v);
-    }
-    r
+    // The kind's own admission, the 101 and the session.
+    route.upgrade(req, key, permit, &ctx.env(conn)).await
 }
 
 /// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,
@@ -236,13 +115,13 @@ fn valid_key(key: &[u8]) -> bool {
 ///
 /// Behind a `--trusted-proxy`, its X-Forwarded-Proto and X-Forwarded-Host
 /// stand for the scheme and the Host (a TLS-terminating proxy in front of a
-/// plain listener). The error is the refusal's text.
+/// plain listener).
 pub fn browser_allowed(
     origin: &HeaderValue,
     headers: &HeaderMap,
     ctx: &HttpContext,
     conn: &ConnInfo,
-) -> Result<(), String> {
+) -> Result<(), BrowserRefused> {
     let origin = origin.to_str().unwrap_or("");
     if ctx
         .allow_origin
@@ -279,7 +158,7 @@ pub fn browser_allowed(
         } else {
             tracing::debug!(peer = %conn.peer, "WebSocket refused: {}", text.trim_end());
         }
-        return Err(text);
+        return Err(BrowserRefused(text));
     }
     if ctx.allow_origin.iter().any(|a| a == "*") {
         return Ok(());
@@ -287,14 +166,20 @@ pub fn browser_allowed(
     let scheme = if https { "https" } else { "http" };
     match origin.split_once("://") {
         Some((s, h)) if s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host) => Ok(()),
-        Some((s, h)) if h.eq_ignore_ascii_case(host) => Err(format!(
+        Some((s, h)) if h.eq_ignore_ascii_case(host) => Err(BrowserRefused(format!(
             "Origin `{origin}` is an {s}:// page but this listener serves {scheme}: pages of one scheme use their own (wss:// from https, ws:// from http); allow it with --allow-origin {origin}\n"
-        )),
-        _ => Err(format!(
+        ))),
+        _ => Err(BrowserRefused(format!(
             "Origin `{origin}` not allowed: this page's origin is not the server's host; add it with --allow-origin ORIGIN\n"
-        )),
+        ))),
     }
 }
+
+/// A browser request refused by [`browser_allowed`]; the text says why and
+/// what to change, and is the 403's body.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BrowserRefused(pub String);
 
 /// Whether the peer is a `--trusted-proxy`.
 fn peer_trusted(ctx: &HttpContext, conn: &ConnInfo) -> bool {
@@ -308,105 +193,9 @@ fn peer_trusted(ctx: &HttpContext, conn: &ConnInfo) -> bool {
     ctx.trusted_proxies.iter().any(|c| c.contains(ip))
 }
 
-/// The name part of a Host value: no port, no IPv6 brackets, lower case,
-/// no trailing dot.
-pub(crate) fn host_name(host: &str) -> String {
-    let name = if host.parse::<IpAddr>().is_ok() {
-        host
-    } else if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host,
-        }
-    };
-    let name = name.to_ascii_lowercase();
-    name.strip_suffix('.').map(str::to_string).unwrap_or(name)
-}
-
-/// Host names a browser page may reach plain listeners by (`--allow-host`
-/// plus the `--hostname` names). Always allowed whatever the list: IP
-/// literals and `localhost` (and `*.localhost`): DNS rebinding needs a
-/// name the attacker's DNS answers for, and these never go to DNS, so
-/// `--http 0.0.0.0:8080` stays reachable by IP from a phone.
-#[derive(Debug, Clone, Default)]
-pub struct HostAllow {
-    any: bool,
-    /// Lower case, no trailing dot; `*.x` entries kept as `.x` suffixes.
-    names: Vec<String>,
-}
-
-impl HostAllow {
-    /// From `--allow-host` entries and the TLS hostnames.
-    pub fn new<'a>(entries: impl IntoIterator<Item = &'a String>) -> Self {
-        let mut allow = HostAllow::default();
-        for e in entries {
-            if e == "*" {
-                allow.any = true;
-            } else {
-                let e = host_name(e);
-                allow
-                    .names
-                    .push(e.strip_prefix('*').map(str::to_string).unwrap_or(e));
-            }
-        }
-        allow
-    }
-
-    /// Whether a Host header value is allowed.
-    pub fn allows(&self, host: &str) -> bool {
-        let name = host_name(host);
-        if self.any
-            || name.parse::<IpAddr>().is_ok()
-            || name == "localhost"
-            || name.ends_with(".localhost")
-        {
-            return true;
-        }
-        !name.is_empty()
-            && self.names.iter().any(|n| {
-                if n.starts_with('.') {
-                    name.ends_with(n.as_str())
-                } else {
-                    *n == name
-                }
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_allow_rules() {
-        let a = HostAllow::new(&["box.lan".to_string(), "*.home.arpa".to_string()]);
-        for ok in [
-            "box.lan",
-            "BOX.lan:8080",
-            "box.lan.",
-            "127.0.0.1:8080",
-            "192.168.1.20",
-            "[::1]:8080",
-            "localhost:8080",
-            "app.localhost",
-            "pi.home.arpa",
-        ] {
-            assert!(a.allows(ok), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8080",
-            "box.lan.evil",
-            "",
-            "home.arpa",
-            "127.0.0.1.nip.io",
-        ] {
-            assert!(!a.allows(bad), "{bad}");
-        }
-        assert!(HostAllow::new(&["*".to_string()]).allows("anything.example"));
-    }
 
     #[test]
     fn key_must_be_base64_of_16_bytes() {

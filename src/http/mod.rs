@@ -1,22 +1,23 @@
 //! The HTTP layer: serves one connection (TLS or plain) with hyper, and for
 //! each request goes path cleaning (`path`) -> router -> route kind, with
 //! the edge checks for upgrades; HSTS is added on the way out. WebSocket
-//! upgrades are accepted in `edge` and handed to `crate::session`.
+//! upgrades are checked in `edge` and handed to the route kind
+//! (`crate::routes`), which also answers the plain requests of HTTP kinds.
+//! `reply` holds what both sides speak (bodies, connection facts, the 101).
 //!
 //! Sockets, TLS and connection limits are `crate::server`'s business.
 
+pub mod context;
 pub mod edge;
+pub mod host;
 pub mod path;
+pub mod reply;
 pub mod router;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, STRICT_TRANSPORT_SECURITY, UPGRADE};
 use hyper::server::conn::http1;
@@ -24,53 +25,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::limits::{MAX_HEADERS, MAX_HTTP_BUFFER};
 use crate::metrics::{self, HandshakeFailure};
-use crate::routes::static_files;
-use router::{RouteRuntime, Router};
-
-/// Response body type used everywhere.
-pub type Body = BoxBody<Bytes, std::io::Error>;
-
-/// What every connection shares: routes, limits and the shutdown signal.
-pub struct HttpContext {
-    pub router: Router,
-    /// Browser Origins allowed besides the request's own host.
-    pub allow_origin: Vec<String>,
-    /// Host names browser pages may use on plain listeners (DNS rebinding).
-    pub allow_host: edge::HostAllow,
-    /// Send Strict-Transport-Security on TLS listeners (publicly trusted
-    /// certificates only: `--tls acme` or `files`).
-    pub hsts: bool,
-    /// One permit per open WebSocket (`--max-connections`).
-    pub sessions: Arc<Semaphore>,
-    /// Cancelled when the server shuts down.
-    pub shutdown: CancellationToken,
-    /// Tracks sessions so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// Peers whose X-Forwarded-* headers are kept.
-    pub trusted_proxies: Vec<crate::config::cidr::Cidr>,
-    /// Pending ACME HTTP-01 answers (served on plain listeners).
-    pub challenges: Arc<crate::tls::challenge::Challenges>,
-}
-
-/// Facts about one client connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The listener's address, as a metrics label.
-    pub listener: Arc<str>,
-    pub tls: bool,
-    /// The connection's admission slot; released when the last holder
-    /// (the HTTP connection or the WebSocket session) lets go.
-    pub ticket: Arc<crate::server::admission::Ticket>,
-    /// Subject of the verified client certificate (mTLS), if one was sent.
-    pub client_subject: Option<Arc<str>>,
-}
+use crate::routes::Route;
+pub use context::HttpContext;
+pub use reply::{Body, ConnInfo, empty_body, full_body, text_response};
+use router::Router;
 
 /// Serves HTTP/1.1 on one connection until it closes, is upgraded, or the
 /// server shuts down. `header_timeout` bounds the wait for request headers.
@@ -147,18 +108,7 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
         && let Some(token) = path.strip_prefix(crate::tls::challenge::HTTP01_PREFIX)
     {
         // ACME HTTP-01: answered before routing, on plain listeners only.
-        return counted(match ctx.challenges.http01(token) {
-            Some(key_auth) => {
-                tracing::debug!(%token, "answering ACME HTTP-01 challenge");
-                let mut r = text_response(StatusCode::OK, &key_auth);
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                r
-            }
-            None => text_response(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
-        });
+        return counted(acme_http01(ctx, token));
     }
     let upgrade = wants_websocket(&req);
     let Some(matched) = ctx.router.find(&path) else {
@@ -169,9 +119,24 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
     };
     let route = matched.route.clone();
     let rest = matched.rest.to_string();
+    dispatch(req, route, &rest, &path, upgrade, ctx, conn).await
+}
+
+/// Hands a matched request to its route: upgrades through the edge checks
+/// to WebSocket kinds, plain requests to HTTP kinds; the wrong one of the
+/// two gets an error that names the right one.
+async fn dispatch(
+    req: Request<Incoming>,
+    route: Arc<Route>,
+    rest: &str,
+    path: &str,
+    upgrade: bool,
+    ctx: &HttpContext,
+    conn: &ConnInfo,
+) -> Response<Body> {
     let kind = &route.spec.kind;
     match (upgrade, kind.is_websocket(), kind.is_http()) {
-        (true, true, _) => edge::accept_websocket(req, route.clone(), ctx, conn).await,
+        (true, true, _) => edge::accept_websocket(req, route, ctx, conn).await,
         (true, false, _) => {
             metrics::handshake_failed(HandshakeFailure::Http);
             counted(text_response(
@@ -183,16 +148,7 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
                 ),
             ))
         }
-        (false, _, true) => {
-            let response = match (&route.runtime, &route.files) {
-                (RouteRuntime::Proxy(proxy), _) => {
-                    crate::routes::proxy::forward_http(req, proxy.clone(), ctx, conn, &rest).await
-                }
-                (_, Some(source)) => static_files::serve(source, req.method(), &rest, &path).await,
-                _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
-            };
-            counted(response)
-        }
+        (false, _, true) => counted(route.serve_http(req, rest, path, &ctx.env(conn)).await),
         (false, _, false) => {
             let mut r = text_response(
                 StatusCode::UPGRADE_REQUIRED,
@@ -212,6 +168,22 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
             );
             counted(r)
         }
+    }
+}
+
+/// The answer to an ACME HTTP-01 challenge request for `token`.
+fn acme_http01(ctx: &HttpContext, token: &str) -> Response<Body> {
+    match ctx.challenges.http01(token) {
+        Some(key_auth) => {
+            tracing::debug!(%token, "answering ACME HTTP-01 challenge");
+            let mut r = text_response(StatusCode::OK, &key_auth);
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        None => text_response(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
     }
 }
 
@@ -281,7 +253,7 @@ fn strict_transport(response: &mut Response<Body>, host: &HeaderValue) {
         "example",
         "invalid",
     ];
-    let name = edge::host_name(host.to_str().unwrap_or(""));
+    let name = host::host_name(host.to_str().unwrap_or(""));
     let public = name.contains('.')
         && name.parse::<std::net::IpAddr>().is_err()
         && !PRIVATE
@@ -300,25 +272,4 @@ fn strict_transport(response: &mut Response<Body>, host: &HeaderValue) {
 fn counted(response: Response<Body>) -> Response<Body> {
     metrics::http_response(response.status().as_u16());
     response
-}
-
-/// A short plain-text response.
-pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(full_body(Bytes::from(text.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// A body holding these bytes.
-pub fn full_body(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-/// An empty body.
-pub fn empty_body() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
 }

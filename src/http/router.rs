@@ -1,36 +1,12 @@
 //! The route table: longest-prefix matching on whole path segments, built
-//! once from the configuration. It only matches; `http` dispatches.
+//! once from the configuration. It only matches; what a route does is
+//! `crate::routes`' business.
 
 use std::sync::Arc;
 
 use crate::broker::Broker;
-use crate::config::{Limits, RouteKind, RouteSpec, SessionLimits};
-use crate::routes::broadcast::BroadcastRoute;
-use crate::routes::chat::ChatRoute;
-use crate::routes::exec::ExecRoute;
-use crate::routes::proxy::ProxyRoute;
-use crate::routes::static_files::Source;
-
-/// A route ready to serve: its spec, resolved limits and prepared source.
-#[derive(Debug)]
-pub struct Route {
-    pub spec: RouteSpec,
-    pub limits: SessionLimits,
-    /// For static routes: where files come from.
-    pub files: Option<Source>,
-    /// Per-route state of kinds that keep some (process cap, upstream pool).
-    pub runtime: RouteRuntime,
-}
-
-/// State a route kind keeps across connections.
-#[derive(Debug)]
-pub enum RouteRuntime {
-    None,
-    Proxy(Arc<ProxyRoute>),
-    Exec(Arc<ExecRoute>),
-    Chat(Arc<ChatRoute>),
-    Broadcast(Arc<BroadcastRoute>),
-}
+use crate::config::{Limits, RouteSpec};
+use crate::routes::{BuildError, Route};
 
 /// Routes sorted by descending prefix length.
 #[derive(Debug, Default)]
@@ -45,55 +21,16 @@ pub struct Matched<'a> {
 }
 
 impl Router {
-    /// Builds the table; static folders are canonicalized here.
-    pub fn new(specs: &[RouteSpec], limits: &Limits, broker: &Broker) -> Result<Router, String> {
-        let mut routes = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let files = match &spec.kind {
-                RouteKind::Static { dir: None } => Some(Source::Bundled),
-                RouteKind::Static { dir: Some(dir) } => {
-                    let real = std::fs::canonicalize(dir).map_err(|e| {
-                        format!(
-                            "route {}: cannot open folder {}: {e}",
-                            spec.path,
-                            dir.display()
-                        )
-                    })?;
-                    Some(Source::Dir(real))
-                }
-                RouteKind::Echo
-                | RouteKind::Proxy(_)
-                | RouteKind::Exec(_)
-                | RouteKind::Chat(_)
-                | RouteKind::Broadcast => None,
-            };
-            let runtime = match &spec.kind {
-                RouteKind::Proxy(p) => RouteRuntime::Proxy(Arc::new(
-                    ProxyRoute::new(&spec.path, p.clone(), limits.send_timeout)
-                        .map_err(|e| format!("route {}: {e}", spec.path))?,
-                )),
-                RouteKind::Exec(e) => RouteRuntime::Exec(Arc::new(ExecRoute::new(e.clone()))),
-                RouteKind::Chat(c) => RouteRuntime::Chat(Arc::new(ChatRoute::new(
-                    &spec.path,
-                    c.clone(),
-                    broker.clone(),
-                ))),
-                RouteKind::Broadcast => RouteRuntime::Broadcast(Arc::new(BroadcastRoute::new(
-                    &spec.path,
-                    broker.clone(),
-                ))),
-                RouteKind::Echo | RouteKind::Static { .. } => RouteRuntime::None,
-            };
-            routes.push(Arc::new(Route {
-                limits: limits.for_route(
-                    &spec.limits,
-                    matches!(spec.kind, RouteKind::Broadcast | RouteKind::Chat(_)),
-                ),
-                spec: spec.clone(),
-                files,
-                runtime,
-            }));
-        }
+    /// Builds every route (see [`Route::build`]) and sorts them for matching.
+    pub fn new(
+        specs: &[RouteSpec],
+        limits: &Limits,
+        broker: &Broker,
+    ) -> Result<Router, BuildError> {
+        let mut routes = specs
+            .iter()
+            .map(|spec| Route::build(spec, limits, broker).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         routes.sort_by_key(|r| std::cmp::Reverse(r.spec.path.len()));
         Ok(Router { routes })
     }

@@ -12,7 +12,7 @@ use hyper::{Method, Response, StatusCode};
 use tokio_util::io::ReaderStream;
 
 use super::bundled;
-use crate::http::{Body, text_response};
+use crate::http::reply::{Body, empty_body, text_response};
 
 /// Where a static route's files come from.
 #[derive(Debug, Clone)]
@@ -129,11 +129,7 @@ async fn serve_dir(
 }
 
 fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) -> Response<Body> {
-    let body = if head {
-        crate::http::empty_body()
-    } else {
-        body
-    };
+    let body = if head { empty_body() } else { body };
     let mut r = Response::new(body);
     let h = r.headers_mut();
     if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {

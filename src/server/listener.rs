@@ -14,7 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use super::admission::{Admission, Refusal};
 use super::stall::{Peer, StallGuard};
 use crate::config::limits::TLS_BUFFER_LIMIT;
-use crate::http::{self, ConnInfo, HttpContext};
+use crate::http::reply::ConnInfo;
+use crate::http::{self, HttpContext};
 use crate::metrics::{self, HandshakeFailure};
 use crate::tls::challenge::ACME_TLS_ALPN;
 
@@ -24,6 +25,24 @@ pub struct Listener {
     /// `Some` for TLS listeners.
     pub tls: Option<TlsAcceptor>,
     pub label: Arc<str>,
+}
+
+impl Listener {
+    /// Binds `addr` (named by `flag` in errors), labelled with the address
+    /// it got.
+    pub fn bind(
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Listener, super::bind::BindError> {
+        let socket = super::bind::bind(addr, flag)?;
+        let label: Arc<str> = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+            .into();
+        Ok(Listener { socket, tls, label })
+    }
 }
 
 /// Accepts until shutdown; each connection runs in its own tracked task.

@@ -11,21 +11,21 @@ pub mod listener;
 pub mod stall;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::admin::Readiness;
 use crate::broker::redis::RedisBackend;
-use crate::broker::{Broker, Health, InstanceId};
+use crate::broker::{Broker, InstanceId};
 use crate::certs::manager::{CertManager, Source};
 use crate::config::BrokerConfig;
 use crate::config::Config;
 use crate::config::limits::HANDSHAKE_HEADROOM;
 use crate::http::HttpContext;
-use crate::http::router::{RouteRuntime, Router};
+use crate::http::router::Router;
 use crate::tls::resolver::{CertResolver, CertSet};
 use crate::{admin, certs, tls};
 use admission::Admission;
@@ -39,48 +39,12 @@ pub enum ServerError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
-    #[error("{0}")]
-    Routes(String),
+    #[error(transparent)]
+    Routes(#[from] crate::routes::BuildError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
     #[error("--broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
-}
-
-/// Whether the server is ready, for `/readyz`.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    listening: AtomicBool,
-    draining: AtomicBool,
-    certs: Option<Arc<CertManager>>,
-    broker: Option<Broker>,
-}
-
-impl Readiness {
-    /// Why the server works only in part (the broker lost its shared
-    /// store: local delivery only), if it does.
-    pub fn degraded(&self) -> Option<String> {
-        match self.broker.as_ref().map(Broker::health) {
-            Some(Health::Degraded(why)) => Some(format!("broker {why}")),
-            _ => None,
-        }
-    }
-
-    /// Ready: listeners bound, not draining, and (with TLS) a certificate loaded.
-    pub fn is_ready(&self) -> Result<(), &'static str> {
-        if self.draining.load(Ordering::Relaxed) {
-            return Err("shutting down");
-        }
-        if !self.listening.load(Ordering::Relaxed) {
-            return Err("listeners not bound yet");
-        }
-        if let Some(m) = &self.certs
-            && !m.has_valid_default()
-        {
-            return Err("no valid certificate loaded");
-        }
-        Ok(())
-    }
 }
 
 /// Runs until `shutdown` resolves (a signal in `main`), then drains.
@@ -101,8 +65,7 @@ pub async fn run(
             )
         }
     };
-    let router =
-        Router::new(&config.routes, &config.limits, &broker).map_err(ServerError::Routes)?;
+    let router = Router::new(&config.routes, &config.limits, &broker)?;
     let resolver = Arc::new(CertResolver::new(CertSet::default()));
     let challenges = resolver.challenges().clone();
     let tls_on = prepared.default.is_some();
@@ -142,30 +105,10 @@ pub async fn run(
     // Bind everything before serving anything.
     let mut listeners = Vec::new();
     for addr in &config.listen {
-        let socket = bind::bind(*addr, "--listen")?;
-        let label: Arc<str> = socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-            .into();
-        listeners.push(Listener {
-            socket,
-            tls: acceptor.clone(),
-            label,
-        });
+        listeners.push(Listener::bind(*addr, "--listen", acceptor.clone())?);
     }
     for addr in &config.http {
-        let socket = bind::bind(*addr, "--http")?;
-        let label: Arc<str> = socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-            .into();
-        listeners.push(Listener {
-            socket,
-            tls: None,
-            label,
-        });
+        listeners.push(Listener::bind(*addr, "--http", None)?);
     }
     let admin_socket = match config.admin {
         Some(addr) => Some(bind::bind(addr, "--admin")?),
@@ -176,7 +119,7 @@ pub async fn run(
     let ctx = Arc::new(HttpContext {
         router,
         allow_origin: config.allow_origin.clone(),
-        allow_host: crate::http::edge::HostAllow::new(
+        allow_host: crate::http::host::HostAllow::new(
             config.allow_host.iter().chain(&config.tls.hostnames),
         ),
         hsts: matches!(
@@ -193,11 +136,7 @@ pub async fn run(
         config.limits.max_connections + HANDSHAKE_HEADROOM,
         config.limits.max_connections_per_ip,
     );
-    let readiness = Arc::new(Readiness {
-        certs: manager.clone(),
-        broker: Some(broker.clone()),
-        ..Readiness::default()
-    });
+    let readiness = Arc::new(Readiness::new(manager.clone(), Some(broker.clone())));
     // The broker outlives the sessions: they announce their departures
     // while draining.
     let broker_shutdown = CancellationToken::new();
@@ -231,18 +170,7 @@ pub async fn run(
         ));
     }
     for route in ctx.router.routes() {
-        match &route.runtime {
-            RouteRuntime::Proxy(proxy) => {
-                loops.spawn(crate::routes::proxy::probe_loop(
-                    proxy.clone(),
-                    shutdown.clone(),
-                ));
-            }
-            RouteRuntime::Chat(chat) => {
-                loops.spawn(chat.clone().sweep_loop(shutdown.clone()));
-            }
-            _ => {}
-        }
+        route.spawn_background(&loops, &shutdown);
     }
     if let Some(m) = &manager {
         let refresh_config = config.clone();
@@ -278,7 +206,7 @@ pub async fn run(
         }
     }
     loops.close();
-    readiness.listening.store(true, Ordering::Relaxed);
+    readiness.set_listening();
     tracing::info!("wssd is ready");
 
     shutdown_signal.await;
@@ -287,7 +215,7 @@ pub async fn run(
         "shutting down: no new connections; closing WebSockets with 1001 (drain timeout {:?})",
         config.limits.drain_timeout
     );
-    readiness.draining.store(true, Ordering::Relaxed);
+    readiness.set_draining();
     shutdown.cancel();
     loops.wait().await;
     ctx.tracker.close();

@@ -9,6 +9,9 @@
 //! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
 //! one side slows the reads on the other (backpressure), nothing queues.
 //!
+//! Each leg has its own [`Keepalive`]: a leg that sends no pong within a
+//! ping interval of wssd's ping closes both legs (1001 "ping timeout").
+//!
 //! Both sockets run under the send timeout below TLS
 //! (`crate::server::stall`): a write that makes no progress for that long
 //! fails and the socket is reset. On top of that every write here (and
@@ -25,7 +28,7 @@
 )]
 
 use std::sync::Mutex as StdMutex;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, MutexGuard};
@@ -34,131 +37,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
+use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
 use crate::session::Ending;
+
+use super::frame::{
+    MAX_HEADER, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, close_frame,
+    control_frame, new_mask, parse_header, unmask,
+};
 
 /// Bytes read at once from either side (the buffer grows only while a
 /// frame header or control frame is incomplete).
 const READ_SIZE: usize = 4 * 1024;
+
 /// Complete frames collected before one write (one TLS record, one syscall).
 const BATCH: usize = 16 * 1024;
-/// Longest frame header: 2 + 8 (length) + 4 (mask).
-const MAX_HEADER: usize = 14;
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
-/// A parsed frame header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Header {
-    fin: bool,
-    /// RSV1-3; no extension is negotiated, so they must be 0.
-    rsv: u8,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    len: u64,
-    /// Bytes the header takes on the wire.
-    size: usize,
-}
-
-/// Parses a frame header; `None` when more bytes are needed.
-fn parse_header(buf: &[u8]) -> Option<Header> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let fin = buf[0] & 0x80 != 0;
-    let rsv = (buf[0] >> 4) & 0x07;
-    let opcode = buf[0] & 0x0F;
-    let masked = buf[1] & 0x80 != 0;
-    let (len, mut size) = match buf[1] & 0x7F {
-        126 => {
-            if buf.len() < 4 {
-                return None;
-            }
-            (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4)
-        }
-        127 => {
-            if buf.len() < 10 {
-                return None;
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b), 10)
-        }
-        n => (u64::from(n), 2),
-    };
-    let mask = if masked {
-        if buf.len() < size + 4 {
-            return None;
-        }
-        let mut m = [0u8; 4];
-        m.copy_from_slice(&buf[size..size + 4]);
-        size += 4;
-        Some(m)
-    } else {
-        None
-    };
-    Some(Header {
-        fin,
-        rsv,
-        opcode,
-        mask,
-        len,
-        size,
-    })
-}
-
-/// Encodes a control frame (payload <= 125 bytes), masked when `mask` is set.
-fn control_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let len = payload.len().min(125);
-    let mut out = Vec::with_capacity(len + 6);
-    out.push(0x80 | opcode);
-    match mask {
-        Some(m) => {
-            out.push(0x80 | len as u8);
-            out.extend_from_slice(&m);
-            out.extend(payload[..len].iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
-        }
-        None => {
-            out.push(len as u8);
-            out.extend_from_slice(&payload[..len]);
-        }
-    }
-    out
-}
-
-/// A close frame with a code and reason.
-fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    let mut reason = reason.as_bytes();
-    reason = &reason[..reason.len().min(123)];
-    payload.extend_from_slice(reason);
-    control_frame(OP_CLOSE, &payload, mask)
-}
-
-fn unmask(payload: &mut [u8], mask: Option<[u8; 4]>) {
-    if let Some(m) = mask {
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= m[i % 4];
-        }
-    }
-}
-
-/// A fresh masking key for frames wssd sends upstream.
-fn new_mask() -> [u8; 4] {
-    let mut m = [0u8; 4];
-    if crate::tls::provider().secure_random.fill(&mut m).is_err() {
-        // Masks only need to be unpredictable to scripts in browsers; the
-        // time is a poor but harmless fallback.
-        let t = StdInstant::now().elapsed().subsec_nanos() ^ std::process::id();
-        m = t.to_be_bytes();
-    }
-    m
-}
 
 /// Which way bytes flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +72,8 @@ struct Side<W> {
     limit: Duration,
     /// Whether frames we write to this side must be masked (the upstream).
     masks: bool,
-    last_heard: StdMutex<StdInstant>,
+    /// Pings to this side and its pongs.
+    keepalive: StdMutex<Keepalive>,
     /// A close frame was sent to this side.
     close_sent: std::sync::atomic::AtomicBool,
     /// A write failed (maybe inside a frame): nothing more is written.
@@ -187,28 +81,34 @@ struct Side<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Side<W> {
-    fn new(writer: W, masks: bool, send_timeout: Duration) -> Self {
+    fn new(writer: W, masks: bool, limits: &SessionLimits) -> Self {
         Side {
             writer: Mutex::new(writer),
-            limit: send_timeout.saturating_mul(2),
+            limit: limits.send_timeout.saturating_mul(2),
             masks,
-            last_heard: StdMutex::new(StdInstant::now()),
+            // No idle timeout: the relay never had one.
+            keepalive: StdMutex::new(Keepalive::new(limits.ping_interval, None)),
             close_sent: std::sync::atomic::AtomicBool::new(false),
             dead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn heard(&self) {
-        if let Ok(mut t) = self.last_heard.lock() {
-            *t = StdInstant::now();
+    /// This side answered a ping.
+    fn pong(&self) {
+        if let Ok(mut k) = self.keepalive.lock() {
+            k.on_pong();
         }
     }
 
-    fn silent_for(&self) -> Duration {
-        self.last_heard
+    fn next_deadline(&self) -> Instant {
+        self.keepalive
             .lock()
-            .map(|t| t.elapsed())
-            .unwrap_or_default()
+            .map(|k| k.next_deadline())
+            .unwrap_or_else(|_| Instant::now())
+    }
+
+    fn fire(&self) -> Option<Action> {
+        self.keepalive.lock().ok().and_then(|mut k| k.fire())
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
@@ -263,16 +163,16 @@ impl<W: AsyncWrite + Unpin> Side<W> {
     }
 
     /// Sends a close frame unless one was sent already.
-    async fn send_close(&self, code: u16, reason: &str) {
+    async fn send_close(&self, reason: CloseReason) {
         if self
             .close_sent
             .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
             return;
         }
-        let frame = close_frame(code, reason, self.mask());
+        let frame = close_frame(reason, self.mask());
         if self.put(&frame).await {
-            metrics::close_code(code);
+            metrics::close_code(reason.code());
         }
     }
 
@@ -351,10 +251,7 @@ where
             };
             match n {
                 Ok(0) | Err(_) => false,
-                Ok(_) => {
-                    back.heard();
-                    true
-                }
+                Ok(_) => true,
             }
         }};
     }
@@ -397,8 +294,8 @@ where
         };
         if let Some(why) = violation {
             tracing::debug!(?dir, "relay: protocol error from the peer: {why}");
-            back.send_close(1002, "protocol error").await;
-            dst.send_close(1001, "peer protocol error").await;
+            back.send_close(CloseReason::ProtocolError).await;
+            dst.send_close(CloseReason::PeerProtocolError).await;
             closing.cancel();
             return PumpEnd::Failed;
         }
@@ -423,7 +320,8 @@ where
                     return PumpEnd::BackFailed;
                 }
                 OP_PING => {}
-                OP_PONG => {}
+                // Pongs end here: each leg answers its own pings.
+                OP_PONG => back.pong(),
                 OP_CLOSE => {
                     let code = if payload.len() >= 2 {
                         u16::from_be_bytes([payload[0], payload[1]])
@@ -458,8 +356,8 @@ where
         }
         message_len = message_len.saturating_add(header.len);
         if message_len > max_message as u64 {
-            back.send_close(1009, "message too big").await;
-            dst.send_close(1009, "peer sent a message too big").await;
+            back.send_close(CloseReason::MessageTooBig).await;
+            dst.send_close(CloseReason::PeerMessageTooBig).await;
             closing.cancel();
             return PumpEnd::Failed;
         }
@@ -513,7 +411,6 @@ where
                     Ok(0) | Err(_) => return PumpEnd::Eof { close_seen },
                     Ok(n) => n,
                 };
-                back.heard();
                 if !put_locked(&mut *w, &buf, limit).await {
                     dst.broken();
                     return PumpEnd::WriteFailed;
@@ -562,8 +459,8 @@ where
 {
     let (c_read, c_write): (ReadHalf<C>, WriteHalf<C>) = tokio::io::split(client);
     let (u_read, u_write): (ReadHalf<U>, WriteHalf<U>) = tokio::io::split(upstream);
-    let client_side = Side::new(c_write, false, limits.send_timeout);
-    let upstream_side = Side::new(u_write, true, limits.send_timeout);
+    let client_side = Side::new(c_write, false, &limits);
+    let upstream_side = Side::new(u_write, true, &limits);
     let stop = CancellationToken::new();
     let closing = CancellationToken::new();
     let max = limits.max_message_size;
@@ -584,17 +481,17 @@ where
         match end {
             PumpEnd::Eof { close_seen: None } => {
                 // The client vanished without a close frame.
-                upstream_side.send_close(1001, "client went away").await;
+                upstream_side.send_close(CloseReason::ClientGone).await;
             }
             PumpEnd::BackFailed => {
                 // The client stopped reading (or its connection broke).
-                upstream_side.send_close(1001, "client went away").await;
+                upstream_side.send_close(CloseReason::ClientGone).await;
                 closing.cancel();
             }
             PumpEnd::WriteFailed => {
                 // The upstream stopped reading (or its connection broke).
                 client_side
-                    .send_close(1014, "bad gateway: upstream not reading or lost")
+                    .send_close(CloseReason::UpstreamNotReading)
                     .await;
                 closing.cancel();
             }
@@ -619,14 +516,12 @@ where
         match end {
             PumpEnd::Eof { close_seen: None } | PumpEnd::BackFailed => {
                 // The upstream vanished without a closing handshake.
-                client_side
-                    .send_close(1014, "bad gateway: upstream connection lost")
-                    .await;
+                client_side.send_close(CloseReason::UpstreamLost).await;
                 closing.cancel();
             }
             PumpEnd::WriteFailed => {
                 // The client stopped reading (or its connection broke).
-                upstream_side.send_close(1001, "client went away").await;
+                upstream_side.send_close(CloseReason::ClientGone).await;
                 closing.cancel();
             }
             _ => {}
@@ -635,9 +530,10 @@ where
         end
     };
     let control = async {
-        let mut next_ping = limits.ping_interval.map(|d| Instant::now() + d);
         loop {
-            let ping_at = next_ping.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            let due = client_side
+                .next_deadline()
+                .min(upstream_side.next_deadline());
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = closing.cancelled() => {
@@ -648,24 +544,31 @@ where
                 }
                 _ = shutdown.cancelled() => {
                     tokio::join!(
-                        client_side.send_close(1001, "server shutting down"),
-                        upstream_side.send_close(1001, "server shutting down"),
+                        client_side.send_close(CloseReason::Shutdown),
+                        upstream_side.send_close(CloseReason::Shutdown),
                     );
                     closing.cancel();
                 }
-                _ = tokio::time::sleep_until(ping_at) => {
-                    let Some(d) = limits.ping_interval else { continue };
-                    if client_side.silent_for() > d * 2 || upstream_side.silent_for() > d * 2 {
+                _ = tokio::time::sleep_until(due) => {
+                    let (to_client, to_upstream) = (client_side.fire(), upstream_side.fire());
+                    let close = [to_client, to_upstream].into_iter().flatten().find_map(|a| match a {
+                        Action::Close(reason) => Some(reason),
+                        Action::SendPing => None,
+                    });
+                    if let Some(reason) = close {
                         tokio::join!(
-                            client_side.send_close(1001, "ping timeout"),
-                            upstream_side.send_close(1001, "ping timeout"),
+                            client_side.send_close(reason),
+                            upstream_side.send_close(reason),
                         );
                         closing.cancel();
                         continue;
                     }
-                    client_side.send_control(OP_PING, b"wssd").await;
-                    upstream_side.send_control(OP_PING, b"wssd").await;
-                    next_ping = Some(Instant::now() + d);
+                    if to_client == Some(Action::SendPing) {
+                        client_side.send_control(OP_PING, b"wssd").await;
+                    }
+                    if to_upstream == Some(Action::SendPing) {
+                        upstream_side.send_control(OP_PING, b"wssd").await;
+                    }
                 }
             }
         }
@@ -691,38 +594,5 @@ where
         ) => Ending::ClosedByUs(c),
         (PumpEnd::Failed, _) | (_, PumpEnd::Failed) => Ending::ClosedByUs(1002),
         _ => Ending::Dropped,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers() {
-        assert_eq!(parse_header(&[0x81]), None);
-        let h = parse_header(&[0x81, 0x05]).unwrap();
-        assert_eq!(
-            (h.fin, h.opcode, h.len, h.size, h.mask),
-            (true, 1, 5, 2, None)
-        );
-        let h = parse_header(&[0x02, 0xFE, 0x01, 0x00, 1, 2, 3, 4]).unwrap();
-        assert_eq!((h.fin, h.opcode, h.len, h.size), (false, 2, 256, 8));
-        assert_eq!(h.mask, Some([1, 2, 3, 4]));
-        let mut big = vec![0x82, 0x7F];
-        big.extend_from_slice(&(1u64 << 20).to_be_bytes());
-        assert_eq!(parse_header(&big).unwrap().len, 1 << 20);
-        assert_eq!(parse_header(&big[..9]), None);
-    }
-
-    #[test]
-    fn control_frames_mask_round_trip() {
-        let f = control_frame(OP_PING, b"abc", Some([9, 8, 7, 6]));
-        let h = parse_header(&f).unwrap();
-        let mut p = f[h.size..].to_vec();
-        unmask(&mut p, h.mask);
-        assert_eq!(p, b"abc");
-        let c = close_frame(1014, "bad gateway", None);
-        assert_eq!(&c[2..4], &1014u16.to_be_bytes());
     }
 }

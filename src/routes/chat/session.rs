@@ -1,34 +1,27 @@
-//! The `chat` route kind (docs/chat.md): rooms created on first join, names
-//! unique per room, presence, history on join, a per-connection rate limit,
-//! a text length limit and moderators (kick, mute, ban).
-//!
-//! Each connection is a [`ChatSession`], a session [`Handler`]: it parses the
-//! client's JSON, keeps the room state in the broker's backend (so it is
-//! shared across instances with Redis) and subscribes to the room's topic;
-//! deliveries from the room arrive through `next_outbound`. Socket limits,
-//! pings and close handshakes stay in `crate::session`.
+//! One chat connection: the session [`Handler`] that parses the client's
+//! JSON requests (join, message, leave, auth, kick, mute, ban) and relays
+//! the room's deliveries.
 #![allow(
     clippy::disallowed_types,
-    reason = "rate and password-guess buckets measure wall-clock time between a client's messages"
+    reason = "rate and password-guess timing measure wall-clock time between a client's messages"
 )]
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
+use super::bounded::bounded;
+use super::bucket::Bucket;
+use super::events::{check_room, error, now_ms, presence};
+use super::route::ChatRoute;
 use crate::broker::{
-    Broker, BrokerError, Control, Delivery, Envelope, JoinOutcome, Payload, Subscription, Topic,
-    room_topic,
+    BrokerError, Control, Delivery, Envelope, JoinOutcome, Payload, Subscription, Topic, room_topic,
 };
-use crate::config::ChatSpec;
-use crate::config::limits::{BROKER_TIMEOUT, MAX_BAD_PASSWORDS, SECRET_BACKOFF};
+use crate::config::limits::{BROKER_TIMEOUT, MAX_BAD_PASSWORDS};
 use crate::names;
 use crate::secret::constant_time_eq;
 use crate::session::{Flow, Handler, Outbound};
@@ -42,44 +35,12 @@ pub const CLOSE_BANNED: u16 = 4003;
 const RATE_STRIKES: u32 = 3;
 /// Least time between two moderator password attempts.
 const AUTH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often rooms are checked for members of instances that died.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(3);
 /// Longest mute.
 const MAX_MUTE_SECS: u64 = 86_400;
 /// Mute length when `secs` is not given.
 const DEFAULT_MUTE_SECS: u64 = 60;
 
-/// One chat route: its settings, the broker and the message id counter.
-#[derive(Debug)]
-pub struct ChatRoute {
-    path: Arc<str>,
-    spec: ChatSpec,
-    broker: Broker,
-    next_id: AtomicU64,
-    /// Wrong moderator passwords per client address and in total.
-    backoff: Backoff,
-}
-
-/// Why an HTTP publish to a chat room was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum PostError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-}
-
 impl ChatRoute {
-    pub fn new(path: &str, spec: ChatSpec, broker: Broker) -> ChatRoute {
-        ChatRoute {
-            path: path.into(),
-            spec,
-            broker,
-            next_id: AtomicU64::new(0),
-            backoff: Backoff::new(SECRET_BACKOFF),
-        }
-    }
-
     /// A handler for one new connection from `ip`.
     pub fn session(self: &Arc<Self>, ip: IpAddr) -> ChatSession {
         ChatSession {
@@ -93,110 +54,6 @@ impl ChatRoute {
             last_auth: None,
             muted_until_ms: 0,
         }
-    }
-
-    /// Posts `text` into `room` as `from` (the HTTP publish endpoint): kept
-    /// in history and delivered like a member's message. Returns how many
-    /// local subscribers got it.
-    pub async fn post(&self, room: &str, from: &str, text: &str) -> Result<usize, PostError> {
-        check_room(room).map_err(PostError::Invalid)?;
-        // Reserved names are allowed here: the caller holds the token.
-        let from = names::visible(from)
-            .map_err(|e| PostError::Invalid(format!("from: {e}")))?
-            .display;
-        let from = from.as_str();
-        if text.chars().count() > self.spec.max_text {
-            return Err(PostError::Invalid(format!(
-                "text is longer than this route's max_text ({} characters)",
-                self.spec.max_text
-            )));
-        }
-        let topic = room_topic(&self.path, room);
-        let message = self.message_json(room, from, text);
-        bounded(
-            self.broker
-                .backend()
-                .record(&topic, message.clone(), self.spec.history),
-        )
-        .await;
-        Ok(self
-            .broker
-            .publish_paced(
-                Envelope {
-                    topic,
-                    sender: 0,
-                    payload: Payload::Text(message),
-                },
-                0,
-            )
-            .await)
-    }
-
-    /// Announces members of dead instances as gone, and presence changes
-    /// other instances missed during a broker outage (shared backends
-    /// only), until shutdown.
-    pub async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let prefix = format!("{}#", self.path);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
-            }
-            for topic in self.broker.hub().topics_with_prefix(&prefix) {
-                let room = &topic[prefix.len()..];
-                let gone =
-                    match tokio::time::timeout(BROKER_TIMEOUT, self.broker.backend().sweep(&topic))
-                        .await
-                    {
-                        Ok(gone) => gone,
-                        Err(_) => continue,
-                    };
-                for username in gone {
-                    tracing::info!(room, %username, "member of a stopped instance left the room");
-                    let envelope = Envelope {
-                        topic: topic.clone(),
-                        sender: 0,
-                        payload: Payload::Text(presence(room, "leave", &username)),
-                    };
-                    self.broker.publish_paced(envelope, 0).await;
-                }
-            }
-            // Comings and goings missed during a broker outage: this
-            // instance's to everyone in the room, the other instances' to
-            // this instance's clients only (presence events are set updates,
-            // so a member who already knew loses nothing).
-            for change in self.broker.backend().presence_changes(&prefix) {
-                let room = &change.topic[prefix.len()..];
-                let event = if change.joined { "join" } else { "leave" };
-                tracing::info!(room, username = %change.username, event, local_only = change.local_only, "announcing a presence change missed while the broker was unreachable");
-                let envelope = Envelope {
-                    topic: change.topic.as_str().into(),
-                    sender: 0,
-                    payload: Payload::Text(presence(room, event, &change.username)),
-                };
-                if change.local_only {
-                    self.broker.hub().deliver(&envelope);
-                } else {
-                    self.broker.publish_paced(envelope, 0).await;
-                }
-            }
-        }
-    }
-
-    /// A `message` event with a fresh id and the current time.
-    fn message_json(&self, room: &str, from: &str, text: &str) -> Utf8Bytes {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let id = format!("{:08x}-{n}", self.broker.instance().0 as u32);
-        json!({
-            "type": "message",
-            "room": room,
-            "from": from,
-            "text": text,
-            "id": id,
-            "ts": now_ms(),
-        })
-        .to_string()
-        .into()
     }
 }
 
@@ -357,7 +214,7 @@ impl ChatSession {
         }
         let room = string_field(request, "room", "join")?;
         let username = string_field(request, "username", "join")?;
-        check_room(room).map_err(|e| Refusal::error("invalid_room", e))?;
+        check_room(room).map_err(|e| Refusal::error("invalid_room", e.to_string()))?;
         let name = names::member(username).map_err(|e| Refusal::error(e.code(), e.to_string()))?;
         let username = name.display.as_str();
         let route = &self.route;
@@ -643,35 +500,6 @@ impl ChatSession {
     }
 }
 
-/// Awaits a backend call for at most `BROKER_TIMEOUT`.
-async fn bounded<T, F>(fut: F) -> T
-where
-    F: std::future::Future<Output = T>,
-    T: TimedOut,
-{
-    match tokio::time::timeout(BROKER_TIMEOUT, fut).await {
-        Ok(v) => v,
-        Err(_) => T::timed_out(),
-    }
-}
-
-/// What a backend call yields when it takes too long.
-trait TimedOut {
-    fn timed_out() -> Self;
-}
-
-impl<T> TimedOut for Result<T, BrokerError> {
-    fn timed_out() -> Self {
-        Err(BrokerError::Unavailable(
-            "the shared room state did not answer in time".into(),
-        ))
-    }
-}
-
-impl TimedOut for () {
-    fn timed_out() -> Self {}
-}
-
 fn string_field<'a>(
     request: &'a Map<String, Value>,
     field: &str,
@@ -690,91 +518,4 @@ fn not_joined() -> Refusal {
         "not_joined",
         r#"not in a room; send {"type":"join","room":"...","username":"..."} first"#,
     )
-}
-
-/// Room names: 1–64 of `A-Z a-z 0-9 _ - .`.
-fn check_room(room: &str) -> Result<(), String> {
-    if room.is_empty()
-        || room.len() > 64
-        || !room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return Err(format!(
-            "room `{room}` must be 1 to 64 characters from A-Z a-z 0-9 _ - ."
-        ));
-    }
-    Ok(())
-}
-
-fn error(code: &str, message: &str) -> Message {
-    Message::Text(
-        json!({"type": "error", "code": code, "message": message})
-            .to_string()
-            .into(),
-    )
-}
-
-fn presence(room: &str, event: &str, username: &str) -> Utf8Bytes {
-    json!({"type": "presence", "room": room, "event": event, "username": username})
-        .to_string()
-        .into()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A token bucket: `rate` per second, up to `burst`.
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: f64, burst: f64) -> Bucket {
-        Bucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rooms() {
-        assert!(check_room("lobby-1.a_b").is_ok());
-        assert!(check_room("").is_err());
-        assert!(check_room("a b").is_err());
-        assert!(check_room(&"x".repeat(65)).is_err());
-    }
-
-    #[test]
-    fn bucket_allows_burst_then_refuses() {
-        let mut b = Bucket::new(1.0, 3.0);
-        assert!(b.take() && b.take() && b.take());
-        assert!(!b.take());
-    }
 }

@@ -1,0 +1,48 @@
+//! What every connection of the HTTP layer shares.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::host::HostAllow;
+use super::reply::ConnInfo;
+use super::router::Router;
+use crate::config::cidr::Cidr;
+use crate::routes::Env;
+use crate::tls::challenge::Challenges;
+
+/// What every connection shares: routes, limits and the shutdown signal.
+pub struct HttpContext {
+    pub router: Router,
+    /// Browser Origins allowed besides the request's own host.
+    pub allow_origin: Vec<String>,
+    /// Host names browser pages may use on plain listeners (DNS rebinding).
+    pub allow_host: HostAllow,
+    /// Send Strict-Transport-Security on TLS listeners (publicly trusted
+    /// certificates only: `--tls acme` or `files`).
+    pub hsts: bool,
+    /// One permit per open WebSocket (`--max-connections`).
+    pub sessions: Arc<Semaphore>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Tracks sessions so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Peers whose X-Forwarded-* headers are kept.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Pending ACME HTTP-01 answers (served on plain listeners).
+    pub challenges: Arc<Challenges>,
+}
+
+impl HttpContext {
+    /// What a route kind gets for a request on `conn`.
+    pub fn env<'a>(&'a self, conn: &'a ConnInfo) -> Env<'a> {
+        Env {
+            conn,
+            shutdown: &self.shutdown,
+            tracker: &self.tracker,
+            trusted_proxies: &self.trusted_proxies,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! What the HTTP layer and the route kinds both speak, kept in a leaf so
+//! neither imports the other for it: the response [`Body`], the facts about
+//! a connection ([`ConnInfo`]), text responses and the 101 reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_ACCEPT, UPGRADE};
+use hyper::{Response, StatusCode};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::metrics::{self, HandshakeFailure};
+use crate::server::admission::Ticket;
+
+/// Response body type used everywhere.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Facts about one client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The listener's address, as a metrics label.
+    pub listener: Arc<str>,
+    pub tls: bool,
+    /// The connection's admission slot; released when the last holder
+    /// (the HTTP connection or the WebSocket session) lets go.
+    pub ticket: Arc<Ticket>,
+    /// Subject of the verified client certificate (mTLS), if one was sent.
+    pub client_subject: Option<Arc<str>>,
+}
+
+/// A short plain-text response.
+pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(full_body(Bytes::from(text.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A refused WebSocket upgrade: counted as a failed handshake and as a
+/// response, answered with `text`.
+pub fn refused(status: StatusCode, reason: HandshakeFailure, text: &str) -> Response<Body> {
+    metrics::handshake_failed(reason);
+    metrics::http_response(status.as_u16());
+    text_response(status, text)
+}
+
+/// The 101 response for a validated key.
+pub fn switching_protocols(key: &[u8]) -> Response<Body> {
+    let mut r = Response::new(empty_body());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key)) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
+/// A body holding these bytes.
+pub fn full_body(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}

@@ -1,0 +1,19 @@
+//! What every route kind gets from the server for one request: a leaf, so
+//! the kinds need nothing from `routes/mod.rs` (which dispatches to them).
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::cidr::Cidr;
+use crate::http::reply::ConnInfo;
+
+/// What a route kind gets from the server for one request.
+pub struct Env<'a> {
+    pub conn: &'a ConnInfo,
+    /// Cancelled when the server shuts down.
+    pub shutdown: &'a CancellationToken,
+    /// Sessions are spawned here, so shutdown can wait for them.
+    pub tracker: &'a TaskTracker,
+    /// Peers whose X-Forwarded-* headers are kept.
+    pub trusted_proxies: &'a [Cidr],
+}

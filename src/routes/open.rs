@@ -1,0 +1,145 @@
+//! Opening a WebSocket session once a kind admitted it: answer 101, wait
+//! for hyper's upgrade, wrap the connection (memory budget, codec limits)
+//! and run the kind's session driver, holding the connection slot and the
+//! admission ticket until it ends. The proxy opens its own (it relays raw
+//! frames); every other kind goes through here.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::broadcast::BroadcastSession;
+use super::chat::ChatRoute;
+use super::echo::Echo;
+use super::env::Env;
+use super::exec;
+use crate::budget::BudgetedIo;
+use crate::config::SessionLimits;
+use crate::http::reply::{Body, switching_protocols};
+use crate::metrics::SessionMetrics;
+use crate::session::{self, Ending};
+
+/// The socket a session runs on.
+type Socket = WebSocketStream<BudgetedIo<TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// A WebSocket session's place: its route (for logs and metrics), the
+/// route's limits, and the connection slot it holds until it ends.
+pub struct SessionSlot {
+    pub route: Arc<str>,
+    pub limits: SessionLimits,
+    permit: OwnedSemaphorePermit,
+}
+
+impl SessionSlot {
+    pub fn new(route: &Arc<str>, limits: SessionLimits, permit: OwnedSemaphorePermit) -> Self {
+        SessionSlot {
+            route: route.clone(),
+            limits,
+            permit,
+        }
+    }
+
+    /// Gives the connection slot back (the session ended).
+    pub fn release(self) {
+        drop(self.permit);
+    }
+}
+
+/// What a kind admitted, ready to run after the upgrade.
+pub enum Opened {
+    Echo,
+    Chat(Arc<ChatRoute>),
+    Broadcast(BroadcastSession),
+    // Boxed: the request facts are large, and every echo session would pay.
+    Exec(Box<exec::Admitted>),
+}
+
+impl Opened {
+    /// Runs the session until it closes.
+    async fn run(self, ws: Socket, limits: SessionLimits, env: Spawned) -> Ending {
+        let Spawned {
+            shutdown,
+            counters,
+            peer,
+        } = env;
+        // Kinds other than echo run boxed: a spawned task is as big as its
+        // largest branch, and every idle echo connection would pay for it.
+        match self {
+            Opened::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
+            Opened::Chat(chat) => {
+                Box::pin(async move {
+                    let mut handler = chat.session(peer.ip());
+                    let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
+                    handler.finish().await;
+                    ending
+                })
+                .await
+            }
+            Opened::Broadcast(mut handler) => {
+                Box::pin(
+                    async move { session::run(ws, limits, shutdown, counters, &mut handler).await },
+                )
+                .await
+            }
+            Opened::Exec(admitted) => {
+                Box::pin(exec::run(ws, *admitted, limits, shutdown, counters)).await
+            }
+        }
+    }
+}
+
+/// What the spawned session takes along.
+struct Spawned {
+    shutdown: tokio_util::sync::CancellationToken,
+    counters: SessionMetrics,
+    peer: std::net::SocketAddr,
+}
+
+/// Answers 101 and spawns the session on the upgraded connection.
+pub fn spawn(
+    mut req: Request<Incoming>,
+    slot: SessionSlot,
+    opened: Opened,
+    key: &[u8],
+    env: &Env<'_>,
+) -> Response<Body> {
+    let shutdown = env.shutdown.clone();
+    let listener = env.conn.listener.clone();
+    let peer = env.conn.peer;
+    let ticket = env.conn.ticket.clone();
+    let upgrade = hyper::upgrade::on(&mut req);
+    env.tracker.spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        // Bytes of messages being received are charged to the memory budget.
+        let ws = WebSocketStream::from_raw_socket(
+            BudgetedIo::new(TokioIo::new(upgraded)),
+            Role::Server,
+            Some(session::websocket_config(&slot.limits)),
+        )
+        .await;
+        let route = slot.route.clone();
+        let counters = SessionMetrics::open(&route, &listener);
+        tracing::debug!(%peer, %route, "WebSocket opened");
+        let spawned = Spawned {
+            shutdown,
+            counters,
+            peer,
+        };
+        let ending = opened.run(ws, slot.limits, spawned).await;
+        tracing::debug!(%peer, %route, ?ending, "WebSocket closed");
+        slot.release();
+        drop(ticket);
+    });
+    switching_protocols(key)
+}

@@ -1,0 +1,247 @@
+//! The `proxy` route kind: forwards WebSocket upgrades and plain HTTP
+//! requests to upstreams (ws/wss/http/https), with X-Forwarded-* headers,
+//! round-robin or least-connections balancing, passive health (a refusing
+//! upstream is skipped for a while) and optional active probes.
+//!
+//! WebSockets are relayed frame by frame by `relay` once both
+//! handshakes are done. Edge checks (Origin, connection limits) happened
+//! before this module is called.
+
+mod frame;
+mod handshake;
+mod headers;
+mod pool;
+pub mod relay;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::http::reply::{Body, switching_protocols, text_response};
+use crate::metrics::{self, HandshakeFailure, SessionMetrics};
+use crate::routes::body_timeout::Paced;
+use crate::routes::env::Env;
+use crate::routes::open::SessionSlot;
+use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
+use headers::{HOP_BY_HOP, forwarded_headers};
+pub use pool::{ProxyRoute, SetupError, probe_loop};
+
+fn bad_gateway(text: &str) -> Response<Body> {
+    metrics::http_response(502);
+    text_response(StatusCode::BAD_GATEWAY, text)
+}
+
+/// Forwards a plain HTTP request, streaming both bodies.
+pub async fn forward_http(
+    req: Request<Incoming>,
+    proxy: Arc<ProxyRoute>,
+    env: &Env<'_>,
+    rest: &str,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    // A request body the client breaks (bad chunked framing, a cut
+    // connection) fails the upstream exchange too; the flag tells the two
+    // apart so the client gets 400, not 502.
+    let client_body_failed = Arc::new(AtomicBool::new(false));
+    let body = {
+        let failed = client_body_failed.clone();
+        body.map_err(move |e| {
+            failed.store(true, Ordering::Relaxed);
+            e
+        })
+    };
+    let headers = forwarded_headers(&parts.headers, env, false);
+    for i in proxy.candidates() {
+        let Some(io) = proxy.connect_or_mark_down(i).await else {
+            continue;
+        };
+        let (mut sender, connection) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    proxy.mark_down(i, e);
+                    continue;
+                }
+            };
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP connection ended");
+            }
+        });
+        let target = proxy.target(i, parts.uri.path(), rest, parts.uri.query());
+        let mut builder = Request::builder().method(parts.method.clone()).uri(target);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers.clone();
+        }
+        let (body, paused) = Paced::new(body, proxy.send_timeout);
+        let upstream_req = match builder.body(body) {
+            Ok(r) => r,
+            Err(e) => return bad_gateway(&format!("cannot build the upstream request: {e}\n")),
+        };
+        proxy.members[i].active.fetch_add(1, Ordering::Relaxed);
+        let result = sender.send_request(upstream_req).await;
+        proxy.members[i].active.fetch_sub(1, Ordering::Relaxed);
+        return match result {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                for h in HOP_BY_HOP {
+                    parts.headers.remove(*h);
+                }
+                let body = body.map_err(std::io::Error::other).boxed();
+                Response::from_parts(parts, body)
+            }
+            Err(_) if paused.fired() => {
+                // nginx's client_body_timeout: the client stopped sending
+                // the body it announced.
+                metrics::body_timeout();
+                let mut r = text_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving (send timeout)\n",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
+            Err(e) if client_body_failed.load(Ordering::Relaxed) => {
+                tracing::debug!(route = %proxy.path, error = %e, "client request body unreadable");
+                text_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request body is malformed (bad chunked encoding) or was cut off\n",
+                )
+            }
+            Err(e) => {
+                tracing::warn!(route = %proxy.path, upstream = %proxy.members[i].upstream.url, error = %e, "upstream request failed");
+                bad_gateway("the upstream failed to answer\n")
+            }
+        };
+    }
+    bad_gateway("no upstream is available (all refused connections or are marked down)\n")
+}
+
+/// Connects a WebSocket to an upstream, then answers the client's upgrade
+/// (101 with the upstream's subprotocol, 502 when no upstream answers, or
+/// the upstream's own refusal status) and relays until either side closes.
+pub async fn upgrade(
+    req: Request<Incoming>,
+    proxy: Arc<ProxyRoute>,
+    slot: SessionSlot,
+    env: &Env<'_>,
+    key: Vec<u8>,
+) -> Response<Body> {
+    let (index, upstream) = match connect_upstream(&req, &proxy, &slot.route, env).await {
+        Ok(connected) => connected,
+        Err(refusal) => return refusal,
+    };
+    let protocol = upstream.protocol.clone();
+    spawn_relay(req, proxy, index, upstream, slot, env);
+    let mut r = switching_protocols(&key);
+    if let Some(p) = protocol {
+        r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    r
+}
+
+/// Tries the healthy upstreams in order until one completes the WebSocket
+/// handshake; the refusal to answer the client with otherwise.
+async fn connect_upstream(
+    req: &Request<Incoming>,
+    proxy: &ProxyRoute,
+    route: &str,
+    env: &Env<'_>,
+) -> Result<(usize, Upgraded), Response<Body>> {
+    let headers = forwarded_headers(req.headers(), env, true);
+    for i in proxy.candidates() {
+        let Some(io) = proxy.connect_or_mark_down(i).await else {
+            continue;
+        };
+        let up = &proxy.members[i].upstream;
+        let target = proxy.target(
+            i,
+            req.uri().path(),
+            rest_of(route, req.uri().path()),
+            req.uri().query(),
+        );
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}:{}", up.host, up.port));
+        match handshake_upstream(io, &host, &target, &headers).await {
+            Ok(done) => return Ok((i, done)),
+            Err(UpstreamRefusal::Status(status)) => {
+                tracing::info!(%route, upstream = %up.url, %status, "upstream refused the WebSocket upgrade");
+                metrics::handshake_failed(HandshakeFailure::Http);
+                metrics::http_response(status.as_u16());
+                return Err(text_response(
+                    status,
+                    &format!("the upstream refused the WebSocket upgrade ({status})\n"),
+                ));
+            }
+            Err(UpstreamRefusal::Broken(e)) => {
+                proxy.mark_down(i, format!("WebSocket handshake: {e}"))
+            }
+        }
+    }
+    metrics::handshake_failed(HandshakeFailure::Http);
+    Err(bad_gateway(
+        "no upstream is available (all refused connections or are marked down)\n",
+    ))
+}
+
+/// Spawns the relay between the client (once hyper hands over its
+/// upgraded connection) and upstream `index`, holding the session's slot.
+fn spawn_relay(
+    mut req: Request<Incoming>,
+    pool: Arc<ProxyRoute>,
+    index: usize,
+    upstream: Upgraded,
+    slot: SessionSlot,
+    env: &Env<'_>,
+) {
+    let shutdown = env.shutdown.clone();
+    let listener = env.conn.listener.clone();
+    let peer = env.conn.peer;
+    let ticket = env.conn.ticket.clone();
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    pool.members[index].active.fetch_add(1, Ordering::Relaxed);
+    env.tracker.spawn(async move {
+        let upgraded = match client_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "client upgrade failed");
+                pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let route = slot.route.clone();
+        let counters = SessionMetrics::open(&route, &listener);
+        let ending = relay::relay(
+            TokioIo::new(upgraded),
+            upstream.io,
+            upstream.buffered,
+            slot.limits,
+            shutdown,
+            counters,
+        )
+        .await;
+        tracing::debug!(%peer, %route, upstream = %pool.members[index].upstream.url, ?ending, "proxied WebSocket closed");
+        pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
+        slot.release();
+        drop(ticket);
+    });
+}
+
+/// The part of `path` below the route prefix `route`.
+fn rest_of<'a>(route: &str, path: &'a str) -> &'a str {
+    if route == "/" {
+        path
+    } else {
+        path.get(route.len()..).unwrap_or("")
+    }
+}

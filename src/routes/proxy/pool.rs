@@ -1,0 +1,332 @@
+//! A proxy route's upstream pool: balancing (round robin, least
+//! connections), passive health (an upstream that refused is skipped for a
+//! while), active probes, and connecting (TCP, then TLS) to one upstream.
+#![allow(
+    clippy::disallowed_types,
+    reason = "health timestamps are atomics counted from a wall-clock epoch shared across threads"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use hyper::header::{self};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::route::{Balance, ProxySpec, Upstream};
+use crate::server::stall::{Peer, StallGuard};
+use crate::tls::CaPemError;
+
+/// How long an upstream that refused a connection is skipped.
+const DOWN_FOR: Duration = Duration::from_secs(10);
+
+/// Time allowed to connect (TCP and TLS) to an upstream.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Interval of active health probes (`health_path`).
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Anything the proxy can talk to an upstream over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub(super) type BoxIo = Box<dyn Io>;
+
+/// Why a proxy route could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("upstream CA {}: {source}", .file.display())]
+    ReadCa {
+        file: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("upstream CA {}: not a PEM certificate ({reason})", .file.display())]
+    MalformedCa {
+        file: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("upstream CA {}: {reason}", .file.display())]
+    UnusableCa {
+        file: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("upstream CA {} holds no CERTIFICATE block", .file.display())]
+    EmptyCa { file: std::path::PathBuf },
+    #[error("{0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// One upstream and its health.
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) upstream: Upstream,
+    /// Milliseconds since `epoch` until which the upstream is skipped.
+    down_until: AtomicU64,
+    /// Open connections (least-connections balancing).
+    pub(super) active: AtomicUsize,
+}
+
+/// A proxy route's upstream pool.
+#[derive(Debug)]
+pub struct ProxyRoute {
+    pub spec: ProxySpec,
+    pub(super) path: String,
+    pub(super) members: Vec<Member>,
+    next: AtomicUsize,
+    epoch: StdInstant,
+    tls: Arc<rustls::ClientConfig>,
+    /// Longest a write to an upstream may make no progress
+    /// (`proxy_send_timeout`), and a request body may pause.
+    pub(super) send_timeout: Duration,
+}
+
+impl ProxyRoute {
+    /// Builds the pool; loads the upstream CA when one is given.
+    pub fn new(path: &str, spec: ProxySpec, send_timeout: Duration) -> Result<Self, SetupError> {
+        let roots = match &spec.ca {
+            Some(ca) => {
+                let file = ca.clone();
+                let bytes = std::fs::read(ca).map_err(|source| SetupError::ReadCa {
+                    file: file.clone(),
+                    source,
+                })?;
+                crate::tls::ca_roots(&bytes).map_err(|e| match e {
+                    CaPemError::Malformed(reason) => SetupError::MalformedCa { file, reason },
+                    CaPemError::Unusable(reason) => SetupError::UnusableCa { file, reason },
+                    CaPemError::Empty => SetupError::EmptyCa { file },
+                })?
+            }
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
+            }
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ProxyRoute {
+            members: spec
+                .upstreams
+                .iter()
+                .map(|u| Member {
+                    upstream: u.clone(),
+                    down_until: AtomicU64::new(0),
+                    active: AtomicUsize::new(0),
+                })
+                .collect(),
+            spec,
+            path: path.to_string(),
+            next: AtomicUsize::new(0),
+            epoch: StdInstant::now(),
+            tls: Arc::new(tls),
+            send_timeout,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_up(&self, i: usize) -> bool {
+        self.members[i].down_until.load(Ordering::Relaxed) <= self.now_ms()
+    }
+
+    pub(super) fn mark_down(&self, i: usize, why: impl std::fmt::Display) {
+        let until = self.now_ms() + DOWN_FOR.as_millis() as u64;
+        let was_up = self.is_up(i);
+        self.members[i].down_until.store(until, Ordering::Relaxed);
+        if was_up {
+            tracing::warn!(
+                route = %self.path,
+                upstream = %self.members[i].upstream.url,
+                "upstream marked down for {DOWN_FOR:?}: {why}"
+            );
+        }
+    }
+
+    fn mark_up(&self, i: usize) {
+        if !self.is_up(i) {
+            tracing::info!(route = %self.path, upstream = %self.members[i].upstream.url, "upstream is up again");
+        }
+        self.members[i].down_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Healthy upstreams in the order they should be tried.
+    pub(super) fn candidates(&self) -> Vec<usize> {
+        let n = self.members.len();
+        let mut order: Vec<usize> = match self.spec.balance {
+            Balance::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|k| (start + k) % n).collect()
+            }
+            Balance::LeastConnections => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let mut v: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
+                v.sort_by_key(|i| self.members[*i].active.load(Ordering::Relaxed));
+                v
+            }
+        };
+        order.retain(|i| self.is_up(*i));
+        order
+    }
+
+    /// Connects (TCP, then TLS for wss/https) to upstream `i`.
+    async fn connect(&self, i: usize) -> Result<BoxIo, ConnectError> {
+        let up = &self.members[i].upstream;
+        let attempt = async {
+            let tcp = TcpStream::connect((up.host.as_str(), up.port))
+                .await
+                .map_err(|source| ConnectError::Tcp {
+                    host: up.host.clone(),
+                    port: up.port,
+                    source,
+                })?;
+            let _ = tcp.set_nodelay(true);
+            // Every write to the upstream (TLS records included) runs
+            // under the send timeout.
+            let tcp = StallGuard::new(tcp, self.send_timeout, Peer::Upstream);
+            if !up.scheme.is_tls() {
+                return Ok(Box::new(tcp) as BoxIo);
+            }
+            let name =
+                ServerName::try_from(up.host.clone()).map_err(|source| ConnectError::Name {
+                    host: up.host.clone(),
+                    source,
+                })?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|source| ConnectError::Tls {
+                    url: up.url.clone(),
+                    source,
+                })?;
+            Ok(Box::new(tls) as BoxIo)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::TimedOut {
+                url: up.url.clone(),
+            }),
+        }
+    }
+
+    /// Connects to upstream `i`, or marks it down and says `None`.
+    pub(super) async fn connect_or_mark_down(&self, i: usize) -> Option<BoxIo> {
+        match self.connect(i).await {
+            Ok(io) => Some(io),
+            Err(e) => {
+                self.mark_down(i, e);
+                None
+            }
+        }
+    }
+
+    /// The upstream path for a request: nginx-style, the whole original path
+    /// when the upstream URL has no path, else its path plus the part below
+    /// the route prefix.
+    pub(super) fn target(
+        &self,
+        i: usize,
+        full_path: &str,
+        rest: &str,
+        query: Option<&str>,
+    ) -> String {
+        let up = &self.members[i].upstream;
+        let mut path = if up.base_path.is_empty() {
+            full_path.to_string()
+        } else {
+            format!("{}{}", up.base_path, rest)
+        };
+        if path.is_empty() {
+            path.push('/');
+        }
+        if let Some(q) = query {
+            path.push('?');
+            path.push_str(q);
+        }
+        path
+    }
+}
+
+/// Runs active health probes (GET `health_path`) until shutdown.
+pub async fn probe_loop(route: Arc<ProxyRoute>, shutdown: CancellationToken) {
+    let Some(path) = route.spec.health_path.clone() else {
+        return;
+    };
+    loop {
+        for i in 0..route.members.len() {
+            let ok = probe(&route, i, &path).await;
+            match ok {
+                Ok(()) => route.mark_up(i),
+                Err(e) => route.mark_down(i, format!("health probe {path}: {e}")),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
+}
+
+async fn probe(route: &ProxyRoute, i: usize, path: &str) -> Result<(), ProbeError> {
+    let io = route.connect(i).await?;
+    let up = &route.members[i].upstream;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(header::HOST, format!("{}:{}", up.host, up.port))
+        .header(header::USER_AGENT, "wssd-health-probe")
+        .body(http_body_util::Empty::<Bytes>::new())?;
+    let resp = tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|_| ProbeError::TimedOut)??;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(ProbeError::Status(resp.status()))
+    }
+}
+
+/// Why an upstream could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnectError {
+    #[error("connect {host}:{port}: {source}")]
+    Tcp {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("bad upstream host name {host}: {source}")]
+    Name {
+        host: String,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("TLS to {url}: {source}")]
+    Tls { url: String, source: std::io::Error },
+    #[error("connect to {url} timed out")]
+    TimedOut { url: String },
+}
+
+/// Why a health probe failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Request(#[from] hyper::http::Error),
+    #[error("timed out")]
+    TimedOut,
+    #[error("status {0}")]
+    Status(StatusCode),
+}
