@@ -1,24 +1,51 @@
 //! wssd: a secure WebSocket server and TLS-terminating WebSocket gateway.
 //!
-//! # Layout
+//! # Crate map
 //!
 //! The data path reads straight through, one module a stage:
+//! listener -> TLS -> HTTP -> router -> route kind -> WebSocket session.
 //!
-//! - [`server`]: binds listeners, accepts TCP, enforces connection limits and
-//!   the handshake timeout, runs TLS, hands the stream to `http`; owns shutdown.
+//! - [`server`]: binds listeners (`bind`, `listener`), admits connections per
+//!   IP and in total (`admission`), puts a stall timer under every socket
+//!   (`stall`: the send timeout), runs TLS, hands the stream to `http`; owns
+//!   startup of background tasks and shutdown.
 //! - [`tls`]: the rustls server config and the one certificate resolver that
-//!   every handshake asks. It knows nothing of where certificates come from.
-//! - [`certs`]: certificate sources (PEM files, self-signed), inspection and
-//!   generation. They feed the resolver.
-//! - [`http`]: the hyper service: request -> edge checks -> router -> route kind.
-//! - [`routes`]: one module per route kind (`echo`, `static`).
-//! - [`session`]: the WebSocket driver (limits, pings, idle, close, drain).
+//!   every handshake asks (`resolver`), the TLS-ALPN-01 answers
+//!   (`challenge`). It knows nothing of where certificates come from.
+//! - [`certs`]: certificate sources that feed the resolver: PEM files
+//!   (`files`, `watch`), self-signed (`self_signed`), the local CA
+//!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores),
+//!   ACME (`acme/`: storage, transport, client, order, challenges, ARI,
+//!   schedule, maintain), one reuse-or-regenerate check (`reuse`), one key
+//!   generator (`generate`), inspection (`inspect`, `info`), the slots
+//!   (`manager`), the state folder (`store`) and typed errors (`error`).
+//! - [`http`]: the hyper service, one connection: clean the path (`path`),
+//!   match (`router`), then the upgrade checks (`edge`: RFC 6455, Origin,
+//!   Host allowlist in `host`, permit) or plain HTTP; `reply` is the leaf
+//!   both `http` and `routes` use (bodies, `ConnInfo`, text replies, 101).
+//! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
+//!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
+//!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
+//!   `broadcast`); `open` starts a kind's session after the 101.
+//! - [`session`]: the WebSocket driver (limits, writes under the send
+//!   deadline, large messages written from their shared buffer, close,
+//!   drain); [`keepalive`]: the one ping/pong/idle rule and close-reason
+//!   table used by the session, exec and proxy drivers.
+//! - [`budget`]: the global memory budget for messages being received and
+//!   queued for fan-out.
+//! - [`broker`]: topics and subscribers (`hub`: bounded queues), the room
+//!   state backends (`memory`, `redis`).
+//! - [`publish`]: `POST /publish/...` on the admin listener.
 //! - [`secret`] compares secrets; [`backoff`] bounds how fast they can be
 //!   guessed (per address and in total); [`names`] says which chat names
 //!   are acceptable and when two are the same.
-//! - [`budget`]: the global memory budget for received and queued messages.
-//! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`config`]: flags, env, `.env` and TOML merged once into [`config::Config`].
+//! - [`admin`] (`/healthz`, `/readyz` with `Readiness`, `/metrics`) and
+//!   [`metrics`] (every counter's name).
+//! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
+//!   (`sources`: the one precedence rule) into [`config::Config`] by
+//!   per-section functions; one default per option (`defaults`), domain
+//!   types (`types`), typed errors (`error`), trust roots (`trust`).
+//! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator.
 
 pub mod admin;

@@ -177,7 +177,8 @@ async fn two_upstreams_balanced_and_a_dead_one_skipped() {
 #[tokio::test]
 async fn quiet_socket_kept_alive_by_pings_on_both_legs() {
     // Short intervals stand in for the 30 s default: each side closes a
-    // socket whose pongs stop after two intervals (backend: one).
+    // socket whose pongs stop for one interval (one keepalive rule for
+    // every driver).
     let back = backend(&["--ping-interval", "0.2"]).await;
     let front = front(
         &format!("ws://127.0.0.1:{}", back.http_addr().port()),
