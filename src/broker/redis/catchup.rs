@@ -226,3 +226,57 @@ impl CatchUp {
         self.with(|b| b.unannounced.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> HashSet<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn reconciling_queues_who_came_and_went_for_local_clients_only() {
+        let c = CatchUp::default();
+        c.observe("r", names(&["ann", "bob"]), false);
+        assert!(c.take("").is_empty(), "no outage: nothing to announce");
+        c.observe("r", names(&["bob", "cy"]), true);
+        let changes = c.take("r");
+        let got: Vec<(&str, bool, bool)> = changes
+            .iter()
+            .map(|ch| (ch.username.as_str(), ch.joined, ch.local_only))
+            .collect();
+        assert_eq!(got, [("cy", true, true), ("ann", false, true)]);
+        assert_eq!(c.seen_elsewhere("r"), Some(vec!["bob".into(), "cy".into()]));
+    }
+
+    #[test]
+    fn a_member_admitted_locally_is_announced_once_when_registered() {
+        let c = CatchUp::default();
+        c.admitted_locally("r", "ann");
+        c.registered("r", &["ann".into()], &[], Vec::new());
+        c.registered("r", &["ann".into()], &[], Vec::new());
+        let changes = c.take("");
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].joined && !changes[0].local_only);
+    }
+
+    #[test]
+    fn leaving_before_the_announcement_forgets_it() {
+        let c = CatchUp::default();
+        c.admitted_locally("r", "ann");
+        assert!(c.forget_unannounced("r", "ann"));
+        assert!(!c.forget_unannounced("r", "ann"));
+        c.push_change("r", "bob", true);
+        assert!(!c.forget_unannounced("r", "bob"));
+        assert!(c.take("").is_empty(), "bob's queued join went with him");
+    }
+
+    #[test]
+    fn pending_leaves_are_taken_once() {
+        let c = CatchUp::default();
+        c.remember_leave("r", "ann");
+        assert_eq!(c.take_pending_leaves(), [("r".into(), "ann".into())]);
+        assert!(c.take_pending_leaves().is_empty());
+    }
+}
