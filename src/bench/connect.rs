@@ -7,12 +7,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connector::{Connector, tls_description};
+use super::connector::{Connector, small_ws_config, tls_description};
 use super::report::{
-    ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, client_cpu_line, json_line,
-    per_sec, print, round_to,
+    ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, per_sec, print,
+    print_with_json, round_to,
 };
 use super::{BenchError, HISTOGRAM_SHARDS, MAX_CONNS, check_count, check_secs, sys};
 use crate::cli::BenchConnectArgs;
@@ -27,13 +26,8 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(20);
 pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     let secs = check_secs("--secs", args.secs)?;
     check_count("--workers", args.workers, MAX_CONNS)?;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(64 * 1024))
-        .max_frame_size(Some(64 * 1024));
     // No resumption: every handshake is a full one, which is what this measures.
-    let connector = Arc::new(Connector::new(&args.client, ws_config, false).await?);
+    let connector = Arc::new(Connector::new(&args.client, small_ws_config(), false).await?);
     print(&format!(
         "wssd bench connect: {} workers against {} ({}), {} s; each cycle: TCP connect, {}WebSocket upgrade, one echo, close\n",
         args.workers,
@@ -103,13 +97,7 @@ pub async fn run(args: BenchConnectArgs) -> Result<(), BenchError> {
     text.push_str("                (TCP connect to first echo received; the close is not in the latency but is in the rate)\n");
     text.push_str(&format!("  errors        {}\n", report.errors));
     text.push_str(&errors.human());
-    if let Some(cores) = client_cpu_cores {
-        text.push_str(&client_cpu_line(cores));
-    }
-    text.push_str(&json_line(&report)?);
-    text.push('\n');
-    print(&text);
-    Ok(())
+    print_with_json(text, client_cpu_cores, &report)
 }
 
 struct Outcome {

@@ -22,8 +22,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::BenchError;
+use super::report::print;
 use super::target::{Target, parse_url, remote_allowed, resolve};
+use super::{BenchError, CONNECT_CONCURRENCY};
 use crate::cli::BenchClientArgs;
 
 /// A bench WebSocket.
@@ -407,6 +408,40 @@ pub struct Opened {
     /// The first failure, kept typed so "nothing connected" can say why.
     pub first_error: Option<BenchError>,
     pub elapsed: Duration,
+}
+
+/// Buffers for connections that only stay open or echo one small message:
+/// the smallest tungstenite works well with.
+pub fn small_ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024))
+}
+
+/// Opens `conns` connections ([`CONNECT_CONCURRENCY`] handshakes at a time)
+/// and prints how many opened, the TLS in use and the errors; an error when
+/// none did. Returns them with the TLS description of the first.
+pub async fn open_and_report(
+    connector: &Arc<Connector>,
+    conns: usize,
+) -> Result<(Opened, Option<String>), BenchError> {
+    let opened = open_many(connector, conns, CONNECT_CONCURRENCY).await;
+    let open = opened.sockets.len();
+    print(&format!(
+        "  connected     {open}/{conns} in {:.2} s\n",
+        opened.elapsed.as_secs_f64()
+    ));
+    if open == 0 {
+        return Err(BenchError::no_connections(conns, opened.first_error));
+    }
+    let tls = opened.sockets.first().and_then(tls_description);
+    if let Some(tls) = &tls {
+        print(&format!("  tls           {tls}\n"));
+    }
+    print(&opened.errors.human());
+    Ok((opened, tls))
 }
 
 /// Opens `n` connections, at most `concurrency` handshakes at a time so the

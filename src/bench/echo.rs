@@ -9,18 +9,16 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
-use super::connector::{Connector, Ws, open_many, tls_description};
+use super::connector::{Connector, Ws, open_and_report};
 use super::report::{
-    EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, client_cpu_line, json_line,
-    per_sec, print, round_to,
+    EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, per_sec, print, print_with_json,
+    round_to,
 };
-use super::{
-    BenchError, CONNECT_CONCURRENCY, HISTOGRAM_SHARDS, MAX_CONNS, MAX_INFLIGHT, check_count,
-    check_secs, sys,
-};
+use super::{BenchError, HISTOGRAM_SHARDS, MAX_CONNS, MAX_INFLIGHT, check_count, check_secs, sys};
 use crate::cli::BenchEchoArgs;
 
 /// Largest message the bench sends.
@@ -51,21 +49,8 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         args.secs,
     ));
 
-    let opened = open_many(&connector, args.conns, CONNECT_CONCURRENCY).await;
+    let (opened, tls) = open_and_report(&connector, args.conns).await?;
     let connected = opened.sockets.len();
-    print(&format!(
-        "  connected     {connected}/{} in {:.2} s\n",
-        args.conns,
-        opened.elapsed.as_secs_f64()
-    ));
-    if connected == 0 {
-        return Err(BenchError::no_connections(args.conns, opened.first_error));
-    }
-    let tls = opened.sockets.first().and_then(tls_description);
-    if let Some(tls) = &tls {
-        print(&format!("  tls           {tls}\n"));
-    }
-    print(&opened.errors.human());
 
     let payload = Arc::new(Payload::new(args.size, args.binary));
     let cpu_before = sys::own_cpu_secs();
@@ -100,7 +85,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
                 }
                 if let Some(failure) = outcome.failure {
                     dropped += 1;
-                    run_errors.add(failure);
+                    run_errors.add(failure.to_string());
                 }
             }
             Err(e) => {
@@ -153,13 +138,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         report.errors, report.connect_errors, report.mismatches, report.dropped_conns
     ));
     text.push_str(&run_errors.human());
-    if let Some(cores) = client_cpu_cores {
-        text.push_str(&client_cpu_line(cores));
-    }
-    text.push_str(&json_line(&report)?);
-    text.push('\n');
-    print(&text);
-    Ok(())
+    print_with_json(text, client_cpu_cores, &report)
 }
 
 /// Buffers sized to the message, limits just large enough for the echo.
@@ -177,11 +156,25 @@ fn ws_config(size: usize, inflight: usize) -> WebSocketConfig {
 }
 
 /// What one connection measured.
+/// Why one connection stopped before the deadline.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionFailure {
+    #[error("send failed: {0}")]
+    Send(tungstenite::Error),
+    /// The error's text (the stream still holds the error itself).
+    #[error("receive failed: {0}")]
+    Receive(String),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server closed the connection: {code} {reason}")]
+    ClosedWith { code: CloseCode, reason: Utf8Bytes },
+}
+
 struct Outcome {
     round_trips: u64,
     mismatches: u64,
     /// Why the connection stopped before the deadline.
-    failure: Option<String>,
+    failure: Option<ConnectionFailure>,
 }
 
 /// Runs one connection until `deadline`: a writer keeps `inflight` messages
@@ -220,7 +213,7 @@ async fn run_connection(
                         return Ok(());
                     }
                     if let Err(e) = sink.feed(payload.message(seq)).await {
-                        return Err(format!("send failed: {e}"));
+                        return Err(ConnectionFailure::Send(e));
                     }
                     seq += 1;
                     match credits.try_acquire() {
@@ -229,7 +222,7 @@ async fn run_connection(
                     }
                 }
                 if let Err(e) = sink.flush().await {
-                    return Err(format!("send failed: {e}"));
+                    return Err(ConnectionFailure::Send(e));
                 }
             }
         };
@@ -241,16 +234,17 @@ async fn run_connection(
                     break Ok(());
                 }
                 let (data, binary): (&[u8], bool) = match &next {
-                    None => break Err("server closed the connection".to_owned()),
-                    Some(Err(e)) => break Err(format!("receive failed: {e}")),
+                    None => break Err(ConnectionFailure::Closed),
+                    Some(Err(e)) => break Err(ConnectionFailure::Receive(e.to_string())),
                     Some(Ok(Message::Text(text))) => (text.as_bytes(), false),
                     Some(Ok(Message::Binary(bytes))) => (bytes, true),
                     Some(Ok(Message::Close(frame))) => {
                         break Err(match frame {
-                            Some(f) => {
-                                format!("server closed the connection: {} {}", f.code, f.reason)
-                            }
-                            None => "server closed the connection".to_owned(),
+                            Some(f) => ConnectionFailure::ClosedWith {
+                                code: f.code,
+                                reason: f.reason.clone(),
+                            },
+                            None => ConnectionFailure::Closed,
                         });
                     }
                     Some(Ok(_)) => continue,

@@ -9,10 +9,9 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connector::{Connector, Ws, open_many, tls_description};
-use super::report::{IdleReport, PidRss, json_line, print, round_to};
+use super::connector::{Connector, Ws, open_and_report, small_ws_config};
+use super::report::{IdleReport, PidRss, print, print_with_json, round_to};
 use super::{BenchError, CONNECT_CONCURRENCY, MAX_CONNS, check_count, note, sys};
 use crate::cli::BenchIdleArgs;
 
@@ -46,12 +45,7 @@ pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
     }
 
     // Idle sockets: the smallest buffers tungstenite allows to work well.
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(64 * 1024))
-        .max_frame_size(Some(64 * 1024));
-    let connector = Arc::new(Connector::new(&args.client, ws_config, true).await?);
+    let connector = Arc::new(Connector::new(&args.client, small_ws_config(), true).await?);
     let before = read_rss(&args.pid)?;
     print(&format!(
         "wssd bench idle: {} connections to {} ({}), {} at a time, hold {} s\n",
@@ -62,21 +56,8 @@ pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
         args.hold
     ));
 
-    let opened = open_many(&connector, args.conns, CONNECT_CONCURRENCY).await;
+    let (opened, tls) = open_and_report(&connector, args.conns).await?;
     let open = opened.sockets.len();
-    print(&format!(
-        "  connected     {open}/{} in {:.2} s\n",
-        args.conns,
-        opened.elapsed.as_secs_f64()
-    ));
-    if open == 0 {
-        return Err(BenchError::no_connections(args.conns, opened.first_error));
-    }
-    let tls = opened.sockets.first().and_then(tls_description);
-    if let Some(tls) = &tls {
-        print(&format!("  tls           {tls}\n"));
-    }
-    print(&opened.errors.human());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let closed_by_server = Arc::new(AtomicU64::new(0));
@@ -168,16 +149,13 @@ pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
         pids,
         client_rss_kib: sys::own_rss_kib(),
     };
-    let mut text = format!(
+    let text = format!(
         "  errors        {} (connect {}, closed by the server while held {})\n",
         report.errors,
         opened.errors.total(),
         closed_early
     );
-    text.push_str(&json_line(&report)?);
-    text.push('\n');
-    print(&text);
-    Ok(())
+    print_with_json(text, None, &report)
 }
 
 /// Keeps one connection open, reading so pings get their pongs, until shutdown.
@@ -208,7 +186,7 @@ fn read_rss(pids: &[u32]) -> Result<Vec<(u32, u64)>, BenchError> {
         .map(|&pid| {
             sys::rss_kib(pid)
                 .map(|kib| (pid, kib))
-                .map_err(|detail| BenchError::Pid { pid, detail })
+                .map_err(|reason| BenchError::Pid { pid, reason })
         })
         .collect()
 }

@@ -115,9 +115,13 @@ pub enum BenchError {
     },
 
     #[error(
-        "cannot read the memory of PID {pid}: {detail}; pass the PID of a running server process with --pid"
+        "cannot read the memory of PID {pid}: {reason}; pass the PID of a running server process with --pid"
     )]
-    Pid { pid: u32, detail: String },
+    Pid {
+        pid: u32,
+        /// Not a `#[source]`: the message already includes it once.
+        reason: sys::RssError,
+    },
 
     #[error(
         "{wanted} connections need about {needed} open files but the limit is {limit} (hard \

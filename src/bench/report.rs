@@ -306,6 +306,22 @@ pub fn json_line<T: Serialize>(report: &T) -> Result<String, BenchError> {
     serde_json::to_string(report).map_err(|e| BenchError::Internal(format!("JSON report: {e}")))
 }
 
+/// Ends a mode's human-readable `text` with the client CPU line (when
+/// measured) and the JSON line of `report`, and prints it.
+pub fn print_with_json<T: Serialize>(
+    mut text: String,
+    client_cpu_cores: Option<f64>,
+    report: &T,
+) -> Result<(), BenchError> {
+    if let Some(cores) = client_cpu_cores {
+        text.push_str(&client_cpu_line(cores));
+    }
+    text.push_str(&json_line(report)?);
+    text.push('\n');
+    print(&text);
+    Ok(())
+}
+
 /// Writes to stdout, ignoring a closed pipe (results are best effort once measured).
 pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();

@@ -47,15 +47,28 @@ pub fn cpu_cores_since(since: Option<f64>, wall: f64) -> Option<f64> {
     (wall > 0.0).then(|| (used / wall * 100.0).round() / 100.0)
 }
 
+/// Why the resident memory of a process could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RssError {
+    #[error("no such process")]
+    NoProcess,
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("no VmRSS line in {path} (a zombie or kernel thread?)")]
+    NoVmRss { path: String },
+}
+
 /// Resident memory of `pid` in KiB (VmRSS from /proc/PID/status).
-pub fn rss_kib(pid: u32) -> Result<u64, String> {
+pub fn rss_kib(pid: u32) -> Result<u64, RssError> {
     let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => "no such process".to_owned(),
-        _ => format!("cannot read {path}: {e}"),
+    let status = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => RssError::NoProcess,
+        _ => RssError::Read {
+            path: path.clone(),
+            source,
+        },
     })?;
-    parse_vm_rss(&status)
-        .ok_or_else(|| format!("no VmRSS line in {path} (a zombie or kernel thread?)"))
+    parse_vm_rss(&status).ok_or(RssError::NoVmRss { path })
 }
 
 /// Resident memory of this process in KiB.

@@ -9,7 +9,7 @@
 //! - a [`Backend`] (the one small trait): `memory` keeps room state in this
 //!   process and forwards nothing; `redis` forwards envelopes to the other
 //!   instances over pub/sub and keeps room state in Redis, with expiring
-//!   presence (see `redis.rs` for the delivery guarantee).
+//!   presence (see `redis/mod.rs` for the delivery guarantee).
 //!
 //! What a chat message *means* (JSON, moderation) is `routes::chat`'s
 //! business; the broker moves bytes and keeps sets and lists.
