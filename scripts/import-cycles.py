@@ -36,7 +36,7 @@ def strip(src):
     src = re.sub(r'//[^\n]*', '', src)
     src = re.sub(r'/\*.*?\*/', '', src, flags=re.S)
     # drop #[cfg(test)] mod tests { ... } (to the end of the file: by convention last)
-    m = re.search(r'#\[cfg\(test\)\]\s*mod\s+\w+\s*\{', src)
+    m = re.search(r'#\[cfg\(test\)\](?:\s*#\[(?:[^\[\]]|\[[^\]]*\])*\])*\s*mod\s+\w+\s*\{', src)
     if m:
         src = src[:m.start()]
     return src
