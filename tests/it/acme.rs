@@ -335,6 +335,11 @@ async fn issue(
         ready.as_millis(),
         valid.as_millis()
     );
+    // The install is logged just after the new certificate is served: wait
+    // for that line, then read the whole log.
+    server
+        .wait_for_log("ACME: certificate installed for wssd.test")
+        .await;
     let log = server.stderr();
     assert!(log.contains("TEMPORARY self-signed"), "{log}");
     for step in [
