@@ -10,8 +10,10 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::certs::error::CertError;
+use crate::certs::info::CertInfo;
 use crate::certs::info::format_time;
-use crate::certs::{CertError, CertInfo, LoadedCert};
+use crate::certs::loaded::LoadedCert;
 
 /// PEM labels of plain private keys rustls can load.
 const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
@@ -241,12 +243,12 @@ pub fn check_validity(path: &Path, info: &CertInfo, now: SystemTime) -> Result<(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::certs::generate::{self, GeneratedPem};
-    use crate::config::types::KeyType;
-    use std::path::PathBuf;
-    use std::time::Duration;
+pub(crate) mod testing {
+    //! Files for the unit tests of this module and of `inspect`.
+
+    use std::path::{Path, PathBuf};
+
+    use crate::certs::generate::GeneratedPem;
 
     pub(crate) fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
         let p = dir.join(name);
@@ -260,6 +262,15 @@ pub(crate) mod tests {
             write(dir, "key.pem", &pem.key_pem),
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{pair, write};
+    use super::*;
+    use crate::certs::generate::{self, GeneratedPem};
+    use crate::config::types::KeyType;
+    use std::time::Duration;
 
     fn names() -> Vec<String> {
         vec!["localhost".into(), "127.0.0.1".into()]

@@ -16,7 +16,7 @@ use rcgen::{
     KeyUsagePurpose, SanType, SerialNumber,
 };
 
-use crate::certs::CertError;
+use crate::certs::error::CertError;
 use crate::certs::info::format_time;
 use crate::cli::CertGenerateArgs;
 use crate::config::types::KeyType;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_parser::extensions::GeneralName;
 use x509_parser::public_key::PublicKey;
 
-use crate::certs::CertError;
+use crate::certs::error::CertError;
 use crate::config::types::KeyType;
 
 /// What operators want to know about a certificate.

@@ -9,9 +9,10 @@ use std::time::SystemTime;
 
 use rustls::sign::{CertifiedKey, SigningKey};
 
+use crate::certs::error::CertError;
 use crate::certs::files;
+use crate::certs::info::CertInfo;
 use crate::certs::info::{format_time, public_key_summary};
-use crate::certs::{CertError, CertInfo};
 
 /// Fewer days left than this is a warning.
 pub const WARN_DAYS: i64 = 14;
@@ -281,7 +282,7 @@ impl fmt::Display for InspectReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::files::tests::{pair, write};
+    use crate::certs::files::testing::{pair, write};
     use crate::certs::generate;
     use crate::config::types::KeyType;
     use std::time::Duration;

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::files;
 use super::info::format_time;
-use super::{LoadedCert, files};
+use super::loaded::LoadedCert;
 use crate::metrics;
 use crate::tls::resolver::{CertResolver, CertSet};
 

@@ -9,8 +9,12 @@
 //! `cert ca` commands, trust stores), `acme/` (storage, transport, client,
 //! order, challenges, ARI, schedule, the loop). Shared: `reuse` (may a stored
 //! pair be served again), `generate` (keys, certificates, `cert generate`),
-//! `store` (atomic writes in the state folder), `info`, `inspect`, `error`.
+//! `store` (atomic writes in the state folder), `info`, `inspect`, `error`,
+//! `loaded` ([`LoadedCert`], what every source produces).
 //! Keeping them fresh: `startup`, `manager`, `watch`.
+//!
+//! This file only declares the modules and re-exports their main types; the
+//! modules import each other's files directly, never this one.
 
 pub mod acme;
 pub mod error;
@@ -18,6 +22,7 @@ pub mod files;
 pub mod generate;
 pub mod info;
 pub mod inspect;
+pub mod loaded;
 pub mod local_ca;
 pub mod manager;
 pub mod reuse;
@@ -26,26 +31,10 @@ pub mod startup;
 pub mod store;
 pub mod watch;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 pub use error::CertError;
 pub use files::load_pair;
 pub use generate::GeneratedPem;
 pub use info::CertInfo;
 pub use inspect::InspectReport;
+pub use loaded::LoadedCert;
 pub use self_signed::Provenance;
-
-/// A certificate chain with its private key, ready for rustls, plus what
-/// operators want to know about it (for logs and `/metrics`).
-#[derive(Debug, Clone)]
-pub struct LoadedCert {
-    /// Chain and signing key, checked to match.
-    pub key: Arc<rustls::sign::CertifiedKey>,
-    /// Facts about the leaf certificate.
-    pub info: CertInfo,
-    /// Where the chain was read from.
-    pub cert_path: PathBuf,
-    /// Where the key was read from.
-    pub key_path: PathBuf,
-}

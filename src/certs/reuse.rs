@@ -8,10 +8,13 @@ use std::fmt;
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::error::CertError;
+use super::files;
 use super::generate::{self, GeneratedPem, join_names, name_set};
+use super::info::CertInfo;
 use super::info::public_key_summary;
+use super::loaded::LoadedCert;
 use super::store::make_private_dir;
-use super::{CertError, CertInfo, LoadedCert, files};
 use crate::config::types::KeyType;
 
 /// Whether a source reused the stored pair or made a new one.

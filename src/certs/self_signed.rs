@@ -8,8 +8,9 @@ use std::time::SystemTime;
 pub use super::reuse::Provenance;
 use super::reuse::{self, Unfit, Wanted};
 use super::store::sweep_stale;
+use crate::certs::error::CertError;
 use crate::certs::generate;
-use crate::certs::{CertError, LoadedCert};
+use crate::certs::loaded::LoadedCert;
 use crate::config::types::KeyType;
 
 /// Days of validity for a regenerated certificate.

@@ -4,9 +4,11 @@
 //! serving, `manager` and `watch` keep certificates fresh without exits.
 
 use super::acme::AcmeSettings;
+use super::error::CertError;
+use super::loaded::LoadedCert;
 use super::manager::Source;
 use super::self_signed::Provenance;
-use super::{CertError, LoadedCert, files, local_ca, self_signed};
+use super::{files, local_ca, self_signed};
 use crate::config::Config;
 use crate::config::types::TlsMode;
 

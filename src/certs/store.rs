@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::CertError;
+use super::error::CertError;
 
 /// Creates `dir` (and parents) readable by the owner only, tightening an
 /// existing folder that others can read.

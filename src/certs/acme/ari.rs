@@ -9,8 +9,8 @@ use rustls_pki_types::Der;
 
 use super::client::Client;
 use super::error::describe;
-use crate::certs::LoadedCert;
 use crate::certs::info::format_time;
+use crate::certs::loaded::LoadedCert;
 
 /// Bounds on how often the renewal information (ARI) is fetched again.
 const ARI_MIN_POLL: Duration = Duration::from_secs(60);

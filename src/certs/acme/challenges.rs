@@ -11,8 +11,8 @@ use rcgen::{CertificateParams, CustomExtension, DistinguishedName};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::AcmeSettings;
 use super::error::Failure;
+use super::settings::AcmeSettings;
 use crate::certs::files;
 use crate::certs::generate::new_key;
 use crate::config::types::{AcmeChallenge, KeyType};
@@ -110,9 +110,9 @@ pub(super) fn alpn_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::CertInfo;
     use crate::certs::acme::storage::sha256;
     use crate::certs::acme::testing::settings;
+    use crate::certs::info::CertInfo;
 
     #[test]
     fn challenge_types_follow_listeners() {

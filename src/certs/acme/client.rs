@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use instant_acme::{Account, AccountBuilder, NewAccount};
 
-use super::AcmeSettings;
 use super::error::{Failure, step};
+use super::settings::AcmeSettings;
 use super::storage::Store;
 use super::transport::CaHttp;
 use crate::tls::challenge::Challenges;

@@ -2,7 +2,7 @@
 //! status. A failed attempt is retried with backoff; only [`Failure::Challenge`]
 //! makes the order client try the other challenge type first.
 
-use crate::certs::CertError;
+use crate::certs::error::CertError;
 use crate::tls::CaPemError;
 
 /// Why an order (or a step of it) failed.

@@ -13,10 +13,10 @@ use super::challenges::{challenge_name, challenge_order};
 use super::client::Client;
 use super::error::Failure;
 use super::schedule::{Plan, Stored, assess, backoff, human, schedule, unfit_now};
+use super::settings::{ATTEMPT_TIMEOUT, AcmeSettings, MAX_SLEEP};
 use super::storage::Store;
-use super::{ATTEMPT_TIMEOUT, AcmeSettings, MAX_SLEEP};
-use crate::certs::LoadedCert;
 use crate::certs::info::format_time;
+use crate::certs::loaded::LoadedCert;
 use crate::certs::manager::{CertManager, SlotId};
 use crate::tls::challenge::Challenges;
 

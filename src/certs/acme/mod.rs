@@ -24,8 +24,9 @@
 //! `transport` (HTTPS to the CA), `client` (the account), `order` (one order,
 //! challenge fallback), `challenges` (the solvers), `ari` (renewal
 //! information), `schedule` (what is due when), `maintain` (the loop's state
-//! and steps), `error` (why an attempt failed). This file holds the settings,
-//! the start ([`initial`]) and the loop ([`run`]).
+//! and steps), `error` (why an attempt failed), `settings` (what the source
+//! is given, fixed timings). This file holds the start ([`initial`]) and the
+//! loop ([`run`]); the other files never import it.
 
 mod ari;
 mod challenges;
@@ -34,54 +35,32 @@ mod error;
 mod maintain;
 mod order;
 mod schedule;
+mod settings;
 mod storage;
 mod transport;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
+use super::error::CertError;
+use super::files;
 use super::generate::{self, GeneratedPem};
 use super::info::format_time;
+use super::loaded::LoadedCert;
 use super::manager::{CertManager, SlotId};
 use super::store::sweep_stale;
-use super::{CertError, LoadedCert, files};
-use crate::config::AcmeConfig;
-use crate::config::types::KeyType;
 use crate::tls::challenge::Challenges;
 use maintain::Maintainer;
 use schedule::{Plan, Stored, assess};
 use storage::Store;
 
 pub use schedule::{backoff, renewal_time};
+pub use settings::{AcmeSettings, BACKOFF_MAX, BACKOFF_START, TEMPORARY_DAYS};
 pub use storage::directory_key;
-
-/// Everything the ACME source needs, resolved from configuration.
-#[derive(Debug, Clone)]
-pub struct AcmeSettings {
-    pub config: AcmeConfig,
-    pub state_dir: PathBuf,
-    pub hostnames: Vec<String>,
-    pub key_type: KeyType,
-    /// Whether a plain listener runs (HTTP-01 possible).
-    pub has_http_listener: bool,
-    /// Whether a TLS listener runs (TLS-ALPN-01 possible).
-    pub has_tls_listener: bool,
-}
-
-/// First wait after a failed order; doubles after each further failure.
-pub const BACKOFF_START: Duration = Duration::from_secs(2);
-/// Longest wait between two failed orders.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
-/// Validity of the temporary self-signed certificate served until issuance.
-pub const TEMPORARY_DAYS: u32 = 7;
-/// An order (account, challenges, finalization, download) must finish within this.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(180);
-/// The loop re-checks its schedule at least this often (clock jumps, suspend).
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Obtains and renews the certificate until shutdown: each turn decides what
 /// is next (wait, or order), then does it.
@@ -177,8 +156,16 @@ fn loaded_from_pem(path: &Path, pem: &GeneratedPem) -> Result<LoadedCert, CertEr
 pub(crate) mod testing {
     //! Settings and stored certificates for the ACME unit tests.
 
-    use super::*;
-    use crate::config::types::AcmeChallenge;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use crate::certs::acme::loaded_from_pem;
+    use crate::certs::acme::settings::AcmeSettings;
+    use crate::certs::acme::storage::Store;
+    use crate::certs::generate;
+    use crate::certs::loaded::LoadedCert;
+    use crate::config::AcmeConfig;
+    use crate::config::types::{AcmeChallenge, KeyType};
 
     pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 
@@ -219,6 +206,7 @@ mod tests {
     use super::*;
     use crate::certs::manager::Source;
     use crate::tls::resolver::{CertResolver, CertSet};
+    use std::time::Duration;
 
     #[test]
     fn nothing_stored_gives_temporary_certificate() {

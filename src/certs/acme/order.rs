@@ -18,9 +18,10 @@ use super::challenges::{
 use super::client::Client;
 use super::error::{Failure, describe, is_problem, step};
 use super::schedule::uncovered;
+use crate::certs::files;
 use crate::certs::generate::{self, GeneratedPem, new_key, normalize_name};
+use crate::certs::loaded::LoadedCert;
 use crate::certs::store::make_private_dir;
-use crate::certs::{LoadedCert, files};
 use crate::config::types::{AcmeChallenge, KeyType};
 
 /// Order polling: quick first looks (validation is often done in

@@ -6,12 +6,13 @@
 use std::time::{Duration, SystemTime};
 
 use super::ari::AriPlan;
+use super::settings::{AcmeSettings, BACKOFF_MAX, BACKOFF_START};
 use super::storage::Store;
-use super::{AcmeSettings, BACKOFF_MAX, BACKOFF_START};
 use crate::certs::generate;
+use crate::certs::info::CertInfo;
 use crate::certs::info::format_time;
+use crate::certs::loaded::LoadedCert;
 use crate::certs::reuse::{self, Unfit};
-use crate::certs::{CertInfo, LoadedCert};
 
 pub(super) use crate::certs::reuse::{key_type_of, uncovered};
 

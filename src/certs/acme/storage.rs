@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use instant_acme::AccountCredentials;
 
-use super::AcmeSettings;
 use super::error::Failure;
+use super::settings::AcmeSettings;
 use crate::certs::generate::normalize_name;
 use crate::certs::store::write_private;
 

@@ -14,13 +14,15 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::ParsedExtension;
 
-use super::{CA_VALIDITY_DAYS, CaPaths, NAME_PREFIX};
+use super::layout::{CA_VALIDITY_DAYS, CaPaths, NAME_PREFIX};
+use crate::certs::error::CertError;
+use crate::certs::files;
 use crate::certs::generate::{
     self, DAY_SECS, GeneratedPem, SKEW, gen_error, new_key, random_serial,
 };
+use crate::certs::info::CertInfo;
 use crate::certs::info::{format_time, public_key_summary};
 use crate::certs::store::make_private_dir;
-use crate::certs::{CertError, CertInfo, files};
 use crate::config::types::KeyType;
 
 /// The CA as loaded from the state folder.

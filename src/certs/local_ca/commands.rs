@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use super::ca::{Ca, ensure_ca, load_ca};
 use super::issue::issue_leaf;
+use super::layout::{CaPaths, paths};
 use super::trust::{self, Change, Log, Trust};
-use super::{CaPaths, paths};
-use crate::certs::CertError;
+use crate::certs::error::CertError;
 use crate::certs::generate::{
     DAY_SECS, key_type_name, or_default_hostnames, unique_names, write_outputs,
 };

@@ -6,13 +6,13 @@ use std::time::SystemTime;
 
 use rcgen::Issuer;
 
-use super::CaPaths;
 use super::ca::Ca;
-use crate::certs::CertError;
-use crate::certs::LoadedCert;
+use super::layout::CaPaths;
+use crate::certs::error::CertError;
 use crate::certs::generate::{
     GeneratedPem, SKEW, gen_error, new_key, san_for, server_params, unique_names, validity_end,
 };
+use crate::certs::loaded::LoadedCert;
 use crate::certs::reuse::{self, Unfit, Wanted};
 use crate::config::types::KeyType;
 

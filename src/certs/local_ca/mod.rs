@@ -14,63 +14,30 @@
 //!
 //! One role per file: `ca` (load or create the CA), `issue` (sign a leaf;
 //! may the stored one be served again), `commands` (`wssd cert ca ...`),
-//! `trust` (the system store and the NSS database). This file holds the
-//! layout in the state folder and `--tls local-ca`'s [`ensure_leaf`].
+//! `trust` (the system store and the NSS database), `layout` (the files in
+//! the state folder, validity periods). This file holds `--tls local-ca`'s
+//! [`ensure_leaf`]; the other files never import it.
 
 mod ca;
 mod commands;
 mod issue;
+mod layout;
 mod trust;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
+use super::error::CertError;
 use super::generate::or_default_hostnames;
+use super::loaded::LoadedCert;
 use super::reuse::{self, Provenance, Wanted};
 use super::store::sweep_stale;
-use super::{CertError, LoadedCert};
 use crate::config::types::KeyType;
 use ca::ensure_ca;
 use issue::{issue_leaf, reusable_leaf};
 
 pub use commands::run_command;
-
-/// Days of validity of a new CA.
-pub const CA_VALIDITY_DAYS: u32 = 3650;
-/// Days of validity of a server certificate made for `--tls local-ca`.
-pub const LEAF_VALIDITY_DAYS: u32 = 90;
-/// A server certificate with this many days left or fewer is reissued.
-pub const RENEW_DAYS: i64 = 30;
-/// Start of every CA's common name and NSS nickname.
-const NAME_PREFIX: &str = "wssd local CA";
-
-/// Where the local CA and its server certificate live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaPaths {
-    /// `<state>/local-ca` (mode 0700).
-    pub dir: PathBuf,
-    /// The CA certificate (PEM).
-    pub ca_cert: PathBuf,
-    /// The CA private key (PEM, mode 0600).
-    pub ca_key: PathBuf,
-    /// The server certificate for `--tls local-ca`, followed by the CA certificate.
-    pub leaf_cert: PathBuf,
-    /// Its private key (mode 0600).
-    pub leaf_key: PathBuf,
-}
-
-/// The local CA's files under `state_dir`.
-pub fn paths(state_dir: &Path) -> CaPaths {
-    let dir = state_dir.join("local-ca");
-    let leaf = dir.join("leaf");
-    CaPaths {
-        ca_cert: dir.join("ca.pem"),
-        ca_key: dir.join("ca-key.pem"),
-        leaf_cert: leaf.join("cert.pem"),
-        leaf_key: leaf.join("key.pem"),
-        dir,
-    }
-}
+pub use layout::{CA_VALIDITY_DAYS, CaPaths, LEAF_VALIDITY_DAYS, RENEW_DAYS, paths};
 
 /// A leaf for `hostnames` issued by the local CA (created if absent).
 pub fn ensure_leaf(
@@ -134,8 +101,8 @@ pub(crate) mod testing {
     use rustls::client::danger::ServerCertVerifier;
     use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-    use super::ca::load_ca;
-    use super::paths;
+    use crate::certs::local_ca::ca::load_ca;
+    use crate::certs::local_ca::layout::paths;
 
     pub(crate) fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -7,7 +7,8 @@ use std::fs::{self, DirBuilder};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::{Log, Tool, Trust, TrustError, TrustStore};
+use super::store::{Log, Trust, TrustError, TrustStore};
+use super::tool::Tool;
 use crate::certs::local_ca::ca::Ca;
 
 /// NSS may hold several certificates under one nickname; `-D` removes one.

@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use super::{Log, Tool, Trust, TrustError, TrustStore};
+use super::store::{Log, Trust, TrustError, TrustStore};
+use super::tool::Tool;
 use crate::certs::local_ca::ca::Ca;
 
 /// The system store as configured in [`Trust`].
