@@ -7,6 +7,11 @@
 //! `fanout` prints its JSON object only with `--json` (and then nothing else
 //! on stdout).
 //! Only loopback targets are allowed unless `WSSD_BENCH_ALLOW_REMOTE=1`.
+//!
+//! Files: one per mode (`echo`, `connect`, `idle`, `fanout/`), what they
+//! share (`connector` opens connections, `target` parses URLs, `report`
+//! prints results, `sys` reads process facts) and the leaves every file may
+//! use (`error`, `limits`, `checks`); this file only dispatches.
 
 mod checks;
 mod connect;
