@@ -62,9 +62,9 @@ pub enum Health {
 }
 
 /// Shared room state and cross-instance forwarding. Room keys are chat
-/// [`Topic`]s. Every method is bounded in time: a backend that cannot reach
-/// its store answers `Err(Unavailable)` (or degrades to local state) rather
-/// than hanging.
+/// [`Topic`](super::envelope::Topic)s. Every method is bounded in time: a
+/// backend that cannot reach its store answers `Err(Unavailable)` (or
+/// degrades to local state) rather than hanging.
 pub trait Backend: Send + Sync + 'static {
     /// `memory` or `redis`, for logs.
     fn name(&self) -> &'static str;
