@@ -139,7 +139,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
             TlsMode::LocalCa | TlsMode::Acme => {
                 if let Err(e) = writable_dir(&config.state_dir) {
-                    problems.push(e);
+                    problems.push(e.to_string());
                 }
             }
             TlsMode::SelfSigned => {
@@ -151,7 +151,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                         ));
                     }
                 } else if let Err(e) = writable_dir(&config.state_dir) {
-                    problems.push(e);
+                    problems.push(e.to_string());
                 }
             }
             _ => {}
@@ -210,7 +210,27 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
+/// Why `wssd check` finds the state folder unusable.
+#[derive(Debug, thiserror::Error)]
+enum StateDirError {
+    #[error("state folder {}: {source}", .dir.display())]
+    Unreadable {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state folder {} cannot be created or written ({} is read-only); set --state-dir to a writable folder",
+        .dir.display(),
+        .probe.display()
+    )]
+    ReadOnly {
+        dir: std::path::PathBuf,
+        probe: std::path::PathBuf,
+    },
+}
+
+fn writable_dir(dir: &std::path::Path) -> Result<(), StateDirError> {
     let mut probe = dir.to_path_buf();
     while !probe.exists() {
         match probe.parent() {
@@ -218,14 +238,15 @@ fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
             None => break,
         }
     }
-    let meta =
-        std::fs::metadata(&probe).map_err(|e| format!("state folder {}: {e}", dir.display()))?;
+    let meta = std::fs::metadata(&probe).map_err(|source| StateDirError::Unreadable {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     if meta.permissions().readonly() {
-        return Err(format!(
-            "state folder {} cannot be created or written ({} is read-only); set --state-dir to a writable folder",
-            dir.display(),
-            probe.display()
-        ));
+        return Err(StateDirError::ReadOnly {
+            dir: dir.to_path_buf(),
+            probe,
+        });
     }
     Ok(())
 }

@@ -8,12 +8,15 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::checks::{check_count, check_secs};
 use super::connector::{Connector, small_ws_config, tls_description};
+use super::error::BenchError;
+use super::limits::{HISTOGRAM_SHARDS, MAX_CONNS};
 use super::report::{
     ConnectReport, ErrorLog, Percentiles, Recorder, SharedHistogram, per_sec, print,
     print_with_json, round_to,
 };
-use super::{BenchError, HISTOGRAM_SHARDS, MAX_CONNS, check_count, check_secs, sys};
+use super::sys;
 use crate::cli::BenchConnectArgs;
 
 /// The message each connection echoes once.

@@ -22,9 +22,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::error::BenchError;
+use super::limits::CONNECT_CONCURRENCY;
 use super::report::print;
 use super::target::{Target, parse_url, remote_allowed, resolve};
-use super::{BenchError, CONNECT_CONCURRENCY};
 use crate::cli::BenchClientArgs;
 
 /// A bench WebSocket.
@@ -61,7 +62,9 @@ impl Connector {
         let addr = pick_address(&addrs).await?;
         let tls = if target.tls {
             if client.insecure && client.ca.is_some() {
-                super::note("--insecure given: --ca is ignored, no certificate is verified");
+                super::report::note(
+                    "--insecure given: --ca is ignored, no certificate is verified",
+                );
             }
             let config = client_config(client.insecure, client.ca.as_deref(), resumption)?;
             let name =
@@ -72,7 +75,7 @@ impl Connector {
             Some((TlsConnector::from(config), name))
         } else {
             if client.insecure || client.ca.is_some() {
-                super::note("ws:// is not TLS: --insecure and --ca are ignored");
+                super::report::note("ws:// is not TLS: --insecure and --ca are ignored");
             }
             None
         };

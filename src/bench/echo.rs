@@ -13,12 +13,15 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
+use super::checks::{check_count, check_secs};
 use super::connector::{Connector, Ws, open_and_report};
+use super::error::BenchError;
+use super::limits::{HISTOGRAM_SHARDS, MAX_CONNS, MAX_INFLIGHT};
 use super::report::{
     EchoReport, ErrorLog, Percentiles, Recorder, SharedHistogram, per_sec, print, print_with_json,
     round_to,
 };
-use super::{BenchError, HISTOGRAM_SHARDS, MAX_CONNS, MAX_INFLIGHT, check_count, check_secs, sys};
+use super::sys;
 use crate::cli::BenchEchoArgs;
 
 /// Largest message the bench sends.

@@ -10,9 +10,12 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::checks::{check_count, check_secs};
 use super::connector::{Connector, Ws, open_and_report, small_ws_config};
-use super::report::{IdleReport, PidRss, print, print_with_json, round_to};
-use super::{BenchError, CONNECT_CONCURRENCY, MAX_CONNS, check_count, note, sys};
+use super::error::BenchError;
+use super::limits::{CONNECT_CONCURRENCY, MAX_CONNS};
+use super::report::{IdleReport, PidRss, note, print, print_with_json, round_to};
+use super::sys;
 use crate::cli::BenchIdleArgs;
 
 /// File descriptors kept free for everything that is not a bench connection.
@@ -31,7 +34,7 @@ pub async fn run(args: BenchIdleArgs) -> Result<(), BenchError> {
     let hold = if args.hold == 0.0 {
         Duration::ZERO
     } else {
-        super::check_secs("--hold", args.hold)?
+        check_secs("--hold", args.hold)?
     };
     match sys::raise_nofile_limit() {
         Ok(limit) if (args.conns as u64).saturating_add(SPARE_FDS) > limit => note(&format!(

@@ -7,167 +7,28 @@
 //! `fanout` prints its JSON object only with `--json` (and then nothing else
 //! on stdout).
 //! Only loopback targets are allowed unless `WSSD_BENCH_ALLOW_REMOTE=1`.
+//!
+//! Files: one per mode (`echo`, `connect`, `idle`, `fanout/`), what they
+//! share (`connector` opens connections, `target` parses URLs, `report`
+//! prints results, `sys` reads process facts) and the leaves every file may
+//! use (`error`, `limits`, `checks`); this file only dispatches.
 
+mod checks;
 mod connect;
 mod connector;
 mod echo;
+mod error;
 mod fanout;
 mod idle;
+mod limits;
 mod report;
 mod sys;
 mod target;
 
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::time::Duration;
-
-pub use target::ALLOW_REMOTE_ENV;
+pub use error::BenchError;
+pub use limits::ALLOW_REMOTE_ENV;
 
 use crate::cli::BenchCommand;
-
-/// Handshakes in progress at once while opening many connections.
-const CONNECT_CONCURRENCY: usize = 64;
-/// Mutex-guarded latency histograms shared by all connection tasks.
-const HISTOGRAM_SHARDS: usize = 16;
-/// Longest run accepted for --secs and --hold (a day).
-const MAX_SECS: f64 = 86_400.0;
-/// Most connections (--conns) or connect loops (--workers) one run may ask for.
-const MAX_CONNS: usize = 1_000_000;
-/// Most messages in flight per connection (--inflight).
-const MAX_INFLIGHT: usize = 65_536;
-
-/// Why a bench run could not start or produce results.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    #[error("bad URL {url:?}: {reason}; expected ws://HOST[:PORT]/PATH or wss://HOST[:PORT]/PATH")]
-    BadUrl { url: String, reason: String },
-
-    #[error("{0}")]
-    InvalidArgs(String),
-
-    #[error("cannot resolve {host}: {source}; check the host name in the URL")]
-    Resolve {
-        host: String,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error(
-        "refusing to benchmark {host} ({addr}): only loopback targets (127.0.0.0/8, ::1) are allowed; \
-         set {ALLOW_REMOTE_ENV}=1 to load a remote server you own"
-    )]
-    NotLoopback { host: String, addr: IpAddr },
-
-    #[error(
-        "connection refused by {addr}: is the server running and listening on that address and port?"
-    )]
-    ConnectRefused { addr: SocketAddr },
-
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error(
-        "TLS certificate verification failed for {host}: {detail}; pass --ca FILE with the server's \
-         certificate or its CA, or --insecure to skip verification"
-    )]
-    TlsVerify { host: String, detail: String },
-
-    #[error(
-        "TLS handshake with {host} failed: {detail}; does that port serve TLS? \
-         (use ws:// for a plain listener)"
-    )]
-    TlsHandshake { host: String, detail: String },
-
-    #[error("cannot use CA file {}: {detail}; --ca expects a PEM file with CERTIFICATE blocks", path.display())]
-    CaFile { path: PathBuf, detail: String },
-
-    #[error("TLS client setup failed: {0}")]
-    TlsConfig(String),
-
-    #[error("WebSocket upgrade at {url} refused with HTTP {status}{hint}")]
-    UpgradeRefused {
-        url: String,
-        status: u16,
-        hint: &'static str,
-    },
-
-    #[error("WebSocket upgrade at {url} failed: {detail}")]
-    Upgrade { url: String, detail: String },
-
-    #[error(
-        "connecting to {url} timed out after {secs} s (TCP connect, TLS handshake and WebSocket \
-         upgrade); is the server overloaded or not answering?"
-    )]
-    ConnectTimeout { url: String, secs: u64 },
-
-    #[error("echo from {url} failed: {detail}; is this an echo endpoint (e.g. /ws/echo)?")]
-    Echo { url: String, detail: String },
-
-    #[error("none of {attempted} connections could be opened; first error: {first}")]
-    NoConnections {
-        attempted: usize,
-        first: Box<BenchError>,
-    },
-
-    #[error(
-        "cannot read the memory of PID {pid}: {reason}; pass the PID of a running server process with --pid"
-    )]
-    Pid {
-        pid: u32,
-        /// Not a `#[source]`: the message already includes it once.
-        reason: sys::RssError,
-    },
-
-    #[error(
-        "{wanted} connections need about {needed} open files but the limit is {limit} (hard \
-         limit, already raised to it); raise it (ulimit -Hn as root, or LimitNOFILE= in systemd) \
-         or use fewer"
-    )]
-    FdLimit {
-        wanted: usize,
-        needed: u64,
-        limit: u64,
-    },
-
-    #[error(
-        "{missing} of {live} subscribers on {url} received none of {sent} warm-up messages sent to \
-         {publish_url} within {secs} s; is that a broadcast route (--route PATH=broadcast)? An echo \
-         route answers only the sender; with two instances, do both use the same --broker?"
-    )]
-    WarmUp {
-        missing: usize,
-        live: usize,
-        sent: u64,
-        url: String,
-        publish_url: String,
-        secs: f64,
-    },
-
-    #[error("the publisher connection to {url} failed: {detail}")]
-    Publish { url: String, detail: String },
-
-    #[error("every subscriber connection was closed before the measurement started: {closes}")]
-    SubscribersGone { closes: String },
-
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl BenchError {
-    fn no_connections(attempted: usize, first: Option<BenchError>) -> BenchError {
-        BenchError::NoConnections {
-            attempted,
-            first: Box::new(
-                first.unwrap_or_else(|| BenchError::Internal("no error was recorded".into())),
-            ),
-        }
-    }
-}
 
 /// Runs one bench mode to completion.
 pub async fn run(cmd: BenchCommand) -> Result<(), BenchError> {
@@ -176,75 +37,5 @@ pub async fn run(cmd: BenchCommand) -> Result<(), BenchError> {
         BenchCommand::Connect(args) => connect::run(args).await,
         BenchCommand::Idle(args) => idle::run(args).await,
         BenchCommand::Fanout(args) => fanout::run(args).await,
-    }
-}
-
-/// A positive, finite duration of at most a day.
-fn check_secs(flag: &str, secs: f64) -> Result<Duration, BenchError> {
-    if !(secs.is_finite() && secs > 0.0 && secs <= MAX_SECS) {
-        return Err(BenchError::InvalidArgs(format!(
-            "{flag} {secs} must be a number of seconds above 0 and at most {MAX_SECS}"
-        )));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// A count between 1 and `max`.
-fn check_count(flag: &str, value: usize, max: usize) -> Result<usize, BenchError> {
-    if value == 0 || value > max {
-        return Err(BenchError::InvalidArgs(format!(
-            "{flag} {value} must be between 1 and {max}"
-        )));
-    }
-    Ok(value)
-}
-
-/// A notice on stderr, kept out of the results on stdout.
-fn note(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "note: {message}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secs_must_be_positive_and_bounded() {
-        assert_eq!(
-            check_secs("--secs", 2.5).unwrap(),
-            Duration::from_millis(2500)
-        );
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
-            let err = check_secs("--secs", bad).unwrap_err();
-            assert!(err.to_string().starts_with("--secs"), "{err}");
-        }
-    }
-
-    #[test]
-    fn counts_are_bounded() {
-        assert_eq!(check_count("--conns", 5, 10).unwrap(), 5);
-        assert!(check_count("--conns", 0, 10).is_err());
-        let err = check_count("--inflight", 11, 10).unwrap_err();
-        assert_eq!(err.to_string(), "--inflight 11 must be between 1 and 10");
-    }
-
-    #[test]
-    fn errors_suggest_a_fix() {
-        let e = BenchError::TlsVerify {
-            host: "localhost".into(),
-            detail: "UnknownIssuer".into(),
-        };
-        let text = e.to_string();
-        assert!(
-            text.contains("--insecure") && text.contains("--ca"),
-            "{text}"
-        );
-        let e = BenchError::no_connections(
-            3,
-            Some(BenchError::ConnectRefused {
-                addr: "127.0.0.1:1".parse().unwrap(),
-            }),
-        );
-        assert!(e.to_string().contains("is the server running"), "{e}");
     }
 }

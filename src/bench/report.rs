@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::BenchError;
+use super::error::BenchError;
 
 /// Highest latency a histogram records, in microseconds (one hour); more saturates.
 const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
@@ -327,6 +327,11 @@ pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+/// A notice on stderr, kept out of the results on stdout.
+pub fn note(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "note: {message}");
 }
 
 #[cfg(test)]

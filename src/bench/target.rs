@@ -5,10 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio_tungstenite::tungstenite::http::Uri;
 
-use super::BenchError;
-
-/// Set to `1` to allow benchmarking hosts that are not loopback.
-pub const ALLOW_REMOTE_ENV: &str = "WSSD_BENCH_ALLOW_REMOTE";
+use super::error::BenchError;
+use super::limits::ALLOW_REMOTE_ENV;
 
 /// A parsed bench URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

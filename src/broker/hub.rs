@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicUsize;
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{Envelope, Topic};
+use super::envelope::{Envelope, Topic};
 use crate::config::limits::{SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES};
 
 /// One subscriber as the hub sees it.
@@ -302,7 +302,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Payload;
+    use crate::broker::envelope::Payload;
 
     fn env(topic: &str, sender: u64, text: &str) -> Envelope {
         Envelope {

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::names;
 
-use super::{Backend, BoxFuture, BrokerError, Envelope, Health, Hub, JoinOutcome};
+use super::backend::{Backend, BoxFuture, BrokerError, Health, JoinOutcome};
+use super::envelope::Envelope;
+use super::hub::Hub;
 
 /// One room's state.
 #[derive(Default)]

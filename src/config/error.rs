@@ -87,8 +87,8 @@ pub enum ConfigError {
     #[error("{0} must be at least 1")]
     ZeroCount(&'static str),
     /// A `--route` or `[[route]]` the route-spec parser refused.
-    #[error("{0}")]
-    Route(String),
+    #[error(transparent)]
+    Route(#[from] RouteSpecError),
     #[error("route path {0} is defined twice; each path prefix can have one route")]
     RouteTwice(String),
     #[error("route {0}: max_message_size must be at least 16 bytes")]
@@ -170,12 +170,106 @@ pub struct SecondsError {
     pub value: f64,
 }
 
-/// The route-spec parser words its problems as text; this keeps its `?`
-/// working on `limits::seconds`.
-impl From<SecondsError> for String {
-    fn from(e: SecondsError) -> String {
-        e.to_string()
-    }
+/// Why a `--route PATH=KIND[:ARG]` or a `[[route]]` table cannot be used.
+/// `place` names the route as written (for example route `/x=echo:a`, or
+/// the file and the table's index); each message says what to write instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteSpecError {
+    #[error("route `{text}` is not PATH=KIND[:ARG] (example: /ws/echo=echo)")]
+    NotPathKind { text: String },
+    #[error("{place}: path `{path}` must start with `/` (example: /ws/echo)")]
+    PathNotAbsolute { place: String, path: String },
+    #[error("{place}: path `{path}` must not contain `?`, `#` or spaces")]
+    PathBadCharacters { place: String, path: String },
+    #[error(
+        "{place}: unknown route kind `{kind}`; available kinds: echo, static, proxy, exec, chat, broadcast"
+    )]
+    UnknownKind { place: String, kind: String },
+    /// `echo` or `broadcast` with `:ARG`.
+    #[error("{place}: kind `{kind}` takes no argument")]
+    TakesNoArgument { place: String, kind: &'static str },
+    #[error(
+        "{place}: kind `chat` takes no argument (set history, max_text, rate, burst or moderator_password_env in a [[route]] table)"
+    )]
+    ChatTakesNoArgument { place: String },
+    /// A `[[route]]` key of another kind.
+    #[error("{place}: `{key}` applies to {kinds} routes only")]
+    Misplaced {
+        place: String,
+        key: &'static str,
+        kinds: &'static str,
+    },
+    #[error("{place}: {source}")]
+    Upstream {
+        place: String,
+        #[source]
+        source: UpstreamError,
+    },
+    #[error("{place}: a proxy route needs at least one upstream, e.g. proxy:http://127.0.0.1:8000")]
+    NoUpstream { place: String },
+    #[error("{place}: health_path `{health_path}` must start with /")]
+    HealthPathNotAbsolute { place: String, health_path: String },
+    /// An exec command line that does not split like a shell's.
+    #[error("{place}: command `{line}`: {source}")]
+    BadCommand {
+        place: String,
+        line: String,
+        #[source]
+        source: shell_words::ParseError,
+    },
+    #[error("{place}: an exec route needs a command, e.g. exec:./count.sh")]
+    NoCommand { place: String },
+    #[error("{place}: program {program} is not executable; run chmod +x {program}")]
+    NotExecutable { place: String, program: String },
+    #[error("{place}: program {program} is not a file")]
+    ProgramNotAFile { place: String, program: String },
+    #[error("{place}: program {program}: {source}")]
+    ProgramUnreadable {
+        place: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{place}: program `{program}` was not found in PATH; give its full path")]
+    ProgramNotInPath { place: String, program: String },
+    #[error("{place}: max_processes must be at least 1")]
+    ZeroMaxProcesses { place: String },
+    #[error("{place}: history must be at most 10000, not {history}")]
+    HistoryTooLong { place: String, history: usize },
+    #[error("{place}: max_text must be at least 1")]
+    ZeroMaxText { place: String },
+    #[error("{place}: rate must be a positive number of messages per second")]
+    BadRate { place: String },
+    #[error("{place}: burst must be at least 1")]
+    BadBurst { place: String },
+    #[error("{place}: moderator_password_env must name an environment variable")]
+    BadModeratorPasswordEnv { place: String },
+    /// `ping_interval` or `idle_timeout` out of range (the message names
+    /// the place itself).
+    #[error(transparent)]
+    Seconds(#[from] SecondsError),
+}
+
+/// Why an upstream URL of a proxy route cannot be used; each message quotes
+/// the URL and the form it must take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream `{url}` needs a scheme: ws://, wss://, http:// or https://")]
+    NoScheme { url: String },
+    #[error("upstream `{url}`: scheme `{scheme}` is not ws, wss, http or https")]
+    UnknownScheme { url: String, scheme: String },
+    #[error(
+        "upstream `{url}` must look like ws://HOST:PORT[/PATH] (no user info, query or fragment)"
+    )]
+    BadShape { url: String },
+    #[error("upstream `{url}`: unclosed [ in the address")]
+    UnclosedBracket { url: String },
+    #[error("upstream `{url}`: bad port `{port}`")]
+    BadPort { url: String, port: String },
+    #[error("upstream `{url}`: junk after the address")]
+    JunkAfterAddress { url: String },
+    #[error("upstream `{url}` has no host")]
+    NoHost { url: String },
 }
 
 /// Every problem found in the configuration, one line each.

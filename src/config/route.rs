@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::error::{RouteSpecError, UpstreamError};
 use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
     RouteLimits, seconds,
@@ -173,20 +174,21 @@ pub const DEFAULT_MODERATOR_PASSWORD_ENV: &str = "WSSD_MOD_PASSWORD";
 pub const DEFAULT_MAX_PROCESSES: usize = 64;
 
 /// Parses `ws://`, `wss://`, `http://` or `https://` upstream URLs.
-pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
+pub fn parse_upstream(url: &str) -> Result<Upstream, UpstreamError> {
     let url = url.trim();
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!("upstream `{url}` needs a scheme: ws://, wss://, http:// or https://")
-    })?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| UpstreamError::NoScheme { url: url.into() })?;
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "ws" => UpstreamScheme::Ws,
         "wss" => UpstreamScheme::Wss,
         "http" => UpstreamScheme::Http,
         "https" => UpstreamScheme::Https,
         other => {
-            return Err(format!(
-                "upstream `{url}`: scheme `{other}` is not ws, wss, http or https"
-            ));
+            return Err(UpstreamError::UnknownScheme {
+                url: url.into(),
+                scheme: other.into(),
+            });
         }
     };
     let (authority, path) = match rest.find('/') {
@@ -194,35 +196,31 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
         None => (rest, ""),
     };
     if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
-        return Err(format!(
-            "upstream `{url}` must look like ws://HOST:PORT[/PATH] (no user info, query or fragment)"
-        ));
+        return Err(UpstreamError::BadShape { url: url.into() });
     }
     let default_port = if scheme.is_tls() { 443 } else { 80 };
+    let bad_port = |port: &str| UpstreamError::BadPort {
+        url: url.into(),
+        port: port.into(),
+    };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("upstream `{url}`: unclosed [ in the address"))?;
+            .ok_or_else(|| UpstreamError::UnclosedBracket { url: url.into() })?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p
-                .parse()
-                .map_err(|_| format!("upstream `{url}`: bad port `{p}`"))?,
+            Some(p) => p.parse().map_err(|_| bad_port(p))?,
             None if after.is_empty() => default_port,
-            None => return Err(format!("upstream `{url}`: junk after the address")),
+            None => return Err(UpstreamError::JunkAfterAddress { url: url.into() }),
         };
         (h.to_string(), port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse()
-                    .map_err(|_| format!("upstream `{url}`: bad port `{p}`"))?,
-            ),
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad_port(p))?),
             None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty() {
-        return Err(format!("upstream `{url}` has no host"));
+        return Err(UpstreamError::NoHost { url: url.into() });
     }
     Ok(Upstream {
         url: url.to_string(),
@@ -233,19 +231,24 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     })
 }
 
-fn proxy_spec(list: &[String], place: &str) -> Result<ProxySpec, String> {
+fn proxy_spec(list: &[String], place: &str) -> Result<ProxySpec, RouteSpecError> {
     let mut upstreams = Vec::new();
     for u in list
         .iter()
         .flat_map(|s| s.split(','))
         .filter(|s| !s.trim().is_empty())
     {
-        upstreams.push(parse_upstream(u).map_err(|e| format!("{place}: {e}"))?);
+        upstreams.push(
+            parse_upstream(u).map_err(|source| RouteSpecError::Upstream {
+                place: place.into(),
+                source,
+            })?,
+        );
     }
     if upstreams.is_empty() {
-        return Err(format!(
-            "{place}: a proxy route needs at least one upstream, e.g. proxy:http://127.0.0.1:8000"
-        ));
+        return Err(RouteSpecError::NoUpstream {
+            place: place.into(),
+        });
     }
     Ok(ProxySpec {
         upstreams,
@@ -255,11 +258,11 @@ fn proxy_spec(list: &[String], place: &str) -> Result<ProxySpec, String> {
     })
 }
 
-fn exec_spec(command: Vec<String>, place: &str) -> Result<ExecSpec, String> {
+fn exec_spec(command: Vec<String>, place: &str) -> Result<ExecSpec, RouteSpecError> {
     let Some(program) = command.first() else {
-        return Err(format!(
-            "{place}: an exec route needs a command, e.g. exec:./count.sh"
-        ));
+        return Err(RouteSpecError::NoCommand {
+            place: place.into(),
+        });
     };
     if program.contains('/') {
         let path = std::path::Path::new(program);
@@ -267,18 +270,31 @@ fn exec_spec(command: Vec<String>, place: &str) -> Result<ExecSpec, String> {
             Ok(m) if m.is_file() => {
                 use std::os::unix::fs::PermissionsExt;
                 if m.permissions().mode() & 0o111 == 0 {
-                    return Err(format!(
-                        "{place}: program {program} is not executable; run chmod +x {program}"
-                    ));
+                    return Err(RouteSpecError::NotExecutable {
+                        place: place.into(),
+                        program: program.clone(),
+                    });
                 }
             }
-            Ok(_) => return Err(format!("{place}: program {program} is not a file")),
-            Err(e) => return Err(format!("{place}: program {program}: {e}")),
+            Ok(_) => {
+                return Err(RouteSpecError::ProgramNotAFile {
+                    place: place.into(),
+                    program: program.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(RouteSpecError::ProgramUnreadable {
+                    place: place.into(),
+                    program: program.clone(),
+                    source,
+                });
+            }
         }
     } else if find_in_path(program).is_none() {
-        return Err(format!(
-            "{place}: program `{program}` was not found in PATH; give its full path"
-        ));
+        return Err(RouteSpecError::ProgramNotInPath {
+            place: place.into(),
+            program: program.clone(),
+        });
     }
     Ok(ExecSpec {
         command,
@@ -356,11 +372,9 @@ pub fn default_routes() -> Vec<RouteSpec> {
 }
 
 /// Parses `PATH=KIND[:ARG]`, e.g. `/ws/echo=echo` or `/=static:./public`.
-pub fn parse_route_flag(text: &str) -> Result<RouteSpec, String> {
+pub fn parse_route_flag(text: &str) -> Result<RouteSpec, RouteSpecError> {
     let Some((path, rest)) = text.split_once('=') else {
-        return Err(format!(
-            "route `{text}` is not PATH=KIND[:ARG] (example: /ws/echo=echo)"
-        ));
+        return Err(RouteSpecError::NotPathKind { text: text.into() });
     };
     let (kind, arg) = match rest.split_once(':') {
         Some((kind, arg)) => (kind, Some(arg)),
@@ -418,7 +432,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Turns the table into a spec; `place` names it in errors (file and index).
-    pub fn into_spec(self, place: &str) -> Result<RouteSpec, String> {
+    pub fn into_spec(self, place: &str) -> Result<RouteSpec, RouteSpecError> {
         let mut kind = match self.kind.as_str() {
             "static" => RouteKind::Static {
                 dir: self.dir.clone().filter(|d| !d.as_os_str().is_empty()),
@@ -433,8 +447,7 @@ impl RouteTable {
             }
             "exec" => {
                 let command = match self.command.clone() {
-                    Some(StringOrList::One(line)) => shell_words::split(&line)
-                        .map_err(|e| format!("{place}: command `{line}`: {e}"))?,
+                    Some(StringOrList::One(line)) => split_command(&line, place)?,
                     Some(StringOrList::Many(v)) => v,
                     None => Vec::new(),
                 };
@@ -442,9 +455,13 @@ impl RouteTable {
             }
             other => build_kind(other, None, place)?,
         };
-        let misplaced = |key: &str, present: bool, kinds: &str| {
+        let misplaced = |key: &'static str, present: bool, kinds: &'static str| {
             if present {
-                Err(format!("{place}: `{key}` applies to {kinds} routes only"))
+                Err(RouteSpecError::Misplaced {
+                    place: place.into(),
+                    key,
+                    kinds,
+                })
             } else {
                 Ok(())
             }
@@ -485,7 +502,10 @@ impl RouteTable {
                 if let Some(h) = &self.health_path
                     && !h.starts_with('/')
                 {
-                    return Err(format!("{place}: health_path `{h}` must start with /"));
+                    return Err(RouteSpecError::HealthPathNotAbsolute {
+                        place: place.into(),
+                        health_path: h.clone(),
+                    });
                 }
                 p.health_path = self.health_path.clone();
                 p.ca = self.ca.clone();
@@ -493,35 +513,42 @@ impl RouteTable {
             RouteKind::Chat(c) => {
                 if let Some(n) = self.history {
                     if n > 10_000 {
-                        return Err(format!("{place}: history must be at most 10000, not {n}"));
+                        return Err(RouteSpecError::HistoryTooLong {
+                            place: place.into(),
+                            history: n,
+                        });
                     }
                     c.history = n;
                 }
                 if let Some(n) = self.max_text {
                     if n == 0 {
-                        return Err(format!("{place}: max_text must be at least 1"));
+                        return Err(RouteSpecError::ZeroMaxText {
+                            place: place.into(),
+                        });
                     }
                     c.max_text = n;
                 }
                 if let Some(r) = self.rate {
                     if !(r.is_finite() && r > 0.0) {
-                        return Err(format!(
-                            "{place}: rate must be a positive number of messages per second"
-                        ));
+                        return Err(RouteSpecError::BadRate {
+                            place: place.into(),
+                        });
                     }
                     c.rate = r;
                 }
                 if let Some(b) = self.burst {
                     if !(b.is_finite() && b >= 1.0) {
-                        return Err(format!("{place}: burst must be at least 1"));
+                        return Err(RouteSpecError::BadBurst {
+                            place: place.into(),
+                        });
                     }
                     c.burst = b;
                 }
                 if let Some(v) = &self.moderator_password_env {
                     if v.is_empty() || v.contains('=') {
-                        return Err(format!(
-                            "{place}: moderator_password_env must name an environment variable"
-                        ));
+                        return Err(RouteSpecError::BadModeratorPasswordEnv {
+                            place: place.into(),
+                        });
                     }
                     c.moderator_password_env = v.clone();
                 }
@@ -531,7 +558,9 @@ impl RouteTable {
                 e.pass_env = self.pass_env.clone().unwrap_or_default();
                 if let Some(n) = self.max_processes {
                     if n == 0 {
-                        return Err(format!("{place}: max_processes must be at least 1"));
+                        return Err(RouteSpecError::ZeroMaxProcesses {
+                            place: place.into(),
+                        });
                     }
                     e.max_processes = n;
                 }
@@ -557,11 +586,14 @@ impl RouteTable {
     }
 }
 
-fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, String> {
+fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, RouteSpecError> {
     match kind {
         "echo" => match arg {
             None => Ok(RouteKind::Echo),
-            Some(_) => Err(format!("{place}: kind `echo` takes no argument")),
+            Some(_) => Err(RouteSpecError::TakesNoArgument {
+                place: place.into(),
+                kind: "echo",
+            }),
         },
         "static" => Ok(RouteKind::Static {
             dir: arg.filter(|d| !d.is_empty()).map(PathBuf::from),
@@ -572,36 +604,52 @@ fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, S
         )?)),
         "exec" => {
             let line = arg.unwrap_or_default();
-            let command =
-                shell_words::split(line).map_err(|e| format!("{place}: command `{line}`: {e}"))?;
-            Ok(RouteKind::Exec(exec_spec(command, place)?))
+            Ok(RouteKind::Exec(exec_spec(
+                split_command(line, place)?,
+                place,
+            )?))
         }
         "chat" => match arg {
             None => Ok(RouteKind::Chat(ChatSpec::default())),
-            Some(_) => Err(format!(
-                "{place}: kind `chat` takes no argument (set history, max_text, rate, burst or moderator_password_env in a [[route]] table)"
-            )),
+            Some(_) => Err(RouteSpecError::ChatTakesNoArgument {
+                place: place.into(),
+            }),
         },
         "broadcast" => match arg {
             None => Ok(RouteKind::Broadcast),
-            Some(_) => Err(format!("{place}: kind `broadcast` takes no argument")),
+            Some(_) => Err(RouteSpecError::TakesNoArgument {
+                place: place.into(),
+                kind: "broadcast",
+            }),
         },
-        other => Err(format!(
-            "{place}: unknown route kind `{other}`; available kinds: echo, static, proxy, exec, chat, broadcast"
-        )),
+        other => Err(RouteSpecError::UnknownKind {
+            place: place.into(),
+            kind: other.into(),
+        }),
     }
 }
 
-fn check_path(path: &str, place: &str) -> Result<String, String> {
+/// An exec command line split like a shell would.
+fn split_command(line: &str, place: &str) -> Result<Vec<String>, RouteSpecError> {
+    shell_words::split(line).map_err(|source| RouteSpecError::BadCommand {
+        place: place.into(),
+        line: line.into(),
+        source,
+    })
+}
+
+fn check_path(path: &str, place: &str) -> Result<String, RouteSpecError> {
     if !path.starts_with('/') {
-        return Err(format!(
-            "{place}: path `{path}` must start with `/` (example: /ws/echo)"
-        ));
+        return Err(RouteSpecError::PathNotAbsolute {
+            place: place.into(),
+            path: path.into(),
+        });
     }
     if path.contains(['?', '#', ' ']) {
-        return Err(format!(
-            "{place}: path `{path}` must not contain `?`, `#` or spaces"
-        ));
+        return Err(RouteSpecError::PathBadCharacters {
+            place: place.into(),
+            path: path.into(),
+        });
     }
     // A trailing slash is not significant for prefix matching ("/a/" == "/a").
     let trimmed = if path.len() > 1 {
@@ -635,25 +683,34 @@ mod tests {
 
     #[test]
     fn rejects_bad_routes() {
-        assert!(parse_route_flag("echo").unwrap_err().contains("PATH=KIND"));
+        assert!(
+            parse_route_flag("echo")
+                .unwrap_err()
+                .to_string()
+                .contains("PATH=KIND")
+        );
         assert!(
             parse_route_flag("ws=echo")
                 .unwrap_err()
+                .to_string()
                 .contains("start with `/`")
         );
         assert!(
             parse_route_flag("/x=nope")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown route kind")
         );
         assert!(
             parse_route_flag("/x=echo:arg")
                 .unwrap_err()
+                .to_string()
                 .contains("no argument")
         );
         assert!(
             parse_route_flag("/x=chat:x")
                 .unwrap_err()
+                .to_string()
                 .contains("no argument")
         );
         assert_eq!(
@@ -663,21 +720,25 @@ mod tests {
         assert!(
             parse_route_flag("/x=proxy:ftp://a")
                 .unwrap_err()
+                .to_string()
                 .contains("scheme")
         );
         assert!(
             parse_route_flag("/x=proxy:")
                 .unwrap_err()
+                .to_string()
                 .contains("at least one")
         );
         assert!(
             parse_route_flag("/x=exec:/nonexistent/prog")
                 .unwrap_err()
+                .to_string()
                 .contains("/nonexistent/prog")
         );
         assert!(
             parse_route_flag("/x=exec:no-such-program-xyz")
                 .unwrap_err()
+                .to_string()
                 .contains("PATH")
         );
     }

@@ -13,51 +13,24 @@
 //! `measure` is the run, step by step: [`plan`] (checked arguments and
 //! connectors), [`subscribers`] (connect them all), [`publisher`] (warm-up,
 //! then the load), the drain of stragglers, and [`summary`] (the report).
-//! [`stamp`] is the message format both sides share.
+//! [`stamp`] is the message format both sides share; [`output`] where
+//! progress lines go.
 
+mod output;
 mod plan;
 mod publisher;
 mod stamp;
 mod subscribers;
 mod summary;
 
-use std::io::Write;
-use std::time::Duration;
-
-use super::BenchError;
+use super::error::BenchError;
 use super::report::{json_line, print};
 use crate::cli::BenchFanoutArgs;
+use output::Output;
 use plan::Setup;
 use publisher::Publisher;
 use subscribers::{Crowd, Stop};
 use summary::{ClientUse, FanoutReport, Measured};
-
-/// How often progress is checked while waiting.
-const POLL: Duration = Duration::from_millis(5);
-
-/// Where progress lines go: stdout, or stderr when stdout is for JSON.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Output {
-    Stdout,
-    Stderr,
-    #[cfg(test)]
-    Quiet,
-}
-
-impl Output {
-    fn say(self, text: &str) {
-        match self {
-            Output::Stdout => print(text),
-            Output::Stderr => {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(text.as_bytes());
-                let _ = err.flush();
-            }
-            #[cfg(test)]
-            Output::Quiet => {}
-        }
-    }
-}
 
 pub async fn run(args: BenchFanoutArgs) -> Result<(), BenchError> {
     let output = if args.json {
@@ -118,6 +91,7 @@ async fn measure(args: &BenchFanoutArgs, out: Output) -> Result<FanoutReport, Be
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use futures_util::{SinkExt, StreamExt};
     use tokio::net::TcpListener;

@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::Output;
+use super::output::Output;
 use super::stamp::HEADER;
+use crate::bench::checks::{check_count, check_secs};
 use crate::bench::connector::Connector;
-use crate::bench::{BenchError, MAX_CONNS, check_count, check_secs, note, sys};
+use crate::bench::error::BenchError;
+use crate::bench::limits::MAX_CONNS;
+use crate::bench::report::note;
+use crate::bench::sys;
 use crate::cli::{BenchClientArgs, BenchFanoutArgs};
 
 /// Largest message the bench sends.

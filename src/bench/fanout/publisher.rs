@@ -11,12 +11,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::output::{Output, POLL};
 use super::plan::{Plan, Setup};
 use super::stamp::{WARMUP_FLAG, encode};
 use super::subscribers::{Counts, Crowd, Ended, Shared, Stop, WARMED};
-use super::{Output, POLL};
 use crate::bench::connector::{Ws, tls_description};
-use crate::bench::{BenchError, note, sys};
+use crate::bench::error::BenchError;
+use crate::bench::report::note;
+use crate::bench::sys;
 
 /// Time between warm-up messages while some subscriber has not had one.
 const WARMUP_INTERVAL: Duration = Duration::from_millis(200);

@@ -17,13 +17,13 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::output::{Output, POLL};
 use super::plan::Setup;
 use super::stamp::{WARMUP_FLAG, decode};
-use super::summary::Deliveries;
-use super::{Output, POLL};
 use crate::bench::connector::{Connector, Ws};
+use crate::bench::error::BenchError;
+use crate::bench::limits::HISTOGRAM_SHARDS;
 use crate::bench::report::{ErrorLog, Percentiles, Recorder, SharedHistogram};
-use crate::bench::{BenchError, HISTOGRAM_SHARDS};
 
 /// Time allowed for all close handshakes at the end.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,6 +198,14 @@ impl Ended {
             },
         }
     }
+}
+
+/// Measured deliveries, all subscribers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deliveries {
+    pub(super) received: u64,
+    /// Receive time of the last (ns since the bench epoch).
+    pub(super) last_ns: u64,
 }
 
 /// What one subscriber saw.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::plan::Setup;
 use super::publisher::{Load, PublishFailure, Publisher, Warm};
-use super::subscribers::{Connected, SubOutcome};
+use super::subscribers::{Connected, Deliveries, SubOutcome};
 use crate::bench::report::{ErrorLog, Percentiles, client_cpu_line, per_sec, round_to};
 use crate::bench::sys;
 
@@ -33,14 +33,6 @@ impl Tally {
         }
         t
     }
-}
-
-/// Measured deliveries, all subscribers.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Deliveries {
-    pub(super) received: u64,
-    /// Receive time of the last (ns since the bench epoch).
-    pub(super) last_ns: u64,
 }
 
 /// What the bench client itself used while measuring.

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
-use crate::broker::PresenceChange;
+use crate::broker::backend::PresenceChange;
 
 /// Most entries kept in each record (oldest dropped first).
 const PENDING_LEAVES_MAX: usize = 65_536;

@@ -1,37 +1,31 @@
 //! The link to Redis: the two connections (commands, and the subscription
 //! to [`CHANNEL`]), where the link stands, every Redis call bounded and
-//! watched for a broken link ([`Link::guarded`]), and the reconnect loop
-//! that re-registers this instance's members before it declares the link up.
+//! watched for a broken link ([`Link::guarded`]); the reconnect loop that
+//! drives it is in `reconnect.rs`.
 #![allow(
     clippy::disallowed_types,
     reason = "uptime and round-trip times are wall-clock measurements for readiness and metrics"
 )]
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL, RedisBackend};
-use crate::broker::{Health, Hub, InstanceId};
+use super::settings::CHANNEL;
+use crate::broker::backend::Health;
+use crate::broker::envelope::InstanceId;
 use crate::config::limits::BROKER_TIMEOUT;
 use crate::metrics;
 
-/// First and longest wait between reconnection attempts.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bound of one Redis call: inside `BROKER_TIMEOUT`, so a caller that
 /// bounds a backend call by `BROKER_TIMEOUT` gets the local fallback rather
 /// than its own timeout when Redis stops answering.
 const CALL_TIMEOUT: Duration = Duration::from_millis(BROKER_TIMEOUT.as_millis() as u64 * 3 / 4);
-/// A connection that lived this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Where the link to Redis stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +59,7 @@ pub(super) enum CallError {
 /// Why (re)connecting failed; its text becomes the outage's reason in
 /// `health()` and the logs.
 #[derive(Debug, thiserror::Error)]
-enum ConnectError {
+pub(super) enum ConnectError {
     #[error(
         "{addr}: TLS: {source} (a server certificate from a private CA needs --broker-ca FILE)"
     )]
@@ -89,7 +83,7 @@ pub(super) struct Link {
     up: AtomicBool,
     next_gen: AtomicU64,
     /// Wakes the subscriber task when a command found the link broken.
-    failed: Notify,
+    pub(super) failed: Notify,
     /// The link went down since the presence catch-up last compared what
     /// this instance's clients were told with Redis (set with the outage).
     pub(super) reconcile: AtomicBool,
@@ -119,7 +113,7 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Up for at least `settle` (see [`super::SETTLE`]).
+    /// Up for at least `settle` (see [`super::settings::SETTLE`]).
     pub(super) fn settled(&self, settle: Duration) -> bool {
         self.status
             .lock()
@@ -140,7 +134,7 @@ impl Link {
         }
     }
 
-    fn is_current(&self, generation: u64) -> bool {
+    pub(super) fn is_current(&self, generation: u64) -> bool {
         self.status
             .lock()
             .map(|s| s.conn.as_ref().is_some_and(|(g, _)| *g == generation))
@@ -181,7 +175,7 @@ impl Link {
 
     /// A command found the link of `generation` broken: mark down (once)
     /// and wake the subscriber task to reconnect.
-    fn fail(&self, generation: u64, reason: String) {
+    pub(super) fn fail(&self, generation: u64, reason: String) {
         let Ok(mut status) = self.status.lock() else {
             return;
         };
@@ -195,7 +189,7 @@ impl Link {
     }
 
     /// Records an outage (a connection attempt failed).
-    fn mark_down(&self, reason: String) {
+    pub(super) fn mark_down(&self, reason: String) {
         if let Ok(mut status) = self.status.lock() {
             self.set_down(&mut status, reason);
         }
@@ -226,7 +220,7 @@ impl Link {
     }
 
     /// Declares the link of `generation` up (unless it failed meanwhile).
-    fn set_up(&self, generation: u64, instance: InstanceId) -> bool {
+    pub(super) fn set_up(&self, generation: u64, instance: InstanceId) -> bool {
         let Ok(mut status) = self.status.lock() else {
             return false;
         };
@@ -251,7 +245,7 @@ impl Link {
     }
 
     /// Makes `conn` the command connection of a new generation.
-    fn attach(&self, conn: &MultiplexedConnection) -> u64 {
+    pub(super) fn attach(&self, conn: &MultiplexedConnection) -> u64 {
         let generation = self.next_gen.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut status) = self.status.lock() {
             status.conn = Some((generation, conn.clone()));
@@ -260,7 +254,7 @@ impl Link {
     }
 
     /// Drops the command connection at shutdown.
-    fn detach(&self) {
+    pub(super) fn detach(&self) {
         if let Ok(mut status) = self.status.lock() {
             status.conn = None;
         }
@@ -268,7 +262,9 @@ impl Link {
     }
 
     /// Opens both connections and subscribes (bounded).
-    async fn connect(&self) -> Result<(MultiplexedConnection, PubSubStream), ConnectError> {
+    pub(super) async fn connect(
+        &self,
+    ) -> Result<(MultiplexedConnection, PubSubStream), ConnectError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(BROKER_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT));
@@ -325,72 +321,4 @@ fn is_link_error(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Io
         || e.is_unrecoverable_error()
         || matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "READONLY"))
-}
-
-// === the reconnect loop ===
-
-impl RedisBackend {
-    /// Connects, subscribes, re-registers, delivers; reconnects with backoff.
-    pub(super) async fn run_link(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
-        while !shutdown.is_cancelled() {
-            let connected = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                c = self.link.connect() => c,
-            };
-            match connected {
-                Ok((conn, stream)) => {
-                    let started = Instant::now();
-                    self.serve_link(conn, stream, &hub, &shutdown).await;
-                    if started.elapsed() >= STABLE_AFTER {
-                        backoff = BACKOFF_MIN;
-                    }
-                }
-                Err(reason) => self.link.mark_down(reason.to_string()),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-
-    /// One connected period: register members, mark up, deliver until the
-    /// link breaks or shutdown.
-    async fn serve_link(
-        &self,
-        conn: MultiplexedConnection,
-        mut stream: PubSubStream,
-        hub: &Hub,
-        shutdown: &CancellationToken,
-    ) {
-        let generation = self.link.attach(&conn);
-        // Re-register before declaring the link up, so nothing is announced
-        // as gone that is still here.
-        self.replay_leaves(generation, &conn).await;
-        if self.refresh_with(generation, &conn).await.is_err()
-            || !self.link.set_up(generation, self.instance)
-        {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.link.failed.notified() => {
-                    if !self.link.is_current(generation) {
-                        return;
-                    }
-                }
-                msg = stream.next() => match msg {
-                    Some(msg) => self.deliver_remote(hub, msg.get_payload_bytes()),
-                    None => {
-                        self.link.fail(generation, format!("{}: connection lost", self.link.addr));
-                        return;
-                    }
-                },
-            }
-        }
-        self.link.detach();
-    }
 }

@@ -103,10 +103,13 @@
 //!
 //! - `mod.rs`: [`RedisBackend`], its construction and the [`Backend`] impl
 //!   (each method hands over to the file of its role);
+//! - `settings.rs`: the channel, queue size, TTLs and timing knobs;
 //! - `link.rs`: the connections, where the link stands, every Redis call
-//!   bounded, and the reconnect loop;
-//! - `transport.rs`: pub/sub delivery (the forward queue, the publisher
-//!   task, envelopes from other instances into the hub);
+//!   bounded;
+//! - `reconnect.rs`: the reconnect loop (connect, re-register, deliver);
+//! - `outbox.rs`: the forward queue;
+//! - `transport.rs`: pub/sub delivery (the publisher task, envelopes from
+//!   other instances into the hub);
 //! - `scripts.rs`: the Lua scripts, a room's keys, one invocation per script;
 //! - `rooms.rs`: join, members, leave, record, ban (Redis and the mirror);
 //! - `presence.rs`: the refresh, the replay of leaves, the sweep;
@@ -130,9 +133,12 @@
 
 mod catchup;
 mod link;
+mod outbox;
 mod presence;
+mod reconnect;
 mod rooms;
 mod scripts;
+mod settings;
 mod transport;
 
 use std::sync::Arc;
@@ -142,44 +148,19 @@ use redis::{Client, RedisError};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::backend::{Backend, BoxFuture, BrokerError, Health, JoinOutcome, PresenceChange};
+use super::envelope::{Envelope, InstanceId};
+use super::hub::Hub;
 use super::memory::MemoryBackend;
 #[cfg(doc)]
 use super::wire;
-use super::{
-    Backend, BoxFuture, BrokerError, Envelope, Health, Hub, InstanceId, JoinOutcome, PresenceChange,
-};
 use crate::metrics;
 use catchup::CatchUp;
 use link::Link;
+use outbox::Outbox;
 use scripts::Scripts;
-use transport::Outbox;
-
-/// The pub/sub channel every instance publishes to and subscribes on.
-pub const CHANNEL: &str = "wssd:bus";
-/// Encoded envelopes waiting for the publisher task; past this, `forward`
-/// drops (and counts) instead of waiting.
-pub const FORWARD_QUEUE: usize = 8192;
-/// How long a member entry lives without a refresh.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
-/// How often this instance rewrites its members' entries.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
-/// Lifetime of a room's keys after the last write (garbage collection of
-/// rooms whose instances all died).
-const KEY_TTL: Duration = Duration::from_secs(3600);
-/// How long after (re)connecting this instance waits before sweeping and
-/// before announcing presence catch-up: long enough for the other
-/// instances, which lost Redis at the same moment, to be back (their retry
-/// is at most 5 s away) and hear it, and to re-register their
-/// members before they could be swept as dead.
-const SETTLE: Duration = Duration::from_secs(6);
-
-/// Timing knobs (the defaults are the constants above; tests shorten them).
-#[derive(Debug, Clone, Copy)]
-struct Timing {
-    presence_ttl: Duration,
-    refresh_every: Duration,
-    settle: Duration,
-}
+pub use settings::{CHANNEL, FORWARD_QUEUE, PRESENCE_TTL, REFRESH_EVERY};
+use settings::{SETTLE, Timing};
 
 /// Redis-backed [`Backend`]: pub/sub transport plus shared room state, with
 /// a local mirror to fall back on.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::RedisBackend;
 use super::link::CallError;
 
-/// Where the refresh stands with the presence catch-up (see [`super::SETTLE`]).
+/// Where the refresh stands with the presence catch-up (see [`super::settings::SETTLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// No outage since the last comparison: keep the view current.
@@ -88,7 +88,7 @@ impl RedisBackend {
     }
 
     /// Compare what this instance's clients were told with Redis only once
-    /// the others had time to come back too (see [`super::SETTLE`]).
+    /// the others had time to come back too (see [`super::settings::SETTLE`]).
     fn phase(&self) -> Phase {
         if !self.link.reconcile.load(Ordering::Acquire) {
             Phase::Current

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::RedisBackend;
 use super::link::CallError;
-use crate::broker::{BrokerError, JoinOutcome};
+use crate::broker::backend::{BrokerError, JoinOutcome};
 
 /// What the join script answered (`{code, members, history}`).
 type JoinAnswer = (i64, Vec<String>, Vec<Vec<u8>>);

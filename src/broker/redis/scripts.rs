@@ -4,7 +4,7 @@
 
 use redis::{Script, ScriptInvocation};
 
-use super::KEY_TTL;
+use super::settings::KEY_TTL;
 
 /// Shared Lua: the server's clock in ms, the parts of a member entry, and
 /// the names of a room's live members.

@@ -1,42 +1,22 @@
 //! Pub/sub delivery: envelopes published here go out through a bounded
-//! queue to a publisher task that `PUBLISH`es them in pipelines, in order;
+//! queue (`outbox.rs`) to a publisher task that `PUBLISH`es them in pipelines, in order;
 //! envelopes from the other instances (read by the reconnect loop's
 //! subscription) go to the local [`Hub`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL, FORWARD_QUEUE, RedisBackend};
-use crate::broker::{Envelope, Hub, wire};
+use super::RedisBackend;
+use super::settings::CHANNEL;
+use crate::broker::envelope::Envelope;
+use crate::broker::hub::Hub;
+use crate::broker::wire;
 use crate::metrics;
 
 /// Most envelopes sent to Redis in one pipeline.
 const PUBLISH_BATCH: usize = 256;
-
-/// The queue between [`crate::broker::Backend::forward`] and the publisher task.
-pub(super) struct Outbox {
-    tx: mpsc::Sender<Vec<u8>>,
-    /// The receiving end, until `start` hands it to the publisher task
-    /// (taken once; the lock only guards that hand-over).
-    rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
-}
-
-impl Outbox {
-    pub(super) fn new() -> Outbox {
-        let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-        Outbox {
-            tx,
-            rx: Mutex::new(Some(rx)),
-        }
-    }
-
-    /// The receiving end, the first time only.
-    pub(super) fn take_receiver(&self) -> Option<mpsc::Receiver<Vec<u8>>> {
-        self.rx.lock().ok().and_then(|mut r| r.take())
-    }
-}
 
 impl RedisBackend {
     /// Queues an envelope for the other instances; drops (and counts) it
