@@ -17,8 +17,9 @@
 //!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores),
 //!   ACME (`acme/`: storage, transport, client, order, challenges, ARI,
 //!   schedule, maintain), one reuse-or-regenerate check (`reuse`), one key
-//!   generator (`generate`), inspection (`inspect`, `info`), the slots
-//!   (`manager`), the state folder (`store`) and typed errors (`error`).
+//!   generator (`generate`), inspection (`inspect`, `info`), the loaded
+//!   pair (`loaded`), the slots (`manager`), the state folder (`store`) and
+//!   typed errors (`error`).
 //! - [`http`]: the hyper service, one connection: clean the path (`path`),
 //!   match (`router`), then the upgrade checks (`edge`: RFC 6455, Origin,
 //!   Host allowlist in `host`, permit) or plain HTTP; `reply` is the leaf
@@ -33,8 +34,10 @@
 //!   table used by the session, exec and proxy drivers.
 //! - [`budget`]: the global memory budget for messages being received and
 //!   queued for fan-out.
-//! - [`broker`]: topics and subscribers (`hub`: bounded queues), the room
-//!   state backends (`memory`, `redis`).
+//! - [`broker`]: what is carried (`envelope`, and `wire` between
+//!   instances), topics and subscribers (`hub`: bounded queues), the
+//!   `Backend` trait (`backend`) and its two sources (`memory`, `redis/`:
+//!   link, reconnect, transport, outbox, scripts, rooms, presence, catchup).
 //! - [`publish`]: `POST /publish/...` on the admin listener.
 //! - [`secret`] compares secrets; [`backoff`] bounds how fast they can be
 //!   guessed (per address and in total); [`names`] says which chat names
@@ -46,7 +49,8 @@
 //!   per-section functions; one default per option (`defaults`), domain
 //!   types (`types`), typed errors (`error`), trust roots (`trust`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
-//! - [`bench`]: the `wssd bench` load generator.
+//! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
+//!   `fanout/`), its checks, limits, errors and reports.
 
 pub mod admin;
 pub mod backoff;
