@@ -63,7 +63,10 @@ impl Keepalive {
 
     /// A data message went through: the idle clock starts again.
     pub fn on_activity(&mut self) {
-        self.on_activity_at(Instant::now());
+        // Per message on the hot path: read the clock only when it matters.
+        if self.idle_timeout.is_some() {
+            self.on_activity_at(Instant::now());
+        }
     }
 
     fn on_activity_at(&mut self, now: Instant) {

@@ -457,6 +457,17 @@ where
     close(ws, code, text).await
 }
 
+/// Counts a close we send and builds its frame.
+fn counted_close_frame(code: CloseCode, reason: &str) -> (u16, CloseFrame) {
+    let numeric = u16::from(code);
+    metrics::close_code(numeric);
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    (numeric, frame)
+}
+
 /// Most bytes discarded while lingering after an error close.
 const LINGER_BUDGET: usize = 64 * 1024 * 1024;
 /// Lingering stops once the peer has been silent this long.
@@ -475,12 +486,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let numeric = u16::from(code);
-    metrics::close_code(numeric);
-    let frame = CloseFrame {
-        code,
-        reason: reason.to_string().into(),
-    };
+    let (numeric, frame) = counted_close_frame(code, reason);
     let linger = async {
         if ws.close(Some(frame)).await.is_err() {
             return;
@@ -505,12 +511,7 @@ pub async fn close<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let numeric = u16::from(code);
-    metrics::close_code(numeric);
-    let frame = CloseFrame {
-        code,
-        reason: reason.to_string().into(),
-    };
+    let (numeric, frame) = counted_close_frame(code, reason);
     let finish = async {
         if ws.close(Some(frame)).await.is_err() {
             return;

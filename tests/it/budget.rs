@@ -129,17 +129,24 @@ async fn subscribers(addr: SocketAddr, n: usize, reading: bool) -> Vec<TcpStream
     subs
 }
 
-// Fails before the fix: each subscriber's codec copied the 4 MiB payload
-// into its own write buffer and kept it (about +400 MiB for 100).
-#[tokio::test]
-async fn fanout_of_a_large_message_does_not_copy_it_per_subscriber() {
-    const N: usize = 100;
-    let (_dir, file) = config(BIG_BROADCAST);
+/// A plain-only server with a broadcast route `/b` taking 4 MiB messages
+/// (keep the folder: it holds the config file).
+async fn big_broadcast_server() -> (TempDir, Wssd) {
+    let (dir, file) = config(BIG_BROADCAST);
     let server = Wssd::builder()
         .plain_only()
         .args(["--config", file.to_str().unwrap()])
         .spawn()
         .await;
+    (dir, server)
+}
+
+// Fails before the fix: each subscriber's codec copied the 4 MiB payload
+// into its own write buffer and kept it (about +400 MiB for 100).
+#[tokio::test]
+async fn fanout_of_a_large_message_does_not_copy_it_per_subscriber() {
+    const N: usize = 100;
+    let (_dir, server) = big_broadcast_server().await;
     let subs = subscribers(server.http_addr(), N, true).await;
     let mut publisher = server.ws("/b").await;
     let before = status_kib(&server, "VmRSS:");
@@ -173,12 +180,7 @@ async fn fanout_of_a_large_message_does_not_copy_it_per_subscriber() {
 #[tokio::test]
 async fn subscribers_that_never_read_are_cut_off_without_copies() {
     const N: usize = 50;
-    let (_dir, file) = config(BIG_BROADCAST);
-    let server = Wssd::builder()
-        .plain_only()
-        .args(["--config", file.to_str().unwrap()])
-        .spawn()
-        .await;
+    let (_dir, server) = big_broadcast_server().await;
     let _subs = subscribers(server.http_addr(), N, false).await;
     let mut publisher = server.ws("/b").await;
     let before = status_kib(&server, "VmRSS:");

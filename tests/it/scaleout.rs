@@ -468,6 +468,18 @@ async fn close_code(ws: &mut Ws) -> u16 {
     }
 }
 
+/// Joins `lobby` on `instance` as `mod` and signs in as moderator.
+async fn moderator_in_lobby(instance: &Wssd) -> Ws {
+    let (mut moderator, _) = joined(instance, "lobby", "mod").await;
+    send(
+        &mut moderator,
+        json!({"type": "auth", "password": MOD_PASSWORD}),
+    )
+    .await;
+    assert_eq!(next_json(&mut moderator).await["type"], "authenticated");
+    moderator
+}
+
 #[tokio::test]
 async fn scaleout_moderation_reaches_the_other_instance() {
     let Some(redis) = Redis::start("scaleout_moderation_reaches_the_other_instance").await else {
@@ -475,13 +487,7 @@ async fn scaleout_moderation_reaches_the_other_instance() {
     };
     let a = instance(&redis).await;
     let b = instance(&redis).await;
-    let (mut moderator, _) = joined(&a, "lobby", "mod").await;
-    send(
-        &mut moderator,
-        json!({"type": "auth", "password": MOD_PASSWORD}),
-    )
-    .await;
-    assert_eq!(next_json(&mut moderator).await["type"], "authenticated");
+    let mut moderator = moderator_in_lobby(&a).await;
     let (mut bob, _) = joined(&b, "lobby", "bob").await;
     let (mut eve, _) = joined(&b, "lobby", "eve").await;
     let (mut mia, _) = joined(&b, "lobby", "mia").await;
@@ -612,13 +618,7 @@ async fn scaleout_names_are_unique_case_insensitively_across_instances() {
     };
     let a = instance(&redis).await;
     let b = instance(&redis).await;
-    let (mut moderator, _) = joined(&a, "lobby", "mod").await;
-    send(
-        &mut moderator,
-        json!({"type": "auth", "password": MOD_PASSWORD}),
-    )
-    .await;
-    assert_eq!(next_json(&mut moderator).await["type"], "authenticated");
+    let mut moderator = moderator_in_lobby(&a).await;
     let (_alice, _) = joined(&a, "lobby", "alice").await;
     // The same name in another case or width, through the other instance
     // (the name key is claimed in Redis, not just the name as given).
