@@ -28,6 +28,8 @@
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
 //!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
 //!   `broadcast`); `open` starts a kind's session after the 101.
+//! - [`auth`]: who a request is (`identity`), decided at the edge before
+//!   the route kind runs.
 //! - [`session`]: the WebSocket driver (limits, writes under the send
 //!   deadline, large messages written from their shared buffer, close,
 //!   drain); [`keepalive`]: the one ping/pong/idle rule and close-reason
@@ -53,6 +55,7 @@
 //!   `fanout/`), its checks, limits, errors and reports.
 
 pub mod admin;
+pub mod auth;
 pub mod backoff;
 pub mod bench;
 pub mod broker;

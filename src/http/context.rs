@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::host::HostAllow;
 use super::reply::ConnInfo;
 use super::router::Router;
+use crate::auth::Identity;
 use crate::config::cidr::Cidr;
 use crate::routes::Env;
 use crate::tls::challenge::Challenges;
@@ -36,13 +37,14 @@ pub struct HttpContext {
 }
 
 impl HttpContext {
-    /// What a route kind gets for a request on `conn`.
-    pub fn env<'a>(&'a self, conn: &'a ConnInfo) -> Env<'a> {
+    /// What a route kind gets for a request on `conn` by `identity`.
+    pub fn env<'a>(&'a self, conn: &'a ConnInfo, identity: Option<&'a Identity>) -> Env<'a> {
         Env {
             conn,
             shutdown: &self.shutdown,
             tracker: &self.tracker,
             trusted_proxies: &self.trusted_proxies,
+            identity,
         }
     }
 }

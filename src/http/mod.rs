@@ -148,7 +148,11 @@ async fn dispatch(
                 ),
             ))
         }
-        (false, _, true) => counted(route.serve_http(req, rest, path, &ctx.env(conn)).await),
+        (false, _, true) => counted(
+            route
+                .serve_http(req, rest, path, &ctx.env(conn, None))
+                .await,
+        ),
         (false, _, false) => {
             let mut r = text_response(
                 StatusCode::UPGRADE_REQUIRED,

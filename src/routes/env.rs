@@ -4,6 +4,7 @@
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Identity;
 use crate::config::cidr::Cidr;
 use crate::http::reply::ConnInfo;
 
@@ -16,4 +17,7 @@ pub struct Env<'a> {
     pub tracker: &'a TaskTracker,
     /// Peers whose X-Forwarded-* headers are kept.
     pub trusted_proxies: &'a [Cidr],
+    /// Who the request is, when the edge authenticated it (route `auth`,
+    /// or a verified client certificate).
+    pub identity: Option<&'a Identity>,
 }
