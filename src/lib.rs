@@ -5,10 +5,13 @@
 //! The data path reads straight through, one module a stage:
 //! listener -> TLS -> HTTP -> router -> route kind -> WebSocket session.
 //!
-//! - [`server`]: binds listeners (`bind`, `listener`), admits connections per
-//!   IP and in total (`admission`), puts a stall timer under every socket
-//!   (`stall`: the send timeout), runs TLS, hands the stream to `http`; owns
-//!   startup of background tasks and shutdown.
+//! - [`server`]: binds listeners (`bind`, `listener`), reads the PROXY
+//!   protocol header of trusted balancers (`proxy_protocol`), admits
+//!   connections per IP, per IP per second (`rate`) and in total
+//!   (`admission`), counting and summarising refusals (`refusals`), puts a
+//!   stall timer under every socket (`stall`: the send timeout), answers
+//!   plain HTTP on a TLS port (`sniff`), runs TLS, hands the stream to
+//!   `http`; owns startup of background tasks and shutdown.
 //! - [`tls`]: the rustls server config and the one certificate resolver that
 //!   every handshake asks (`resolver`), the TLS-ALPN-01 answers
 //!   (`challenge`). It knows nothing of where certificates come from.
@@ -22,7 +25,8 @@
 //!   typed errors (`error`).
 //! - [`http`]: the hyper service, one connection: clean the path (`path`),
 //!   match (`router`), then the upgrade checks (`edge`: RFC 6455, Origin,
-//!   Host allowlist in `host`, permit) or plain HTTP; `reply` is the leaf
+//!   Host allowlist in `host`, permit) or plain HTTP; `redirect` sends
+//!   plain listeners to https:// (`--redirect-http`); `reply` is the leaf
 //!   both `http` and `routes` use (bodies, `ConnInfo`, text replies, 101).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind

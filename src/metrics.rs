@@ -7,7 +7,12 @@
 //! - `wssd_connections_open{route,listener}` gauge
 //! - `wssd_connections_total{route,listener}` counter
 //! - `wssd_messages_total{route,direction}` and `wssd_bytes_total{route,direction}`
-//! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout)
+//! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout,
+//!   plain_http: an HTTP request on a TLS port, answered 400)
+//! - `wssd_connections_refused_total{reason}` connections closed at accept
+//!   (reason: total, per_ip, rate, proxy_protocol)
+//! - `wssd_connection_rate_addresses` gauge: client addresses the per-IP
+//!   connection rate remembers
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
@@ -67,6 +72,8 @@ pub enum HandshakeFailure {
     Limit,
     /// The handshake timeout passed.
     Timeout,
+    /// Plain HTTP on a TLS port (answered 400 with the https:// URL).
+    PlainHttp,
 }
 
 impl HandshakeFailure {
@@ -76,8 +83,20 @@ impl HandshakeFailure {
             HandshakeFailure::Http => "http",
             HandshakeFailure::Limit => "limit",
             HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::PlainHttp => "plain_http",
         }
     }
+}
+
+/// A connection was closed at accept (`reason`: total, per_ip, rate,
+/// proxy_protocol).
+pub fn connection_refused(reason: &'static str) {
+    counter!("wssd_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// Client addresses the per-IP connection rate remembers now.
+pub fn connection_rate_addresses(n: usize) {
+    gauge!("wssd_connection_rate_addresses").set(n as f64);
 }
 
 pub fn handshake_failed(reason: HandshakeFailure) {

@@ -34,8 +34,19 @@ pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 pub const MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 /// `--max-connections`.
 pub const MAX_CONNECTIONS: usize = 10_000;
-/// `--max-connections-per-ip`.
-pub const MAX_CONNECTIONS_PER_IP: usize = 256;
+/// `--max-connections-per-ip`: high enough for a 1,000-connection test
+/// from one machine, an office NAT or a carrier-grade NAT address shared by
+/// hundreds of users (nginx, Caddy and HAProxy set no per-IP cap at all),
+/// low enough that one address cannot hold more than ~40% of the default
+/// `--max-connections`.
+pub const MAX_CONNECTIONS_PER_IP: usize = 4096;
+/// `--connection-rate-per-ip`: off (`None`); when set, the burst is twice
+/// the rate.
+pub const CONNECTION_RATE_PER_IP: Option<u32> = None;
+/// `--proxy-protocol`: off.
+pub const PROXY_PROTOCOL: bool = false;
+/// `--redirect-http`: off.
+pub const REDIRECT_HTTP: bool = false;
 /// `--handshake-timeout`: TCP accept to complete request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--ping-interval`.
@@ -109,6 +120,11 @@ mod tests {
         assert_eq!(LOG_FORMAT, LogFormat::default());
         assert_eq!(IDLE_TIMEOUT, None);
         assert_eq!(help_default("idle_timeout"), "off");
+        assert_eq!(CONNECTION_RATE_PER_IP, None);
+        assert_eq!((PROXY_PROTOCOL, REDIRECT_HTTP), (false, false));
+        for id in ["connection_rate_per_ip", "proxy_protocol", "redirect_http"] {
+            assert_eq!(help_default(id), "off", "--{id}");
+        }
         assert_eq!(
             help_default("config"),
             format!("./{CONFIG_FILE} when present")

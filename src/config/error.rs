@@ -41,6 +41,23 @@ pub enum ConfigError {
     AddressTwice(SocketAddr),
     #[error("no listeners: give --listen ADDR (TLS) or --http ADDR (plain)")]
     NoListeners,
+    // The listener edge (issue 12).
+    #[error(
+        "--redirect-http sends plain listeners to https://, but there is no TLS listener; add --listen ADDR (and turn TLS on) or drop --redirect-http"
+    )]
+    RedirectWithoutTls,
+    #[error(
+        "--redirect-http applies to plain listeners, but there is none; add --http ADDR (e.g. --http :80) or drop --redirect-http"
+    )]
+    RedirectWithoutPlain,
+    #[error(
+        "--proxy-protocol believes PROXY headers only from --trusted-proxy peers, and none is given (every connection would be refused); add --trusted-proxy CIDR naming the load balancer's addresses"
+    )]
+    ProxyProtocolWithoutTrustedProxy,
+    #[error(
+        "--connection-rate-per-ip must be between 1 and {max} new connections per second (the burst is twice it); leave it out to turn the limit off"
+    )]
+    ConnectionRateRange { max: u32 },
     #[error("--tls files needs {flag} FILE ({what})")]
     FilesModeNeeds {
         flag: &'static str,

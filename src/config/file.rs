@@ -25,6 +25,10 @@ pub struct FileConfig {
     pub memory_budget: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    // The listener edge (issue 12).
+    pub connection_rate_per_ip: Option<u32>,
+    pub proxy_protocol: Option<bool>,
+    pub redirect_http: Option<bool>,
     pub handshake_timeout: Option<Spanned<f64>>,
     pub ping_interval: Option<Spanned<f64>>,
     pub idle_timeout: Option<Spanned<f64>>,

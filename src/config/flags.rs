@@ -74,9 +74,37 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Most connections from one IP address at once [default: 256]
+    /// Most connections from one IP address at once; past it new ones are closed before TLS [default: 4096]
     #[arg(long, env = "WSSD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+
+    // The listener edge (issue 12): per-IP connection rate, PROXY protocol,
+    // http -> https.
+    /// New connections per second from one client IP (IPv6: per /64), burst 2N; past it new ones are closed before TLS [default: off]
+    #[arg(long, env = "WSSD_CONNECTION_RATE_PER_IP", value_name = "N")]
+    pub connection_rate_per_ip: Option<u32>,
+
+    /// TLS and plain listeners expect a PROXY protocol v1/v2 header from --trusted-proxy peers (others are refused); the address it carries is the client's [default: off]
+    #[arg(
+        long,
+        env = "WSSD_PROXY_PROTOCOL",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub proxy_protocol: Option<bool>,
+
+    /// Plain (--http) listeners answer 308 to https:// on the first TLS listener, except ACME HTTP-01 and routes with plain = true [default: off]
+    #[arg(
+        long,
+        env = "WSSD_REDIRECT_HTTP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub redirect_http: Option<bool>,
 
     /// Seconds from TCP accept to complete HTTP request headers (TLS included) [default: 10]
     #[arg(

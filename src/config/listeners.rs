@@ -1,11 +1,14 @@
 //! The listeners section: TLS (`--listen`) and plain (`--http`) addresses,
-//! their defaults (which depend on the TLS mode), and the address syntax.
+//! their defaults (which depend on the TLS mode), the address syntax, and
+//! what every listener does before HTTP ([`ListenerOptions`]: PROXY
+//! protocol, per-IP connection rate, the redirect to https).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
 
 use super::defaults;
 use super::error::ConfigError;
-use super::sources::Sources;
+use super::sources::{Sources, pick, pick_list};
 use super::types::TlsMode;
 
 /// The addresses to listen on.
@@ -14,6 +17,75 @@ pub struct Listeners {
     pub listen: Vec<SocketAddr>,
     /// Plain listeners.
     pub http: Vec<SocketAddr>,
+    pub options: ListenerOptions,
+}
+
+/// What the listeners do with a connection before HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListenerOptions {
+    /// `--proxy-protocol`: a PROXY v1/v2 header comes first, from
+    /// `--trusted-proxy` peers only.
+    pub proxy_protocol: bool,
+    /// `--connection-rate-per-ip`: new connections per second per client
+    /// address (burst twice it); `None` = off.
+    pub connection_rate_per_ip: Option<NonZeroU32>,
+    /// `--redirect-http`: plain listeners answer 308 to https://.
+    pub redirect_http: bool,
+}
+
+/// Largest `--connection-rate-per-ip`: its burst (twice it) must fit a u32.
+pub const MAX_CONNECTION_RATE: u32 = u32::MAX / 2;
+
+/// `--proxy-protocol`, `--connection-rate-per-ip` and `--redirect-http`,
+/// checked against the listeners and `--trusted-proxy`.
+fn options(
+    src: &Sources<'_>,
+    listen: &[SocketAddr],
+    http: &[SocketAddr],
+    problems: &mut Vec<ConfigError>,
+) -> ListenerOptions {
+    let (args, file) = (src.args, src.file);
+    let proxy_protocol = pick(&args.proxy_protocol, file.proxy_protocol.as_ref())
+        .unwrap_or(defaults::PROXY_PROTOCOL);
+    if proxy_protocol && pick_list(&args.trusted_proxy, file.trusted_proxy.as_ref()).is_empty() {
+        problems.push(ConfigError::ProxyProtocolWithoutTrustedProxy);
+    }
+    let rate = pick(
+        &args.connection_rate_per_ip,
+        file.connection_rate_per_ip.as_ref(),
+    )
+    .or(defaults::CONNECTION_RATE_PER_IP);
+    let connection_rate_per_ip = match rate {
+        None => None,
+        Some(n) if n > MAX_CONNECTION_RATE => {
+            problems.push(ConfigError::ConnectionRateRange {
+                max: MAX_CONNECTION_RATE,
+            });
+            None
+        }
+        Some(n) => {
+            let nonzero = NonZeroU32::new(n);
+            if nonzero.is_none() {
+                problems.push(ConfigError::ConnectionRateRange {
+                    max: MAX_CONNECTION_RATE,
+                });
+            }
+            nonzero
+        }
+    };
+    let redirect_http =
+        pick(&args.redirect_http, file.redirect_http.as_ref()).unwrap_or(defaults::REDIRECT_HTTP);
+    if redirect_http && listen.is_empty() {
+        problems.push(ConfigError::RedirectWithoutTls);
+    }
+    if redirect_http && http.is_empty() {
+        problems.push(ConfigError::RedirectWithoutPlain);
+    }
+    ListenerOptions {
+        proxy_protocol,
+        connection_rate_per_ip,
+        redirect_http,
+    }
 }
 
 /// `--listen` and `--http`: with `--tls off` only plain listeners (by
@@ -44,7 +116,12 @@ pub fn section(src: &Sources<'_>, mode: TlsMode, problems: &mut Vec<ConfigError>
             problems.push(ConfigError::AddressTwice(pair[0]));
         }
     }
-    Listeners { listen, http }
+    let options = options(src, &listen, &http, problems);
+    Listeners {
+        listen,
+        http,
+        options,
+    }
 }
 
 /// Parses `(text, place)` pairs; each bad one is a problem at its place.

@@ -65,6 +65,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Plain listeners.
     pub http: Vec<SocketAddr>,
+    /// PROXY protocol, per-IP connection rate, redirect to https.
+    pub listener_options: listeners::ListenerOptions,
     pub tls: TlsConfig,
     pub state_dir: PathBuf,
     pub routes: Vec<RouteSpec>,
@@ -119,6 +121,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     Ok(Config {
         listen: listeners.listen,
         http: listeners.http,
+        listener_options: listeners.options,
         tls,
         state_dir,
         routes,
@@ -262,7 +265,7 @@ mod tests {
         assert_eq!(c.limits.max_message_size, 2000);
         assert_eq!(c.limits.max_connections, 7);
         assert_eq!(c.tls.hostnames, ["a.lan"]);
-        assert_eq!(c.limits.max_connections_per_ip, 256);
+        assert_eq!(c.limits.max_connections_per_ip, 4096);
     }
 
     #[test]
@@ -363,6 +366,70 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls.mode, TlsMode::Files);
+    }
+
+    #[test]
+    fn listener_options_are_merged_and_checked() {
+        let c = load(&args(&["--config", "/dev/null"]), &env()).unwrap();
+        assert_eq!(c.listener_options, listeners::ListenerOptions::default());
+        let c = load(
+            &args(&[
+                "--config",
+                "/dev/null",
+                "--http",
+                "127.0.0.1:1",
+                "--redirect-http",
+                "--proxy-protocol",
+                "--trusted-proxy",
+                "10.0.0.0/8",
+                "--connection-rate-per-ip",
+                "20",
+            ]),
+            &env(),
+        )
+        .unwrap();
+        let o = c.listener_options;
+        assert!(o.redirect_http && o.proxy_protocol);
+        assert_eq!(o.connection_rate_per_ip.map(|n| n.get()), Some(20));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "http = [\"127.0.0.1:1\"]\nredirect_http = true\nconnection_rate_per_ip = 5\n",
+        )
+        .unwrap();
+        let c = load(&args(&["--config", path.to_str().unwrap()]), &env()).unwrap();
+        assert!(c.listener_options.redirect_http);
+        assert_eq!(
+            c.listener_options.connection_rate_per_ip.map(|n| n.get()),
+            Some(5)
+        );
+        let e = load(
+            &args(&[
+                "--config",
+                "/dev/null",
+                "--redirect-http",
+                "--proxy-protocol",
+                "--connection-rate-per-ip",
+                "0",
+            ]),
+            &env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--redirect-http") && e.contains("--http ADDR"),
+            "{e}"
+        );
+        assert!(e.contains("--trusted-proxy CIDR"), "{e}");
+        assert!(e.contains("--connection-rate-per-ip must be"), "{e}");
+        let e = load(
+            &args(&["--config", "/dev/null", "--tls", "off", "--redirect-http"]),
+            &env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no TLS listener"), "{e}");
     }
 
     #[test]

@@ -336,6 +336,10 @@ pub struct RouteSpec {
     pub kind: RouteKind,
     /// Overrides of the global limits for this route.
     pub limits: RouteLimits,
+    // The listener edge (issue 12): `plain = true` keeps the route on
+    // plain listeners when `--redirect-http` sends the rest to https.
+    /// Served on plain listeners even with `--redirect-http`.
+    pub plain: bool,
 }
 
 impl fmt::Display for RouteSpec {
@@ -357,16 +361,19 @@ pub fn default_routes() -> Vec<RouteSpec> {
             path: "/".into(),
             kind: RouteKind::Static { dir: None },
             limits: RouteLimits::default(),
+            plain: false,
         },
         RouteSpec {
             path: "/ws/echo".into(),
             kind: RouteKind::Echo,
             limits: RouteLimits::default(),
+            plain: false,
         },
         RouteSpec {
             path: "/ws/chat".into(),
             kind: RouteKind::Chat(ChatSpec::default()),
             limits: RouteLimits::default(),
+            plain: false,
         },
     ]
 }
@@ -385,6 +392,7 @@ pub fn parse_route_flag(text: &str) -> Result<RouteSpec, RouteSpecError> {
         path: check_path(path, &format!("route `{text}`"))?,
         kind,
         limits: RouteLimits::default(),
+        plain: false,
     })
 }
 
@@ -428,6 +436,9 @@ pub struct RouteTable {
     pub ping_interval: Option<f64>,
     /// Per-route override of `idle_timeout` (seconds, 0 = off).
     pub idle_timeout: Option<f64>,
+    // The listener edge (issue 12).
+    /// Served on plain listeners even with `--redirect-http`.
+    pub plain: Option<bool>,
 }
 
 impl RouteTable {
@@ -582,6 +593,7 @@ impl RouteTable {
             path: check_path(&self.path, place)?,
             kind,
             limits,
+            plain: self.plain.unwrap_or(false),
         })
     }
 }

@@ -34,6 +34,9 @@ pub struct HttpContext {
     pub trusted_proxies: Vec<Cidr>,
     /// Pending ACME HTTP-01 answers (served on plain listeners).
     pub challenges: Arc<Challenges>,
+    /// `--redirect-http`: plain listeners answer 308 to https:// on this
+    /// port (the first TLS listener's).
+    pub redirect_https: Option<u16>,
 }
 
 impl HttpContext {

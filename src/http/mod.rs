@@ -3,6 +3,8 @@
 //! the edge checks for upgrades; HSTS is added on the way out. WebSocket
 //! upgrades are checked in `edge` and handed to the route kind
 //! (`crate::routes`), which also answers the plain requests of HTTP kinds.
+//! With `--redirect-http`, plain listeners send requests to https://
+//! (`redirect`) right after the ACME HTTP-01 answers.
 //! `reply` holds what both sides speak (bodies, connection facts, the 101).
 //!
 //! Sockets, TLS and connection limits are `crate::server`'s business.
@@ -11,6 +13,7 @@ pub mod context;
 pub mod edge;
 pub mod host;
 pub mod path;
+pub mod redirect;
 pub mod reply;
 pub mod router;
 
@@ -109,6 +112,13 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
     {
         // ACME HTTP-01: answered before routing, on plain listeners only.
         return counted(acme_http01(ctx, token));
+    }
+    if !conn.tls
+        && let Some(port) = ctx.redirect_https
+        && !ctx.router.find(&path).is_some_and(|m| m.route.spec.plain)
+    {
+        // --redirect-http: everything but `plain = true` routes goes to https.
+        return counted(redirect::to_https(&req, port));
     }
     let upgrade = wants_websocket(&req);
     let Some(matched) = ctx.router.find(&path) else {

@@ -1,10 +1,33 @@
 //! Admission at accept time: counts open TCP connections in total and per
-//! client IP, and refuses past the limits before any TLS work is done.
-//! (The WebSocket limit with its 503 is applied at the upgrade, in `http::edge`.)
+//! client IP, limits how fast one client IP opens new ones
+//! (`--connection-rate-per-ip`, see `rate`), and refuses past the limits
+//! before any TLS work is done. Every refusal is counted and summarised in
+//! the log (`refusals`). (The WebSocket limit with its 503 is applied at the
+//! upgrade, in `http::edge`.)
+//!
+//! Two steps, because behind a load balancer speaking the PROXY protocol
+//! the client's address is only known once the header is read:
+//! [`Admission::admit_total`] at accept (the total cap, so a flood of
+//! connections that never send a header is bounded too), then
+//! [`Admission::admit_client`] with the client's address (the rate, then
+//! the per-IP cap). Without the PROXY protocol both run at accept
+//! ([`Admission::admit`]), before the task of the connection is spawned.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::rate::ConnectionRate;
+pub use super::refusals::Refusal;
+use super::refusals::Refusals;
+use crate::metrics::{self, HandshakeFailure};
+
+/// How often the rate table is swept and refusals are summarised.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Shared counters; hand out a [`Ticket`] per admitted connection.
 #[derive(Debug)]
@@ -12,6 +35,8 @@ pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
     state: Mutex<State>,
+    rate: Option<ConnectionRate>,
+    refusals: Refusals,
 }
 
 #[derive(Debug, Default)]
@@ -20,51 +45,124 @@ struct State {
     per_ip: HashMap<IpAddr, usize>,
 }
 
-/// Why a connection was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Total,
-    PerIp,
-}
-
-/// Held for the life of a TCP connection; releases its slot on drop.
+/// Held for the life of a TCP connection; releases its slots on drop.
 #[derive(Debug)]
 pub struct Ticket {
     admission: Arc<Admission>,
-    ip: IpAddr,
+    /// The client address counted per IP, once known.
+    ip: Option<IpAddr>,
 }
 
 impl Admission {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+    /// `max_total` open connections, `max_per_ip` from one address, and
+    /// optionally `rate_per_ip` new ones per second per address.
+    pub fn new(max_total: usize, max_per_ip: usize, rate_per_ip: Option<NonZeroU32>) -> Arc<Self> {
+        let why = [
+            format!("--max-connections reached ({max_total} open, handshakes included)"),
+            format!("--max-connections-per-ip {max_per_ip} reached"),
+            match rate_per_ip {
+                Some(n) => format!(
+                    "--connection-rate-per-ip {n} exceeded (burst {})",
+                    u64::from(n.get()) * 2
+                ),
+                None => "--connection-rate-per-ip exceeded".to_string(),
+            },
+            "--proxy-protocol: not a --trusted-proxy peer, or no valid PROXY header in time"
+                .to_string(),
+        ];
         Arc::new(Admission {
             max_total,
             max_per_ip,
             state: Mutex::new(State::default()),
+            rate: rate_per_ip.map(ConnectionRate::new),
+            refusals: Refusals::new(why),
         })
     }
 
-    /// Admits a connection from `ip`, or says which limit refused it.
+    /// Admits a connection from `ip` (total, rate, per IP), or says which
+    /// limit refused it (counted and logged).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
-        let ip = normalize(ip);
+        let mut ticket = self.admit_total(ip)?;
+        self.admit_client(&mut ticket, ip)?;
+        Ok(ticket)
+    }
+
+    /// Counts a connection from `peer` in the total only (its client
+    /// address is not known yet).
+    pub fn admit_total(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refusal> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.total >= self.max_total {
-            return Err(Refusal::Total);
+            drop(state);
+            return Err(self.refuse(Refusal::Total, peer));
         }
-        let count = state.per_ip.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
-            return Err(Refusal::PerIp);
-        }
-        *count += 1;
         state.total += 1;
         Ok(Ticket {
             admission: self.clone(),
-            ip,
+            ip: None,
         })
+    }
+
+    /// Charges the connection of `ticket` to its client address `ip`: the
+    /// new-connection rate, then the per-IP cap.
+    pub fn admit_client(&self, ticket: &mut Ticket, ip: IpAddr) -> Result<(), Refusal> {
+        let ip = normalize(ip);
+        if ticket.ip.is_some() {
+            return Ok(());
+        }
+        if let Some(rate) = &self.rate
+            && !rate.allow(ip)
+        {
+            return Err(self.refuse(Refusal::Rate, ip));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let count = state.per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            if *count == 0 {
+                state.per_ip.remove(&ip);
+            }
+            drop(state);
+            return Err(self.refuse(Refusal::PerIp, ip));
+        }
+        *count += 1;
+        ticket.ip = Some(ip);
+        Ok(())
+    }
+
+    /// Counts and logs (summarised) a refused connection from `ip`.
+    pub fn refuse(&self, reason: Refusal, ip: IpAddr) -> Refusal {
+        if reason != Refusal::ProxyProtocol {
+            metrics::handshake_failed(HandshakeFailure::Limit);
+        }
+        self.refusals.record(reason, normalize(ip));
+        reason
     }
 
     /// Open connections right now.
     pub fn open(&self) -> usize {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+
+    /// Every second until shutdown: sweeps the rate table and writes the
+    /// refusal summary when one is due.
+    pub async fn upkeep(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Some(rate) = &self.rate {
+                let unremembered = rate.sweep();
+                if unremembered > 0 {
+                    tracing::warn!(
+                        "the --connection-rate-per-ip table is full ({} addresses): {unremembered} connections from other addresses were not rate-limited in the last second",
+                        rate.addresses()
+                    );
+                }
+            }
+            self.refusals.tick();
+        }
     }
 }
 
@@ -76,10 +174,12 @@ impl Drop for Ticket {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         state.total = state.total.saturating_sub(1);
-        if let Some(count) = state.per_ip.get_mut(&self.ip) {
+        if let Some(ip) = self.ip
+            && let Some(count) = state.per_ip.get_mut(&ip)
+        {
             *count -= 1;
             if *count == 0 {
-                state.per_ip.remove(&self.ip);
+                state.per_ip.remove(&ip);
             }
         }
     }
@@ -102,7 +202,7 @@ mod tests {
 
     #[test]
     fn limits_and_release() {
-        let a = Admission::new(3, 2);
+        let a = Admission::new(3, 2, None);
         let ip1: IpAddr = "127.0.0.1".parse().unwrap();
         let ip2: IpAddr = "127.0.0.2".parse().unwrap();
         let t1 = a.admit(ip1).unwrap();
@@ -113,5 +213,41 @@ mod tests {
         drop(t1);
         assert_eq!(a.open(), 2);
         assert!(a.admit(ip1).is_ok());
+    }
+
+    #[test]
+    fn client_address_is_charged_after_the_total() {
+        let a = Admission::new(10, 1, None);
+        let balancer: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut t1 = a.admit_total(balancer).unwrap();
+        let mut t2 = a.admit_total(balancer).unwrap();
+        a.admit_client(&mut t1, "192.0.2.1".parse().unwrap())
+            .unwrap();
+        a.admit_client(&mut t2, "192.0.2.2".parse().unwrap())
+            .unwrap();
+        let mut t3 = a.admit_total(balancer).unwrap();
+        assert_eq!(
+            a.admit_client(&mut t3, "192.0.2.1".parse().unwrap()),
+            Err(Refusal::PerIp)
+        );
+        drop(t3);
+        drop(t1);
+        let mut t4 = a.admit_total(balancer).unwrap();
+        a.admit_client(&mut t4, "192.0.2.1".parse().unwrap())
+            .unwrap();
+        assert_eq!(a.open(), 2);
+        let state = a.state.lock().unwrap();
+        assert_eq!(state.per_ip.len(), 2, "{:?}", state.per_ip);
+    }
+
+    #[test]
+    fn rate_refuses_before_the_per_ip_count() {
+        let a = Admission::new(100, 100, NonZeroU32::new(2));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let kept: Vec<_> = (0..4).map(|_| a.admit(ip).unwrap()).collect();
+        assert_eq!(a.admit(ip).unwrap_err(), Refusal::Rate);
+        assert_eq!(a.open(), 4, "a refused connection holds no slot");
+        assert!(a.admit("127.0.0.2".parse().unwrap()).is_ok());
+        drop(kept);
     }
 }

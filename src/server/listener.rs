@@ -1,9 +1,11 @@
 //! The accept loop of one listener and the first moments of each
-//! connection: admission, the handshake timeout (TCP accept -> TLS -> request
-//! headers), the TLS handshake, then hand-off to `crate::http`. Every
-//! accepted socket is wrapped in a [`StallGuard`] (under TLS), so every
-//! write to the client runs under the send timeout.
+//! connection: admission, the handshake timeout (TCP accept -> PROXY header
+//! -> TLS -> request headers), the PROXY header (`proxy_protocol`), plain
+//! HTTP on a TLS port (`sniff`), the TLS handshake, then hand-off to
+//! `crate::http`. Every accepted socket is wrapped in a [`StallGuard`]
+//! (under TLS), so every write to the client runs under the send timeout.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, Refusal};
+use super::admission::{Admission, Refusal, Ticket};
+use super::proxy_protocol;
+use super::sniff::{self, FirstBytes};
 use super::stall::{Peer, StallGuard};
 use crate::config::limits::TLS_BUFFER_LIMIT;
 use crate::http::reply::ConnInfo;
@@ -46,12 +50,15 @@ impl Listener {
 }
 
 /// Accepts until shutdown; each connection runs in its own tracked task.
+/// Admission runs here, before the task is spawned: in full without the
+/// PROXY protocol; with it, untrusted peers are refused and only the total
+/// is counted, the client's address being charged once its header is read.
 pub async fn accept_loop(
     listener: Listener,
     ctx: Arc<HttpContext>,
     admission: Arc<Admission>,
-    handshake_timeout: Duration,
-    send_timeout: Duration,
+    timeouts: Timeouts,
+    proxy_protocol: bool,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -75,32 +82,83 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let ticket = match admission.admit(peer.ip()) {
-            Ok(t) => t,
-            Err(refusal) => {
-                metrics::handshake_failed(HandshakeFailure::Limit);
-                tracing::debug!(%peer, ?refusal, "connection refused by limit");
-                if refusal == Refusal::PerIp {
-                    tracing::info!(%peer, "--max-connections-per-ip reached; connection dropped");
-                }
-                continue;
-            }
+        let admitted = if !proxy_protocol {
+            admission.admit(peer.ip())
+        } else if ctx.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+            admission.admit_total(peer.ip())
+        } else {
+            Err(admission.refuse(Refusal::ProxyProtocol, peer.ip()))
         };
+        // Refused: counted and summarised by `admission`; dropping the
+        // stream closes it before any TLS work.
+        let Ok(ticket) = admitted else { continue };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            listener: listener.label.clone(),
-            tls: listener.tls.is_some(),
-            ticket: Arc::new(ticket),
-            client_subject: None,
-        };
         let ctx2 = ctx.clone();
         let tls = listener.tls.clone();
+        let label = listener.label.clone();
+        let admission = admission.clone();
         ctx.tracker.spawn(async move {
-            let stream = StallGuard::new(stream, send_timeout, Peer::Client);
-            serve(stream, tls, ctx2, info, handshake_timeout).await;
+            let deadline = Instant::now() + timeouts.handshake;
+            let mut stream = StallGuard::new(stream, timeouts.send, Peer::Client);
+            let mut ticket = ticket;
+            let client = if proxy_protocol {
+                let read = client_address(&mut stream, peer, deadline, &admission, &mut ticket);
+                let client = tokio::select! {
+                    _ = ctx2.shutdown.cancelled() => return,
+                    client = read => client,
+                };
+                let Some(client) = client else { return };
+                client
+            } else {
+                peer
+            };
+            let info = ConnInfo {
+                peer: client,
+                listener: label,
+                tls: tls.is_some(),
+                ticket: Arc::new(ticket),
+                client_subject: None,
+            };
+            serve(stream, tls, ctx2, info, deadline).await;
         });
     }
+}
+
+/// The handshake and send timeouts of every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP accept (PROXY header, TLS) to complete request headers.
+    pub handshake: Duration,
+    /// The stall guard's send timeout.
+    pub send: Duration,
+}
+
+/// Reads the PROXY header of a connection from the trusted peer `peer`
+/// and charges the client's address to `ticket`: the address, or `None`
+/// when the connection is refused (counted, summarised) and must close.
+async fn client_address(
+    stream: &mut StallGuard<TcpStream>,
+    peer: SocketAddr,
+    deadline: Instant,
+    admission: &Admission,
+    ticket: &mut Ticket,
+) -> Option<SocketAddr> {
+    let client = match tokio::time::timeout_at(deadline, proxy_protocol::read_header(stream)).await
+    {
+        Ok(Ok(carried)) => carried.unwrap_or(peer),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "PROXY header refused");
+            admission.refuse(Refusal::ProxyProtocol, peer.ip());
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no PROXY header within the handshake timeout");
+            admission.refuse(Refusal::ProxyProtocol, peer.ip());
+            return None;
+        }
+    };
+    admission.admit_client(ticket, client.ip()).ok()?;
+    Some(client)
 }
 
 async fn serve(
@@ -108,13 +166,21 @@ async fn serve(
     tls: Option<TlsAcceptor>,
     ctx: Arc<HttpContext>,
     mut info: ConnInfo,
-    handshake_timeout: Duration,
+    deadline: Instant,
 ) {
-    let deadline = Instant::now() + handshake_timeout;
     let Some(acceptor) = tls else {
-        http::serve_connection(stream, ctx, info, handshake_timeout).await;
+        http::serve_connection(stream, ctx, info, remaining(deadline)).await;
         return;
     };
+    let first = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return,
+        first = sniff::peek(&stream, deadline) => first,
+    };
+    if first == Some(FirstBytes::Http) {
+        tracing::debug!(peer = %info.peer, "plain HTTP on a TLS port; answering 400");
+        sniff::answer_plain_http(stream, deadline).await;
+        return;
+    }
     let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
     let mut tls_stream = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
@@ -144,8 +210,12 @@ async fn serve(
         tracing::debug!(peer = %info.peer, %subject, "client certificate verified");
         info.client_subject = Some(subject.into());
     }
-    let remaining = deadline
+    http::serve_connection(tls_stream, ctx, info, remaining(deadline)).await;
+}
+
+/// Time left until `deadline`, at least 100 ms (for the request headers).
+fn remaining(deadline: Instant) -> Duration {
+    deadline
         .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(100));
-    http::serve_connection(tls_stream, ctx, info, remaining).await;
+        .max(Duration::from_millis(100))
 }

@@ -8,6 +8,10 @@
 pub mod admission;
 pub mod bind;
 pub mod listener;
+pub mod proxy_protocol;
+pub mod rate;
+pub mod refusals;
+pub mod sniff;
 pub mod stall;
 
 use std::sync::Arc;
@@ -131,10 +135,18 @@ pub async fn run(
         tracker: TaskTracker::new(),
         challenges: challenges.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        redirect_https: config
+            .listener_options
+            .redirect_http
+            .then(|| listeners.iter().find(|l| l.tls.is_some()))
+            .flatten()
+            .and_then(|l| l.socket.local_addr().ok())
+            .map(|a| a.port()),
     });
     let admission = Admission::new(
         config.limits.max_connections + HANDSHAKE_HEADROOM,
         config.limits.max_connections_per_ip,
+        config.listener_options.connection_rate_per_ip,
     );
     let readiness = Arc::new(Readiness::new(manager.clone(), Some(broker.clone())));
     // The broker outlives the sessions: they announce their departures
@@ -144,16 +156,21 @@ pub async fn run(
     tracing::info!(backend = broker.backend().name(), instance = %broker.instance(), "broker started");
 
     let loops = TaskTracker::new();
+    let timeouts = listener::Timeouts {
+        handshake: config.limits.handshake_timeout,
+        send: config.limits.send_timeout,
+    };
     for l in listeners {
         log_listener(&l, &config);
         loops.spawn(listener::accept_loop(
             l,
             ctx.clone(),
             admission.clone(),
-            config.limits.handshake_timeout,
-            config.limits.send_timeout,
+            timeouts,
+            config.listener_options.proxy_protocol,
         ));
     }
+    loops.spawn(admission.clone().upkeep(shutdown.clone()));
     if let Some(socket) = admin_socket {
         if let Ok(addr) = socket.local_addr() {
             tracing::info!("admin listener: http://{addr}/metrics, /healthz, /readyz");

@@ -12,6 +12,7 @@ mod acme; // --tls acme against pebble: HTTP-01, TLS-ALPN-01, restart, renewal, 
 mod budget; // memory: fan-out without per-subscriber copies, the global memory budget
 mod certs; // reload under load, SNI, mTLS
 mod echo; // text and binary echo over ws:// and wss://, big messages
+mod edge_l4; // PROXY protocol, per-IP rate and cap with summarised refusals, redirect to https, HTTP on the TLS port
 mod exec; // CGI environment, line/binary relay, kill and reap, exit codes, cap, backpressure
 mod harness; // start/stop the binary, TLS/WebSocket/HTTP clients
 mod http; // static files, 404, clear errors for wrong request kinds
