@@ -118,7 +118,7 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
         && !ctx.router.find(&path).is_some_and(|m| m.route.spec.plain)
     {
         // --redirect-http: everything but `plain = true` routes goes to https.
-        return counted(redirect::to_https(&req, port));
+        return counted(redirect::to_https(&req, port, wants_websocket(&req)));
     }
     let upgrade = wants_websocket(&req);
     let Some(matched) = ctx.router.find(&path) else {

@@ -2,9 +2,11 @@
 //! `https://HOST:PORT/PATH?QUERY` (HOST from the request without its port,
 //! PORT the first TLS listener's, left out when 443; IPv6 in brackets). 308
 //! keeps the method and body, unlike 301. WebSocket upgrades get the 308
-//! too (browsers do not follow redirects for WebSockets, so a ws:// client
-//! sees the refusal instead of talking in clear). ACME HTTP-01 requests
-//! are answered before this, and routes with `plain = true` are served.
+//! too, to the `wss://` URL: clients that follow redirects (Python
+//! `websockets`, for one) go on over TLS; browsers do not follow them for
+//! WebSockets and see the failure instead of talking in clear. ACME HTTP-01
+//! requests are answered before this, and routes with `plain = true` are
+//! served.
 
 use std::net::IpAddr;
 
@@ -14,10 +16,11 @@ use hyper::{Request, Response, StatusCode};
 use super::host::host_name;
 use super::reply::{Body, text_response};
 
-/// The 308 to the https:// URL of `req`, or 400 when the request names no
-/// usable host.
-pub fn to_https<B>(req: &Request<B>, tls_port: u16) -> Response<Body> {
-    match location(req, tls_port) {
+/// The 308 to the https:// URL of `req` (wss:// for a WebSocket upgrade),
+/// or 400 when the request names no usable host.
+pub fn to_https<B>(req: &Request<B>, tls_port: u16, upgrade: bool) -> Response<Body> {
+    let scheme = if upgrade { "wss" } else { "https" };
+    match location(req, scheme, tls_port) {
         Some(url) => match HeaderValue::from_str(&url) {
             Ok(value) => {
                 let mut r = text_response(
@@ -40,9 +43,9 @@ fn no_host() -> Response<Body> {
     )
 }
 
-/// `https://HOST[:PORT]/PATH?QUERY` for `req`, or `None` without a valid
+/// `SCHEME://HOST[:PORT]/PATH?QUERY` for `req`, or `None` without a valid
 /// host (from the Host header, or the request target's authority).
-pub fn location<B>(req: &Request<B>, tls_port: u16) -> Option<String> {
+pub fn location<B>(req: &Request<B>, scheme: &str, tls_port: u16) -> Option<String> {
     let raw = match req.headers().get(HOST) {
         Some(v) => v.to_str().ok()?.trim().to_string(),
         None => req.uri().authority()?.as_str().to_string(),
@@ -65,7 +68,7 @@ pub fn location<B>(req: &Request<B>, tls_port: u16) -> Option<String> {
         .map(|p| p.as_str())
         .filter(|p| p.starts_with('/'))
         .unwrap_or("/");
-    Some(format!("https://{host}{port}{target}"))
+    Some(format!("{scheme}://{host}{port}{target}"))
 }
 
 #[cfg(test)]
@@ -94,19 +97,24 @@ mod tests {
             (Some("127.0.0.1:8080"), "/?q", 443, "https://127.0.0.1/?q"),
         ];
         for (host, target, port, want) in cases {
-            assert_eq!(location(&req(host, target), port).as_deref(), Some(want));
+            assert_eq!(
+                location(&req(host, target), "https", port).as_deref(),
+                Some(want)
+            );
         }
-        assert_eq!(location(&req(None, "/"), 443), None);
-        assert_eq!(location(&req(Some("a b"), "/"), 443), None);
-        assert_eq!(location(&req(Some("x/y"), "/"), 443), None);
+        assert_eq!(location(&req(None, "/"), "https", 443), None);
+        assert_eq!(location(&req(Some("a b"), "/"), "https", 443), None);
+        assert_eq!(location(&req(Some("x/y"), "/"), "https", 443), None);
         assert_eq!(
-            location(&req(None, "http://box.lan:8080/p?q"), 8443).as_deref(),
+            location(&req(None, "http://box.lan:8080/p?q"), "https", 8443).as_deref(),
             Some("https://box.lan:8443/p?q")
         );
-        let r = to_https(&req(None, "/"), 443);
+        let r = to_https(&req(None, "/"), 443, false);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let r = to_https(&req(Some("box.lan"), "/x"), 8443);
+        let r = to_https(&req(Some("box.lan"), "/x"), 8443, false);
         assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
         assert_eq!(r.headers()[LOCATION], "https://box.lan:8443/x");
+        let r = to_https(&req(Some("box.lan"), "/ws"), 8443, true);
+        assert_eq!(r.headers()[LOCATION], "wss://box.lan:8443/ws");
     }
 }

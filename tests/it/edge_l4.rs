@@ -378,7 +378,7 @@ async fn redirect_http_sends_plain_listeners_to_https() {
         text.contains(&format!("location: https://localhost:{tls}/a/b?x=1&y=2")),
         "{text}"
     );
-    // WebSocket upgrades are redirected too; IPv4 Host kept.
+    // WebSocket upgrades are redirected too, to wss://; IPv4 Host kept.
     let upgrade = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -390,7 +390,7 @@ async fn redirect_http_sends_plain_listeners_to_https() {
     assert_eq!(r.status, 308);
     assert_eq!(
         r.header("location"),
-        Some(format!("https://127.0.0.1:{tls}/ws/echo").as_str())
+        Some(format!("wss://127.0.0.1:{tls}/ws/echo").as_str())
     );
     // `plain = true` is served; ACME HTTP-01 is answered (404: none pending).
     let tcp = TcpStream::connect(server.http_addr()).await.unwrap();
