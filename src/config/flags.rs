@@ -169,7 +169,7 @@ pub struct ServeArgs {
     )]
     pub allow_host: Vec<String>,
 
-    /// Peers whose X-Forwarded-* headers are believed (CIDR); repeatable [default: none]
+    /// Peers whose X-Forwarded-* headers (and, with --proxy-protocol, PROXY headers) are believed (CIDR); repeatable [default: none]
     #[arg(
         long,
         env = "WSSD_TRUSTED_PROXY",

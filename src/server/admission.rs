@@ -147,18 +147,24 @@ impl Admission {
     pub async fn upkeep(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Connections let through unremembered (the rate table was full),
+        // reported at most once per summary interval.
+        let mut unremembered = 0u64;
+        let mut reported = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
             if let Some(rate) = &self.rate {
-                let unremembered = rate.sweep();
-                if unremembered > 0 {
+                unremembered += rate.sweep();
+                if unremembered > 0 && reported.elapsed() >= super::refusals::SUMMARY_INTERVAL {
                     tracing::warn!(
-                        "the --connection-rate-per-ip table is full ({} addresses): {unremembered} connections from other addresses were not rate-limited in the last second",
-                        rate.addresses()
+                        "the --connection-rate-per-ip table was full ({} addresses): {unremembered} connections from addresses it did not know were not rate-limited",
+                        super::rate::MAX_ADDRESSES
                     );
+                    unremembered = 0;
+                    reported = tokio::time::Instant::now();
                 }
             }
             self.refusals.tick();
