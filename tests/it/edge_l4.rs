@@ -457,3 +457,53 @@ async fn plain_http_on_the_tls_port_gets_a_readable_400() {
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut raw)).await;
     assert!(!raw.starts_with(b"HTTP/"));
 }
+
+/// A plain HTTP upstream answering every request with its request head.
+async fn recording_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                    if s.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    head.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.write_all(&head).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn proxy_upstreams_see_the_carried_address_not_the_clients_claim() {
+    let up = recording_upstream().await;
+    let server = Wssd::builder()
+        .plain_only()
+        .args(["--proxy-protocol", "--trusted-proxy", "127.0.0.1"])
+        .args(["--route", &format!("/=proxy:http://127.0.0.1:{up}")])
+        .spawn()
+        .await;
+    let mut tcp = TcpStream::connect(server.http_addr()).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 40000 80\r\n")
+        .await
+        .unwrap();
+    // The client's own X-Forwarded-For is not believed: its peer (the
+    // carried address) is not a trusted proxy.
+    let r = http_get(tcp, "box.lan", "/x", &[("X-Forwarded-For", "6.6.6.6")]).await;
+    let head = r.body_text().to_ascii_lowercase();
+    assert_eq!(r.status, 200, "{head}");
+    assert!(head.contains("x-forwarded-for: 192.0.2.7\r\n"), "{head}");
+    assert!(head.contains("x-real-ip: 192.0.2.7\r\n"), "{head}");
+    assert!(!head.contains("6.6.6.6"), "{head}");
+}
