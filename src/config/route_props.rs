@@ -273,7 +273,7 @@ fn route_table() -> impl Strategy<Value = toml::Table> {
         "max_processes", "history", "max_text", "rate", "burst", "moderator_password_env",
         "max_message_size", "ping_interval", "idle_timeout",
     ]
-    .map(|k| prop::option::weighted(0.2, value(k)));
+    .map(|k| prop::option::weighted(0.1, value(k)));
     (kind, "/[a-z/]{0,6}|[a-z]{1,3}", Vec::from(optional)).prop_map(|(kind, path, pairs)| {
         let mut t = toml::Table::new();
         t.insert("path".into(), Value::String(path));
