@@ -11,16 +11,63 @@ use crate::names::{MAX_NAME_CHARS, NameError, RESERVED, key, member, visible};
 /// oracle independent of the ICU data the code asks): Cc, Cf, Zl, Zp, Co,
 /// Cn (noncharacters and an unassigned one) and default-ignorables.
 const INVISIBLE: &[char] = &[
-    '\u{0}', '\u{9}', '\u{A}', '\u{1B}', '\u{7F}', '\u{85}', '\u{9F}', // Cc
-    '\u{AD}', '\u{600}', '\u{61C}', '\u{6DD}', '\u{70F}', '\u{180E}', '\u{200B}', '\u{200C}',
-    '\u{200D}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{2060}', '\u{2064}',
-    '\u{2066}', '\u{2069}', '\u{206F}', '\u{FEFF}', '\u{FFF9}', '\u{FFFB}', '\u{110BD}',
-    '\u{1D173}', '\u{E0001}', '\u{E0041}', // Cf
-    '\u{2028}', '\u{2029}', // Zl, Zp
-    '\u{E000}', '\u{F8FF}', '\u{F0000}', '\u{10FFFD}', // Co
-    '\u{378}', '\u{FDD0}', '\u{FFFE}', '\u{FFFF}', '\u{1FFFE}', '\u{10FFFF}', // Cn
-    '\u{34F}', '\u{115F}', '\u{1160}', '\u{17B4}', '\u{17B5}', '\u{180B}', '\u{180F}',
-    '\u{3164}', '\u{FE00}', '\u{FE0F}', '\u{FFA0}', '\u{1BCA0}', '\u{E0100}',
+    '\u{0}',
+    '\u{9}',
+    '\u{A}',
+    '\u{1B}',
+    '\u{7F}',
+    '\u{85}',
+    '\u{9F}', // Cc
+    '\u{AD}',
+    '\u{600}',
+    '\u{61C}',
+    '\u{6DD}',
+    '\u{70F}',
+    '\u{180E}',
+    '\u{200B}',
+    '\u{200C}',
+    '\u{200D}',
+    '\u{200E}',
+    '\u{200F}',
+    '\u{202A}',
+    '\u{202E}',
+    '\u{2060}',
+    '\u{2064}',
+    '\u{2066}',
+    '\u{2069}',
+    '\u{206F}',
+    '\u{FEFF}',
+    '\u{FFF9}',
+    '\u{FFFB}',
+    '\u{110BD}',
+    '\u{1D173}',
+    '\u{E0001}',
+    '\u{E0041}', // Cf
+    '\u{2028}',
+    '\u{2029}', // Zl, Zp
+    '\u{E000}',
+    '\u{F8FF}',
+    '\u{F0000}',
+    '\u{10FFFD}', // Co
+    '\u{378}',
+    '\u{FDD0}',
+    '\u{FFFE}',
+    '\u{FFFF}',
+    '\u{1FFFE}',
+    '\u{10FFFF}', // Cn
+    '\u{34F}',
+    '\u{115F}',
+    '\u{1160}',
+    '\u{17B4}',
+    '\u{17B5}',
+    '\u{180B}',
+    '\u{180F}',
+    '\u{3164}',
+    '\u{FE00}',
+    '\u{FE0F}',
+    '\u{FFA0}',
+    '\u{1BCA0}',
+    '\u{E0100}',
     '\u{E01EF}', // Default_Ignorable_Code_Point
 ];
 
@@ -56,7 +103,7 @@ proptest! {
             prop_assert!((1..=MAX_NAME_CHARS).contains(&n));
             prop_assert!(!name.display.starts_with(char::is_whitespace));
             prop_assert!(!name.display.ends_with(char::is_whitespace));
-            for c in &INVISIBLE[..] {
+            for c in INVISIBLE {
                 prop_assert!(!name.display.contains(*c), "{:?} kept {:?}", raw, c);
             }
         }

@@ -49,27 +49,31 @@ fn network() -> impl Strategy<Value = (IpAddr, u8)> {
 /// An address near `net` (sharing a random number of leading bits), or
 /// any address, in either spelling.
 fn address_near(net: IpAddr) -> impl Strategy<Value = IpAddr> {
-    (0u32..=128, any::<u128>(), any::<IpAddr>(), 0u8..4).prop_map(move |(keep, noise, any_ip, how)| {
-        let near = match net {
-            IpAddr::V4(n) => {
-                let keep = keep.min(32);
-                let mask = u32::MAX.checked_shl(32 - keep).unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from((u32::from(n) & mask) | (noise as u32 & !mask)))
+    (0u32..=128, any::<u128>(), any::<IpAddr>(), 0u8..4).prop_map(
+        move |(keep, noise, any_ip, how)| {
+            let near = match net {
+                IpAddr::V4(n) => {
+                    let keep = keep.min(32);
+                    let mask = u32::MAX.checked_shl(32 - keep).unwrap_or(0);
+                    IpAddr::V4(Ipv4Addr::from(
+                        (u32::from(n) & mask) | (noise as u32 & !mask),
+                    ))
+                }
+                IpAddr::V6(n) => {
+                    let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+                    IpAddr::V6(Ipv6Addr::from((u128::from(n) & mask) | (noise & !mask)))
+                }
+            };
+            match how {
+                0 => any_ip,
+                1 => match near {
+                    IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+                    v6 => canonical(v6),
+                },
+                _ => near,
             }
-            IpAddr::V6(n) => {
-                let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from((u128::from(n) & mask) | (noise & !mask)))
-            }
-        };
-        match how {
-            0 => any_ip,
-            1 => match near {
-                IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
-                v6 => canonical(v6),
-            },
-            _ => near,
-        }
-    })
+        },
+    )
 }
 
 proptest! {

@@ -56,9 +56,15 @@ fn value_for(key: &'static str) -> BoxedStrategy<Value> {
             s(&["/nonexistent", "", "."])
         }
         "max_message_size" | "memory_budget" | "max_connections" | "max_connections_per_ip" => {
-            prop_oneof![Just(0i64), Just(1), Just(16), Just(1 << 20), 0i64..1_000_000]
-                .prop_map(Value::Integer)
-                .boxed()
+            prop_oneof![
+                Just(0i64),
+                Just(1),
+                Just(16),
+                Just(1 << 20),
+                0i64..1_000_000
+            ]
+            .prop_map(Value::Integer)
+            .boxed()
         }
         "handshake_timeout" | "ping_interval" | "idle_timeout" | "drain_timeout"
         | "send_timeout" | "check_interval" => prop_oneof![

@@ -773,7 +773,13 @@ mod tests {
     /// in the host and a non-address in brackets were taken as host names.
     #[test]
     fn upstream_hosts_are_names_or_addresses() {
-        for url in ["ws://a?q", "ws://a#f", "ws://a:1:2", "ws://::1", "ws://[a:b]:80"] {
+        for url in [
+            "ws://a?q",
+            "ws://a#f",
+            "ws://a:1:2",
+            "ws://::1",
+            "ws://[a:b]:80",
+        ] {
             assert!(parse_upstream(url).is_err(), "{url}");
         }
         assert!(

@@ -244,7 +244,9 @@ fn route_table() -> impl Strategy<Value = toml::Table> {
                 Just(Value::String("ws://127.0.0.1:9".into())),
                 Just(Value::String("ftp://x".into())),
                 Just(Value::Array(vec![])),
-                Just(Value::Array(vec![Value::String("http://a,ws://[::1]:1/b".into())])),
+                Just(Value::Array(vec![Value::String(
+                    "http://a,ws://[::1]:1/b".into()
+                )])),
             ]
             .boxed(),
             "balance" => prop::sample::select(&["round-robin", "least-connections", "random"][..])
@@ -262,16 +264,37 @@ fn route_table() -> impl Strategy<Value = toml::Table> {
             "rate" | "burst" | "ping_interval" | "idle_timeout" => {
                 float.clone().prop_map(Value::Float).boxed()
             }
-            _ => prop_oneof![Just(0i64), Just(1), Just(10_000), Just(10_001), Just(-1), 0i64..100_000]
-                .prop_map(Value::Integer)
-                .boxed(),
+            _ => prop_oneof![
+                Just(0i64),
+                Just(1),
+                Just(10_000),
+                Just(10_001),
+                Just(-1),
+                0i64..100_000
+            ]
+            .prop_map(Value::Integer)
+            .boxed(),
         };
         v.prop_map(move |v| (key.to_string(), v)).boxed()
     };
     let optional = [
-        "dir", "upstream", "balance", "health_path", "ca", "command", "binary", "pass_env",
-        "max_processes", "history", "max_text", "rate", "burst", "moderator_password_env",
-        "max_message_size", "ping_interval", "idle_timeout",
+        "dir",
+        "upstream",
+        "balance",
+        "health_path",
+        "ca",
+        "command",
+        "binary",
+        "pass_env",
+        "max_processes",
+        "history",
+        "max_text",
+        "rate",
+        "burst",
+        "moderator_password_env",
+        "max_message_size",
+        "ping_interval",
+        "idle_timeout",
     ]
     .map(|k| prop::option::weighted(0.1, value(k)));
     (kind, "/[a-z/]{0,6}|[a-z]{1,3}", Vec::from(optional)).prop_map(|(kind, path, pairs)| {

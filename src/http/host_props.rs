@@ -107,7 +107,7 @@ fn host_case() -> impl Strategy<Value = HostCase> {
 
 /// Half the bare IPv6 literals are sent in brackets.
 fn p_bracket(v6: &std::net::Ipv6Addr) -> bool {
-    v6.segments()[7] % 2 == 0
+    v6.segments()[7].is_multiple_of(2)
 }
 
 /// Reference rule for the DNS-rebinding guard: IP literals, `localhost`
@@ -190,7 +190,17 @@ fn browser_case() -> impl Strategy<Value = BrowserCase> {
         prop::option::of(prop::sample::select(&["https", "http"][..])),
     )
         .prop_map(
-            |(host, other, same, origin_scheme, allow_origin, allow_host, (tls, trusted), fh, fp)| {
+            |(
+                host,
+                other,
+                same,
+                origin_scheme,
+                allow_origin,
+                allow_host,
+                (tls, trusted),
+                fh,
+                fp,
+            )| {
                 let origin_host = if same {
                     host.sent.to_ascii_uppercase()
                 } else {
@@ -254,7 +264,7 @@ proptest! {
     fn host_name_never_panics_and_is_lower_case(host in any::<String>()) {
         let name = host_name(&host);
         prop_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()), "{host:?} -> {name:?}");
-        let _ = HostAllow::new(&[host.clone()]).allows(&host);
+        let _ = HostAllow::new(std::slice::from_ref(&host)).allows(&host);
     }
 
     /// Catches: a port, a trailing dot, brackets or letter case changing
@@ -315,12 +325,13 @@ proptest! {
                 && case.origin_host.eq_ignore_ascii_case(&host);
             prop_assert_eq!(allowed, same, "{:?}", case);
         }
-        if !case.tls && fwd_host.is_none() {
-            if let HostName::Dns(_) = &case.host.name {
-                if !allowed_by_model(&case.host.name, &case.allow_host) && !case.listed() {
-                    prop_assert!(!allowed, "{case:?}");
-                }
-            }
+        if !case.tls
+            && fwd_host.is_none()
+            && matches!(case.host.name, HostName::Dns(_))
+            && !allowed_by_model(&case.host.name, &case.allow_host)
+            && !case.listed()
+        {
+            prop_assert!(!allowed, "{case:?}");
         }
     }
 

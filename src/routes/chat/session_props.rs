@@ -51,8 +51,22 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
-        prop::sample::select(&["lobby", "alice", "Alice", "ALICE", "server", "pw", "", " a", "a\u{200B}", "..", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"][..])
-            .prop_map(|s| Value::String(s.to_string())),
+        prop::sample::select(
+            &[
+                "lobby",
+                "alice",
+                "Alice",
+                "ALICE",
+                "server",
+                "pw",
+                "",
+                " a",
+                "a\u{200B}",
+                "..",
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            ][..]
+        )
+        .prop_map(|s| Value::String(s.to_string())),
         any::<String>().prop_map(Value::String),
     ];
     leaf.prop_recursive(2, 12, 4, |inner| {
@@ -71,9 +85,8 @@ fn request() -> impl Strategy<Value = Value> {
             .prop_map(|s| Value::String(s.into())),
         1 => json_value(),
     ];
-    let field = |name: &'static str| {
-        prop::option::weighted(0.7, json_value()).prop_map(move |v| (name, v))
-    };
+    let field =
+        |name: &'static str| prop::option::weighted(0.7, json_value()).prop_map(move |v| (name, v));
     let known = |name: &'static str, values: &'static [&'static str]| {
         prop::option::weighted(
             0.7,
@@ -84,7 +97,10 @@ fn request() -> impl Strategy<Value = Value> {
     (
         prop::option::weighted(0.95, kind),
         known("room", &["lobby", "room-2", "bad room"]),
-        known("username", &["alice", "bob", "Alice", "server", "\u{202E}x"]),
+        known(
+            "username",
+            &["alice", "bob", "Alice", "server", "\u{202E}x"],
+        ),
         known("password", &["pw", "wrong"]),
         field("text"),
         field("secs"),

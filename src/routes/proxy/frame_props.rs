@@ -7,8 +7,8 @@
 use proptest::prelude::*;
 
 use super::frame::{
-    Header, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_frame,
-    control_frame, parse_header, unmask,
+    Header, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_frame, control_frame,
+    parse_header, unmask,
 };
 use crate::keepalive::CloseReason;
 

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::handshake::{UpstreamRefusal, Upgraded, handshake_upstream};
+use super::handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 
 /// What the scripted upstream puts in `Sec-WebSocket-Accept`.
 #[derive(Debug, Clone)]
@@ -160,7 +160,17 @@ fn answer() -> impl Strategy<Value = Answer> {
         prop::collection::vec(any::<u8>(), 0..64),
     )
         .prop_map(
-            |(status, accept, upgrade, connection, protocol, extensions, extra, shout, trailing)| {
+            |(
+                status,
+                accept,
+                upgrade,
+                connection,
+                protocol,
+                extensions,
+                extra,
+                shout,
+                trailing,
+            )| {
                 Answer {
                     status,
                     accept,
@@ -241,24 +251,23 @@ fn run(
         if ask_protocols {
             headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(REQUESTED));
         }
-        let outcome = match handshake_upstream(Box::new(ours), "upstream.test", "/ws", &headers)
-            .await
-        {
-            Ok(Upgraded {
-                mut io,
-                buffered,
-                protocol,
-            }) => {
-                let mut after_head = buffered;
-                io.read_to_end(&mut after_head).await.unwrap();
-                Outcome::Accepted {
+        let outcome =
+            match handshake_upstream(Box::new(ours), "upstream.test", "/ws", &headers).await {
+                Ok(Upgraded {
+                    mut io,
+                    buffered,
                     protocol,
-                    after_head,
+                }) => {
+                    let mut after_head = buffered;
+                    io.read_to_end(&mut after_head).await.unwrap();
+                    Outcome::Accepted {
+                        protocol,
+                        after_head,
+                    }
                 }
-            }
-            Err(UpstreamRefusal::Status(s)) => Outcome::Status(s.as_u16()),
-            Err(UpstreamRefusal::Broken(why)) => Outcome::Broken(why),
-        };
+                Err(UpstreamRefusal::Status(s)) => Outcome::Status(s.as_u16()),
+                Err(UpstreamRefusal::Broken(why)) => Outcome::Broken(why),
+            };
         server.abort();
         outcome
     })
@@ -352,11 +361,26 @@ fn a_101_that_is_not_a_websocket_is_refused() {
         trailing: b"\x81\x00".to_vec(),
     };
     let bad = [
-        Answer { upgrade: Some("h2c"), ..good.clone() },
-        Answer { upgrade: None, ..good.clone() },
-        Answer { connection: Some("keep-alive"), ..good.clone() },
-        Answer { extensions: Some("permessage-deflate"), ..good.clone() },
-        Answer { protocol: Some("mqtt"), ..good.clone() },
+        Answer {
+            upgrade: Some("h2c"),
+            ..good.clone()
+        },
+        Answer {
+            upgrade: None,
+            ..good.clone()
+        },
+        Answer {
+            connection: Some("keep-alive"),
+            ..good.clone()
+        },
+        Answer {
+            extensions: Some("permessage-deflate"),
+            ..good.clone()
+        },
+        Answer {
+            protocol: Some("mqtt"),
+            ..good.clone()
+        },
     ];
     for answer in bad {
         let shown = format!("{answer:?}");
