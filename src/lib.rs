@@ -57,6 +57,10 @@
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
+//!
+//! Test builds only: property tests (`proptest`) sit next to the parsers an
+//! attacker reaches, one `*_props.rs` file per parser (`names_props` here),
+//! all set up by `props` (cases per property, `PROPTEST_CASES`).
 
 pub mod admin;
 pub mod auth;
@@ -77,3 +81,8 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;
+
+#[cfg(test)]
+mod names_props;
+#[cfg(test)]
+mod props;

@@ -38,3 +38,6 @@ pub use info::CertInfo;
 pub use inspect::InspectReport;
 pub use loaded::LoadedCert;
 pub use self_signed::Provenance;
+
+#[cfg(test)]
+mod files_props;

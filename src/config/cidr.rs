@@ -39,6 +39,15 @@ impl Cidr {
         if prefix > max {
             return Err(bad("prefix too long"));
         }
+        // An IPv4-mapped network (`::ffff:10.0.0.1`, `::ffff:10.0.0.0/104`)
+        // is the IPv4 one: peers are compared as IPv4 once unmapped.
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
         Ok(Cidr { addr, prefix })
     }
 
@@ -92,5 +101,20 @@ mod tests {
         );
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nope").is_err());
+    }
+
+    /// Found by `cidr_props`: a trusted proxy written as an IPv4-mapped
+    /// address (as a dual-stack socket shows it) never matched, itself
+    /// included, because peers are unmapped before the comparison.
+    #[test]
+    fn mapped_networks_match_their_ipv4_peers() {
+        let host = Cidr::parse("::ffff:10.0.0.1").unwrap();
+        assert!(host.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(host.contains("10.0.0.1".parse().unwrap()));
+        assert!(!host.contains("10.0.0.2".parse().unwrap()));
+        let net = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(net.contains("10.200.0.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert_eq!(net.to_string(), "10.0.0.0/8");
     }
 }

@@ -287,6 +287,10 @@ pub enum UpstreamError {
     JunkAfterAddress { url: String },
     #[error("upstream `{url}` has no host")]
     NoHost { url: String },
+    #[error("upstream `{url}`: an IPv6 address goes in brackets, as in ws://[::1]:8080")]
+    Ipv6NeedsBrackets { url: String },
+    #[error("upstream `{url}`: `{host}` in brackets is not an IPv6 address")]
+    NotIpv6 { url: String, host: String },
 }
 
 /// Every problem found in the configuration, one line each.

@@ -443,3 +443,10 @@ mod tests {
         assert!(parse_addr("1.2.3.4").is_err());
     }
 }
+
+#[cfg(test)]
+mod cidr_props;
+#[cfg(test)]
+mod file_props;
+#[cfg(test)]
+mod route_props;

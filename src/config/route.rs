@@ -195,7 +195,7 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, UpstreamError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+    if authority.is_empty() || authority.contains(['@', '?', '#']) || path.contains(['?', '#']) {
         return Err(UpstreamError::BadShape { url: url.into() });
     }
     let default_port = if scheme.is_tls() { 443 } else { 80 };
@@ -212,12 +212,22 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, UpstreamError> {
             None if after.is_empty() => default_port,
             None => return Err(UpstreamError::JunkAfterAddress { url: url.into() }),
         };
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(UpstreamError::NotIpv6 {
+                url: url.into(),
+                host: h.into(),
+            });
+        }
         (h.to_string(), port)
     } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad_port(p))?),
-            None => (authority.to_string(), default_port),
+        let (h, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad_port(p))?),
+            None => (authority, default_port),
+        };
+        if h.contains(':') {
+            return Err(UpstreamError::Ipv6NeedsBrackets { url: url.into() });
         }
+        (h.to_string(), port)
     };
     if host.is_empty() {
         return Err(UpstreamError::NoHost { url: url.into() });
@@ -642,7 +652,7 @@ fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, R
 }
 
 /// An exec command line split like a shell would.
-fn split_command(line: &str, place: &str) -> Result<Vec<String>, RouteSpecError> {
+pub(crate) fn split_command(line: &str, place: &str) -> Result<Vec<String>, RouteSpecError> {
     shell_words::split(line).map_err(|source| RouteSpecError::BadCommand {
         place: place.into(),
         line: line.into(),
@@ -650,7 +660,7 @@ fn split_command(line: &str, place: &str) -> Result<Vec<String>, RouteSpecError>
     })
 }
 
-fn check_path(path: &str, place: &str) -> Result<String, RouteSpecError> {
+pub(crate) fn check_path(path: &str, place: &str) -> Result<String, RouteSpecError> {
     if !path.starts_with('/') {
         return Err(RouteSpecError::PathNotAbsolute {
             place: place.into(),
@@ -769,5 +779,27 @@ mod tests {
         let RouteKind::Exec(e) = r.kind else { panic!() };
         assert_eq!(e.command, ["cat", "-u", "a b"]);
         assert_eq!(parse_upstream("https://example.com").unwrap().port, 443);
+    }
+
+    /// Found by `route_props`: a query or fragment with no path, a colon
+    /// in the host and a non-address in brackets were taken as host names.
+    #[test]
+    fn upstream_hosts_are_names_or_addresses() {
+        for url in [
+            "ws://a?q",
+            "ws://a#f",
+            "ws://a:1:2",
+            "ws://::1",
+            "ws://[a:b]:80",
+        ] {
+            assert!(parse_upstream(url).is_err(), "{url}");
+        }
+        assert!(
+            parse_upstream("ws://::1:8080")
+                .unwrap_err()
+                .to_string()
+                .contains("ws://[::1]:8080")
+        );
+        assert_eq!(parse_upstream("ws://[::1]:9").unwrap().host, "::1");
     }
 }

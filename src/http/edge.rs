@@ -94,7 +94,7 @@ pub async fn accept_websocket(
 
 /// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,
 /// i.e. 22 base64 characters then `==`.
-fn valid_key(key: &[u8]) -> bool {
+pub(crate) fn valid_key(key: &[u8]) -> bool {
     key.len() == 24
         && key.ends_with(b"==")
         && key[..22]

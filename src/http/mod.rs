@@ -287,3 +287,8 @@ fn counted(response: Response<Body>) -> Response<Body> {
     metrics::http_response(response.status().as_u16());
     response
 }
+
+#[cfg(test)]
+mod host_props;
+#[cfg(test)]
+mod path_props;

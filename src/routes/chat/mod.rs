@@ -17,3 +17,6 @@ mod session;
 
 pub use route::{ChatRoute, PostError};
 pub use session::{CLOSE_BANNED, CLOSE_KICKED, ChatSession};
+
+#[cfg(test)]
+mod session_props;

@@ -78,23 +78,7 @@ pub(super) async fn handshake_upstream(
                         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
                         return Err(UpstreamRefusal::Status(status));
                     }
-                    let get = |name: &str| {
-                        response
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case(name))
-                            .map(|h| h.value)
-                    };
-                    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
-                        key.as_bytes(),
-                    );
-                    if get("sec-websocket-accept") != Some(expected.as_bytes()) {
-                        return Err(broken(
-                            "wrong Sec-WebSocket-Accept in the upstream's 101".into(),
-                        ));
-                    }
-                    let protocol =
-                        get("sec-websocket-protocol").and_then(|v| HeaderValue::from_bytes(v).ok());
+                    let protocol = check_switching(&response, &key, headers)?;
                     let buffered = buf[head_len..].to_vec();
                     return Ok((buffered, protocol));
                 }
@@ -114,4 +98,51 @@ pub(super) async fn handshake_upstream(
         buffered,
         protocol,
     })
+}
+
+/// RFC 6455 section 4.1: what a client checks in the server's 101 before
+/// the connection is a WebSocket: the accept key, `Upgrade: websocket`,
+/// `Connection: Upgrade`, no extension (wssd offers none) and no
+/// subprotocol the client did not offer. Returns the chosen subprotocol.
+fn check_switching(
+    response: &httparse::Response<'_, '_>,
+    key: &str,
+    request_headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, UpstreamRefusal> {
+    let refuse = |why: &str| Err(UpstreamRefusal::Broken(format!("the upstream's 101 {why}")));
+    let values = |name: &'static str| {
+        response
+            .headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let has_token = |name: &'static str, token: &str| {
+        values(name).any(|v| {
+            v.split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if values("sec-websocket-accept").next() != Some(expected.as_bytes()) {
+        return refuse("has a wrong Sec-WebSocket-Accept");
+    }
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return refuse("lacks `Upgrade: websocket` or `Connection: Upgrade`");
+    }
+    if values("sec-websocket-extensions").any(|v| !v.trim_ascii().is_empty()) {
+        return refuse("turns on an extension wssd did not offer");
+    }
+    let Some(chosen) = values("sec-websocket-protocol").next() else {
+        return Ok(None);
+    };
+    let offered = request_headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|p| p.trim_ascii() == chosen.trim_ascii());
+    if !offered {
+        return refuse("chose a subprotocol the client did not offer");
+    }
+    Ok(HeaderValue::from_bytes(chosen).ok())
 }

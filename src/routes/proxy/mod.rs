@@ -245,3 +245,8 @@ fn rest_of<'a>(route: &str, path: &'a str) -> &'a str {
         path.get(route.len()..).unwrap_or("")
     }
 }
+
+#[cfg(test)]
+mod frame_props;
+#[cfg(test)]
+mod handshake_props;
