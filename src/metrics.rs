@@ -7,7 +7,14 @@
 //! - `wssd_connections_open{route,listener}` gauge
 //! - `wssd_connections_total{route,listener}` counter
 //! - `wssd_messages_total{route,direction}` and `wssd_bytes_total{route,direction}`
-//! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout)
+//! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout, auth)
+//! - `wssd_auth_failures_total{route,reason}` requests refused by a route's
+//!   `auth` (reason: `crate::auth::Reason::label`: missing, malformed,
+//!   unknown_token, bad_signature, expired, not_yet_valid, wrong_audience,
+//!   wrong_issuer, missing_claim, wrong_algorithm, bad_password,
+//!   unknown_user, throttled)
+//! - `wssd_auth_success_total{route,source}` requests a route's `auth`
+//!   accepted (source: token, jwt, basic)
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
@@ -67,6 +74,8 @@ pub enum HandshakeFailure {
     Limit,
     /// The handshake timeout passed.
     Timeout,
+    /// Refused by the route's `auth` (401 or 429).
+    Auth,
 }
 
 impl HandshakeFailure {
@@ -76,12 +85,25 @@ impl HandshakeFailure {
             HandshakeFailure::Http => "http",
             HandshakeFailure::Limit => "limit",
             HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Auth => "auth",
         }
     }
 }
 
 pub fn handshake_failed(reason: HandshakeFailure) {
     counter!("wssd_handshake_failures_total", "reason" => reason.label()).increment(1);
+}
+
+/// A request refused by `route`'s auth, for `reason`.
+pub fn auth_failure(route: &str, reason: &'static str) {
+    counter!("wssd_auth_failures_total", "route" => route.to_string(), "reason" => reason)
+        .increment(1);
+}
+
+/// A request accepted by `route`'s auth (`source`: token, jwt, basic).
+pub fn auth_success(route: &str, source: &'static str) {
+    counter!("wssd_auth_success_total", "route" => route.to_string(), "source" => source)
+        .increment(1);
 }
 
 pub fn close_code(code: u16) {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::auth::AuthTable;
 use super::error::{RouteSpecError, UpstreamError};
+use crate::auth::AuthSpec;
 use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
     RouteLimits, seconds,
@@ -336,6 +338,9 @@ pub struct RouteSpec {
     pub kind: RouteKind,
     /// Overrides of the global limits for this route.
     pub limits: RouteLimits,
+    /// Authentication at the handshake (`[[route]]` `auth` table only),
+    /// loaded by the routes section (`route_list`), which has the secrets.
+    pub auth: Option<AuthSpec>,
 }
 
 impl fmt::Display for RouteSpec {
@@ -346,6 +351,10 @@ impl fmt::Display for RouteSpec {
             }
             RouteKind::Static { dir: None } => write!(f, "{}=static (bundled client)", self.path),
             kind => write!(f, "{}={}", self.path, kind.name()),
+        }?;
+        match &self.auth {
+            Some(auth) => write!(f, " (auth {}: {})", auth.method.name(), auth.source),
+            None => Ok(()),
         }
     }
 }
@@ -357,16 +366,19 @@ pub fn default_routes() -> Vec<RouteSpec> {
             path: "/".into(),
             kind: RouteKind::Static { dir: None },
             limits: RouteLimits::default(),
+            auth: None,
         },
         RouteSpec {
             path: "/ws/echo".into(),
             kind: RouteKind::Echo,
             limits: RouteLimits::default(),
+            auth: None,
         },
         RouteSpec {
             path: "/ws/chat".into(),
             kind: RouteKind::Chat(ChatSpec::default()),
             limits: RouteLimits::default(),
+            auth: None,
         },
     ]
 }
@@ -385,6 +397,7 @@ pub fn parse_route_flag(text: &str) -> Result<RouteSpec, RouteSpecError> {
         path: check_path(path, &format!("route `{text}`"))?,
         kind,
         limits: RouteLimits::default(),
+        auth: None,
     })
 }
 
@@ -428,6 +441,9 @@ pub struct RouteTable {
     pub ping_interval: Option<f64>,
     /// Per-route override of `idle_timeout` (seconds, 0 = off).
     pub idle_timeout: Option<f64>,
+    // --- auth (issue 12: authentication at the handshake) ---
+    /// `auth = { kind = "token" | "jwt" | "basic", ... }` (config/auth.rs).
+    pub auth: Option<AuthTable>,
 }
 
 impl RouteTable {
@@ -582,6 +598,8 @@ impl RouteTable {
             path: check_path(&self.path, place)?,
             kind,
             limits,
+            // Loaded by `route_list` from `self.auth`, with the secrets.
+            auth: None,
         })
     }
 }

@@ -9,7 +9,8 @@ use tokio_util::task::TaskTracker;
 use super::host::HostAllow;
 use super::reply::ConnInfo;
 use super::router::Router;
-use crate::auth::Identity;
+use crate::auth::{Identity, IdentitySource};
+use crate::backoff::Backoff;
 use crate::config::cidr::Cidr;
 use crate::routes::Env;
 use crate::tls::challenge::Challenges;
@@ -34,6 +35,9 @@ pub struct HttpContext {
     pub trusted_proxies: Vec<Cidr>,
     /// Pending ACME HTTP-01 answers (served on plain listeners).
     pub challenges: Arc<Challenges>,
+    /// Wrong credentials on routes with `auth`, per address and in total
+    /// (one for all routes: see `crate::auth::check`).
+    pub auth_backoff: Backoff,
 }
 
 impl HttpContext {
@@ -47,4 +51,12 @@ impl HttpContext {
             identity,
         }
     }
+}
+
+/// Who a connection is without route auth: the subject of its verified
+/// client certificate (mTLS), if it sent one.
+pub fn conn_identity(conn: &ConnInfo) -> Option<Identity> {
+    conn.client_subject
+        .as_ref()
+        .map(|subject| Identity::new(subject.clone(), IdentitySource::ClientCert))
 }

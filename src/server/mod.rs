@@ -131,6 +131,7 @@ pub async fn run(
         tracker: TaskTracker::new(),
         challenges: challenges.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        auth_backoff: crate::backoff::Backoff::new(crate::auth::check::BACKOFF),
     });
     let admission = Admission::new(
         config.limits.max_connections + HANDSHAKE_HEADROOM,
