@@ -152,16 +152,16 @@ fn refusal(spec: &AuthSpec, reason: Reason, retry_after: Option<u64>) -> Refusal
         (_, _) => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
     };
     let hint = match (&*spec.method, reason) {
-        (_, Reason::Throttled) => format!(
-            "try again in {} s",
-            retry_after.unwrap_or(1)
-        ),
+        (_, Reason::Throttled) => format!("try again in {} s", retry_after.unwrap_or(1)),
         (Method::Basic(_), _) => "send a user name and password (HTTP basic auth)".to_string(),
         (_, _) => match &spec.cookie {
             Some(c) => format!(
                 "send the token as Authorization: Bearer TOKEN, the access_token query parameter or the cookie `{c}`"
             ),
-            None => "send the token as Authorization: Bearer TOKEN or the access_token query parameter".to_string(),
+            None => {
+                "send the token as Authorization: Bearer TOKEN or the access_token query parameter"
+                    .to_string()
+            }
         },
     };
     Refusal {

@@ -95,17 +95,13 @@ pub enum JwtKeyError {
     NoPublicKey,
     #[error("the public key cannot be read: {0}")]
     BadKey(String),
-    #[error(
-        "unsupported key type {0}; use an RSA, EC (P-256 or P-384) or Ed25519 public key"
-    )]
+    #[error("unsupported key type {0}; use an RSA, EC (P-256 or P-384) or Ed25519 public key")]
     UnsupportedKey(String),
     #[error("not a JWKS document (a JSON object with a `keys` list): {0}")]
     BadJwks(String),
     #[error("the JWKS holds no usable key")]
     EmptyJwks,
-    #[error(
-        "JWKS key {index}: {why}"
-    )]
+    #[error("JWKS key {index}: {why}")]
     BadJwk { index: usize, why: String },
     #[error("JWKS keys {first} and {index} share the kid `{kid}`; each key needs its own kid")]
     DuplicateKid {

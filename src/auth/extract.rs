@@ -139,10 +139,8 @@ pub fn query_token(query: &str) -> Result<Option<String>, Malformed> {
         if token.is_some() {
             return Err(Malformed("more than one access_token query parameter"));
         }
-        token = Some(
-            form_decode(value)
-                .ok_or(Malformed("the access_token parameter is not UTF-8"))?,
-        );
+        token =
+            Some(form_decode(value).ok_or(Malformed("the access_token parameter is not UTF-8"))?);
     }
     Ok(token)
 }
@@ -236,7 +234,9 @@ mod tests {
     #[test]
     fn header_then_query_then_cookie() {
         let h = headers(&[("authorization", "bearer abc"), ("cookie", "t=ck")]);
-        let p = token(&h, Some("access_token=q"), Some("t")).unwrap().unwrap();
+        let p = token(&h, Some("access_token=q"), Some("t"))
+            .unwrap()
+            .unwrap();
         assert_eq!((p.secret.as_str(), p.place), ("abc", Place::Header));
         let h = headers(&[("cookie", "a=1; t=\"ck\"")]);
         let p = token(&h, Some("x=1&access_token=a%2Bb+c"), Some("t"))
@@ -255,7 +255,14 @@ mod tests {
     fn ambiguity_and_emptiness_are_malformed() {
         let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert!(token(&h, None, None).is_err());
-        assert!(token(&HeaderMap::new(), Some("access_token=a&access_token=b"), None).is_err());
+        assert!(
+            token(
+                &HeaderMap::new(),
+                Some("access_token=a&access_token=b"),
+                None
+            )
+            .is_err()
+        );
         assert!(token(&HeaderMap::new(), Some("access_token="), None).is_err());
         let h = headers(&[("authorization", "Bearer ")]);
         assert!(token(&h, None, None).is_err());

@@ -138,7 +138,11 @@ impl JwtVerifier {
                         "a symmetric (oct) key; put shared secrets in secret_env, not in a key file",
                     ));
                 }
-                _ => return Err(bad("unsupported key type; use RSA, EC (P-256, P-384) or OKP (Ed25519)")),
+                _ => {
+                    return Err(bad(
+                        "unsupported key type; use RSA, EC (P-256, P-384) or OKP (Ed25519)",
+                    ));
+                }
             };
             let algs = match jwk.common.key_algorithm {
                 None => family,
@@ -290,7 +294,10 @@ fn pem_key(pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), JwtKeyError> {
         return Ok((DecodingKey::from_rsa_pem(pem).map_err(bad)?, RSA.to_vec()));
     }
     if *alg == oids::OID_SIG_ED25519 {
-        return Ok((DecodingKey::from_ed_pem(pem).map_err(bad)?, vec![Algorithm::EdDSA]));
+        return Ok((
+            DecodingKey::from_ed_pem(pem).map_err(bad)?,
+            vec![Algorithm::EdDSA],
+        ));
     }
     if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
         let curve = info

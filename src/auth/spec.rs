@@ -57,7 +57,12 @@ pub struct AuthSpec {
 }
 
 impl AuthSpec {
-    pub fn new(method: Method, realm: Option<String>, cookie: Option<String>, source: String) -> Self {
+    pub fn new(
+        method: Method,
+        realm: Option<String>,
+        cookie: Option<String>,
+        source: String,
+    ) -> Self {
         AuthSpec {
             method: Arc::new(method),
             realm: realm.unwrap_or_else(|| DEFAULT_REALM.to_string()),

@@ -174,14 +174,21 @@ mod tests {
 
     #[test]
     fn refuses_weak_or_ambiguous_lists() {
-        assert_eq!(TokenSet::parse_file("# none\n").unwrap_err(), TokensError::Empty);
+        assert_eq!(
+            TokenSet::parse_file("# none\n").unwrap_err(),
+            TokensError::Empty
+        );
         assert!(matches!(
             TokenSet::parse_file("short\n").unwrap_err(),
             TokensError::TooShort { at: 1, .. }
         ));
         assert!(matches!(
             TokenSet::parse_file("aaaaaaaaaaaaaaaa\nx:aaaaaaaaaaaaaaaa\n").unwrap_err(),
-            TokensError::DuplicateToken { at: 2, first: 1, .. }
+            TokensError::DuplicateToken {
+                at: 2,
+                first: 1,
+                ..
+            }
         ));
         assert!(matches!(
             TokenSet::parse_file("x:aaaaaaaaaaaaaaaa\nx:bbbbbbbbbbbbbbbb\n").unwrap_err(),

@@ -81,9 +81,7 @@ pub enum AuthProblem {
     UnknownKind(String),
     #[error("`{key}` does not apply to kind = \"{kind}\"")]
     Misplaced { key: &'static str, kind: String },
-    #[error(
-        "kind = \"token\" needs exactly one of tokens_file = \"FILE\" or tokens_env = \"VAR\""
-    )]
+    #[error("kind = \"token\" needs exactly one of tokens_file = \"FILE\" or tokens_env = \"VAR\"")]
     TokensSource,
     #[error(
         "kind = \"jwt\" needs exactly one of secret_env = \"VAR\" (HS256), public_key = \"FILE.pem\" or jwks_file = \"FILE.json\""
@@ -103,21 +101,17 @@ pub enum AuthProblem {
     #[error("{}: larger than {MAX_FILE} bytes; is this the right file?", .path.display())]
     TooLarge { path: PathBuf },
     #[error("{origin}: {source}")]
-    Tokens {
-        origin: String,
-        source: TokensError,
-    },
+    Tokens { origin: String, source: TokensError },
     #[error("{}: {source}", .path.display())]
     Htpasswd {
         path: PathBuf,
         source: HtpasswdError,
     },
     #[error("{origin}: {source}")]
-    JwtKey {
-        origin: String,
-        source: JwtKeyError,
-    },
-    #[error("realm must be 1 to 64 visible ASCII characters or spaces, without quotes or backslashes")]
+    JwtKey { origin: String, source: JwtKeyError },
+    #[error(
+        "realm must be 1 to 64 visible ASCII characters or spaces, without quotes or backslashes"
+    )]
     BadRealm,
     #[error("cookie must be a cookie name (letters, digits, `-`, `_`, `.`)")]
     BadCookie,
@@ -402,7 +396,10 @@ mod tests {
         };
         assert!(matches!(
             t.load("r", &env(&[])).unwrap_err().problem,
-            AuthProblem::Misplaced { key: "htpasswd", .. }
+            AuthProblem::Misplaced {
+                key: "htpasswd",
+                ..
+            }
         ));
         let t = AuthTable {
             tokens_file: Some("/nonexistent/tokens.txt".into()),

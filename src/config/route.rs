@@ -8,11 +8,11 @@ use serde::Deserialize;
 
 use super::auth::AuthTable;
 use super::error::{RouteSpecError, UpstreamError};
-use crate::auth::AuthSpec;
 use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
     RouteLimits, seconds,
 };
+use crate::auth::AuthSpec;
 
 /// What a route does; each kind's behaviour lives in `crate::routes`.
 #[derive(Debug, Clone, PartialEq)]

@@ -91,7 +91,9 @@ pub async fn accept_websocket(
     };
 
     // The kind's own admission, the 101 and the session.
-    route.upgrade(req, key, permit, &ctx.env(conn, identity)).await
+    route
+        .upgrade(req, key, permit, &ctx.env(conn, identity))
+        .await
 }
 
 /// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,

@@ -150,7 +150,9 @@ async fn dispatch(
     let kind = &route.spec.kind;
     async {
         match (upgrade, kind.is_websocket(), kind.is_http()) {
-            (true, true, _) => edge::accept_websocket(req, route.clone(), ctx, conn, identity).await,
+            (true, true, _) => {
+                edge::accept_websocket(req, route.clone(), ctx, conn, identity).await
+            }
             (true, false, _) => {
                 metrics::handshake_failed(HandshakeFailure::Http);
                 counted(text_response(

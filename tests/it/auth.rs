@@ -41,9 +41,12 @@ fn setup(files: &[(&str, &str)], toml: &str) -> (TempDir, PathBuf) {
 }
 
 async fn start(config: &Path, extra: &[(&str, &str)]) -> Wssd {
-    let mut b = Wssd::builder()
-        .plain_only()
-        .args(["--config", config.to_str().unwrap(), "--log-level", "debug"]);
+    let mut b = Wssd::builder().plain_only().args([
+        "--config",
+        config.to_str().unwrap(),
+        "--log-level",
+        "debug",
+    ]);
     for (k, v) in extra {
         b = b.env(k, v);
     }
@@ -158,8 +161,15 @@ async fn token_in_header_query_or_cookie_opens_the_socket_and_nothing_else_does(
     let r = request(addr, "/ws/echo", &[], true).await;
     assert_eq!(r.status, 401, "{}", r.body_text());
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"wssd\""));
-    assert!(r.body_text().contains("credentials required"), "{}", r.body_text());
-    assert!(r.body_text().contains("wssd_token"), "the hint names the cookie");
+    assert!(
+        r.body_text().contains("credentials required"),
+        "{}",
+        r.body_text()
+    );
+    assert!(
+        r.body_text().contains("wssd_token"),
+        "the hint names the cookie"
+    );
 
     // A wrong token: 401 invalid_token; the body does not echo it.
     let wrong = "Bearer alice-0123456789abcdef0124";
@@ -172,13 +182,29 @@ async fn token_in_header_query_or_cookie_opens_the_socket_and_nothing_else_does(
     assert!(!r.body_text().contains("alice-0123"), "{}", r.body_text());
     let r = request(addr, "/ws/echo?access_token=nope-nope-nope-nope", &[], true).await;
     assert_eq!(r.status, 401);
-    let r = request(addr, "/ws/echo", &[("Cookie", "wssd_token=nope-nope-nope")], true).await;
+    let r = request(
+        addr,
+        "/ws/echo",
+        &[("Cookie", "wssd_token=nope-nope-nope")],
+        true,
+    )
+    .await;
     assert_eq!(r.status, 401);
 
     // The right token in each of the three places opens the socket.
-    echo_once(&server, "/ws/echo", &[("authorization", &format!("Bearer {ALICE}"))]).await;
+    echo_once(
+        &server,
+        "/ws/echo",
+        &[("authorization", &format!("Bearer {ALICE}"))],
+    )
+    .await;
     echo_once(&server, &format!("/ws/echo?x=1&access_token={ALICE}"), &[]).await;
-    echo_once(&server, "/ws/echo", &[("cookie", &format!("a=b; wssd_token={BARE}"))]).await;
+    echo_once(
+        &server,
+        "/ws/echo",
+        &[("cookie", &format!("a=b; wssd_token={BARE}"))],
+    )
+    .await;
     // A route without auth stays open.
     echo_once(&server, "/ws/open", &[]).await;
 
@@ -203,11 +229,19 @@ async fn token_in_header_query_or_cookie_opens_the_socket_and_nothing_else_does(
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn hs256(claims: &serde_json::Value, secret: &[u8]) -> String {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -233,7 +267,8 @@ auth = { kind = "jwt", public_key = "{dir}/jwt.pem", identity_claim = "email" }
     let addr = server.http_addr();
     let t = now();
     let claims = |extra: serde_json::Value| {
-        let mut c = json!({"sub": "alice", "aud": "wssd-test", "iss": "issuer-test", "exp": t + 300});
+        let mut c =
+            json!({"sub": "alice", "aud": "wssd-test", "iss": "issuer-test", "exp": t + 300});
         for (k, v) in extra.as_object().unwrap() {
             if v.is_null() {
                 c.as_object_mut().unwrap().remove(k);
@@ -244,9 +279,14 @@ auth = { kind = "jwt", public_key = "{dir}/jwt.pem", identity_claim = "email" }
         c
     };
     let status = |token: String, path: &'static str| async move {
-        request(addr, path, &[("Authorization", &format!("Bearer {token}"))], true)
-            .await
-            .status
+        request(
+            addr,
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+            true,
+        )
+        .await
+        .status
     };
     let secret = JWT_SECRET.as_bytes();
     assert_eq!(status(hs256(&claims(json!({})), secret), "/hs").await, 101);
@@ -263,7 +303,10 @@ auth = { kind = "jwt", public_key = "{dir}/jwt.pem", identity_claim = "email" }
         let r = request(
             addr,
             "/hs",
-            &[("Authorization", &format!("Bearer {}", hs256(&claims(extra.clone()), secret)))],
+            &[(
+                "Authorization",
+                &format!("Bearer {}", hs256(&claims(extra.clone()), secret)),
+            )],
             true,
         )
         .await;
@@ -272,12 +315,22 @@ auth = { kind = "jwt", public_key = "{dir}/jwt.pem", identity_claim = "email" }
             r.header("www-authenticate"),
             Some("Bearer realm=\"wssd\", error=\"invalid_token\"")
         );
-        assert_eq!(failures(&server, "/hs", reason).await, before + 1.0, "{extra}");
+        assert_eq!(
+            failures(&server, "/hs", reason).await,
+            before + 1.0,
+            "{extra}"
+        );
     }
     // Within the leeway an expired token still passes.
-    assert_eq!(status(hs256(&claims(json!({"exp": t - 2})), secret), "/hs").await, 101);
+    assert_eq!(
+        status(hs256(&claims(json!({"exp": t - 2})), secret), "/hs").await,
+        101
+    );
     // Another secret.
-    let forged = hs256(&claims(json!({})), b"another-secret-of-at-least-32-bytes-long");
+    let forged = hs256(
+        &claims(json!({})),
+        b"another-secret-of-at-least-32-bytes-long",
+    );
     assert_eq!(status(forged, "/hs").await, 401);
     assert_eq!(failures(&server, "/hs", "bad_signature").await, 1.0);
     // alg "none" is not a token here.
@@ -291,14 +344,26 @@ auth = { kind = "jwt", public_key = "{dir}/jwt.pem", identity_claim = "email" }
     // ES256 from the PEM key; identity from `email`.
     let es = |c: serde_json::Value| encode(&Header::new(Algorithm::ES256), &c, &es_key).unwrap();
     let good = json!({"email": "carol@example.test", "exp": t + 300});
-    let r = request(addr, "/es", &[("Authorization", &format!("Bearer {}", es(good)))], true).await;
+    let r = request(
+        addr,
+        "/es",
+        &[("Authorization", &format!("Bearer {}", es(good)))],
+        true,
+    )
+    .await;
     assert_eq!(r.status, 101);
     server.wait_for_log("identity=carol@example.test").await;
-    assert_eq!(status(es(json!({"sub": "x", "exp": t + 300})), "/es").await, 401);
+    assert_eq!(
+        status(es(json!({"sub": "x", "exp": t + 300})), "/es").await,
+        401
+    );
     assert_eq!(failures(&server, "/es", "missing_claim").await, 1.0);
     // Algorithm confusion: HS256 keyed with the public key is refused by
     // algorithm before any verification.
-    let confused = hs256(&json!({"email": "eve", "exp": t + 300}), public_pem.as_bytes());
+    let confused = hs256(
+        &json!({"email": "eve", "exp": t + 300}),
+        public_pem.as_bytes(),
+    );
     assert_eq!(status(confused, "/es").await, 401);
     assert_eq!(failures(&server, "/es", "wrong_algorithm").await, 1.0);
 }
@@ -353,8 +418,9 @@ auth = { kind = "basic", htpasswd = "{dir}/users.htpasswd", realm = "staff only"
 
     let (status, out) = curl(&url, None);
     assert_eq!(status, 401, "{out}");
-    assert!(
-        out.contains("WWW-Authenticate: Basic realm=\"staff only\""),
+    assert_eq!(
+        parse_response(out.as_bytes()).header("www-authenticate"),
+        Some("Basic realm=\"staff only\", charset=\"UTF-8\""),
         "{out}"
     );
     assert!(!out.contains("members area"));
@@ -397,7 +463,9 @@ async fn recording_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                     .unwrap()
                     .push(String::from_utf8_lossy(&raw).into_owned());
                 let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                    )
                     .await;
             });
         }
@@ -428,14 +496,28 @@ auth = {{ kind = "token", tokens_file = "{{dir}}/tokens.txt" }}
     assert_eq!(request(addr, "/api/x", &wrong, false).await.status, 401);
     assert_eq!(request(addr, "/api/ws", &[], true).await.status, 401);
     assert_eq!(
-        request(addr, "/api/x?access_token=wrong-wrong-wrong-wrong", &[], false)
-            .await
-            .status,
+        request(
+            addr,
+            "/api/x?access_token=wrong-wrong-wrong-wrong",
+            &[],
+            false
+        )
+        .await
+        .status,
         401
     );
-    assert!(seen.lock().unwrap().is_empty(), "a refused request was forwarded");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a refused request was forwarded"
+    );
 
-    let r = request(addr, &format!("/api/q?a=1&access_token={ALICE}&b=2"), &[], false).await;
+    let r = request(
+        addr,
+        &format!("/api/q?a=1&access_token={ALICE}&b=2"),
+        &[],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     let bearer = format!("Bearer {ALICE}");
     let r = request(addr, "/api/h", &[("Authorization", &bearer)], false).await;
@@ -444,9 +526,15 @@ auth = {{ kind = "token", tokens_file = "{{dir}}/tokens.txt" }}
     assert_eq!(heads.len(), 2, "{heads:?}");
     assert!(heads[0].contains("a=1&b=2"), "{}", heads[0]);
     for head in &heads {
-        assert!(!head.contains(ALICE), "the credential was forwarded:\n{head}");
+        assert!(
+            !head.contains(ALICE),
+            "the credential was forwarded:\n{head}"
+        );
         assert!(!head.contains("access_token"), "{head}");
-        assert!(!head.to_ascii_lowercase().contains("authorization"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization"),
+            "{head}"
+        );
     }
 }
 
@@ -491,7 +579,13 @@ async fn guessing_is_slowed_and_a_valid_client_gets_in_after_the_backoff_drains(
     let r = request(addr, "/ws/echo", &[("Authorization", &good)], true).await;
     assert_eq!(r.status, 101, "{}", r.body_text());
     // The success cleared this address: wrong guesses are checked again.
-    let r = request(addr, "/ws/echo", &[("Authorization", "Bearer guess-again-000000000")], true).await;
+    let r = request(
+        addr,
+        "/ws/echo",
+        &[("Authorization", "Bearer guess-again-000000000")],
+        true,
+    )
+    .await;
     assert_eq!(r.status, 401);
 }
 
