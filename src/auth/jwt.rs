@@ -318,3 +318,160 @@ fn pem_key(pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), JwtKeyError> {
     }
     Err(JwtKeyError::UnsupportedKey(alg.to_id_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn rules() -> JwtRules {
+        JwtRules {
+            audience: None,
+            issuer: None,
+            leeway_secs: 60,
+            identity_claim: "sub".into(),
+        }
+    }
+
+    fn exp() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 300
+    }
+
+    fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        encode(&header, &json!({"sub": "dora", "exp": exp()}), key).unwrap()
+    }
+
+    /// A P-256 key pair and its public JWK with `kid`.
+    fn ec_jwk(kid: &str) -> (EncodingKey, serde_json::Value) {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let point = pair.public_key_raw();
+        assert_eq!(point.len(), 65);
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        });
+        let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        (key, jwk)
+    }
+
+    #[test]
+    fn jwks_picks_the_key_by_kid() {
+        let (k1, j1) = ec_jwk("one");
+        let (k2, j2) = ec_jwk("two");
+        let jwks = json!({"keys": [j1, j2]}).to_string();
+        let v = JwtVerifier::from_jwks(jwks.as_bytes(), &rules()).unwrap();
+        assert_eq!(
+            &*v.verify(&sign(Algorithm::ES256, Some("one"), &k1))
+                .unwrap()
+                .name,
+            "dora"
+        );
+        assert_eq!(
+            &*v.verify(&sign(Algorithm::ES256, Some("two"), &k2))
+                .unwrap()
+                .name,
+            "dora"
+        );
+        // Signed by key two but naming key one; an unknown kid; no kid.
+        let mixed = sign(Algorithm::ES256, Some("one"), &k2);
+        assert_eq!(v.verify(&mixed).unwrap_err(), Reason::BadSignature);
+        let unknown = sign(Algorithm::ES256, Some("three"), &k1);
+        assert_eq!(v.verify(&unknown).unwrap_err(), Reason::BadSignature);
+        let no_kid = sign(Algorithm::ES256, None, &k1);
+        assert_eq!(v.verify(&no_kid).unwrap_err(), Reason::BadSignature);
+    }
+
+    #[test]
+    fn jwks_refuses_secrets_duplicates_and_missing_kids() {
+        let (_, j1) = ec_jwk("same");
+        let (_, j2) = ec_jwk("same");
+        let doc = json!({"keys": [j1.clone(), j2]}).to_string();
+        assert!(matches!(
+            JwtVerifier::from_jwks(doc.as_bytes(), &rules()).unwrap_err(),
+            JwtKeyError::DuplicateKid {
+                first: 1,
+                index: 2,
+                ..
+            }
+        ));
+        let oct = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "s"}]}).to_string();
+        assert!(matches!(
+            JwtVerifier::from_jwks(oct.as_bytes(), &rules()).unwrap_err(),
+            JwtKeyError::BadJwk { index: 1, .. }
+        ));
+        let mut anonymous = j1.clone();
+        anonymous.as_object_mut().unwrap().remove("kid");
+        let doc = json!({"keys": [j1, anonymous]}).to_string();
+        assert!(matches!(
+            JwtVerifier::from_jwks(doc.as_bytes(), &rules()).unwrap_err(),
+            JwtKeyError::MissingKid(2, 2)
+        ));
+        assert!(matches!(
+            JwtVerifier::from_jwks(br#"{"keys": []}"#, &rules()).unwrap_err(),
+            JwtKeyError::EmptyJwks
+        ));
+        assert!(matches!(
+            JwtVerifier::from_jwks(b"not json", &rules()).unwrap_err(),
+            JwtKeyError::BadJwks(_)
+        ));
+    }
+
+    #[test]
+    fn pem_key_type_decides_the_algorithm() {
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let v = JwtVerifier::from_pem(ed.public_key_pem().as_bytes(), &rules()).unwrap();
+        let key = EncodingKey::from_ed_pem(ed.serialize_pem().as_bytes()).unwrap();
+        assert_eq!(
+            &*v.verify(&sign(Algorithm::EdDSA, None, &key)).unwrap().name,
+            "dora"
+        );
+        // HS256 keyed with the public key's PEM (algorithm confusion).
+        let confused = EncodingKey::from_secret(ed.public_key_pem().as_bytes()).unwrap();
+        assert_eq!(
+            v.verify(&sign(Algorithm::HS256, None, &confused))
+                .unwrap_err(),
+            Reason::WrongAlgorithm
+        );
+        // A private key is refused with the command that extracts the public one.
+        let e = JwtVerifier::from_pem(ed.serialize_pem().as_bytes(), &rules()).unwrap_err();
+        assert_eq!(e, JwtKeyError::PrivateKey);
+        assert!(e.to_string().contains("-pubout"));
+        assert_eq!(
+            JwtVerifier::from_pem(b"no pem here", &rules()).unwrap_err(),
+            JwtKeyError::NoPublicKey
+        );
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let v = JwtVerifier::from_pem(p384.public_key_pem().as_bytes(), &rules()).unwrap();
+        let key = EncodingKey::from_ec_pem(p384.serialize_pem().as_bytes()).unwrap();
+        assert_eq!(
+            &*v.verify(&sign(Algorithm::ES384, None, &key)).unwrap().name,
+            "dora"
+        );
+        // The same token relabelled ES256: a P-384 key accepts ES384 only.
+        let es384 = sign(Algorithm::ES384, None, &key);
+        let (_, rest) = es384.split_once('.').unwrap();
+        let relabelled = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256"}"#));
+        assert_eq!(v.verify(&relabelled).unwrap_err(), Reason::WrongAlgorithm);
+        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let v = JwtVerifier::from_pem(rsa.public_key_pem().as_bytes(), &rules()).unwrap();
+        let key = EncodingKey::from_rsa_pem(rsa.serialize_pem().as_bytes()).unwrap();
+        assert_eq!(
+            &*v.verify(&sign(Algorithm::RS256, None, &key)).unwrap().name,
+            "dora"
+        );
+        assert_eq!(
+            &*v.verify(&sign(Algorithm::PS512, None, &key)).unwrap().name,
+            "dora"
+        );
+    }
+}
