@@ -146,16 +146,10 @@ impl JwtVerifier {
             };
             let algs = match jwk.common.key_algorithm {
                 None => family,
-                Some(named) => {
-                    let Some(alg) = family
-                        .iter()
-                        .copied()
-                        .find(|a| format!("{a:?}") == format!("{named:?}"))
-                    else {
-                        return Err(bad("its `alg` does not fit its key type"));
-                    };
-                    vec![alg]
-                }
+                Some(named) => match Algorithm::try_from(named) {
+                    Ok(alg) if family.contains(&alg) => vec![alg],
+                    _ => return Err(bad("its `alg` does not fit its key type")),
+                },
             };
             let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
             let kid = jwk.common.key_id.clone();
@@ -409,6 +403,17 @@ mod tests {
             JwtVerifier::from_jwks(oct.as_bytes(), &rules()).unwrap_err(),
             JwtKeyError::BadJwk { index: 1, .. }
         ));
+        let mut mislabelled = j1.clone();
+        mislabelled["alg"] = json!("ES384");
+        let doc = json!({"keys": [mislabelled]}).to_string();
+        assert!(matches!(
+            JwtVerifier::from_jwks(doc.as_bytes(), &rules()).unwrap_err(),
+            JwtKeyError::BadJwk { index: 1, .. }
+        ));
+        let mut labelled = j1.clone();
+        labelled["alg"] = json!("ES256");
+        let doc = json!({"keys": [labelled]}).to_string();
+        assert!(JwtVerifier::from_jwks(doc.as_bytes(), &rules()).is_ok());
         let mut anonymous = j1.clone();
         anonymous.as_object_mut().unwrap().remove("kid");
         let doc = json!({"keys": [j1, anonymous]}).to_string();
