@@ -1,7 +1,8 @@
 //! The HTTP layer: serves one connection (TLS or plain) with hyper, and for
 //! each request goes path cleaning (`path`) -> router -> the route's auth
-//! (`gate`) -> route kind, with the edge checks for upgrades; HSTS is added on the way out. WebSocket
-//! upgrades are checked in `edge` and handed to the route kind
+//! (`gate`) -> route kind, with the edge checks for upgrades; HSTS is
+//! added on the way out. WebSocket upgrades are checked in `edge` and
+//! handed to the route kind
 //! (`crate::routes`), which also answers the plain requests of HTTP kinds.
 //! `reply` holds what both sides speak (bodies, connection facts, the 101).
 //!
@@ -28,6 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
+use crate::auth::Identity;
 use crate::config::limits::{MAX_HEADERS, MAX_HTTP_BUFFER};
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::Route;
@@ -124,11 +126,9 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
     dispatch(req, route, &rest, &path, upgrade, ctx, conn).await
 }
 
-/// Hands a matched request to its route: first the route's auth (a
-/// refusal ends it here, before any upgrade check or forwarding), then
-/// upgrades through the edge checks to WebSocket kinds, plain requests to
-/// HTTP kinds; the wrong one of the two gets an error that names the
-/// right one. The identity rides on the request's log span.
+/// Hands a matched request to its route: first the route's auth (`gate`:
+/// a refusal ends it here, before any upgrade check or forwarding), then
+/// [`serve`] under a log span that carries the identity.
 async fn dispatch(
     mut req: Request<Incoming>,
     route: Arc<Route>,
@@ -146,52 +146,64 @@ async fn dispatch(
         Some(id) => tracing::info_span!("request", identity = %id.name),
         None => tracing::Span::none(),
     };
-    let identity = identity.as_ref();
+    serve(req, route, rest, path, ctx, conn, identity.as_ref())
+        .instrument(span)
+        .await
+}
+
+/// Upgrades go through the edge checks to WebSocket kinds, plain requests
+/// to HTTP kinds; the wrong one of the two gets an error that names the
+/// right one. `identity` is who the gate said the caller is.
+async fn serve(
+    req: Request<Incoming>,
+    route: Arc<Route>,
+    rest: &str,
+    path: &str,
+    ctx: &HttpContext,
+    conn: &ConnInfo,
+    identity: Option<&Identity>,
+) -> Response<Body> {
+    // The gate takes out credentials only, never the upgrade headers.
+    let upgrade = wants_websocket(&req);
     let kind = &route.spec.kind;
-    async {
-        match (upgrade, kind.is_websocket(), kind.is_http()) {
-            (true, true, _) => {
-                edge::accept_websocket(req, route.clone(), ctx, conn, identity).await
-            }
-            (true, false, _) => {
-                metrics::handshake_failed(HandshakeFailure::Http);
-                counted(text_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "{} serves files, not WebSockets; WebSocket routes: {}\n",
-                        route.spec.path,
-                        websocket_paths(&ctx.router)
-                    ),
-                ))
-            }
-            (false, _, true) => counted(
-                route
-                    .serve_http(req, rest, path, &ctx.env(conn, identity))
-                    .await,
-            ),
-            (false, _, false) => {
-                let mut r = text_response(
-                    StatusCode::UPGRADE_REQUIRED,
-                    &format!(
-                        "{} is a WebSocket endpoint ({}): connect with {}://HOST{}\n",
-                        route.spec.path,
-                        kind.name(),
-                        if conn.tls { "wss" } else { "ws" },
-                        path
-                    ),
-                );
-                r.headers_mut()
-                    .insert(UPGRADE, HeaderValue::from_static("websocket"));
-                r.headers_mut().insert(
-                    hyper::header::CONNECTION,
-                    HeaderValue::from_static("Upgrade"),
-                );
-                counted(r)
-            }
+    match (upgrade, kind.is_websocket(), kind.is_http()) {
+        (true, true, _) => edge::accept_websocket(req, route, ctx, conn, identity).await,
+        (true, false, _) => {
+            metrics::handshake_failed(HandshakeFailure::Http);
+            counted(text_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{} serves files, not WebSockets; WebSocket routes: {}\n",
+                    route.spec.path,
+                    websocket_paths(&ctx.router)
+                ),
+            ))
+        }
+        (false, _, true) => counted(
+            route
+                .serve_http(req, rest, path, &ctx.env(conn, identity))
+                .await,
+        ),
+        (false, _, false) => {
+            let mut r = text_response(
+                StatusCode::UPGRADE_REQUIRED,
+                &format!(
+                    "{} is a WebSocket endpoint ({}): connect with {}://HOST{}\n",
+                    route.spec.path,
+                    kind.name(),
+                    if conn.tls { "wss" } else { "ws" },
+                    path
+                ),
+            );
+            r.headers_mut()
+                .insert(UPGRADE, HeaderValue::from_static("websocket"));
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                HeaderValue::from_static("Upgrade"),
+            );
+            counted(r)
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// The answer to an ACME HTTP-01 challenge request for `token`.
