@@ -24,16 +24,21 @@
 //!   pair (`loaded`), the slots (`manager`), the state folder (`store`) and
 //!   typed errors (`error`).
 //! - [`http`]: the hyper service, one connection: clean the path (`path`),
-//!   match (`router`), then the upgrade checks (`edge`: RFC 6455, Origin,
-//!   Host allowlist in `host`, permit) or plain HTTP; `redirect` sends
-//!   plain listeners to https:// (`--redirect-http`); `reply` is the leaf
-//!   both `http` and `routes` use (bodies, `ConnInfo`, text replies, 101).
+//!   match (`router`), the route's auth (`gate`: 401/429, the credential
+//!   taken out, the identity), then the upgrade checks (`edge`: RFC 6455,
+//!   Origin, Host allowlist in `host`, permit) or plain HTTP; `redirect`
+//!   sends plain listeners to https:// (`--redirect-http`); `reply` is the
+//!   leaf both `http` and `routes` use (bodies, `ConnInfo`, text replies,
+//!   101).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
 //!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
 //!   `broadcast`); `open` starts a kind's session after the 101.
 //! - [`auth`]: who a request is (`identity`), decided at the edge before
-//!   the route kind runs.
+//!   the route kind runs: a route's loaded `auth` (`spec`), where
+//!   credentials are read (`extract`), the verifiers (`token`, `jwt`,
+//!   `basic` for htpasswd), the orchestrator (`check`), refusal reasons
+//!   (`reason`) and load errors (`error`).
 //! - [`session`]: the WebSocket driver (limits, writes under the send
 //!   deadline, large messages written from their shared buffer, close,
 //!   drain); [`keepalive`]: the one ping/pong/idle rule and close-reason
@@ -53,7 +58,8 @@
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
-//!   types (`types`), typed errors (`error`), trust roots (`trust`).
+//!   types (`types`), typed errors (`error`), trust roots (`trust`), a
+//!   route's `auth` table loaded once (`auth`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.

@@ -8,11 +8,18 @@
 //! - `wssd_connections_total{route,listener}` counter
 //! - `wssd_messages_total{route,direction}` and `wssd_bytes_total{route,direction}`
 //! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout,
-//!   plain_http: an HTTP request on a TLS port, answered 400)
+//!   auth, plain_http: an HTTP request on a TLS port, answered 400)
 //! - `wssd_connections_refused_total{reason}` connections closed at accept
 //!   (reason: total, per_ip, rate, proxy_protocol)
 //! - `wssd_connection_rate_addresses` gauge: client addresses the per-IP
 //!   connection rate remembers
+//! - `wssd_auth_failures_total{route,reason}` requests refused by a route's
+//!   `auth` (reason: `crate::auth::Reason::label`: missing, malformed,
+//!   unknown_token, bad_signature, expired, not_yet_valid, wrong_audience,
+//!   wrong_issuer, missing_claim, wrong_algorithm, bad_password,
+//!   unknown_user, throttled)
+//! - `wssd_auth_success_total{route,source}` requests a route's `auth`
+//!   accepted (source: token, jwt, basic)
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
@@ -74,6 +81,8 @@ pub enum HandshakeFailure {
     Timeout,
     /// Plain HTTP on a TLS port (answered 400 with the https:// URL).
     PlainHttp,
+    /// Refused by the route's `auth` (401 or 429).
+    Auth,
 }
 
 impl HandshakeFailure {
@@ -84,6 +93,7 @@ impl HandshakeFailure {
             HandshakeFailure::Limit => "limit",
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::PlainHttp => "plain_http",
+            HandshakeFailure::Auth => "auth",
         }
     }
 }
@@ -101,6 +111,18 @@ pub fn connection_rate_addresses(n: usize) {
 
 pub fn handshake_failed(reason: HandshakeFailure) {
     counter!("wssd_handshake_failures_total", "reason" => reason.label()).increment(1);
+}
+
+/// A request refused by `route`'s auth, for `reason`.
+pub fn auth_failure(route: &str, reason: &'static str) {
+    counter!("wssd_auth_failures_total", "route" => route.to_string(), "reason" => reason)
+        .increment(1);
+}
+
+/// A request accepted by `route`'s auth (`source`: token, jwt, basic).
+pub fn auth_success(route: &str, source: &'static str) {
+    counter!("wssd_auth_success_total", "route" => route.to_string(), "source" => source)
+        .increment(1);
 }
 
 pub fn close_code(code: u16) {

@@ -1,17 +1,25 @@
-//! Comparing secrets (moderator passwords, the publish token) without
-//! revealing through timing how much of a guess was right. Where secrets
-//! come from is configuration's business; this only compares.
+//! Comparing secrets (moderator passwords, the publish token, route auth
+//! tokens) without revealing through timing how much of a guess was right.
+//! Where secrets come from is configuration's business; this only compares.
+//!
+//! The comparison is `subtle`'s constant-time equality on SHA-256 digests:
+//! `subtle` short-circuits on different lengths, digests always have the
+//! same length, and a digest reveals nothing about how close a guess was.
 
-/// Compares without an early exit: the time taken depends on the longer
-/// input's length only, never on where the first difference is.
+use subtle::ConstantTimeEq;
+
+/// The SHA-256 digest of `data` (aws-lc-rs, the crypto already used by TLS).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Compares without an early exit: the time taken depends on the inputs'
+/// lengths only (through hashing), never on where the first difference is.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= x ^ y;
-    }
-    diff == 0
+    sha256(a).ct_eq(&sha256(b)).into()
 }
 
 #[cfg(test)]
@@ -26,5 +34,13 @@ mod tests {
         assert!(!constant_time_eq(b"secret!", b"secret"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn sha256_known_answer() {
+        // FIPS 180-2 example "abc".
+        let d = sha256(b"abc");
+        assert_eq!(d[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(d[28..], [0xf2, 0x00, 0x15, 0xad]);
     }
 }

@@ -106,6 +106,9 @@ pub enum ConfigError {
     /// A `--route` or `[[route]]` the route-spec parser refused.
     #[error(transparent)]
     Route(#[from] RouteSpecError),
+    /// A route's `auth` table that cannot be used (issue 12).
+    #[error(transparent)]
+    Auth(#[from] super::auth::AuthConfigError),
     #[error("route path {0} is defined twice; each path prefix can have one route")]
     RouteTwice(String),
     #[error("route {0}: max_message_size must be at least 16 bytes")]

@@ -18,6 +18,7 @@
 //! `tls` depends on `config`, never the other way round.
 
 pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod cidr;
 pub mod defaults;

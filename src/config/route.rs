@@ -6,11 +6,13 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::auth::AuthTable;
 use super::error::{RouteSpecError, UpstreamError};
 use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
     RouteLimits, seconds,
 };
+use crate::auth::AuthSpec;
 
 /// What a route does; each kind's behaviour lives in `crate::routes`.
 #[derive(Debug, Clone, PartialEq)]
@@ -350,6 +352,9 @@ pub struct RouteSpec {
     // plain listeners when `--redirect-http` sends the rest to https.
     /// Served on plain listeners even with `--redirect-http`.
     pub plain: bool,
+    /// Authentication at the handshake (`[[route]]` `auth` table only),
+    /// loaded by the routes section (`route_list`), which has the secrets.
+    pub auth: Option<AuthSpec>,
 }
 
 impl fmt::Display for RouteSpec {
@@ -360,6 +365,10 @@ impl fmt::Display for RouteSpec {
             }
             RouteKind::Static { dir: None } => write!(f, "{}=static (bundled client)", self.path),
             kind => write!(f, "{}={}", self.path, kind.name()),
+        }?;
+        match &self.auth {
+            Some(auth) => write!(f, " (auth {}: {})", auth.method.name(), auth.source),
+            None => Ok(()),
         }
     }
 }
@@ -372,18 +381,21 @@ pub fn default_routes() -> Vec<RouteSpec> {
             kind: RouteKind::Static { dir: None },
             limits: RouteLimits::default(),
             plain: false,
+            auth: None,
         },
         RouteSpec {
             path: "/ws/echo".into(),
             kind: RouteKind::Echo,
             limits: RouteLimits::default(),
             plain: false,
+            auth: None,
         },
         RouteSpec {
             path: "/ws/chat".into(),
             kind: RouteKind::Chat(ChatSpec::default()),
             limits: RouteLimits::default(),
             plain: false,
+            auth: None,
         },
     ]
 }
@@ -403,6 +415,7 @@ pub fn parse_route_flag(text: &str) -> Result<RouteSpec, RouteSpecError> {
         kind,
         limits: RouteLimits::default(),
         plain: false,
+        auth: None,
     })
 }
 
@@ -449,6 +462,9 @@ pub struct RouteTable {
     // The listener edge (issue 12).
     /// Served on plain listeners even with `--redirect-http`.
     pub plain: Option<bool>,
+    // --- auth (issue 12: authentication at the handshake) ---
+    /// `auth = { kind = "token" | "jwt" | "basic", ... }` (config/auth.rs).
+    pub auth: Option<AuthTable>,
 }
 
 impl RouteTable {
@@ -604,6 +620,8 @@ impl RouteTable {
             kind,
             limits,
             plain: self.plain.unwrap_or(false),
+            // Loaded by `route_list` from `self.auth`, with the secrets.
+            auth: None,
         })
     }
 }

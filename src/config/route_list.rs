@@ -16,7 +16,7 @@ pub fn section(
     limits: &Limits,
     problems: &mut Vec<ConfigError>,
 ) -> Vec<RouteSpec> {
-    let mut routes = parse(src, problems);
+    let mut routes = parse(src, env, problems);
     for r in &mut routes {
         if let RouteKind::Chat(chat) = &mut r.kind {
             chat.moderator_password = env.secrets.get(&chat.moderator_password_env).cloned();
@@ -36,7 +36,7 @@ pub fn section(
 }
 
 /// The flags' routes, else the file's, else the defaults.
-fn parse(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Vec<RouteSpec> {
+fn parse(src: &Sources<'_>, env: &Environment, problems: &mut Vec<ConfigError>) -> Vec<RouteSpec> {
     let mut routes = Vec::new();
     if !src.args.route.is_empty() {
         for r in &src.args.route {
@@ -49,7 +49,16 @@ fn parse(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Vec<RouteSpec> {
         for t in tables {
             let place = format!("{}: [[route]]", src.place(t.span().start));
             match t.get_ref().clone().into_spec(&place) {
-                Ok(spec) => routes.push(spec),
+                Ok(mut spec) => {
+                    // The route's `auth`: files read and secrets taken now.
+                    if let Some(auth) = &t.get_ref().auth {
+                        match auth.load(&format!("{place} {}", spec.path), env) {
+                            Ok(loaded) => spec.auth = Some(loaded),
+                            Err(e) => problems.push(ConfigError::Auth(e)),
+                        }
+                    }
+                    routes.push(spec);
+                }
                 Err(e) => problems.push(ConfigError::Route(e)),
             }
         }

@@ -9,7 +9,8 @@ use tokio_util::task::TaskTracker;
 use super::host::HostAllow;
 use super::reply::ConnInfo;
 use super::router::Router;
-use crate::auth::Identity;
+use crate::auth::{Identity, IdentitySource};
+use crate::backoff::Backoff;
 use crate::config::cidr::Cidr;
 use crate::routes::Env;
 use crate::tls::challenge::Challenges;
@@ -37,6 +38,9 @@ pub struct HttpContext {
     /// `--redirect-http`: plain listeners answer 308 to https:// on this
     /// port (the first TLS listener's).
     pub redirect_https: Option<u16>,
+    /// Wrong credentials on routes with `auth`, per address and in total
+    /// (one for all routes: see `crate::auth::check`).
+    pub auth_backoff: Backoff,
 }
 
 impl HttpContext {
@@ -50,4 +54,12 @@ impl HttpContext {
             identity,
         }
     }
+}
+
+/// Who a connection is without route auth: the subject of its verified
+/// client certificate (mTLS), if it sent one.
+pub fn conn_identity(conn: &ConnInfo) -> Option<Identity> {
+    conn.client_subject
+        .as_ref()
+        .map(|subject| Identity::new(subject.clone(), IdentitySource::ClientCert))
 }

@@ -16,16 +16,18 @@ use super::context::HttpContext;
 pub use super::host::HostAllow;
 use super::host::host_name;
 use super::reply::{Body, ConnInfo, refused, text_response};
+use crate::auth::Identity;
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::Route;
 
 /// Validates the upgrade request and, if it passes, hands it with its
-/// connection slot to the route.
+/// connection slot and the caller's `identity` (from `gate`) to the route.
 pub async fn accept_websocket(
     req: Request<Incoming>,
     route: Arc<Route>,
     ctx: &HttpContext,
     conn: &ConnInfo,
+    identity: Option<&Identity>,
 ) -> Response<Body> {
     if req.method() != Method::GET {
         return refused(
@@ -89,7 +91,9 @@ pub async fn accept_websocket(
     };
 
     // The kind's own admission, the 101 and the session.
-    route.upgrade(req, key, permit, &ctx.env(conn, None)).await
+    route
+        .upgrade(req, key, permit, &ctx.env(conn, identity))
+        .await
 }
 
 /// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,

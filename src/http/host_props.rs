@@ -148,6 +148,7 @@ fn ctx(allow_origin: Vec<String>, allow_host: &[&str], trusted: bool) -> HttpCon
         },
         challenges: Arc::new(Challenges::default()),
         redirect_https: None,
+        auth_backoff: crate::backoff::Backoff::new(crate::auth::check::BACKOFF),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The HTTP layer: serves one connection (TLS or plain) with hyper, and for
-//! each request goes path cleaning (`path`) -> router -> route kind, with
-//! the edge checks for upgrades; HSTS is added on the way out. WebSocket
-//! upgrades are checked in `edge` and handed to the route kind
+//! each request goes path cleaning (`path`) -> router -> the route's auth
+//! (`gate`) -> route kind, with the edge checks for upgrades; HSTS is
+//! added on the way out. WebSocket upgrades are checked in `edge` and
+//! handed to the route kind
 //! (`crate::routes`), which also answers the plain requests of HTTP kinds.
 //! With `--redirect-http`, plain listeners send requests to https://
 //! (`redirect`) right after the ACME HTTP-01 answers.
@@ -11,6 +12,7 @@
 
 pub mod context;
 pub mod edge;
+pub mod gate;
 pub mod host;
 pub mod path;
 pub mod redirect;
@@ -28,7 +30,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 
+use crate::auth::Identity;
 use crate::config::limits::{MAX_HEADERS, MAX_HTTP_BUFFER};
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::Route;
@@ -132,11 +136,11 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
     dispatch(req, route, &rest, &path, upgrade, ctx, conn).await
 }
 
-/// Hands a matched request to its route: upgrades through the edge checks
-/// to WebSocket kinds, plain requests to HTTP kinds; the wrong one of the
-/// two gets an error that names the right one.
+/// Hands a matched request to its route: first the route's auth (`gate`:
+/// a refusal ends it here, before any upgrade check or forwarding), then
+/// [`serve`] under a log span that carries the identity.
 async fn dispatch(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     route: Arc<Route>,
     rest: &str,
     path: &str,
@@ -144,9 +148,36 @@ async fn dispatch(
     ctx: &HttpContext,
     conn: &ConnInfo,
 ) -> Response<Body> {
+    let identity = match gate::authenticate(&mut req, &route, upgrade, ctx, conn).await {
+        Ok(identity) => identity,
+        Err(refusal) => return counted(refusal),
+    };
+    let span = match &identity {
+        Some(id) => tracing::info_span!("request", identity = %id.name),
+        None => tracing::Span::none(),
+    };
+    serve(req, route, rest, path, ctx, conn, identity.as_ref())
+        .instrument(span)
+        .await
+}
+
+/// Upgrades go through the edge checks to WebSocket kinds, plain requests
+/// to HTTP kinds; the wrong one of the two gets an error that names the
+/// right one. `identity` is who the gate said the caller is.
+async fn serve(
+    req: Request<Incoming>,
+    route: Arc<Route>,
+    rest: &str,
+    path: &str,
+    ctx: &HttpContext,
+    conn: &ConnInfo,
+    identity: Option<&Identity>,
+) -> Response<Body> {
+    // The gate takes out credentials only, never the upgrade headers.
+    let upgrade = wants_websocket(&req);
     let kind = &route.spec.kind;
     match (upgrade, kind.is_websocket(), kind.is_http()) {
-        (true, true, _) => edge::accept_websocket(req, route, ctx, conn).await,
+        (true, true, _) => edge::accept_websocket(req, route, ctx, conn, identity).await,
         (true, false, _) => {
             metrics::handshake_failed(HandshakeFailure::Http);
             counted(text_response(
@@ -160,7 +191,7 @@ async fn dispatch(
         }
         (false, _, true) => counted(
             route
-                .serve_http(req, rest, path, &ctx.env(conn, None))
+                .serve_http(req, rest, path, &ctx.env(conn, identity))
                 .await,
         ),
         (false, _, false) => {

@@ -142,6 +142,7 @@ pub async fn run(
             .flatten()
             .and_then(|l| l.socket.local_addr().ok())
             .map(|a| a.port()),
+        auth_backoff: crate::backoff::Backoff::new(crate::auth::check::BACKOFF),
     });
     let admission = Admission::new(
         config.limits.max_connections + HANDSHAKE_HEADROOM,

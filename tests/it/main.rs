@@ -9,6 +9,7 @@
 )]
 
 mod acme; // --tls acme against pebble: HTTP-01, TLS-ALPN-01, restart, renewal, CA outage
+mod auth; // route auth at the handshake: tokens, JWTs, basic, backoff, bad configs
 mod budget; // memory: fan-out without per-subscriber copies, the global memory budget
 mod certs; // reload under load, SNI, mTLS
 mod echo; // text and binary echo over ws:// and wss://, big messages
