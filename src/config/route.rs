@@ -11,6 +11,7 @@ use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
     RouteLimits, seconds,
 };
+use super::rate::RateOverride;
 
 /// What a route does; each kind's behaviour lives in `crate::routes`.
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +429,13 @@ pub struct RouteTable {
     pub ping_interval: Option<f64>,
     /// Per-route override of `idle_timeout` (seconds, 0 = off).
     pub idle_timeout: Option<f64>,
+    // Rates (issue 12, per-WebSocket rate limits): overrides of
+    // --message-rate/--message-burst/--byte-rate/--byte-burst; a rate of 0
+    // turns that limit off on this route (see `config::rate`).
+    pub message_rate: Option<u32>,
+    pub message_burst: Option<u32>,
+    pub byte_rate: Option<u32>,
+    pub byte_burst: Option<u32>,
 }
 
 impl RouteTable {
@@ -496,6 +504,7 @@ impl RouteTable {
         ] {
             misplaced(key, present && !is("chat"), "chat")?;
         }
+        let rates = self.rate_overrides(place, kind.is_websocket())?;
         match &mut kind {
             RouteKind::Proxy(p) => {
                 p.balance = self.balance.unwrap_or_default();
@@ -577,12 +586,59 @@ impl RouteTable {
                 .idle_timeout
                 .map(|s| seconds(s, place, "idle_timeout"))
                 .transpose()?,
+            message_rate: rates.0,
+            byte_rate: rates.1,
         };
         Ok(RouteSpec {
             path: check_path(&self.path, place)?,
             kind,
             limits,
         })
+    }
+}
+
+impl RouteTable {
+    /// The rate keys (issue 12, per-WebSocket rates): messages, then bytes.
+    /// They apply to WebSocket routes; a burst of 0 is refused (a rate of 0
+    /// is the way to turn a limit off).
+    fn rate_overrides(
+        &self,
+        place: &str,
+        websocket: bool,
+    ) -> Result<(RateOverride, RateOverride), RouteSpecError> {
+        let keys = [
+            ("message_rate", self.message_rate),
+            ("message_burst", self.message_burst),
+            ("byte_rate", self.byte_rate),
+            ("byte_burst", self.byte_burst),
+        ];
+        for (key, value) in keys {
+            if value.is_some() && !websocket {
+                return Err(RouteSpecError::Misplaced {
+                    place: place.into(),
+                    key,
+                    kinds: "WebSocket (echo, chat, broadcast, exec, proxy)",
+                });
+            }
+        }
+        let burst = |value: Option<u32>, key: &'static str, rate_key: &'static str| match value {
+            Some(0) => Err(RouteSpecError::ZeroRateBurst {
+                place: place.into(),
+                key,
+                rate_key,
+            }),
+            other => Ok(other.and_then(std::num::NonZeroU32::new)),
+        };
+        Ok((
+            RateOverride {
+                per_second: self.message_rate,
+                burst: burst(self.message_burst, "message_burst", "message_rate")?,
+            },
+            RateOverride {
+                per_second: self.byte_rate,
+                burst: burst(self.byte_burst, "byte_burst", "byte_rate")?,
+            },
+        ))
     }
 }
 

@@ -31,8 +31,63 @@ pub fn section(
     }
     for r in &routes {
         check(r, limits, problems);
+        if r.kind.is_websocket() {
+            check_rates(r, limits, problems);
+        }
     }
     routes
+}
+
+/// A route's rate keys against the global rates (issue 12): a burst needs
+/// a rate, and a byte burst must hold the route's largest message (or the
+/// byte limiter could never admit it).
+fn check_rates(r: &RouteSpec, limits: &Limits, problems: &mut Vec<ConfigError>) {
+    use super::rate::SetBy;
+    let pairs = [
+        (
+            r.limits.message_rate,
+            limits.message_rate,
+            "message_burst",
+            "message_rate",
+            "--message-rate",
+        ),
+        (
+            r.limits.byte_rate,
+            limits.byte_rate,
+            "byte_burst",
+            "byte_rate",
+            "--byte-rate",
+        ),
+    ];
+    for (route, global, burst_key, rate_key, rate_flag) in pairs {
+        if route.burst.is_some() && route.per_second.is_none() && global.per_second.is_none() {
+            problems.push(ConfigError::RouteBurstWithoutRate {
+                path: r.path.clone(),
+                burst_key,
+                rate_key,
+                rate_flag,
+            });
+        }
+    }
+    let fanout = matches!(r.kind, RouteKind::Chat(_) | RouteKind::Broadcast);
+    let session = limits.for_route(&r.limits, fanout);
+    if let Some(rate) = session.byte_rate
+        && (rate.burst.get() as usize) < session.max_message_size
+    {
+        let explicit = r.limits.byte_rate.burst.is_some() || limits.byte_rate.burst.is_some();
+        let source_key = match (rate.set_by, explicit) {
+            (SetBy::Route, _) => "byte_burst",
+            (SetBy::Global, true) => "--byte-burst",
+            // A default burst falls short only of a message size above 4 GiB.
+            (SetBy::Global, false) => "--byte-burst (default)",
+        };
+        problems.push(ConfigError::ByteBurstBelowMessageSize {
+            path: r.path.clone(),
+            burst: rate.burst.get(),
+            source_key,
+            message: session.max_message_size,
+        });
+    }
 }
 
 /// The flags' routes, else the file's, else the defaults.
