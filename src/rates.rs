@@ -69,9 +69,7 @@ impl Meter {
             return Meter(None);
         }
         Meter(Some(Box::new(Limiters {
-            messages: limits
-                .message_rate
-                .map(|r| Limited::new(r, Unit::Messages)),
+            messages: limits.message_rate.map(|r| Limited::new(r, Unit::Messages)),
             bytes: limits.byte_rate.map(|r| Limited::new(r, Unit::Bytes)),
         })))
     }
@@ -183,7 +181,10 @@ mod tests {
     fn memory_per_session() {
         // Printed for the report: the cost of a session with both limits.
         let both = size_of::<Limiters>();
-        eprintln!("Meter {} B; with limits on, +{both} B on the heap", size_of::<Meter>());
+        eprintln!(
+            "Meter {} B; with limits on, +{both} B on the heap",
+            size_of::<Meter>()
+        );
         assert!(both <= 160, "{both}");
     }
 }

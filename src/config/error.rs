@@ -92,9 +92,7 @@ pub enum ConfigError {
     #[error("route path {0} is defined twice; each path prefix can have one route")]
     RouteTwice(String),
     // Rates (issue 12, per-WebSocket rate limits).
-    #[error(
-        "{burst} must be at least 1; to turn the limit off, leave out {rate} or set it to 0"
-    )]
+    #[error("{burst} must be at least 1; to turn the limit off, leave out {rate} or set it to 0")]
     ZeroBurst {
         burst: &'static str,
         rate: &'static str,

@@ -229,7 +229,10 @@ mod tests {
             ..RouteLimits::default()
         };
         assert_eq!(
-            global.for_route(&small, false).byte_rate.map(|r| r.burst.get()),
+            global
+                .for_route(&small, false)
+                .byte_rate
+                .map(|r| r.burst.get()),
             Some(2000)
         );
     }

@@ -165,7 +165,10 @@ mod tests {
         let r = resolve(g, RateOverride::default(), 1).unwrap();
         assert_eq!((r.per_second.get(), r.burst.get()), (50, 100));
         assert_eq!(r.set_by, SetBy::Global);
-        assert_eq!(resolve(RateSetting::default(), RateOverride::default(), 1), None);
+        assert_eq!(
+            resolve(RateSetting::default(), RateOverride::default(), 1),
+            None
+        );
     }
 
     #[test]
@@ -207,7 +210,10 @@ mod tests {
         let on_route_only = resolve(RateSetting::default(), higher, 1).unwrap();
         assert_eq!(on_route_only.per_second.get(), 1000);
         // The global burst belongs to the global rate.
-        assert_eq!(resolve(g, RateOverride::default(), 1).unwrap().burst.get(), 15);
+        assert_eq!(
+            resolve(g, RateOverride::default(), 1).unwrap().burst.get(),
+            15
+        );
     }
 
     #[test]

@@ -118,7 +118,10 @@ async fn echo_flood_is_closed_and_a_polite_client_is_not() {
     );
     let () = polite_done;
     assert_rate_close(frame, MESSAGE_100_10);
-    assert!((10..100).contains(&echoed), "{echoed} echoed before the close");
+    assert!(
+        (10..100).contains(&echoed),
+        "{echoed} echoed before the close"
+    );
     assert_eq!(
         s.metric("wssd_rate_limited_total{route=\"/e\",limit=\"messages\"}")
             .await,
@@ -128,10 +131,21 @@ async fn echo_flood_is_closed_and_a_polite_client_is_not() {
 
 #[tokio::test]
 async fn pings_count_as_messages() {
-    let s = server(&["--route", "/e=echo", "--message-rate", "1", "--message-burst", "3"]).await;
+    let s = server(&[
+        "--route",
+        "/e=echo",
+        "--message-rate",
+        "1",
+        "--message-burst",
+        "3",
+    ])
+    .await;
     let mut ws = s.ws("/e").await;
     let (_, frame) = flood(&mut ws, 50, Message::Ping(Vec::new().into())).await;
-    assert_rate_close(frame, "message rate exceeded: 1/s, burst 3 (--message-rate)");
+    assert_rate_close(
+        frame,
+        "message rate exceeded: 1/s, burst 3 (--message-rate)",
+    );
 }
 
 #[tokio::test]
@@ -169,7 +183,15 @@ async fn broadcast_flood_is_closed_and_a_polite_sender_is_not() {
 async fn chat_flood_hits_the_edge_limit_before_chats_own() {
     // Chat's own rule (5/s, burst 10) answers errors first; the edge limit
     // below it closes at once.
-    let s = server(&["--route", "/c=chat", "--message-rate", "2", "--message-burst", "4"]).await;
+    let s = server(&[
+        "--route",
+        "/c=chat",
+        "--message-rate",
+        "2",
+        "--message-burst",
+        "4",
+    ])
+    .await;
     let join = |name: &str| {
         Message::text(format!(
             r#"{{"type":"join","room":"lobby","username":"{name}"}}"#
@@ -185,7 +207,10 @@ async fn chat_flood_hits_the_edge_limit_before_chats_own() {
     let mut flooder = s.ws("/c").await;
     flooder.send(join("flood")).await.unwrap();
     let (_, frame) = flood(&mut flooder, 30, say.clone()).await;
-    assert_rate_close(frame, "message rate exceeded: 2/s, burst 4 (--message-rate)");
+    assert_rate_close(
+        frame,
+        "message rate exceeded: 2/s, burst 4 (--message-rate)",
+    );
 
     // Under the rate: two messages 600 ms apart, each delivered back.
     for _ in 0..2 {
@@ -201,7 +226,10 @@ async fn chat_flood_hits_the_edge_limit_before_chats_own() {
     }
     calm.close(None).await.unwrap();
     let (_, frame) = until_close(&mut calm).await;
-    assert!(frame.is_none_or(|f| u16::from(f.code) == 1000), "calm closed");
+    assert!(
+        frame.is_none_or(|f| u16::from(f.code) == 1000),
+        "calm closed"
+    );
 }
 
 #[tokio::test]
@@ -248,29 +276,43 @@ async fn proxy_flood_is_closed_by_messages_or_bytes_and_a_polite_client_is_not()
     .await;
     let mut calm = front.ws("/ws/echo").await;
     let mut flooder = front.ws("/ws/echo").await;
-    let (polite_done, (echoed, frame)) = tokio::join!(
+    let (polite_done, (_, frame)) = tokio::join!(
         polite(&mut calm, 25, Duration::from_millis(40), 1),
         flood(&mut flooder, 500, Message::text("x"))
     );
     let () = polite_done;
     assert_rate_close(frame, MESSAGE_100_10);
-    assert!((10..100).contains(&echoed), "{echoed} echoed before the close");
-    // The upstream was told the client is gone.
+    // The upstream was told the client is gone (after the frames it was
+    // sent before); it got the polite client's 25 messages and the burst.
     let mut tries = 0;
     while back.metric("wssd_close_codes_total{code=\"1001\"}").await < 1.0 {
         tries += 1;
         assert!(tries < 100, "the upstream never got 1001");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let upstream_in = "wssd_messages_total{route=\"/ws/echo\",direction=\"in\"}";
+    let forwarded = back.metric(upstream_in).await - 25.0;
+    assert!(
+        (10.0..100.0).contains(&forwarded),
+        "{forwarded} flood messages forwarded"
+    );
 
     // Big messages under the message rate: the byte rate closes.
+    let before = back.metric(upstream_in).await;
     let mut big = front.ws("/ws/echo").await;
-    let (echoed, frame) = flood(&mut big, 4, Message::binary(vec![1u8; 150_000])).await;
+    let (_, frame) = flood(&mut big, 4, Message::binary(vec![1u8; 150_000])).await;
     assert_rate_close(
         frame,
         "byte rate exceeded: 100000 B/s, burst 200000 B (--byte-rate)",
     );
-    assert_eq!(echoed, 1);
+    let mut tries = 0;
+    while back.metric("wssd_close_codes_total{code=\"1001\"}").await < 2.0 {
+        tries += 1;
+        assert!(tries < 100, "the upstream never got 1001");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only the first big message reached the upstream.
+    assert_eq!(back.metric(upstream_in).await, before + 1.0);
     assert_eq!(
         front
             .metric("wssd_rate_limited_total{route=\"/\",limit=\"bytes\"}")
@@ -339,7 +381,10 @@ message_burst = 300
 
     let mut global = s.ws("/global").await;
     let (_, frame) = flood(&mut global, 200, Message::text("g")).await;
-    assert_rate_close(frame, "message rate exceeded: 5/s, burst 5 (--message-rate)");
+    assert_rate_close(
+        frame,
+        "message rate exceeded: 5/s, burst 5 (--message-rate)",
+    );
 
     for path in ["/higher", "/off", "/burst"] {
         let mut ws = s.ws(path).await;
