@@ -18,6 +18,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
+use super::error::RouteSpecError;
+
 /// How many bursts' worth of the rate a default burst is.
 pub const DEFAULT_BURST_FACTOR: u32 = 2;
 
@@ -148,6 +150,48 @@ pub fn resolve(global: RateSetting, route: RateOverride, min_burst: usize) -> Op
     }
 }
 
+/// A `[[route]]` table's rate keys (`message_rate`, `message_burst`,
+/// `byte_rate`, `byte_burst`, in that order) as the route's overrides of
+/// messages and bytes. They apply to WebSocket routes only; a burst of 0
+/// is refused (a rate of 0 is the way to turn a limit off).
+pub fn route_overrides(
+    keys: [Option<u32>; 4],
+    place: &str,
+    websocket: bool,
+) -> Result<(RateOverride, RateOverride), RouteSpecError> {
+    const NAMES: [&str; 4] = ["message_rate", "message_burst", "byte_rate", "byte_burst"];
+    if let Some((key, _)) = NAMES
+        .iter()
+        .zip(keys)
+        .find(|(_, v)| v.is_some() && !websocket)
+    {
+        return Err(RouteSpecError::Misplaced {
+            place: place.into(),
+            key,
+            kinds: "WebSocket (echo, chat, broadcast, exec, proxy)",
+        });
+    }
+    let [message_rate, message_burst, byte_rate, byte_burst] = keys;
+    let burst = |value: Option<u32>, key: &'static str, rate_key: &'static str| match value {
+        Some(0) => Err(RouteSpecError::ZeroRateBurst {
+            place: place.into(),
+            key,
+            rate_key,
+        }),
+        other => Ok(other.and_then(NonZeroU32::new)),
+    };
+    Ok((
+        RateOverride {
+            per_second: message_rate,
+            burst: burst(message_burst, "message_burst", "message_rate")?,
+        },
+        RateOverride {
+            per_second: byte_rate,
+            burst: burst(byte_burst, "byte_burst", "byte_rate")?,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +257,20 @@ mod tests {
         assert_eq!(
             resolve(g, RateOverride::default(), 1).unwrap().burst.get(),
             15
+        );
+    }
+
+    #[test]
+    fn route_keys_checked() {
+        let (m, b) = route_overrides([Some(0), None, Some(9), Some(20)], "r", true).unwrap();
+        assert_eq!(m.per_second, Some(0));
+        assert_eq!((b.per_second, b.burst), (Some(9), Some(nz(20))));
+        let zero = route_overrides([None, Some(0), None, None], "r", true).unwrap_err();
+        assert!(zero.to_string().contains("message_rate = 0"), "{zero}");
+        let static_route = route_overrides([None, None, Some(1), None], "r", false).unwrap_err();
+        assert!(
+            static_route.to_string().contains("`byte_rate`"),
+            "{static_route}"
         );
     }
 

@@ -11,7 +11,6 @@ use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
     RouteLimits, seconds,
 };
-use super::rate::RateOverride;
 
 /// What a route does; each kind's behaviour lives in `crate::routes`.
 #[derive(Debug, Clone, PartialEq)]
@@ -504,7 +503,16 @@ impl RouteTable {
         ] {
             misplaced(key, present && !is("chat"), "chat")?;
         }
-        let rates = self.rate_overrides(place, kind.is_websocket())?;
+        let rates = super::rate::route_overrides(
+            [
+                self.message_rate,
+                self.message_burst,
+                self.byte_rate,
+                self.byte_burst,
+            ],
+            place,
+            kind.is_websocket(),
+        )?;
         match &mut kind {
             RouteKind::Proxy(p) => {
                 p.balance = self.balance.unwrap_or_default();
@@ -594,51 +602,6 @@ impl RouteTable {
             kind,
             limits,
         })
-    }
-}
-
-impl RouteTable {
-    /// The rate keys (issue 12, per-WebSocket rates): messages, then bytes.
-    /// They apply to WebSocket routes; a burst of 0 is refused (a rate of 0
-    /// is the way to turn a limit off).
-    fn rate_overrides(
-        &self,
-        place: &str,
-        websocket: bool,
-    ) -> Result<(RateOverride, RateOverride), RouteSpecError> {
-        let keys = [
-            ("message_rate", self.message_rate),
-            ("message_burst", self.message_burst),
-            ("byte_rate", self.byte_rate),
-            ("byte_burst", self.byte_burst),
-        ];
-        for (key, value) in keys {
-            if value.is_some() && !websocket {
-                return Err(RouteSpecError::Misplaced {
-                    place: place.into(),
-                    key,
-                    kinds: "WebSocket (echo, chat, broadcast, exec, proxy)",
-                });
-            }
-        }
-        let burst = |value: Option<u32>, key: &'static str, rate_key: &'static str| match value {
-            Some(0) => Err(RouteSpecError::ZeroRateBurst {
-                place: place.into(),
-                key,
-                rate_key,
-            }),
-            other => Ok(other.and_then(std::num::NonZeroU32::new)),
-        };
-        Ok((
-            RateOverride {
-                per_second: self.message_rate,
-                burst: burst(self.message_burst, "message_burst", "message_rate")?,
-            },
-            RateOverride {
-                per_second: self.byte_rate,
-                burst: burst(self.byte_burst, "byte_burst", "byte_rate")?,
-            },
-        ))
     }
 }
 
