@@ -321,6 +321,60 @@ async fn proxy_flood_is_closed_by_messages_or_bytes_and_a_polite_client_is_not()
     );
 }
 
+/// Sends one text message as one frame per part (then continuations).
+async fn send_fragmented(ws: &mut Ws, parts: &[String]) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    for (i, part) in parts.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = i + 1 == parts.len();
+        let frame = Frame::message(part.clone(), opcode, last);
+        ws.feed(Message::Frame(frame)).await.expect("send a frame");
+    }
+    ws.flush().await.expect("flush");
+}
+
+#[tokio::test]
+async fn a_fragmented_message_counts_once_through_the_proxy() {
+    let back = server(&["--route", "/ws/echo=echo"]).await;
+    let upstream = format!("ws://127.0.0.1:{}", back.http_addr().port());
+    let front = server(&[
+        "--route",
+        &format!("/=proxy:{upstream}"),
+        "--message-rate",
+        "1",
+        "--message-burst",
+        "3",
+    ])
+    .await;
+    let mut ws = front.ws("/ws/echo").await;
+    let parts = |i: usize| -> Vec<String> {
+        ["a", "b", "c"]
+            .map(String::from)
+            .into_iter()
+            .chain([i.to_string()])
+            .collect()
+    };
+    // Three messages of four frames each: within a burst of three.
+    for i in 0..3 {
+        send_fragmented(&mut ws, &parts(i)).await;
+        assert_eq!(next_data(&mut ws).await, Message::text(format!("abc{i}")));
+    }
+    // Five more at once: past the burst whatever the rate refilled.
+    for i in 3..8 {
+        send_fragmented(&mut ws, &parts(i)).await;
+    }
+    let (_, frame) = until_close(&mut ws).await;
+    assert_rate_close(
+        frame,
+        "message rate exceeded: 1/s, burst 3 (--message-rate)",
+    );
+}
+
 #[tokio::test]
 async fn byte_rate_closes_big_messages_under_the_message_rate() {
     let s = server(&[
