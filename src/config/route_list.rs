@@ -143,3 +143,53 @@ fn check(r: &RouteSpec, limits: &Limits, problems: &mut Vec<ConfigError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::config::route::RouteTable;
+
+    fn route(toml_text: &str) -> RouteSpec {
+        let table: RouteTable = toml::from_str(toml_text).unwrap();
+        table.into_spec("test").unwrap()
+    }
+
+    fn problems(r: &RouteSpec, limits: &Limits) -> Vec<String> {
+        let mut problems = Vec::new();
+        check_rates(r, limits, &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_route_burst_needs_a_rate_somewhere() {
+        let burst_only = route("path = '/a'\nkind = 'echo'\nmessage_burst = 5\n");
+        let mut limits = Limits::default();
+        let found = problems(&burst_only, &limits);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("message_burst is given but neither"),
+            "{found:?}"
+        );
+        limits.message_rate.per_second = NonZeroU32::new(10);
+        assert!(problems(&burst_only, &limits).is_empty());
+    }
+
+    #[test]
+    fn a_byte_burst_must_hold_the_routes_largest_message() {
+        let limits = Limits::default();
+        let small = route(
+            "path = '/b'\nkind = 'echo'\nbyte_rate = 100\nbyte_burst = 1000\nmax_message_size = 2000\n",
+        );
+        let found = problems(&small, &limits);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("(1000 bytes, byte_burst)") && found[0].contains("(2000 bytes"),
+            "{found:?}"
+        );
+        // Without a burst, the default holds a whole message.
+        let default = route("path = '/c'\nkind = 'echo'\nbyte_rate = 100\n");
+        assert!(problems(&default, &limits).is_empty());
+    }
+}
