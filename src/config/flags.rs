@@ -128,7 +128,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_MESSAGE_RATE", value_name = "N")]
     pub message_rate: Option<u32>,
 
-    /// Messages a WebSocket may send at once above --message-rate [default: twice the rate]
+    /// Messages a WebSocket may send at once (the bucket --message-rate refills) [default: twice the rate]
     #[arg(long, env = "WSSD_MESSAGE_BURST", value_name = "N")]
     pub message_burst: Option<u32>,
 
@@ -137,7 +137,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_BYTE_RATE", value_name = "BYTES")]
     pub byte_rate: Option<u32>,
 
-    /// Message bytes a WebSocket may send at once above --byte-rate; at least the largest
+    /// Message bytes a WebSocket may send at once (the bucket --byte-rate refills); at least the largest
     /// message (max_message_size) [default: twice the rate, at least max_message_size]
     #[arg(long, env = "WSSD_BYTE_BURST", value_name = "BYTES")]
     pub byte_burst: Option<u32>,
