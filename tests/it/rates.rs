@@ -267,7 +267,7 @@ async fn proxy_flood_is_closed_by_messages_or_bytes_and_a_polite_client_is_not()
         "--message-burst",
         "10",
         "--byte-rate",
-        "100000",
+        "20000",
         "--byte-burst",
         "200000",
         "--max-message-size",
@@ -303,7 +303,7 @@ async fn proxy_flood_is_closed_by_messages_or_bytes_and_a_polite_client_is_not()
     let (_, frame) = flood(&mut big, 4, Message::binary(vec![1u8; 150_000])).await;
     assert_rate_close(
         frame,
-        "byte rate exceeded: 100000 B/s, burst 200000 B (--byte-rate)",
+        "byte rate exceeded: 20000 B/s, burst 200000 B (--byte-rate)",
     );
     let mut tries = 0;
     while back.metric("wssd_close_codes_total{code=\"1001\"}").await < 2.0 {
