@@ -9,14 +9,21 @@
 //! sends is limited: what the server, a program or an upstream sends is
 //! bounded by backpressure and the send timeout instead.
 //!
-//! Each limit is a GCRA limiter from `governor` (`RateLimiter::direct`, its
-//! state one `AtomicU64`) on governor's `MonotonicClock`; bytes are charged
-//! with `check_n`. A session without limits holds an empty [`Meter`]: one
-//! null pointer, nothing allocated.
+//! Each limit is a GCRA limiter from `governor` (a direct rate limiter, its
+//! state one `AtomicU64`) on tokio's clock ([`TokioClock`], so it follows
+//! the paused clock in tests like every other timer here); bytes are
+//! charged with `check_n`. A session without limits holds an empty
+//! [`Meter`]: one null pointer, nothing allocated.
 
 use std::num::NonZeroU32;
+use std::ops::Add;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::time::Instant;
 
 use crate::config::SessionLimits;
 use crate::config::rate::{Exceeded, Rate, Unit};
@@ -30,8 +37,47 @@ struct Limiters {
     bytes: Option<Limited>,
 }
 
+/// governor's clock on tokio's (a unit struct: nothing per limiter).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+/// A `tokio::time::Instant` as governor's time reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokioInstant(Instant);
+
+impl Clock for TokioClock {
+    type Instant = TokioInstant;
+
+    fn now(&self) -> TokioInstant {
+        TokioInstant(Instant::now())
+    }
+}
+
+impl Add<Nanos> for TokioInstant {
+    type Output = TokioInstant;
+
+    fn add(self, other: Nanos) -> TokioInstant {
+        // Sums stay within centuries (a burst of u32::MAX at 1/s), so this
+        // cannot overflow; if it did, it must not panic.
+        let far = self.0.checked_add(std::time::Duration::from(other));
+        TokioInstant(far.unwrap_or(self.0))
+    }
+}
+
+impl Reference for TokioInstant {
+    fn duration_since(&self, earlier: Self) -> Nanos {
+        self.0.saturating_duration_since(earlier.0).into()
+    }
+
+    fn saturating_sub(&self, duration: Nanos) -> Self {
+        TokioInstant(self.0.checked_sub(duration.into()).unwrap_or(self.0))
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+
 struct Limited {
-    limiter: DefaultDirectRateLimiter,
+    limiter: Limiter,
     rate: Rate,
     unit: Unit,
 }
@@ -40,7 +86,7 @@ impl Limited {
     fn new(rate: Rate, unit: Unit) -> Limited {
         let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
         Limited {
-            limiter: RateLimiter::direct(quota),
+            limiter: RateLimiter::direct_with_clock(quota, TokioClock),
             rate,
             unit,
         }
@@ -163,18 +209,22 @@ mod tests {
         assert!(m.bytes(u64::MAX).is_err());
     }
 
-    #[test]
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "governor's MonotonicClock is the wall clock; a plain test thread sleeps on it"
-    )]
-    fn the_rate_refills() {
-        let m = Meter::new(&limits(Some((50, 1)), None));
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_refills_on_tokios_clock() {
+        let m = Meter::new(&limits(Some((50, 1)), Some((1000, 1000))));
         assert!(m.message(1).is_ok());
         assert!(m.message(1).is_err());
-        // 20 ms per message at 50/s.
-        std::thread::sleep(Duration::from_millis(30));
+        // One message per 20 ms at 50/s.
+        tokio::time::advance(Duration::from_millis(19)).await;
+        assert!(m.message(1).is_err());
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert!(m.message(1).is_ok());
+        // Bytes: 1000/s, so 0.5 s refills 500 of the 1000-byte burst.
+        let b = Meter::new(&limits(None, Some((1000, 1000))));
+        assert!(b.message(1000).is_ok());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(b.message(501).is_err());
+        assert!(b.message(500).is_ok());
     }
 
     #[test]
