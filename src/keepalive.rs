@@ -8,10 +8,13 @@
 //! closes with 1000 "idle timeout" after that long without a data message.
 //! The drivers own the sockets; this type only keeps the clock.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::config::rate::Exceeded;
 
 /// Far enough to mean "never" without overflowing `Instant`.
 const NEVER: Duration = Duration::from_secs(86_400 * 365);
@@ -151,6 +154,11 @@ pub enum CloseReason {
     ClientGone,
     UpstreamNotReading,
     UpstreamLost,
+    /// The client was closed for exceeding its rate (told to the upstream).
+    PeerRateExceeded,
+    /// The client sent faster than `--message-rate` or `--byte-rate` (or
+    /// the route's own) allow; the text names the limit.
+    RateExceeded(Exceeded),
 }
 
 impl CloseReason {
@@ -184,6 +192,8 @@ impl CloseReason {
                 (BAD_GATEWAY, "bad gateway: upstream not reading or lost")
             }
             CloseReason::UpstreamLost => (BAD_GATEWAY, "bad gateway: upstream connection lost"),
+            CloseReason::PeerRateExceeded => (Away, "client closed: rate exceeded"),
+            CloseReason::RateExceeded(_) => (Policy, "rate exceeded"),
         }
     }
 
@@ -192,9 +202,13 @@ impl CloseReason {
         u16::from(self.frame().0)
     }
 
-    /// The reason text.
-    pub fn text(self) -> &'static str {
-        self.frame().1
+    /// The reason text sent in the close frame (at most 123 bytes): the
+    /// table's, or for a rate the limit with its numbers.
+    pub fn text(self) -> Cow<'static, str> {
+        match self {
+            CloseReason::RateExceeded(exceeded) => Cow::Owned(exceeded.to_string()),
+            other => Cow::Borrowed(other.frame().1),
+        }
     }
 }
 
@@ -253,5 +267,19 @@ mod tests {
         assert_eq!(CloseReason::Idle.code(), 1000);
         assert_eq!(CloseReason::PeerMessageTooBig.code(), 1009);
         assert_eq!(CloseReason::NotReading.text(), "not reading");
+        let rate = crate::config::rate::Rate {
+            per_second: std::num::NonZeroU32::MIN,
+            burst: std::num::NonZeroU32::MIN,
+            set_by: crate::config::rate::SetBy::Route,
+        };
+        let exceeded = CloseReason::RateExceeded(Exceeded {
+            unit: crate::config::rate::Unit::Bytes,
+            rate,
+        });
+        assert_eq!(exceeded.code(), 1008);
+        assert_eq!(
+            exceeded.text(),
+            "byte rate exceeded: 1 B/s, burst 1 B (route byte_rate)"
+        );
     }
 }

@@ -42,7 +42,8 @@
 //! - [`session`]: the WebSocket driver (limits, writes under the send
 //!   deadline, large messages written from their shared buffer, close,
 //!   drain); [`keepalive`]: the one ping/pong/idle rule and close-reason
-//!   table used by the session, exec and proxy drivers.
+//!   table used by the session, exec and proxy drivers; [`rates`]: the
+//!   per-WebSocket message and byte rate limits the same three enforce.
 //! - [`budget`]: the global memory budget for messages being received and
 //!   queued for fan-out.
 //! - [`broker`]: what is carried (`envelope`, and `wire` between
@@ -58,8 +59,9 @@
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
-//!   types (`types`), typed errors (`error`), trust roots (`trust`), a
-//!   route's `auth` table loaded once (`auth`).
+//!   types (`types`), the per-WebSocket rate limits per route (`rate`),
+//!   typed errors (`error`), trust roots (`trust`), a route's `auth` table
+//!   loaded once (`auth`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
@@ -82,6 +84,7 @@ pub mod keepalive;
 pub mod metrics;
 pub mod names;
 pub mod publish;
+pub mod rates;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -28,6 +28,8 @@
 //!   than the send timeout (answered 408)
 //! - `wssd_subscribers_dropped_total{route,reason}` chat/broadcast subscribers
 //!   cut off (reason: slow)
+//! - `wssd_rate_limited_total{route,limit}` WebSockets closed with 1008 for
+//!   sending faster than their rate (limit: messages, bytes)
 //! - `wssd_budget_exceeded_total{kind}` charges refused by the memory budget
 //!   (kind: receive, a connection closed with 1013; queue, a publish refused)
 //! - `wssd_broker_published_total{route}`, `wssd_broker_forward_errors_total`
@@ -37,7 +39,7 @@
 //! - `wssd_certificate_last_reload_success{name}` gauge (1 or 0)
 //! - `wssd_certificate_last_reload_timestamp_seconds{name}` gauge (Unix time)
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -188,13 +190,15 @@ pub struct SessionMetrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     open: Gauge,
+    /// The route's label, for the rare counters looked up when needed.
+    route: Arc<str>,
 }
 
 impl SessionMetrics {
     /// Counts a new session and returns its counters; the open gauge goes
     /// down again when this is dropped.
-    pub fn open(route: &str, listener: &str) -> Self {
-        let route = route.to_string();
+    pub fn open(route_label: &Arc<str>, listener: &str) -> Self {
+        let route = route_label.to_string();
         let listener = listener.to_string();
         counter!("wssd_connections_total", "route" => route.clone(), "listener" => listener.clone())
             .increment(1);
@@ -207,7 +211,14 @@ impl SessionMetrics {
             bytes_in: counter!("wssd_bytes_total", "route" => route.clone(), "direction" => "in"),
             bytes_out: counter!("wssd_bytes_total", "route" => route, "direction" => "out"),
             open,
+            route: route_label.clone(),
         }
+    }
+
+    /// The session is closed for exceeding a rate (`limit`: messages, bytes).
+    pub fn rate_limited(&self, limit: &'static str) {
+        counter!("wssd_rate_limited_total", "route" => self.route.to_string(), "limit" => limit)
+            .increment(1);
     }
 }
 

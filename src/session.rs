@@ -1,6 +1,7 @@
 //! The WebSocket session driver: one upgraded connection from the first
 //! frame to the closing handshake. It applies the per-socket limits (message
-//! size; pings, pong deadline and idle timeout through `crate::keepalive`),
+//! size; pings, pong deadline and idle timeout through `crate::keepalive`;
+//! the message and byte rates through `crate::rates`),
 //! answers protocol errors with the close code of `keepalive::CloseReason`,
 //! sends 1001 on shutdown and counts everything.
 //!
@@ -21,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
 use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+use crate::config::rate::Exceeded;
 use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
+use crate::rates::Meter;
 
 /// Most messages handled between two flushes.
 const MAX_BATCH: usize = 64;
@@ -100,6 +103,7 @@ where
     H: Handler,
 {
     let mut keepalive = Keepalive::new(limits.ping_interval, limits.idle_timeout);
+    let meter = Meter::new(&limits);
     let mut replies = Vec::new();
 
     loop {
@@ -120,7 +124,10 @@ where
                         return Ending::ClosedByPeer(code);
                     }
                     Ok(Message::Pong(_)) => keepalive.on_pong(),
-                    Ok(Message::Ping(_)) => {
+                    Ok(Message::Ping(ping)) => {
+                        if let Err(exceeded) = meter.message(ping.len()) {
+                            return Box::pin(close_for_rate(ws, &counters, exceeded)).await;
+                        }
                         // The pong is queued by tungstenite; send it now.
                         if let Err(stop) = flush_by(&mut ws, Instant::now() + limits.send_timeout).await {
                             return Box::pin(stopped(ws, stop)).await;
@@ -136,6 +143,11 @@ where
                         // Handle what is already buffered (a bounded batch,
                         // so pings and shutdown are not starved), then flush once.
                         while let Some(message) = pending.take() {
+                            // Past the rate the message is not handled; the
+                            // replies written so far go out before the close.
+                            if let Err(exceeded) = meter.message(message.len()) {
+                                return Box::pin(close_for_rate(ws, &counters, exceeded)).await;
+                            }
                             batch += 1;
                             counters.messages_in.increment(1);
                             counters.bytes_in.increment(message.len() as u64);
@@ -169,7 +181,13 @@ where
                                     Message::Pong(_) => keepalive.on_pong(),
                                     // Pongs to pings are queued by tungstenite
                                     // and go out with the flush below.
-                                    Message::Ping(_) | Message::Frame(_) => {}
+                                    Message::Ping(ping) => {
+                                        if let Err(exceeded) = meter.message(ping.len()) {
+                                            return Box::pin(close_for_rate(ws, &counters, exceeded))
+                                                .await;
+                                        }
+                                    }
+                                    Message::Frame(_) => {}
                                 },
                                 Some(Some(Err(e))) => {
                                     if let Err(stop) = flush_by(&mut ws, send_by).await {
@@ -453,8 +471,22 @@ pub async fn close_for<S>(ws: WebSocketStream<S>, reason: CloseReason) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (code, text) = reason.frame();
-    close(ws, code, text).await
+    close(ws, reason.frame().0, &reason.text()).await
+}
+
+/// Closes a session whose client sent faster than its rate: 1008 with the
+/// limit in the reason, counted per route and limit.
+pub async fn close_for_rate<S>(
+    ws: WebSocketStream<S>,
+    counters: &SessionMetrics,
+    exceeded: Exceeded,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    counters.rate_limited(exceeded.unit.label());
+    tracing::debug!("closing WebSocket: {exceeded}");
+    close_for(ws, CloseReason::RateExceeded(exceeded)).await
 }
 
 /// Counts a close we send and builds its frame.

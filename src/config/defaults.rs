@@ -60,6 +60,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// body may pause between chunks. A peer that stalls longer is closed (1008
 /// when a close frame can still be written, else a TCP reset).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--message-rate` and `--byte-rate`: off. Their bursts default to twice
+/// the rate (`config::rate`; a byte burst is at least the message size limit).
+pub const MESSAGE_RATE: Option<u32> = None;
+pub const BYTE_RATE: Option<u32> = None;
 
 /// The default `--hostname` list.
 pub fn hostnames() -> Vec<String> {
@@ -125,6 +129,10 @@ mod tests {
         for id in ["connection_rate_per_ip", "proxy_protocol", "redirect_http"] {
             assert_eq!(help_default(id), "off", "--{id}");
         }
+        assert_eq!((MESSAGE_RATE, BYTE_RATE), (None, None));
+        assert_eq!(help_default("message_rate"), "off");
+        assert_eq!(help_default("byte_rate"), "off");
+        assert_eq!(help_default("message_burst"), "twice the rate");
         assert_eq!(
             help_default("config"),
             format!("./{CONFIG_FILE} when present")

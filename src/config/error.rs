@@ -111,6 +111,37 @@ pub enum ConfigError {
     Auth(#[from] super::auth::AuthConfigError),
     #[error("route path {0} is defined twice; each path prefix can have one route")]
     RouteTwice(String),
+    // Rates (issue 12, per-WebSocket rate limits).
+    #[error("{burst} must be at least 1; to turn the limit off, leave out {rate} or set it to 0")]
+    ZeroBurst {
+        burst: &'static str,
+        rate: &'static str,
+    },
+    #[error(
+        "{burst} is given without {rate}: a burst needs its rate (e.g. {rate} 50 {burst} 100); give {rate} or drop {burst}"
+    )]
+    BurstWithoutRate {
+        burst: &'static str,
+        rate: &'static str,
+    },
+    #[error(
+        "route {path}: {burst_key} is given but neither the route's {rate_key} nor {rate_flag} is set; give a rate or drop {burst_key}"
+    )]
+    RouteBurstWithoutRate {
+        path: String,
+        burst_key: &'static str,
+        rate_key: &'static str,
+        rate_flag: &'static str,
+    },
+    #[error(
+        "route {path}: the byte burst ({burst} bytes, {source_key}) is smaller than the route's largest message ({message} bytes, max_message_size): such a message could never pass; raise {source_key} to at least {message} or lower the message size limit"
+    )]
+    ByteBurstBelowMessageSize {
+        path: String,
+        burst: u32,
+        source_key: &'static str,
+        message: usize,
+    },
     #[error("route {0}: max_message_size must be at least 16 bytes")]
     RouteMessageSizeTooSmall(String),
     #[error(
@@ -264,6 +295,15 @@ pub enum RouteSpecError {
     BadBurst { place: String },
     #[error("{place}: moderator_password_env must name an environment variable")]
     BadModeratorPasswordEnv { place: String },
+    // Rates (issue 12, per-WebSocket rate limits).
+    #[error(
+        "{place}: {key} must be at least 1; to turn the limit off on this route, set {rate_key} = 0"
+    )]
+    ZeroRateBurst {
+        place: String,
+        key: &'static str,
+        rate_key: &'static str,
+    },
     /// `ping_interval` or `idle_timeout` out of range (the message names
     /// the place itself).
     #[error(transparent)]

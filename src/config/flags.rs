@@ -151,6 +151,25 @@ pub struct ServeArgs {
     )]
     pub send_timeout: Option<f64>,
 
+    /// Messages per second each WebSocket may send on every route (routes may override); past it
+    /// (and the burst) the socket is closed with 1008; 0 = off [default: off]
+    #[arg(long, env = "WSSD_MESSAGE_RATE", value_name = "N")]
+    pub message_rate: Option<u32>,
+
+    /// Messages a WebSocket may send at once (the bucket --message-rate refills) [default: twice the rate]
+    #[arg(long, env = "WSSD_MESSAGE_BURST", value_name = "N")]
+    pub message_burst: Option<u32>,
+
+    /// Message bytes per second each WebSocket may send on every route (routes may override);
+    /// past it (and the burst) the socket is closed with 1008; 0 = off [default: off]
+    #[arg(long, env = "WSSD_BYTE_RATE", value_name = "BYTES")]
+    pub byte_rate: Option<u32>,
+
+    /// Message bytes a WebSocket may send at once (the bucket --byte-rate refills); at least the largest
+    /// message (max_message_size) [default: twice the rate, at least max_message_size]
+    #[arg(long, env = "WSSD_BYTE_BURST", value_name = "BYTES")]
+    pub byte_burst: Option<u32>,
+
     /// Browser Origin allowed besides the server's own host; repeatable; * for any
     #[arg(
         long,

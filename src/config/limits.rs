@@ -2,9 +2,11 @@
 //! resolved once from configuration (`limits_section`; the defaults of the
 //! options are in `defaults`), and the fixed ones beside them.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::error::SecondsError;
+use super::rate::{Rate, RateOverride, RateSetting, resolve};
 
 // The defaults of the global limit options live in `defaults` (one table);
 // these names stay for the modules that read them.
@@ -89,6 +91,10 @@ pub struct Limits {
     pub memory_budget: usize,
     /// Longest a write may make no progress (never off).
     pub send_timeout: Duration,
+    /// `--message-rate`/`--message-burst` (off by default).
+    pub message_rate: RateSetting,
+    /// `--byte-rate`/`--byte-burst` (off by default).
+    pub byte_rate: RateSetting,
 }
 
 impl Default for Limits {
@@ -103,6 +109,14 @@ impl Default for Limits {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            message_rate: RateSetting {
+                per_second: super::defaults::MESSAGE_RATE.and_then(NonZeroU32::new),
+                burst: None,
+            },
+            byte_rate: RateSetting {
+                per_second: super::defaults::BYTE_RATE.and_then(NonZeroU32::new),
+                burst: None,
+            },
         }
     }
 }
@@ -114,6 +128,10 @@ pub struct RouteLimits {
     pub max_message_size: Option<usize>,
     pub ping_interval: Option<Option<Duration>>,
     pub idle_timeout: Option<Option<Duration>>,
+    /// `message_rate`/`message_burst` of the route.
+    pub message_rate: RateOverride,
+    /// `byte_rate`/`byte_burst` of the route.
+    pub byte_rate: RateOverride,
 }
 
 /// The limits one WebSocket session runs with.
@@ -124,6 +142,10 @@ pub struct SessionLimits {
     pub idle_timeout: Option<Duration>,
     /// Longest a write may make no progress before the peer is closed.
     pub send_timeout: Duration,
+    /// Messages the client may send (`None`: no limit).
+    pub message_rate: Option<Rate>,
+    /// Message bytes the client may send (`None`: no limit).
+    pub byte_rate: Option<Rate>,
 }
 
 impl Limits {
@@ -136,11 +158,14 @@ impl Limits {
         } else {
             self.max_message_size
         };
+        let max_message_size = route.max_message_size.unwrap_or(default_size);
         SessionLimits {
-            max_message_size: route.max_message_size.unwrap_or(default_size),
+            max_message_size,
             ping_interval: route.ping_interval.unwrap_or(self.ping_interval),
             idle_timeout: route.idle_timeout.unwrap_or(self.idle_timeout),
             send_timeout: self.send_timeout,
+            message_rate: resolve(self.message_rate, route.message_rate, 1),
+            byte_rate: resolve(self.byte_rate, route.byte_rate, max_message_size),
         }
     }
 }
@@ -171,6 +196,7 @@ mod tests {
             max_message_size: Some(10),
             ping_interval: Some(None),
             idle_timeout: None,
+            ..RouteLimits::default()
         };
         let s = global.for_route(&route, true);
         assert_eq!(s.max_message_size, 10);
@@ -184,6 +210,30 @@ mod tests {
         assert_eq!(
             global.for_route(&plain, false).max_message_size,
             DEFAULT_MAX_MESSAGE_SIZE
+        );
+    }
+
+    #[test]
+    fn rates_off_by_default_and_byte_burst_follows_the_route_size() {
+        let mut global = Limits::default();
+        let s = global.for_route(&RouteLimits::default(), false);
+        assert_eq!((s.message_rate, s.byte_rate), (None, None));
+        global.byte_rate.per_second = NonZeroU32::new(1000);
+        let fanout = global.for_route(&RouteLimits::default(), true);
+        assert_eq!(
+            fanout.byte_rate.map(|r| r.burst.get() as usize),
+            Some(DEFAULT_FANOUT_MAX_MESSAGE_SIZE)
+        );
+        let small = RouteLimits {
+            max_message_size: Some(100),
+            ..RouteLimits::default()
+        };
+        assert_eq!(
+            global
+                .for_route(&small, false)
+                .byte_rate
+                .map(|r| r.burst.get()),
+            Some(2000)
         );
     }
 

@@ -1,6 +1,9 @@
 //! The limits section of `load`: `--max-message-size`, `--memory-budget`,
-//! the connection counts and the timeouts, merged and checked into one
-//! [`Limits`] (whose model and defaults live in `limits`).
+//! the connection counts, the timeouts and the per-WebSocket rates, merged
+//! and checked into one [`Limits`] (whose model and defaults live in
+//! `limits` and `rate`).
+
+use std::num::NonZeroU32;
 
 use super::error::ConfigError;
 use super::limits::Limits;
@@ -46,7 +49,48 @@ pub fn section(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Limits {
         }
     }
     timeouts(src, &mut limits, problems);
+    rates(src, &mut limits, problems);
     limits
+}
+
+/// The per-WebSocket rates: a rate of 0 is off; a burst must be at least 1
+/// and comes with its rate. (Whether a byte burst holds a route's largest
+/// message is checked per route, in `route_list`.)
+fn rates(src: &Sources<'_>, limits: &mut Limits, problems: &mut Vec<ConfigError>) {
+    let (args, file) = (src.args, src.file);
+    let pairs = [
+        (
+            args.message_rate.or(file.message_rate),
+            args.message_burst.or(file.message_burst),
+            "--message-rate",
+            "--message-burst",
+            &mut limits.message_rate,
+        ),
+        (
+            args.byte_rate.or(file.byte_rate),
+            args.byte_burst.or(file.byte_burst),
+            "--byte-rate",
+            "--byte-burst",
+            &mut limits.byte_rate,
+        ),
+    ];
+    for (rate, burst, rate_flag, burst_flag, slot) in pairs {
+        if let Some(n) = rate {
+            slot.per_second = NonZeroU32::new(n);
+        }
+        match burst {
+            None => {}
+            Some(0) => problems.push(ConfigError::ZeroBurst {
+                burst: burst_flag,
+                rate: rate_flag,
+            }),
+            Some(_) if slot.per_second.is_none() => problems.push(ConfigError::BurstWithoutRate {
+                burst: burst_flag,
+                rate: rate_flag,
+            }),
+            Some(b) => slot.burst = NonZeroU32::new(b),
+        }
+    }
 }
 
 /// The connection timeouts; 0 turns off pings, the idle timeout and the

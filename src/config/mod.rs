@@ -30,6 +30,7 @@ pub mod flags;
 pub mod limits;
 pub mod limits_section;
 pub mod listeners;
+pub mod rate;
 pub mod route;
 pub mod route_list;
 pub mod sources;

@@ -465,6 +465,13 @@ pub struct RouteTable {
     // --- auth (issue 12: authentication at the handshake) ---
     /// `auth = { kind = "token" | "jwt" | "basic", ... }` (config/auth.rs).
     pub auth: Option<AuthTable>,
+    // Rates (issue 12, per-WebSocket rate limits): overrides of
+    // --message-rate/--message-burst/--byte-rate/--byte-burst; a rate of 0
+    // turns that limit off on this route (see `config::rate`).
+    pub message_rate: Option<u32>,
+    pub message_burst: Option<u32>,
+    pub byte_rate: Option<u32>,
+    pub byte_burst: Option<u32>,
 }
 
 impl RouteTable {
@@ -533,6 +540,16 @@ impl RouteTable {
         ] {
             misplaced(key, present && !is("chat"), "chat")?;
         }
+        let rates = super::rate::route_overrides(
+            [
+                self.message_rate,
+                self.message_burst,
+                self.byte_rate,
+                self.byte_burst,
+            ],
+            place,
+            kind.is_websocket(),
+        )?;
         match &mut kind {
             RouteKind::Proxy(p) => {
                 p.balance = self.balance.unwrap_or_default();
@@ -614,6 +631,8 @@ impl RouteTable {
                 .idle_timeout
                 .map(|s| seconds(s, place, "idle_timeout"))
                 .transpose()?,
+            message_rate: rates.0,
+            byte_rate: rates.1,
         };
         Ok(RouteSpec {
             path: check_path(&self.path, place)?,

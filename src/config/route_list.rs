@@ -31,8 +31,63 @@ pub fn section(
     }
     for r in &routes {
         check(r, limits, problems);
+        if r.kind.is_websocket() {
+            check_rates(r, limits, problems);
+        }
     }
     routes
+}
+
+/// A route's rate keys against the global rates (issue 12): a burst needs
+/// a rate, and a byte burst must hold the route's largest message (or the
+/// byte limiter could never admit it).
+fn check_rates(r: &RouteSpec, limits: &Limits, problems: &mut Vec<ConfigError>) {
+    use super::rate::SetBy;
+    let pairs = [
+        (
+            r.limits.message_rate,
+            limits.message_rate,
+            "message_burst",
+            "message_rate",
+            "--message-rate",
+        ),
+        (
+            r.limits.byte_rate,
+            limits.byte_rate,
+            "byte_burst",
+            "byte_rate",
+            "--byte-rate",
+        ),
+    ];
+    for (route, global, burst_key, rate_key, rate_flag) in pairs {
+        if route.burst.is_some() && route.per_second.is_none() && global.per_second.is_none() {
+            problems.push(ConfigError::RouteBurstWithoutRate {
+                path: r.path.clone(),
+                burst_key,
+                rate_key,
+                rate_flag,
+            });
+        }
+    }
+    let fanout = matches!(r.kind, RouteKind::Chat(_) | RouteKind::Broadcast);
+    let session = limits.for_route(&r.limits, fanout);
+    if let Some(rate) = session.byte_rate
+        && (rate.burst.get() as usize) < session.max_message_size
+    {
+        let explicit = r.limits.byte_rate.burst.is_some() || limits.byte_rate.burst.is_some();
+        let source_key = match (rate.set_by, explicit) {
+            (SetBy::Route, _) => "byte_burst",
+            (SetBy::Global, true) => "--byte-burst",
+            // A default burst falls short only of a message size above 4 GiB.
+            (SetBy::Global, false) => "--byte-burst (default)",
+        };
+        problems.push(ConfigError::ByteBurstBelowMessageSize {
+            path: r.path.clone(),
+            burst: rate.burst.get(),
+            source_key,
+            message: session.max_message_size,
+        });
+    }
 }
 
 /// The flags' routes, else the file's, else the defaults.
@@ -95,5 +150,55 @@ fn check(r: &RouteSpec, limits: &Limits, problems: &mut Vec<ConfigError>) {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::config::route::RouteTable;
+
+    fn route(toml_text: &str) -> RouteSpec {
+        let table: RouteTable = toml::from_str(toml_text).unwrap();
+        table.into_spec("test").unwrap()
+    }
+
+    fn problems(r: &RouteSpec, limits: &Limits) -> Vec<String> {
+        let mut problems = Vec::new();
+        check_rates(r, limits, &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_route_burst_needs_a_rate_somewhere() {
+        let burst_only = route("path = '/a'\nkind = 'echo'\nmessage_burst = 5\n");
+        let mut limits = Limits::default();
+        let found = problems(&burst_only, &limits);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("message_burst is given but neither"),
+            "{found:?}"
+        );
+        limits.message_rate.per_second = NonZeroU32::new(10);
+        assert!(problems(&burst_only, &limits).is_empty());
+    }
+
+    #[test]
+    fn a_byte_burst_must_hold_the_routes_largest_message() {
+        let limits = Limits::default();
+        let small = route(
+            "path = '/b'\nkind = 'echo'\nbyte_rate = 100\nbyte_burst = 1000\nmax_message_size = 2000\n",
+        );
+        let found = problems(&small, &limits);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("(1000 bytes, byte_burst)") && found[0].contains("(2000 bytes"),
+            "{found:?}"
+        );
+        // Without a burst, the default holds a whole message.
+        let default = route("path = '/c'\nkind = 'echo'\nbyte_rate = 100\n");
+        assert!(problems(&default, &limits).is_empty());
     }
 }

@@ -19,6 +19,7 @@ mod harness; // start/stop the binary, TLS/WebSocket/HTTP clients
 mod http; // static files, 404, clear errors for wrong request kinds
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
 mod proxy; // proxy routes in front of real echo backends
+mod rates; // per-WebSocket message and byte rates on every route kind: 1008 past them
 mod redis; // a real redis-server for tests; the redis backend across instances, outages
 mod scaleout; // two wssd instances on one redis: chat, broadcast, outage, SIGKILL
 mod shutdown; // SIGTERM: close 1001 and exit 0

@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::program::{KILL_GRACE, Program, signal_group};
 use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
+use crate::config::rate::Exceeded;
 use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
+use crate::rates::Meter;
 
 /// Largest single read from stdout (and largest binary message from it).
 const READ_CHUNK: usize = 16 * 1024;
@@ -39,7 +41,7 @@ pub(super) enum Stop {
     /// The program accepted nothing on stdin for the send timeout.
     StdinStalled,
     /// Closed by wssd for this reason (shutdown, keepalive, a binary
-    /// message on a text route).
+    /// message on a text route, a rate exceeded).
     Closed(CloseReason),
     ReadError(WsError),
     OutputTooLong,
@@ -62,6 +64,7 @@ where
     let limits = ctx.limits;
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut keepalive = Keepalive::new(limits.ping_interval, limits.idle_timeout);
+    let meter = Meter::new(limits);
     let stall = limits.send_timeout;
     let mut kill_at = far_future;
     let mut drain_until = far_future;
@@ -109,7 +112,10 @@ where
                         keepalive.on_pong();
                         continue;
                     }
-                    Ok(Message::Ping(_)) => {
+                    Ok(Message::Ping(ping)) => {
+                        if let Err(exceeded) = meter.message(ping.len()) {
+                            return rate_exceeded(ctx, exceeded);
+                        }
                         // The pong is queued by tungstenite; send it now.
                         match guarded(ws.flush(), ctx, stall).await {
                             Ok(Ok(())) => continue,
@@ -119,6 +125,9 @@ where
                     }
                     Ok(Message::Frame(_)) => continue,
                     Ok(Message::Text(text)) => {
+                        if let Err(exceeded) = meter.message(text.len()) {
+                            return rate_exceeded(ctx, exceeded);
+                        }
                         count_in(ctx, text.len());
                         if ctx.binary {
                             Bytes::from(text)
@@ -130,6 +139,9 @@ where
                         }
                     }
                     Ok(Message::Binary(data)) => {
+                        if let Err(exceeded) = meter.message(data.len()) {
+                            return rate_exceeded(ctx, exceeded);
+                        }
                         count_in(ctx, data.len());
                         if !ctx.binary {
                             return Stop::Closed(CloseReason::TextOnly);
@@ -208,6 +220,14 @@ where
             }
         }
     }
+}
+
+/// The client sent faster than its rate: counted, then closed with 1008
+/// (the message is not passed to the program).
+fn rate_exceeded(ctx: &Ctx<'_>, exceeded: Exceeded) -> Stop {
+    ctx.counters.rate_limited(exceeded.unit.label());
+    tracing::debug!("exec: closing WebSocket: {exceeded}");
+    Stop::Closed(CloseReason::RateExceeded(exceeded))
 }
 
 fn count_in(ctx: &Ctx<'_>, len: usize) {

@@ -4,7 +4,10 @@
 //! own control traffic: pings are answered per leg, keepalive pings go to
 //! both legs, close frames (code and reason) are relayed, 1014 goes to the
 //! client when the upstream vanishes. Message size limits are checked from
-//! frame headers before any byte of an oversized frame is forwarded.
+//! frame headers before any byte of an oversized frame is forwarded, and so
+//! are the client's rates (`crate::rates`: a message is charged at its
+//! first frame, its bytes frame by frame; past a rate the client gets 1008
+//! and the upstream 1001).
 //!
 //! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
 //! one side slows the reads on the other (backpressure), nothing queues.
@@ -39,6 +42,7 @@ use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
 use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
+use crate::rates::Meter;
 use crate::session::Ending;
 
 use super::frame::{
@@ -196,8 +200,9 @@ async fn put_locked<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], limit: Durat
 enum PumpEnd {
     /// The source closed its connection (after a close frame or not).
     Eof { close_seen: Option<u16> },
-    /// The source broke the protocol or a limit; closes were sent.
-    Failed,
+    /// The source broke the protocol or a limit; closes were sent (this
+    /// code to the source).
+    Failed(u16),
     /// The destination could not be written (in time).
     WriteFailed,
     /// The source could not be answered (a pong, in time).
@@ -207,7 +212,8 @@ enum PumpEnd {
 }
 
 /// Reads from `src`, streams data frames to `dst` and answers control
-/// frames on `back` (the writer towards `src`).
+/// frames on `back` (the writer towards `src`); `meter` holds the rates
+/// `src` must keep (the client's; none for the upstream).
 #[allow(clippy::too_many_arguments)]
 async fn pump<R, D, B>(
     mut src: R,
@@ -216,6 +222,7 @@ async fn pump<R, D, B>(
     back: &Side<B>,
     dir: Dir,
     max_message: usize,
+    meter: &Meter,
     counters: &SessionMetrics,
     stop: &CancellationToken,
     closing: &CancellationToken,
@@ -297,7 +304,7 @@ where
             back.send_close(CloseReason::ProtocolError).await;
             dst.send_close(CloseReason::PeerProtocolError).await;
             closing.cancel();
-            return PumpEnd::Failed;
+            return PumpEnd::Failed(CloseReason::ProtocolError.code());
         }
         if is_control {
             let total = header.size + header.len as usize;
@@ -315,6 +322,14 @@ where
             let frame: Vec<u8> = buf.drain(..total).collect();
             let mut payload = frame[header.size..].to_vec();
             unmask(&mut payload, header.mask);
+            // A ping costs an answer: it counts as a message.
+            if header.opcode == OP_PING
+                && let Err(exceeded) = meter.message(payload.len())
+            {
+                let end = rate_exceeded(exceeded, dst, back, counters, closing).await;
+                drain_until_close(&mut src, buf, stop).await;
+                return end;
+            }
             match header.opcode {
                 OP_PING if !back.send_control(OP_PONG, &payload).await => {
                     return PumpEnd::BackFailed;
@@ -359,7 +374,20 @@ where
             back.send_close(CloseReason::MessageTooBig).await;
             dst.send_close(CloseReason::PeerMessageTooBig).await;
             closing.cancel();
-            return PumpEnd::Failed;
+            return PumpEnd::Failed(CloseReason::MessageTooBig.code());
+        }
+        let mut charge = Ok(());
+        if header.opcode != OP_CONTINUATION {
+            charge = meter.start_message();
+        }
+        if let Err(exceeded) = charge.and_then(|()| meter.bytes(header.len)) {
+            // What was admitted before goes out first.
+            if !out.is_empty() && !dst.put(&out).await {
+                return PumpEnd::WriteFailed;
+            }
+            let end = rate_exceeded(exceeded, dst, back, counters, closing).await;
+            drain_until_close(&mut src, buf, stop).await;
+            return end;
         }
         let frame_size = header.size as u64 + header.len;
         if frame_size <= buf.len() as u64 {
@@ -442,6 +470,66 @@ where
     }
 }
 
+/// The source sent faster than its rate: it gets 1008 naming the limit, the
+/// destination 1001; counted per route and limit.
+async fn rate_exceeded<D, B>(
+    exceeded: crate::config::rate::Exceeded,
+    dst: &Side<D>,
+    back: &Side<B>,
+    counters: &SessionMetrics,
+    closing: &CancellationToken,
+) -> PumpEnd
+where
+    D: AsyncWrite + Unpin,
+    B: AsyncWrite + Unpin,
+{
+    counters.rate_limited(exceeded.unit.label());
+    tracing::debug!("relay: closing the client: {exceeded}");
+    let reason = CloseReason::RateExceeded(exceeded);
+    back.send_close(reason).await;
+    dst.send_close(CloseReason::PeerRateExceeded).await;
+    closing.cancel();
+    PumpEnd::Failed(reason.code())
+}
+
+/// After the source was closed for its rate: reads and drops its frames
+/// until its close frame (or EOF, or the relay stops: at most the close
+/// timeout), so the close frame sent to it is not lost to the TCP reset that
+/// unread bytes would cause.
+async fn drain_until_close<R: AsyncRead + Unpin>(
+    src: &mut R,
+    mut buf: Vec<u8>,
+    stop: &CancellationToken,
+) {
+    // Bytes of the current (dropped) frame still to come.
+    let mut skip: u64 = 0;
+    loop {
+        loop {
+            if skip > 0 {
+                let n = skip.min(buf.len() as u64) as usize;
+                buf.drain(..n);
+                skip -= n as u64;
+                if skip > 0 {
+                    break;
+                }
+            }
+            match parse_header(&buf) {
+                Some(h) if h.opcode == OP_CLOSE => return,
+                Some(h) => skip = h.size as u64 + h.len,
+                None => break,
+            }
+        }
+        buf.reserve(READ_SIZE);
+        let read = tokio::select! {
+            _ = stop.cancelled() => return,
+            n = src.read_buf(&mut buf) => n,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
 /// Relays between an upgraded client connection and an upstream WebSocket
 /// connection (handshake done; `upstream_buffered` holds bytes read past
 /// the upstream's 101 response).
@@ -464,6 +552,9 @@ where
     let stop = CancellationToken::new();
     let closing = CancellationToken::new();
     let max = limits.max_message_size;
+    // The client's rates; the upstream is the operator's and has none.
+    let client_rates = Meter::new(&limits);
+    let no_rates = Meter::unlimited();
 
     let up = async {
         let end = pump(
@@ -473,6 +564,7 @@ where
             &client_side,
             Dir::Up,
             max,
+            &client_rates,
             &counters,
             &stop,
             &closing,
@@ -508,6 +600,7 @@ where
             &upstream_side,
             Dir::Down,
             max,
+            &no_rates,
             &counters,
             &stop,
             &closing,
@@ -592,7 +685,7 @@ where
                 close_seen: Some(c),
             },
         ) => Ending::ClosedByUs(c),
-        (PumpEnd::Failed, _) | (_, PumpEnd::Failed) => Ending::ClosedByUs(1002),
+        (PumpEnd::Failed(code), _) | (_, PumpEnd::Failed(code)) => Ending::ClosedByUs(code),
         _ => Ending::Dropped,
     }
 }
