@@ -244,6 +244,18 @@ pub enum RouteSpecError {
     BadBurst { place: String },
     #[error("{place}: moderator_password_env must name an environment variable")]
     BadModeratorPasswordEnv { place: String },
+    // -- identity in chat (issue 12, "ident") --
+    #[error(
+        "{place}: moderators must list identities (non-empty names, as the route's auth or client certificate gives them)"
+    )]
+    EmptyModerator { place: String },
+    #[error("{place}: moderator_claim `{rule}`: {source}")]
+    BadModeratorClaim {
+        place: String,
+        rule: String,
+        source: super::claim::BadClaimRule,
+    },
+    // -- end of identity in chat --
     /// `ping_interval` or `idle_timeout` out of range (the message names
     /// the place itself).
     #[error(transparent)]

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod broker;
 pub mod cidr;
+pub mod claim;
 pub mod defaults;
 pub mod edge;
 pub mod environment;

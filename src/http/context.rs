@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::host::HostAllow;
 use super::reply::ConnInfo;
 use super::router::Router;
-use crate::auth::Identity;
+use crate::auth::{Identity, IdentitySource};
 use crate::config::cidr::Cidr;
 use crate::routes::Env;
 use crate::tls::challenge::Challenges;
@@ -47,4 +47,14 @@ impl HttpContext {
             identity,
         }
     }
+}
+
+/// The identity a connection carries by itself, whatever the route: the
+/// subject of its verified client certificate (mTLS), if it sent one. The
+/// edge passes it to routes without `auth` (and a route's `auth` may use it
+/// as its fallback).
+pub fn conn_identity(conn: &ConnInfo) -> Option<Identity> {
+    conn.client_subject
+        .as_ref()
+        .map(|subject| Identity::new(subject.clone(), IdentitySource::ClientCert))
 }

@@ -89,7 +89,10 @@ pub async fn accept_websocket(
     };
 
     // The kind's own admission, the 101 and the session.
-    route.upgrade(req, key, permit, &ctx.env(conn, None)).await
+    let identity = super::context::conn_identity(conn);
+    route
+        .upgrade(req, key, permit, &ctx.env(conn, identity.as_ref()))
+        .await
 }
 
 /// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,

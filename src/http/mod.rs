@@ -148,11 +148,14 @@ async fn dispatch(
                 ),
             ))
         }
-        (false, _, true) => counted(
-            route
-                .serve_http(req, rest, path, &ctx.env(conn, None))
-                .await,
-        ),
+        (false, _, true) => {
+            let identity = context::conn_identity(conn);
+            counted(
+                route
+                    .serve_http(req, rest, path, &ctx.env(conn, identity.as_ref()))
+                    .await,
+            )
+        }
         (false, _, false) => {
             let mut r = text_response(
                 StatusCode::UPGRADE_REQUIRED,

@@ -15,6 +15,7 @@ mod echo; // text and binary echo over ws:// and wss://, big messages
 mod exec; // CGI environment, line/binary relay, kill and reap, exit codes, cap, backpressure
 mod harness; // start/stop the binary, TLS/WebSocket/HTTP clients
 mod http; // static files, 404, clear errors for wrong request kinds
+mod identity; // the identity (client certificate) to proxy upstreams, exec programs and logs
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
 mod proxy; // proxy routes in front of real echo backends
 mod redis; // a real redis-server for tests; the redis backend across instances, outages
