@@ -12,7 +12,6 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
-
 use tracing::Instrument;
 
 use super::broadcast::BroadcastSession;
@@ -113,32 +112,31 @@ pub fn spawn(
     let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
     let upgrade = hyper::upgrade::on(&mut req);
-    env.tracker.spawn(
-        async move {
-            let upgraded = match upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "upgrade failed");
-                    return;
-                }
-            };
-            // Bytes of messages being received are charged to the memory budget.
-            let ws = WebSocketStream::from_raw_socket(
-                BudgetedIo::new(TokioIo::new(upgraded)),
-                Role::Server,
-                Some(session::websocket_config(&slot.limits)),
-            )
-            .await;
-            let route = slot.route.clone();
-            let counters = SessionMetrics::open(&route, &listener);
-            tracing::debug!(%peer, %route, "WebSocket opened");
-            let spawned = Spawned { shutdown, counters };
-            let ending = opened.run(ws, slot.limits, spawned).await;
-            tracing::debug!(%peer, %route, ?ending, "WebSocket closed");
-            slot.release();
-            drop(ticket);
-        }
-        .instrument(session_span(env.identity)),
-    );
+    let task = async move {
+        let upgraded = match upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        // Bytes of messages being received are charged to the memory budget.
+        let ws = WebSocketStream::from_raw_socket(
+            BudgetedIo::new(TokioIo::new(upgraded)),
+            Role::Server,
+            Some(session::websocket_config(&slot.limits)),
+        )
+        .await;
+        let route = slot.route.clone();
+        let counters = SessionMetrics::open(&route, &listener);
+        tracing::debug!(%peer, %route, "WebSocket opened");
+        let spawned = Spawned { shutdown, counters };
+        let ending = opened.run(ws, slot.limits, spawned).await;
+        tracing::debug!(%peer, %route, ?ending, "WebSocket closed");
+        slot.release();
+        drop(ticket);
+    };
+    env.tracker
+        .spawn(task.instrument(session_span(env.identity)));
     switching_protocols(key)
 }

@@ -34,8 +34,8 @@ fn clients(dir: &Path) -> Clients {
     std::fs::write(&ca_file, ca.pem()).unwrap();
     Clients {
         ca_file: ca_file.to_string_lossy().into_owned(),
-        alice: ca.leaf(&["alice"], 11, true),
-        jose: ca.leaf(&["José Díaz"], 12, true),
+        alice: ca.client("alice", 11),
+        jose: ca.client("José Díaz", 12),
     }
 }
 
@@ -223,7 +223,7 @@ async fn program_env(
     server: &Wssd,
     cert: Option<&Pair>,
     path: &str,
-    headers: &[(&str, &str)],
+    headers: &[(&'static str, &str)],
 ) -> BTreeMap<String, String> {
     let tls = try_tls_connect(server.tls_addr(), &tls_config(server, cert), "localhost")
         .await

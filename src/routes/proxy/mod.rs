@@ -231,7 +231,7 @@ fn spawn_relay(
     let ticket = env.conn.ticket.clone();
     let client_upgrade = hyper::upgrade::on(&mut req);
     pool.members[index].active.fetch_add(1, Ordering::Relaxed);
-    env.tracker.spawn(async move {
+    let task = async move {
         let upgraded = match client_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -255,8 +255,8 @@ fn spawn_relay(
         pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
         slot.release();
         drop(ticket);
-    }
-    .instrument(span));
+    };
+    env.tracker.spawn(task.instrument(span));
 }
 
 /// The part of `path` below the route prefix `route`.
