@@ -216,6 +216,11 @@ async fn proxy_sends_the_identity_and_never_the_clients_own() {
     );
     // The proxied session's log lines carry the identity.
     server.wait_for_log("identity=CN=alice").await;
+    // Every request above carried forged copies: each one counted.
+    assert_eq!(
+        server.metric("wssd_forged_identity_headers_total").await,
+        5.0
+    );
 }
 
 /// `VAR=value` lines of an `env`-printing program on `path`.

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::metrics;
 use crate::routes::env::Env;
 use crate::routes::identity::encoded_name;
 
@@ -46,20 +47,27 @@ pub(super) fn forwarded_headers(incoming: &HeaderMap, env: &Env<'_>, websocket: 
         }
     }
     let mut out = HeaderMap::new();
+    let mut forged = false;
     for (name, value) in incoming {
         let n = name.as_str();
+        if n == IDENTITY || n == IDENTITY_SOURCE {
+            forged = true;
+            continue;
+        }
         if HOP_BY_HOP.contains(&n)
             || listed.iter().any(|l| l == n)
             || n.starts_with("x-forwarded-")
             || n == "x-real-ip"
             || n == "forwarded"
-            || n == IDENTITY
-            || n == IDENTITY_SOURCE
             || (websocket && n.starts_with("sec-websocket-") && n != "sec-websocket-protocol")
         {
             continue;
         }
         out.append(name.clone(), value.clone());
+    }
+    if forged {
+        metrics::forged_identity_header();
+        tracing::debug!(peer = %conn.peer, "removed the client's own X-Wssd-Identity header");
     }
     let peer_ip = match conn.peer.ip() {
         IpAddr::V6(v6) => v6
