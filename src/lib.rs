@@ -27,7 +27,10 @@
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
 //!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
-//!   `broadcast`); `open` starts a kind's session after the 101.
+//!   `broadcast`); `open` starts a kind's session after the 101;
+//!   `identity` is how kinds pass the caller's identity on (one encoding
+//!   for a header value and an environment variable, the session's log
+//!   span).
 //! - [`auth`]: who a request is (`identity`), decided at the edge before
 //!   the route kind runs.
 //! - [`session`]: the WebSocket driver (limits, writes under the send
@@ -49,7 +52,8 @@
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
-//!   types (`types`), typed errors (`error`), trust roots (`trust`).
+//!   types (`types`), typed errors (`error`), trust roots (`trust`), rules
+//!   on JWT claims (`claim`: chat's `moderator_claim`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.

@@ -86,7 +86,8 @@ impl ClaimRule {
                 Value::Array(items) => items
                     .iter()
                     .any(|item| item.as_str() == Some(wanted.as_str())),
-                Value::Number(_) | Value::Bool(_) => claim.to_string() == *wanted,
+                Value::Number(n) => wanted.parse::<serde_json::Number>().is_ok_and(|w| w == *n),
+                Value::Bool(b) => wanted == if *b { "true" } else { "false" },
                 Value::Null | Value::Object(_) => false,
             },
         }
