@@ -244,7 +244,7 @@ pub enum RouteSpecError {
     BadBurst { place: String },
     #[error("{place}: moderator_password_env must name an environment variable")]
     BadModeratorPasswordEnv { place: String },
-    // -- identity in chat (issue 12, "ident") --
+    // -- identity in chat and exec (issue 12, "ident") --
     #[error(
         "{place}: moderators must list identities (non-empty names, as the route's auth or client certificate gives them)"
     )]
@@ -255,7 +255,11 @@ pub enum RouteSpecError {
         rule: String,
         source: super::claim::BadClaimRule,
     },
-    // -- end of identity in chat --
+    #[error(
+        "{place}: pass_env cannot list {name}: wssd sets REMOTE_USER and AUTH_TYPE from the caller's identity only (the route's auth or a client certificate); remove it"
+    )]
+    IdentityInPassEnv { place: String, name: String },
+    // -- end of identity in chat and exec --
     /// `ping_interval` or `idle_timeout` out of range (the message names
     /// the place itself).
     #[error(transparent)]

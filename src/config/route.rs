@@ -185,6 +185,10 @@ impl fmt::Debug for ChatSpec {
 /// Where the moderator password is read from unless a route names another.
 pub const DEFAULT_MODERATOR_PASSWORD_ENV: &str = "WSSD_MOD_PASSWORD";
 
+/// Environment variables of exec programs that only the caller's identity
+/// sets (`REMOTE_USER`, `AUTH_TYPE`): never from `pass_env`.
+pub const IDENTITY_VARIABLES: &[&str] = &["REMOTE_USER", "AUTH_TYPE"];
+
 /// Default `max_processes` of exec routes.
 pub const DEFAULT_MAX_PROCESSES: usize = 64;
 
@@ -583,6 +587,17 @@ impl RouteTable {
             RouteKind::Exec(e) => {
                 e.binary = self.binary.unwrap_or(false);
                 e.pass_env = self.pass_env.clone().unwrap_or_default();
+                // Identity (issue 12, "ident"): only the edge's identity sets these.
+                if let Some(name) = e
+                    .pass_env
+                    .iter()
+                    .find(|n| IDENTITY_VARIABLES.contains(&n.as_str()))
+                {
+                    return Err(RouteSpecError::IdentityInPassEnv {
+                        place: place.into(),
+                        name: name.clone(),
+                    });
+                }
                 if let Some(n) = self.max_processes {
                     if n == 0 {
                         return Err(RouteSpecError::ZeroMaxProcesses {

@@ -271,7 +271,7 @@ async fn exec_gets_remote_user_only_with_an_identity() {
         &config,
         format!(
             "[[route]]\npath = \"/env\"\nkind = \"exec\"\ncommand = [\"{}\"]\n\
-             pass_env = [\"REMOTE_USER\", \"AUTH_TYPE\", \"WSSD_TEST_PASSED\"]\n",
+             pass_env = [\"WSSD_TEST_PASSED\"]\n",
             env_sh.display()
         ),
     )
@@ -279,8 +279,8 @@ async fn exec_gets_remote_user_only_with_an_identity() {
     let server = Wssd::builder()
         .args(["--client-ca", &c.ca_file, "--client-auth", "optional"])
         .args(["--config", config.to_str().unwrap()])
-        // What an operator's environment (or a careless pass_env) holds:
-        // never the program's identity.
+        // What an operator's environment holds: never the program's
+        // identity.
         .env("REMOTE_USER", "root")
         .env("AUTH_TYPE", "Basic")
         .env("WSSD_TEST_PASSED", "yes")
@@ -309,5 +309,26 @@ async fn exec_gets_remote_user_only_with_an_identity() {
         env.get("REMOTE_USER").map(String::as_str),
         Some("CN=Jos%C3%A9%20D%C3%ADaz"),
         "{env:#?}"
+    );
+}
+
+#[test]
+fn pass_env_cannot_list_the_identity_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wssd.toml");
+    std::fs::write(
+        &config,
+        "[[route]]\npath = \"/env\"\nkind = \"exec\"\ncommand = \"env\"\n\
+         pass_env = [\"LANG\", \"REMOTE_USER\"]\n",
+    )
+    .unwrap();
+    let (out, _state) = Wssd::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .run_to_exit();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pass_env cannot list REMOTE_USER"),
+        "{stderr}"
     );
 }

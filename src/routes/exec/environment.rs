@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
 use crate::auth::Identity;
-use crate::config::route::ExecSpec;
+use crate::config::route::{ExecSpec, IDENTITY_VARIABLES};
 use crate::http::reply::ConnInfo;
 use crate::routes::identity::{auth_type, encoded_name};
 
@@ -25,14 +25,12 @@ pub struct ExecRequest {
     pub identity: Option<Identity>,
 }
 
-/// Variables that only wssd's identity may set: never from `pass_env`.
-const IDENTITY_VARIABLES: &[&str] = &["REMOTE_USER", "AUTH_TYPE"];
-
 /// The program's whole environment; see the module docs.
 pub fn environment(spec: &ExecSpec, request: &ExecRequest) -> Vec<(OsString, OsString)> {
     use std::collections::BTreeMap;
     let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
     for name in &spec.pass_env {
+        // Refused at load too; kept here so no other way in can set them.
         if IDENTITY_VARIABLES.contains(&name.as_str()) {
             continue;
         }

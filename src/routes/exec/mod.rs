@@ -35,8 +35,8 @@
 //!   for a verified client certificate (mod_ssl's names), and, only when the
 //!   edge authenticated the client, `REMOTE_USER` (the identity,
 //!   percent-encoded as in `crate::routes::identity`) with `AUTH_TYPE`
-//!   (`Bearer`, `Basic`, `JWT` or `TLS`); `pass_env` cannot set these two,
-//!   and a header can only become `HTTP_*`. Headers are
+//!   (`Bearer`, `Basic`, `JWT` or `TLS`); `pass_env` cannot list these two
+//!   (an error at load), and a header can only become `HTTP_*`. Headers are
 //!   `HTTP_` + name upper-cased with `-` as `_`; repeated headers are joined
 //!   with `, ` (`; ` for Cookie). Not passed: `Authorization` and
 //!   `Proxy-Authorization` (credentials, as in Apache), `Proxy` (httpoxy) and
