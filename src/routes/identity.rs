@@ -76,4 +76,17 @@ mod tests {
             assert_eq!(back, name);
         }
     }
+
+    proptest::proptest! {
+        /// Whatever the name (an issuer may let users pick it), the text
+        /// passed on is one visible-ASCII header value, and decodes back.
+        #[test]
+        fn any_name_is_one_safe_header_value_and_decodes_back(name in r"\PC*|[\x00-\x20%\x7F-\x{10FFFF}]{0,40}") {
+            let e = encoded(&name);
+            proptest::prop_assert!(e.bytes().all(|b| b.is_ascii_graphic()), "{}", e);
+            proptest::prop_assert!(hyper::header::HeaderValue::from_str(&e).is_ok());
+            let back = percent_encoding::percent_decode_str(&e).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(back, name.as_str());
+        }
+    }
 }
