@@ -1084,7 +1084,7 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
     const el = $("auth-token-state");
     el.dataset.set = set ? "true" : "false";
     el.textContent = set
-      ? "token set: every socket opens with ?access_token=… (takes effect on the next connection)"
+      ? "token set: sent as access_token with every new socket"
       : "no token: sockets open without one";
     el.className = set ? "hint ok-text" : "hint";
   }
