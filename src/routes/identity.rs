@@ -38,12 +38,15 @@ pub fn auth_type(source: IdentitySource) -> &'static str {
 
 /// The span a WebSocket session runs in: it puts `identity` (and how it
 /// was established, `auth`) on every line the session logs, when there is
-/// an identity; no span at all otherwise.
+/// an identity; no span at all otherwise. The name is logged as written,
+/// quoted, with control and invisible characters escaped (`\n`,
+/// `\u{202e}`), so it reads as configured (`moderators`) and cannot forge
+/// a log line.
 pub fn session_span(identity: Option<&Identity>) -> tracing::Span {
     match identity {
         Some(id) => tracing::info_span!(
             "session",
-            identity = %encoded_name(id),
+            identity = ?id.name,
             auth = id.source.label()
         ),
         None => tracing::Span::none(),

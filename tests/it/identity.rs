@@ -215,7 +215,7 @@ async fn proxy_sends_the_identity_and_never_the_clients_own() {
         ]
     );
     // The proxied session's log lines carry the identity.
-    server.wait_for_log("identity=CN=alice").await;
+    server.wait_for_log("identity=\"CN=alice\"").await;
     // Every request above carried forged copies: each one counted.
     assert_eq!(
         server.metric("wssd_forged_identity_headers_total").await,
@@ -296,7 +296,7 @@ async fn exec_gets_remote_user_only_with_an_identity() {
     assert_eq!(get("WSSD_TEST_PASSED"), Some("yes"), "pass_env still works");
     // A client's headers only ever become HTTP_*.
     assert_eq!(get("HTTP_REMOTE_USER"), Some("root"));
-    server.wait_for_log("identity=CN=alice").await;
+    server.wait_for_log("identity=\"CN=alice\"").await;
 
     let env = program_env(&server, None, "/env", &spoof).await;
     let get = |k: &str| env.get(k).map(String::as_str);
