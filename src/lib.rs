@@ -53,7 +53,8 @@
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
 //!   types (`types`), typed errors (`error`), trust roots (`trust`), rules
-//!   on JWT claims (`claim`: chat's `moderator_claim`).
+//!   on JWT claims (`claim`: chat's `moderator_claim`) and the identity
+//!   keys of routes (`route_identity`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.

@@ -31,6 +31,7 @@ pub mod limits;
 pub mod limits_section;
 pub mod listeners;
 pub mod route;
+pub mod route_identity;
 pub mod route_list;
 pub mod sources;
 pub mod tls;

@@ -185,10 +185,6 @@ impl fmt::Debug for ChatSpec {
 /// Where the moderator password is read from unless a route names another.
 pub const DEFAULT_MODERATOR_PASSWORD_ENV: &str = "WSSD_MOD_PASSWORD";
 
-/// Environment variables of exec programs that only the caller's identity
-/// sets (`REMOTE_USER`, `AUTH_TYPE`): never from `pass_env`.
-pub const IDENTITY_VARIABLES: &[&str] = &["REMOTE_USER", "AUTH_TYPE"];
-
 /// Default `max_processes` of exec routes.
 pub const DEFAULT_MAX_PROCESSES: usize = 64;
 
@@ -588,16 +584,7 @@ impl RouteTable {
                 e.binary = self.binary.unwrap_or(false);
                 e.pass_env = self.pass_env.clone().unwrap_or_default();
                 // Identity (issue 12, "ident"): only the edge's identity sets these.
-                if let Some(name) = e
-                    .pass_env
-                    .iter()
-                    .find(|n| IDENTITY_VARIABLES.contains(&n.as_str()))
-                {
-                    return Err(RouteSpecError::IdentityInPassEnv {
-                        place: place.into(),
-                        name: name.clone(),
-                    });
-                }
+                self.check_pass_env(place)?;
                 if let Some(n) = self.max_processes {
                     if n == 0 {
                         return Err(RouteSpecError::ZeroMaxProcesses {
@@ -625,33 +612,6 @@ impl RouteTable {
             kind,
             limits,
         })
-    }
-}
-
-impl RouteTable {
-    /// A chat route's identity keys (issue 12, "ident"): `identity_username`,
-    /// `moderators` (non-empty names) and `moderator_claim` (a
-    /// [`ClaimRule`]).
-    fn chat_identity(&self, c: &mut ChatSpec, place: &str) -> Result<(), RouteSpecError> {
-        c.identity_username = self.identity_username.unwrap_or(false);
-        if let Some(list) = &self.moderators {
-            if list.iter().any(|m| m.is_empty()) {
-                return Err(RouteSpecError::EmptyModerator {
-                    place: place.into(),
-                });
-            }
-            c.moderators = list.clone();
-        }
-        if let Some(text) = &self.moderator_claim {
-            c.moderator_claim = Some(ClaimRule::parse(text).map_err(|source| {
-                RouteSpecError::BadModeratorClaim {
-                    place: place.into(),
-                    rule: text.clone(),
-                    source,
-                }
-            })?);
-        }
-        Ok(())
     }
 }
 

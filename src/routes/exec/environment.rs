@@ -6,7 +6,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
 use crate::auth::Identity;
-use crate::config::route::{ExecSpec, IDENTITY_VARIABLES};
+use crate::config::route::ExecSpec;
+use crate::config::route_identity::IDENTITY_VARIABLES;
 use crate::http::reply::ConnInfo;
 use crate::routes::identity::{auth_type, encoded_name};
 
