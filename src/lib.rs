@@ -33,7 +33,10 @@
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
 //!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
-//!   `broadcast`); `open` starts a kind's session after the 101.
+//!   `broadcast`); `open` starts a kind's session after the 101;
+//!   `identity` is how kinds pass the caller's identity on (one encoding
+//!   for a header value and an environment variable, the session's log
+//!   span).
 //! - [`auth`]: who a request is (`identity`), decided at the edge before
 //!   the route kind runs: a route's loaded `auth` (`spec`), where
 //!   credentials are read (`extract`), the verifiers (`token`, `jwt`,
@@ -61,7 +64,8 @@
 //!   per-section functions; one default per option (`defaults`), domain
 //!   types (`types`), the per-WebSocket rate limits per route (`rate`),
 //!   typed errors (`error`), trust roots (`trust`), a route's `auth` table
-//!   loaded once (`auth`).
+//!   loaded once (`auth`), rules on JWT claims (`claim`: chat's
+//!   `moderator_claim`) and the identity keys of routes (`route_identity`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.

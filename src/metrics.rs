@@ -26,6 +26,9 @@
 //!   progress for the send timeout (peer: client, upstream)
 //! - `wssd_body_timeouts_total` proxied request bodies that paused longer
 //!   than the send timeout (answered 408)
+//! - `wssd_forged_identity_headers_total` proxied requests (upgrades and
+//!   plain HTTP) whose client sent its own `X-Wssd-Identity` or
+//!   `X-Wssd-Identity-Source`, removed before forwarding
 //! - `wssd_subscribers_dropped_total{route,reason}` chat/broadcast subscribers
 //!   cut off (reason: slow)
 //! - `wssd_rate_limited_total{route,limit}` WebSockets closed with 1008 for
@@ -142,6 +145,11 @@ pub fn write_timeout(peer: &'static str) {
 
 pub fn body_timeout() {
     counter!("wssd_body_timeouts_total").increment(1);
+}
+
+/// A proxied request arrived with its own identity header (removed).
+pub fn forged_identity_header() {
+    counter!("wssd_forged_identity_headers_total").increment(1);
 }
 
 pub fn subscriber_dropped(route: &str, reason: &'static str) {

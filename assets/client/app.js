@@ -11,7 +11,16 @@
 //                    #panel-chat #panel-echo #panel-mic (sections, hidden when not shown)
 //                    the URL hash (#chat, #echo, #mic) picks the first panel shown
 //   socket status    #chat-status #echo-status #mic-status: text, class ok|bad|wait,
-//                    data-state = idle|connecting|open|reconnecting|closing|closed|error
+//                    data-state = idle|connecting|open|reconnecting|closing|closed|error,
+//                    data-hint = "auth" when the last socket closed before it opened
+//                    (a refused handshake, e.g. 401: the text says the route may need
+//                    a token), "" otherwise
+//
+//   access token     #auth-token (form #auth-token-form; saved in localStorage
+//                    "wssd.token"), #auth-token-show (shows/hides it),
+//                    #auth-token-state (data-set=true|false): every socket URL gets
+//                    ?access_token=TOKEN when set (browsers cannot set headers on a
+//                    WebSocket); status lines show the URL with the token as "…"
 //
 //   chat             #chat-route #chat-room #chat-username #chat-join #chat-leave
 //                    (form #chat-join-form)
@@ -62,6 +71,37 @@
     if (/^wss?:\/\//i.test(route)) return route;
     if (!route.startsWith("/")) route = "/" + route;
     return scheme + "//" + location.host + route;
+  }
+
+  /** The access token field's value (empty: none). */
+  function accessToken() {
+    return $("auth-token").value.trim();
+  }
+
+  /** A socket URL with ?access_token= when a token is set. */
+  function withToken(url) {
+    const token = accessToken();
+    if (token === "") return url;
+    try {
+      const u = new URL(url);
+      u.searchParams.set("access_token", token);
+      return u.toString();
+    } catch (e) {
+      return url;
+    }
+  }
+
+  /** A socket URL as shown on the page: never the token itself. */
+  function shownUrl(url) {
+    return url.replace(/([?&]access_token=)[^&#]*/, "$1…");
+  }
+
+  /** Why a socket closed before it ever opened, with what to try. */
+  function refusedText(ev) {
+    const what = "could not open the socket (code " + ev.code + ")";
+    return accessToken() === ""
+      ? what + ": this route may need a token; enter it under Access token"
+      : what + ": the server refused it or is unreachable; check the access token (wrong or expired?)";
   }
 
   function clearChildren(el) {
@@ -118,6 +158,7 @@
   Conn.prototype.setStatus = function (state, text, tone) {
     const el = this.opts.status;
     el.dataset.state = state;
+    el.dataset.hint = "";
     el.textContent = text;
     if (tone === undefined) {
       tone = state === "open" ? "ok" : state === "connecting" || state === "reconnecting" ? "wait" : state === "idle" ? "" : "bad";
@@ -131,7 +172,7 @@
 
   /** Opens (or reopens when the route changed) the socket. */
   Conn.prototype.open = function () {
-    const url = socketUrl(this.opts.route());
+    const url = withToken(socketUrl(this.opts.route()));
     this.wanted = true;
     if (this.ws && this.url === url && this.ws.readyState <= WebSocket.OPEN) return;
     this.teardown();
@@ -139,20 +180,22 @@
     this.timer = null;
     this.url = url;
     let ws;
+    let opened = false;
     try {
       ws = new WebSocket(url);
     } catch (e) {
       this.wanted = false;
-      this.setStatus("error", "cannot open " + url + ": " + e.message);
+      this.setStatus("error", "cannot open " + shownUrl(url) + ": " + e.message);
       this.settle(new Error(e.message));
       return;
     }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    this.setStatus("connecting", "connecting to " + url + " …");
+    this.setStatus("connecting", "connecting to " + shownUrl(url) + " …");
     ws.onopen = () => {
+      opened = true;
       this.attempt = 0;
-      this.setStatus("open", "connected to " + url);
+      this.setStatus("open", "connected to " + shownUrl(url));
       this.settle(null);
       if (this.opts.onopen) this.opts.onopen();
     };
@@ -160,7 +203,9 @@
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      const how = describeClose(ev);
+      // A handshake the server refused (401 for a missing or wrong token,
+      // 403, 404...) reaches the page only as a close before any open.
+      const how = opened ? describeClose(ev) : refusedText(ev);
       this.settle(new Error(how));
       const again = this.opts.onclose ? this.opts.onclose(ev) !== false : true;
       if (!this.wanted) {
@@ -180,6 +225,7 @@
           if (this.wanted) this.open();
         }, delay);
       }
+      this.opts.status.dataset.hint = opened ? "" : "auth";
     };
   };
 
@@ -415,6 +461,9 @@
         clearChildren(chatEls.messages);
         chatSetJoined(m.room, m.username);
         chat.rejoin = { room: m.room, username: m.username };
+        // A moderator by identity (the route's moderators or claim) is one
+        // from the start; the server says so in every joined.
+        if (typeof m.moderator === "boolean" && m.moderator !== chat.moderator) chatSetModerator(m.moderator);
         chat.members = Array.isArray(m.members) ? m.members.map(String) : [m.username];
         chatRenderMembers();
         if (Array.isArray(m.history)) for (const h of m.history) chatAddMessage(h, true);
@@ -511,7 +560,7 @@
       .then(() => {
         chat.conn.send(JSON.stringify(obj));
       })
-      .catch((e) => chatShowError("connection", "could not reach " + chat.conn.url + ": " + e.message));
+      .catch((e) => chatShowError("connection", "could not reach " + shownUrl(chat.conn.url) + ": " + e.message));
   }
 
   $("chat-route").addEventListener("change", () => {
@@ -1028,10 +1077,44 @@ registerProcessor("wssd-pcm16k", WssdPcm16k);
     );
   }
 
+  // --- access token -----------------------------------------------------------
+
+  function tokenShowState() {
+    const set = accessToken() !== "";
+    const el = $("auth-token-state");
+    el.dataset.set = set ? "true" : "false";
+    el.textContent = set
+      ? "token set: sent as access_token with every new socket"
+      : "no token: sockets open without one";
+    el.className = set ? "hint ok-text" : "hint";
+  }
+  $("auth-token-form").addEventListener("submit", (ev) => ev.preventDefault());
+  $("auth-token").addEventListener("input", () => {
+    try {
+      localStorage.setItem("wssd.token", accessToken());
+    } catch (e) {
+      // storage may be off
+    }
+    tokenShowState();
+  });
+  $("auth-token-show").addEventListener("click", () => {
+    const field = $("auth-token");
+    const show = field.type === "password";
+    field.type = show ? "text" : "password";
+    $("auth-token-show").setAttribute("aria-pressed", show ? "true" : "false");
+    $("auth-token-show").textContent = show ? "Hide" : "Show";
+  });
+  try {
+    $("auth-token").value = localStorage.getItem("wssd.token") || "";
+  } catch (e) {
+    // storage may be off
+  }
+  tokenShowState();
+
   // --- start ---------------------------------------------------------------
 
   const first = location.hash.slice(1);
   showPanel(PANELS.includes(first) ? first : "chat");
 
-  window.wssd = { socketUrl: socketUrl, chat: chat, echo: echo, mic: mic, showPanel: showPanel };
+  window.wssd = { socketUrl: socketUrl, withToken: withToken, chat: chat, echo: echo, mic: mic, showPanel: showPanel };
 })();

@@ -304,6 +304,22 @@ pub enum RouteSpecError {
         key: &'static str,
         rate_key: &'static str,
     },
+    // -- identity in chat and exec (issue 12, "ident") --
+    #[error(
+        "{place}: moderators must list identities (non-empty names, as the route's auth or client certificate gives them)"
+    )]
+    EmptyModerator { place: String },
+    #[error("{place}: moderator_claim `{rule}`: {source}")]
+    BadModeratorClaim {
+        place: String,
+        rule: String,
+        source: super::claim::BadClaimRule,
+    },
+    #[error(
+        "{place}: pass_env cannot list {name}: wssd sets REMOTE_USER and AUTH_TYPE from the caller's identity only (the route's auth or a client certificate); remove it"
+    )]
+    IdentityInPassEnv { place: String, name: String },
+    // -- end of identity in chat and exec --
     /// `ping_interval` or `idle_timeout` out of range (the message names
     /// the place itself).
     #[error(transparent)]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::auth::AuthTable;
+use super::claim::ClaimRule;
 use super::error::{RouteSpecError, UpstreamError};
 use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
@@ -136,8 +137,16 @@ pub struct ChatSpec {
     pub burst: f64,
     /// The environment variable holding the moderator password.
     pub moderator_password_env: String,
-    /// Its value, read once at load; `None` disables moderation.
+    /// Its value, read once at load; `None` disables the password.
     pub moderator_password: Option<String>,
+    /// The username is the connection's identity (`identity_username`).
+    pub identity_username: bool,
+    /// Identities that are moderators without the password, compared
+    /// exactly with the identity's name (`moderators`).
+    pub moderators: Vec<String>,
+    /// A JWT claim rule that makes its identity a moderator
+    /// (`moderator_claim`).
+    pub moderator_claim: Option<ClaimRule>,
 }
 
 impl Default for ChatSpec {
@@ -149,6 +158,9 @@ impl Default for ChatSpec {
             burst: DEFAULT_CHAT_BURST,
             moderator_password_env: DEFAULT_MODERATOR_PASSWORD_ENV.into(),
             moderator_password: None,
+            identity_username: false,
+            moderators: Vec::new(),
+            moderator_claim: None,
         }
     }
 }
@@ -165,6 +177,9 @@ impl fmt::Debug for ChatSpec {
                 "moderator_password",
                 &self.moderator_password.as_ref().map(|_| "<set>"),
             )
+            .field("identity_username", &self.identity_username)
+            .field("moderators", &self.moderators)
+            .field("moderator_claim", &self.moderator_claim)
             .finish()
     }
 }
@@ -453,6 +468,14 @@ pub struct RouteTable {
     pub burst: Option<f64>,
     /// Environment variable with the moderator password (`chat`).
     pub moderator_password_env: Option<String>,
+    // -- identity in chat (issue 12, "ident": where the identity goes) --
+    /// The chat username is the connection's identity (`chat`).
+    pub identity_username: Option<bool>,
+    /// Identities that are moderators without the password (`chat`).
+    pub moderators: Option<Vec<String>>,
+    /// A JWT claim that makes a moderator: `NAME` or `NAME=VALUE` (`chat`).
+    pub moderator_claim: Option<String>,
+    // -- end of identity in chat --
     /// Per-route override of `max_message_size`.
     pub max_message_size: Option<usize>,
     /// Per-route override of `ping_interval` (seconds, 0 = off).
@@ -537,6 +560,9 @@ impl RouteTable {
                 "moderator_password_env",
                 self.moderator_password_env.is_some(),
             ),
+            ("identity_username", self.identity_username.is_some()),
+            ("moderators", self.moderators.is_some()),
+            ("moderator_claim", self.moderator_claim.is_some()),
         ] {
             misplaced(key, present && !is("chat"), "chat")?;
         }
@@ -606,10 +632,13 @@ impl RouteTable {
                     }
                     c.moderator_password_env = v.clone();
                 }
+                self.chat_identity(c, place)?;
             }
             RouteKind::Exec(e) => {
                 e.binary = self.binary.unwrap_or(false);
                 e.pass_env = self.pass_env.clone().unwrap_or_default();
+                // Identity (issue 12, "ident"): only the edge's identity sets these.
+                self.check_pass_env(place)?;
                 if let Some(n) = self.max_processes {
                     if n == 0 {
                         return Err(RouteSpecError::ZeroMaxProcesses {

@@ -56,8 +56,10 @@ impl HttpContext {
     }
 }
 
-/// Who a connection is without route auth: the subject of its verified
-/// client certificate (mTLS), if it sent one.
+/// The identity a connection carries by itself, whatever the route: the
+/// subject of its verified client certificate (mTLS), if it sent one. The
+/// edge passes it to routes without `auth` (and a route's `auth` may use it
+/// as its fallback).
 pub fn conn_identity(conn: &ConnInfo) -> Option<Identity> {
     conn.client_subject
         .as_ref()

@@ -26,6 +26,7 @@ pub mod chat;
 pub mod echo;
 pub mod env;
 pub mod exec;
+pub mod identity;
 pub mod open;
 pub mod proxy;
 pub mod static_files;
@@ -189,17 +190,21 @@ impl Route {
                 let slot = open::SessionSlot::new(&self.label, self.limits, permit);
                 return proxy::upgrade(req, proxy.clone(), slot, env, key).await;
             }
-            RouteRuntime::Exec(exec) => match exec.admit(&req, &self.spec.path, env.conn) {
-                Some(admitted) => Opened::Exec(Box::new(admitted)),
-                None => {
-                    return refused(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        HandshakeFailure::Limit,
-                        "too many processes on this route (max_processes reached); try again later\n",
-                    );
+            RouteRuntime::Exec(exec) => {
+                match exec.admit(&req, &self.spec.path, env.conn, env.identity) {
+                    Some(admitted) => Opened::Exec(Box::new(admitted)),
+                    None => {
+                        return refused(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            HandshakeFailure::Limit,
+                            "too many processes on this route (max_processes reached); try again later\n",
+                        );
+                    }
                 }
-            },
-            RouteRuntime::Chat(chat) => Opened::Chat(chat.clone()),
+            }
+            RouteRuntime::Chat(chat) => {
+                Opened::Chat(Box::new(chat.session(env.conn.peer.ip(), env.identity)))
+            }
             // Subscribed before the 101, so nothing published once the
             // client sees the upgrade is missed.
             RouteRuntime::Broadcast(b) => Opened::Broadcast(b.session()),

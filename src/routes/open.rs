@@ -12,12 +12,14 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tracing::Instrument;
 
 use super::broadcast::BroadcastSession;
-use super::chat::ChatRoute;
+use super::chat::ChatSession;
 use super::echo::Echo;
 use super::env::Env;
 use super::exec;
+use super::identity::session_span;
 use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
 use crate::http::reply::{Body, switching_protocols};
@@ -53,7 +55,8 @@ impl SessionSlot {
 /// What a kind admitted, ready to run after the upgrade.
 pub enum Opened {
     Echo,
-    Chat(Arc<ChatRoute>),
+    // Boxed like exec: a chat session's state is larger than an echo's.
+    Chat(Box<ChatSession>),
     Broadcast(BroadcastSession),
     // Boxed: the request facts are large, and every echo session would pay.
     Exec(Box<exec::Admitted>),
@@ -62,19 +65,15 @@ pub enum Opened {
 impl Opened {
     /// Runs the session until it closes.
     async fn run(self, ws: Socket, limits: SessionLimits, env: Spawned) -> Ending {
-        let Spawned {
-            shutdown,
-            counters,
-            peer,
-        } = env;
+        let Spawned { shutdown, counters } = env;
         // Kinds other than echo run boxed: a spawned task is as big as its
         // largest branch, and every idle echo connection would pay for it.
         match self {
             Opened::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
-            Opened::Chat(chat) => {
+            Opened::Chat(mut handler) => {
                 Box::pin(async move {
-                    let mut handler = chat.session(peer.ip());
-                    let ending = session::run(ws, limits, shutdown, counters, &mut handler).await;
+                    let ending =
+                        session::run(ws, limits, shutdown, counters, handler.as_mut()).await;
                     handler.finish().await;
                     ending
                 })
@@ -97,10 +96,10 @@ impl Opened {
 struct Spawned {
     shutdown: tokio_util::sync::CancellationToken,
     counters: SessionMetrics,
-    peer: std::net::SocketAddr,
 }
 
-/// Answers 101 and spawns the session on the upgraded connection.
+/// Answers 101 and spawns the session on the upgraded connection; its log
+/// lines carry the caller's identity, if any.
 pub fn spawn(
     mut req: Request<Incoming>,
     slot: SessionSlot,
@@ -113,7 +112,7 @@ pub fn spawn(
     let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
     let upgrade = hyper::upgrade::on(&mut req);
-    env.tracker.spawn(async move {
+    let task = async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -131,15 +130,13 @@ pub fn spawn(
         let route = slot.route.clone();
         let counters = SessionMetrics::open(&route, &listener);
         tracing::debug!(%peer, %route, "WebSocket opened");
-        let spawned = Spawned {
-            shutdown,
-            counters,
-            peer,
-        };
+        let spawned = Spawned { shutdown, counters };
         let ending = opened.run(ws, slot.limits, spawned).await;
         tracing::debug!(%peer, %route, ?ending, "WebSocket closed");
         slot.release();
         drop(ticket);
-    });
+    };
+    env.tracker
+        .spawn(task.instrument(session_span(env.identity)));
     switching_protocols(key)
 }

@@ -17,6 +17,7 @@ mod edge_l4; // PROXY protocol, per-IP rate and cap with summarised refusals, re
 mod exec; // CGI environment, line/binary relay, kill and reap, exit codes, cap, backpressure
 mod harness; // start/stop the binary, TLS/WebSocket/HTTP clients
 mod http; // static files, 404, clear errors for wrong request kinds
+mod identity; // the identity (client certificate) to proxy upstreams, exec programs and logs
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
 mod proxy; // proxy routes in front of real echo backends
 mod rates; // per-WebSocket message and byte rates on every route kind: 1008 past them

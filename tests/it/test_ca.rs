@@ -47,6 +47,22 @@ impl TestCa {
         } else {
             ExtendedKeyUsagePurpose::ServerAuth
         }];
+        self.sign(params)
+    }
+
+    /// A client certificate whose subject is `CN=common_name` (any text,
+    /// non-ASCII included), with no subject alternative names.
+    pub fn client(&self, common_name: &str, serial: u64) -> Pair {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.serial_number = Some(serial.into());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Pair {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Pair {

@@ -12,6 +12,7 @@
 mod bounded;
 mod bucket;
 mod events;
+mod identity;
 mod route;
 mod session;
 

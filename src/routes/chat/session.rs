@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use super::bounded::bounded;
 use super::bucket::Bucket;
 use super::events::{check_room, error, now_ms, presence};
+use super::identity;
 use super::route::ChatRoute;
+use crate::auth::Identity;
 use crate::broker::{
     BrokerError, Control, Delivery, Envelope, JoinOutcome, Payload, Subscription, Topic, room_topic,
 };
@@ -41,13 +43,16 @@ const MAX_MUTE_SECS: u64 = 86_400;
 const DEFAULT_MUTE_SECS: u64 = 60;
 
 impl ChatRoute {
-    /// A handler for one new connection from `ip`.
-    pub fn session(self: &Arc<Self>, ip: IpAddr) -> ChatSession {
+    /// A handler for one new connection from `ip`, authenticated as
+    /// `identity` when the edge says so (a moderator from the start when
+    /// the route's `moderators` or `moderator_claim` name it).
+    pub fn session(self: &Arc<Self>, ip: IpAddr, identity: Option<&Identity>) -> ChatSession {
         ChatSession {
             route: self.clone(),
             ip,
             joined: None,
-            moderator: false,
+            moderator: identity::is_moderator(&self.spec, identity),
+            identity: identity.cloned(),
             bucket: Bucket::new(self.spec.rate, self.spec.burst),
             strikes: 0,
             bad_passwords: 0,
@@ -75,6 +80,8 @@ pub struct ChatSession {
     ip: IpAddr,
     joined: Option<Joined>,
     moderator: bool,
+    /// Who the edge says this connection is.
+    identity: Option<Identity>,
     bucket: Bucket,
     strikes: u32,
     bad_passwords: u32,
@@ -213,9 +220,17 @@ impl ChatSession {
             ));
         }
         let room = string_field(request, "room", "join")?;
-        let username = string_field(request, "username", "join")?;
-        check_room(room).map_err(|e| Refusal::error("invalid_room", e.to_string()))?;
-        let name = names::member(username).map_err(|e| Refusal::error(e.code(), e.to_string()))?;
+        let name = if self.route.spec.identity_username {
+            check_room(room).map_err(|e| Refusal::error("invalid_room", e.to_string()))?;
+            // The identity is the name; a `username` in the join is ignored
+            // (the `joined` reply says which name is used).
+            identity::username(self.identity.as_ref())
+                .map_err(|(code, message)| Refusal::error(code, message))?
+        } else {
+            let username = string_field(request, "username", "join")?;
+            check_room(room).map_err(|e| Refusal::error("invalid_room", e.to_string()))?;
+            names::member(username).map_err(|e| Refusal::error(e.code(), e.to_string()))?
+        };
         let username = name.display.as_str();
         let route = &self.route;
         let topic = room_topic(&route.path, room);
@@ -253,6 +268,7 @@ impl ChatSession {
             "username": username,
             "members": members,
             "history": history,
+            "moderator": self.moderator,
         });
         self.joined = Some(Joined {
             room: room.to_string(),

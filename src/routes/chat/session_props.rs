@@ -164,7 +164,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let route = route();
-            let mut session = route.session(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let mut session = route.session(IpAddr::V4(Ipv4Addr::LOCALHOST), None);
             for message in messages {
                 let asked = match &message {
                     Message::Text(t) => serde_json::from_str::<Value>(t.as_str()).ok(),
@@ -213,7 +213,7 @@ fn binary_messages_are_answered() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut session = route().session(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut session = route().session(IpAddr::V4(Ipv4Addr::LOCALHOST), None);
         let mut replies = Vec::new();
         let flow = session
             .on_message(Message::Binary(vec![1, 2].into()), &mut replies)

@@ -1,12 +1,15 @@
-//! The program's environment: CGI-style variables from the request, the
-//! request headers as `HTTP_*`, the `pass_env` variables; see the module
-//! docs of `exec`.
+//! The program's environment: CGI-style variables from the request (and
+//! `REMOTE_USER`/`AUTH_TYPE` from the identity), the request headers as
+//! `HTTP_*`, the `pass_env` variables; see the module docs of `exec`.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
+use crate::auth::Identity;
 use crate::config::route::ExecSpec;
+use crate::config::route_identity::IDENTITY_VARIABLES;
 use crate::http::reply::ConnInfo;
+use crate::routes::identity::{auth_type, encoded_name};
 
 /// `PATH` given to programs unless `PATH` is listed in `pass_env`.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -19,6 +22,8 @@ pub struct ExecRequest {
     pub conn: ConnInfo,
     /// The route's path prefix (PATH_INFO is what follows it).
     pub route_path: String,
+    /// Who the client is, when the edge authenticated it (`REMOTE_USER`).
+    pub identity: Option<Identity>,
 }
 
 /// The program's whole environment; see the module docs.
@@ -26,6 +31,10 @@ pub fn environment(spec: &ExecSpec, request: &ExecRequest) -> Vec<(OsString, OsS
     use std::collections::BTreeMap;
     let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
     for name in &spec.pass_env {
+        // Refused at load too; kept here so no other way in can set them.
+        if IDENTITY_VARIABLES.contains(&name.as_str()) {
+            continue;
+        }
         if let Some(value) = std::env::var_os(name) {
             env.insert(name.into(), value);
         }
@@ -107,6 +116,10 @@ pub fn environment(spec: &ExecSpec, request: &ExecRequest) -> Vec<(OsString, OsS
     if let Some(subject) = &conn.client_subject {
         cgi.push(("SSL_CLIENT_S_DN", subject.to_string()));
         cgi.push(("SSL_CLIENT_VERIFY", "SUCCESS".to_string()));
+    }
+    if let Some(identity) = &request.identity {
+        cgi.push(("REMOTE_USER", encoded_name(identity).into_owned()));
+        cgi.push(("AUTH_TYPE", auth_type(identity.source).to_string()));
     }
     for (key, value) in cgi {
         env.insert(key.into(), value.into());

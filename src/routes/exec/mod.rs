@@ -31,8 +31,12 @@
 //!   `REQUEST_URI`, `SCRIPT_NAME` (the route path, empty for `/`),
 //!   `PATH_INFO` (the rest, not percent-decoded), `QUERY_STRING`,
 //!   `REMOTE_ADDR`, `REMOTE_HOST` (the address; no DNS), `REMOTE_PORT`,
-//!   `HTTPS=on` on TLS, and `SSL_CLIENT_S_DN` with `SSL_CLIENT_VERIFY=SUCCESS`
-//!   for a verified client certificate (mod_ssl's names). Headers are
+//!   `HTTPS=on` on TLS, `SSL_CLIENT_S_DN` with `SSL_CLIENT_VERIFY=SUCCESS`
+//!   for a verified client certificate (mod_ssl's names), and, only when the
+//!   edge authenticated the client, `REMOTE_USER` (the identity,
+//!   percent-encoded as in `crate::routes::identity`) with `AUTH_TYPE`
+//!   (`Bearer`, `Basic`, `JWT` or `TLS`); `pass_env` cannot list these two
+//!   (an error at load), and a header can only become `HTTP_*`. Headers are
 //!   `HTTP_` + name upper-cased with `-` as `_`; repeated headers are joined
 //!   with `, ` (`; ` for Cookie). Not passed: `Authorization` and
 //!   `Proxy-Authorization` (credentials, as in Apache), `Proxy` (httpoxy) and
@@ -66,7 +70,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::auth::Identity;
 use crate::config::SessionLimits;
 use crate::config::route::ExecSpec;
 use crate::http::reply::ConnInfo;
@@ -113,12 +119,14 @@ impl ExecRoute {
     }
 
     /// Admission before the 101: a process slot and the request facts the
-    /// program will see; `None` when `max_processes` run already.
+    /// program will see (`identity`: who the edge says the client is);
+    /// `None` when `max_processes` run already.
     pub fn admit<B>(
         self: &Arc<Self>,
         req: &hyper::Request<B>,
         route_path: &str,
         conn: &ConnInfo,
+        identity: Option<&Identity>,
     ) -> Option<Admitted> {
         let process = self.try_reserve()?;
         Some(Admitted {
@@ -128,6 +136,7 @@ impl ExecRoute {
                 headers: req.headers().clone(),
                 conn: conn.clone(),
                 route_path: route_path.to_string(),
+                identity: identity.cloned(),
             },
             process,
         })
@@ -216,7 +225,7 @@ fn start(
     let stderr_task = child
         .stderr
         .take()
-        .map(|e| tokio::spawn(log_stderr(e, conn, peer, log.route.clone())));
+        .map(|e| tokio::spawn(log_stderr(e, conn, peer, log.route.clone()).in_current_span()));
     let program = Program {
         stdin: child.stdin.take(),
         stdout: child.stdout.take(),

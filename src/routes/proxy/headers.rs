@@ -1,11 +1,22 @@
 //! The headers a proxied request carries upstream: end-to-end headers
-//! only, and this hop's X-Forwarded-*, X-Real-IP and `Forwarded`.
+//! only, this hop's X-Forwarded-*, X-Real-IP and `Forwarded`, and who the
+//! client is (`X-Wssd-Identity`, `X-Wssd-Identity-Source`).
 
 use std::net::IpAddr;
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::metrics;
 use crate::routes::env::Env;
+use crate::routes::identity::encoded_name;
+
+/// The authenticated caller's name (percent-encoded, see
+/// `crate::routes::identity`), set only by wssd: a client's own copy is
+/// always removed, so an upstream can trust it.
+pub(super) const IDENTITY: &str = "x-wssd-identity";
+/// How the caller was authenticated: `token`, `jwt`, `basic` or
+/// `client-cert`; set and removed like [`IDENTITY`].
+pub(super) const IDENTITY_SOURCE: &str = "x-wssd-identity-source";
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
 pub(super) const HOP_BY_HOP: &[&str] = &[
@@ -24,7 +35,9 @@ pub(super) const HOP_BY_HOP: &[&str] = &[
 /// X-Real-IP. Incoming X-Forwarded-* are kept (appended to) only from
 /// trusted proxies; otherwise they are replaced. `Forwarded` (RFC 7239) is
 /// treated the same: dropped from other peers, and from a trusted proxy
-/// kept with this hop's element appended.
+/// kept with this hop's element appended. `X-Wssd-Identity` and
+/// `X-Wssd-Identity-Source` come from the edge's identity only, never from
+/// the client (not even a trusted proxy's).
 pub(super) fn forwarded_headers(incoming: &HeaderMap, env: &Env<'_>, websocket: bool) -> HeaderMap {
     let conn = env.conn;
     let mut listed: Vec<String> = Vec::new();
@@ -34,8 +47,13 @@ pub(super) fn forwarded_headers(incoming: &HeaderMap, env: &Env<'_>, websocket: 
         }
     }
     let mut out = HeaderMap::new();
+    let mut forged = false;
     for (name, value) in incoming {
         let n = name.as_str();
+        if n == IDENTITY || n == IDENTITY_SOURCE {
+            forged = true;
+            continue;
+        }
         if HOP_BY_HOP.contains(&n)
             || listed.iter().any(|l| l == n)
             || n.starts_with("x-forwarded-")
@@ -46,6 +64,10 @@ pub(super) fn forwarded_headers(incoming: &HeaderMap, env: &Env<'_>, websocket: 
             continue;
         }
         out.append(name.clone(), value.clone());
+    }
+    if forged {
+        metrics::forged_identity_header();
+        tracing::debug!(peer = %conn.peer, "removed the client's own X-Wssd-Identity header");
     }
     let peer_ip = match conn.peer.ip() {
         IpAddr::V6(v6) => v6
@@ -101,6 +123,10 @@ pub(super) fn forwarded_headers(incoming: &HeaderMap, env: &Env<'_>, websocket: 
     set("x-real-ip", real_ip);
     if let Some(h) = host {
         set("x-forwarded-host", h);
+    }
+    if let Some(identity) = env.identity {
+        set(IDENTITY, encoded_name(identity).into_owned());
+        set(IDENTITY_SOURCE, identity.source.label().to_string());
     }
     out
 }

@@ -21,11 +21,13 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tracing::Instrument;
 
 use crate::http::reply::{Body, switching_protocols, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::body_timeout::Paced;
 use crate::routes::env::Env;
+use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::{HOP_BY_HOP, forwarded_headers};
@@ -36,8 +38,21 @@ fn bad_gateway(text: &str) -> Response<Body> {
     text_response(StatusCode::BAD_GATEWAY, text)
 }
 
-/// Forwards a plain HTTP request, streaming both bodies.
+/// Forwards a plain HTTP request, streaming both bodies; its log lines
+/// carry the caller's identity.
 pub async fn forward_http(
+    req: Request<Incoming>,
+    proxy: Arc<ProxyRoute>,
+    env: &Env<'_>,
+    rest: &str,
+) -> Response<Body> {
+    let span = session_span(env.identity);
+    forward_http_request(req, proxy, env, rest)
+        .instrument(span)
+        .await
+}
+
+async fn forward_http_request(
     req: Request<Incoming>,
     proxy: Arc<ProxyRoute>,
     env: &Env<'_>,
@@ -133,12 +148,17 @@ pub async fn upgrade(
     env: &Env<'_>,
     key: Vec<u8>,
 ) -> Response<Body> {
-    let (index, upstream) = match connect_upstream(&req, &proxy, &slot.route, env).await {
+    // The identity goes on every log line of this socket.
+    let span = session_span(env.identity);
+    let (index, upstream) = match connect_upstream(&req, &proxy, &slot.route, env)
+        .instrument(span.clone())
+        .await
+    {
         Ok(connected) => connected,
         Err(refusal) => return refusal,
     };
     let protocol = upstream.protocol.clone();
-    spawn_relay(req, proxy, index, upstream, slot, env);
+    spawn_relay(req, proxy, index, upstream, slot, env, span);
     let mut r = switching_protocols(&key);
     if let Some(p) = protocol {
         r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
@@ -203,6 +223,7 @@ fn spawn_relay(
     upstream: Upgraded,
     slot: SessionSlot,
     env: &Env<'_>,
+    span: tracing::Span,
 ) {
     let shutdown = env.shutdown.clone();
     let listener = env.conn.listener.clone();
@@ -210,7 +231,7 @@ fn spawn_relay(
     let ticket = env.conn.ticket.clone();
     let client_upgrade = hyper::upgrade::on(&mut req);
     pool.members[index].active.fetch_add(1, Ordering::Relaxed);
-    env.tracker.spawn(async move {
+    let task = async move {
         let upgraded = match client_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -234,7 +255,8 @@ fn spawn_relay(
         pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
         slot.release();
         drop(ticket);
-    });
+    };
+    env.tracker.spawn(task.instrument(span));
 }
 
 /// The part of `path` below the route prefix `route`.
