@@ -50,7 +50,11 @@
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
 //!   types (`types`), typed errors (`error`), trust roots (`trust`).
-//! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
+//! - [`cli`]: the command tree (serve, check, cert, bench, completions and
+//!   the hidden man) for clap.
+//! - [`systemd`]: what the service manager gives (notification socket,
+//!   watchdog, socket-activated listeners), read once in `main`; sd_notify
+//!   messages.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
 
@@ -72,4 +76,5 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod systemd;
 pub mod tls;
