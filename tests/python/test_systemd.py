@@ -235,6 +235,29 @@ def test_tls_named_fd_with_tls_off_is_refused(wssd):
     assert "FileDescriptorName=http" in log, log
 
 
+@needs_activate
+def test_programs_do_not_inherit_the_systemd_variables(wssd, notify):
+    # Even an exec route that asks for them (pass_env) finds them removed.
+    names = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"]
+    script = "echo " + ",".join(f"${{{n}-unset}}" for n in names) + "; read line"
+    config = wssd.workdir / "systemd-env.toml"
+    config.write_text(
+        "[[route]]\npath = \"/ws/env\"\nkind = \"exec\"\n"
+        f"command = [\"sh\", \"-c\", \"{script}\"]\npass_env = {names!r}\n".replace("'", '"'))
+    port = free_port()
+    srv = wssd.start("--tls", "off", "--config", str(config), listen=False,
+                     prefix=activate(port, "http", notify), wait=False)
+    first_connection(port)
+    srv.wait_ready()
+
+    async def env_seen():
+        async with ws_connect(f"ws://127.0.0.1:{port}/ws/env") as ws:
+            return await ws.recv()
+
+    assert run(env_seen()) == "unset,unset,unset,unset"
+    assert srv.stop() == 0
+
+
 def test_listen_fds_for_another_pid_are_ignored(wssd):
     # LISTEN_PID names another process: fd 3 is not ours; bind --listen as usual.
     srv = wssd.start(env={"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"})
