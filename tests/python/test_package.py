@@ -5,7 +5,8 @@ whose binary runs --version and check on the packaged example).
 
 The .deb test needs cargo-deb and a release build; it is skipped with a notice
 when cargo-deb is absent or WSSD_PACKAGE_TEST=1 is not set (scripts/test's
-"package" step sets it, after the Autobahn steps built the release binary).
+"package" step sets it, after the Autobahn steps built the release binary);
+WSSD_DEB=FILE checks a .deb built already instead.
 """
 
 from __future__ import annotations
@@ -121,18 +122,27 @@ EXPECTED_FILES = [
 ]
 
 
-def test_deb_installs_into_a_root_and_runs(tmp_path):
-    if not have_cargo_deb():
-        pytest.skip("cargo-deb is not installed (cargo install cargo-deb --locked); "
-                    "the .deb is built and checked in scripts/test's package step")
-    if os.environ.get("WSSD_PACKAGE_TEST") != "1":
-        pytest.skip("needs a release build: set WSSD_PACKAGE_TEST=1 "
-                    "(scripts/test's package step does, after the Autobahn steps built it)")
+def build_deb() -> Path:
+    """scripts/package-deb's .deb, or the one WSSD_DEB names (built already)."""
+    given = os.environ.get("WSSD_DEB")
+    if given:
+        return Path(given)
     built = subprocess.run([str(REPO_ROOT / "scripts" / "package-deb")], capture_output=True,
                            text=True, timeout=1800, cwd=REPO_ROOT)
     assert built.returncode == 0, f"scripts/package-deb failed:\n{built.stdout}\n{built.stderr}"
-    deb = Path(built.stdout.strip().splitlines()[-1])
-    assert deb.is_file() and deb.suffix == ".deb", built.stdout
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+def test_deb_installs_into_a_root_and_runs(tmp_path):
+    if not os.environ.get("WSSD_DEB"):
+        if not have_cargo_deb():
+            pytest.skip("cargo-deb is not installed (cargo install cargo-deb --locked); "
+                        "the .deb is built and checked in scripts/test's package step")
+        if os.environ.get("WSSD_PACKAGE_TEST") != "1":
+            pytest.skip("needs a release build: set WSSD_PACKAGE_TEST=1 "
+                        "(scripts/test's package step does, after the Autobahn steps built it)")
+    deb = build_deb()
+    assert deb.is_file() and deb.suffix == ".deb", deb
 
     info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^ Package: wssd$", info, re.M), info
