@@ -5,7 +5,8 @@
 //! The data path reads straight through, one module a stage:
 //! listener -> TLS -> HTTP -> router -> route kind -> WebSocket session.
 //!
-//! - [`server`]: binds listeners (`bind`, `listener`), admits connections per
+//! - [`server`]: binds listeners or adopts socket-activated ones (`bind`,
+//!   `listener`), tells systemd when it is ready, admits connections per
 //!   IP and in total (`admission`), puts a stall timer under every socket
 //!   (`stall`: the send timeout), runs TLS, hands the stream to `http`; owns
 //!   startup of background tasks and shutdown.
