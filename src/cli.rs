@@ -1,4 +1,5 @@
-//! The command line: clap definitions for `serve`, `check`, `cert` and `bench`.
+//! The command line: clap definitions for `serve`, `check`, `cert`, `bench`,
+//! `completions` and the hidden `man` (the packages' manual page).
 //!
 //! The options of `serve` and `check` are defined once, in `config::flags`
 //! (flag, env and help) and `config::file` (TOML); their defaults in
@@ -41,6 +42,77 @@ pub enum Command {
     /// A WebSocket load generator (msgs/s, MB/s, latency percentiles).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print shell completions, e.g. `wssd completions bash > /etc/bash_completion.d/wssd`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), as shipped in the packages.
+    #[command(hide = true)]
+    Man,
+}
+
+/// `wssd completions SHELL`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// Writes `shell`'s completion script for the whole command tree.
+pub fn completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // clap_complete panics on a failed write (a closed pipe): write to
+    // memory, then copy with errors returned.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "wssd", &mut script);
+    out.write_all(&script)?;
+    out.flush()
+}
+
+/// Writes the manual page: the top-level options (those of `serve`), the
+/// commands, then the environment variables and files clap_mangen leaves out.
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    writeln!(out, ".SH ENVIRONMENT")?;
+    writeln!(
+        out,
+        "Every option also reads a variable (flag > environment > .env in the working folder > file > default):"
+    )?;
+    for arg in cmd.get_arguments() {
+        if let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) {
+            writeln!(out, ".TP\n\\fB{}\\fR", roff_escape(&env.to_string_lossy()))?;
+            writeln!(out, "\\-\\-{}", roff_escape(long))?;
+        }
+    }
+    writeln!(out, ".SH FILES")?;
+    writeln!(
+        out,
+        ".TP\n\\fI./wssd.toml\\fR\nread when present and no \\fB\\-\\-config\\fR is given; keys are the long options with _"
+    )?;
+    writeln!(
+        out,
+        ".TP\n\\fI/usr/share/doc/wssd/examples/wssd.toml\\fR\nevery option of the file, commented (the package's; examples/wssd.toml in the source)"
+    )?;
+    writeln!(
+        out,
+        ".TP\n\\fI/usr/lib/systemd/system/wssd.service\\fR, \\fIwssd.socket\\fR, \\fIwssd\\-http.socket\\fR\nsystemd units: Type=notify, socket activation (a socket named http is plain, any other TLS)"
+    )?;
+    man.render_version_section(out)?;
+    out.flush()
+}
+
+/// Escapes text for roff: backslashes and hyphens.
+fn roff_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('-', "\\-")
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,13 +5,14 @@
 //! The data path reads straight through, one module a stage:
 //! listener -> TLS -> HTTP -> router -> route kind -> WebSocket session.
 //!
-//! - [`server`]: binds listeners (`bind`, `listener`), reads the PROXY
-//!   protocol header of trusted balancers (`proxy_protocol`), admits
-//!   connections per IP, per IP per second (`rate`) and in total
-//!   (`admission`), counting and summarising refusals (`refusals`), puts a
-//!   stall timer under every socket (`stall`: the send timeout), answers
-//!   plain HTTP on a TLS port (`sniff`), runs TLS, hands the stream to
-//!   `http`; owns startup of background tasks and shutdown.
+//! - [`server`]: binds listeners or adopts socket-activated ones (`bind`,
+//!   `listener`), reads the PROXY protocol header of trusted balancers
+//!   (`proxy_protocol`), admits connections per IP, per IP per second
+//!   (`rate`) and in total (`admission`), counting and summarising refusals
+//!   (`refusals`), puts a stall timer under every socket (`stall`: the send
+//!   timeout), answers plain HTTP on a TLS port (`sniff`), runs TLS, hands
+//!   the stream to `http`; tells systemd when it is ready; owns startup of
+//!   background tasks and shutdown.
 //! - [`tls`]: the rustls server config and the one certificate resolver that
 //!   every handshake asks (`resolver`), the TLS-ALPN-01 answers
 //!   (`challenge`). It knows nothing of where certificates come from.
@@ -66,7 +67,11 @@
 //!   typed errors (`error`), trust roots (`trust`), a route's `auth` table
 //!   loaded once (`auth`), rules on JWT claims (`claim`: chat's
 //!   `moderator_claim`) and the identity keys of routes (`route_identity`).
-//! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
+//! - [`cli`]: the command tree (serve, check, cert, bench, completions and
+//!   the hidden man) for clap.
+//! - [`systemd`]: what the service manager gives (notification socket,
+//!   watchdog, socket-activated listeners), read once in `main`; sd_notify
+//!   messages.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
 //!
@@ -93,6 +98,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod systemd;
 pub mod tls;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The `wssd` binary: reads `.env`, parses the command line, and runs one
-//! command. The only place that prints errors and picks exit codes.
+//! The `wssd` binary: reads `.env` and (for `serve`) what systemd passed,
+//! parses the command line, and runs one command. The only place that
+//! prints errors and picks exit codes.
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -11,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 use wssd::certs;
 use wssd::cli::{CertCommand, Cli, Command, LogFormat, ServeArgs, TlsMode};
 use wssd::config::{self, Config, Environment};
+use wssd::systemd::Systemd;
 
 fn main() -> ExitCode {
     // `.env` must be loaded before any thread exists (it sets variables);
@@ -27,7 +29,13 @@ fn main() -> ExitCode {
     }
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     let result = match command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => {
+            // SAFETY: no other thread exists yet; `serve` starts the runtime.
+            match unsafe { Systemd::from_environment() } {
+                Ok(systemd) => serve(&args, systemd),
+                Err(e) => Err(e.into()),
+            }
+        }
         Command::Check(args) => check(&args),
         Command::Cert(cmd) => cert(cmd),
         Command::Bench(cmd) => runtime().and_then(|rt| {
@@ -35,6 +43,12 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }),
+        Command::Completions(args) => wssd::cli::completions(args.shell, &mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .context("cannot write the completions"),
+        Command::Man => wssd::cli::man_page(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .context("cannot write the manual page"),
     };
     match result {
         Ok(code) => code,
@@ -61,14 +75,23 @@ fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
     })
 }
 
-fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = match load_config(args) {
+fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
+    let mut config = match load_config(args) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     init_logging(&config);
+    tracing::info!(
+        "wssd {} starting (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
+    }
+    if let Err(e) = wssd::server::use_passed_listeners(&mut config, &systemd.listeners) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
     }
     let prepared = match certs::startup::prepare(&config) {
         Ok(c) => c,
@@ -80,7 +103,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
-        wssd::server::run(config, prepared, signal)
+        wssd::server::run(config, prepared, systemd, signal)
             .await
             .map_err(anyhow::Error::from)
     })?;

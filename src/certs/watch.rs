@@ -2,6 +2,7 @@
 //! certificate files (certbot renames, Kubernetes `..data` symlink swaps,
 //! in-place rewrites), SIGHUP, and a slow periodic check as a backstop for
 //! filesystems without inotify. It decides *when*; `manager` does the work.
+//! A SIGHUP reload is bracketed by RELOADING=1 and READY=1 for systemd.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::manager::CertManager;
+use crate::systemd::Notifier;
 
 /// Quiet time after the last file event before reloading (cert and key are
 /// usually written one after the other).
@@ -27,6 +29,7 @@ pub async fn run(
     manager: Arc<CertManager>,
     interval: Duration,
     on_tick: Option<Tick>,
+    notifier: Notifier,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
@@ -100,8 +103,10 @@ pub async fn run(
                 }
             } => {
                 tracing::info!("SIGHUP: reloading certificates");
+                notifier.reloading("reloading certificates (SIGHUP)");
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(true)).await;
+                notifier.reloaded();
                 watch_new(&mut watcher);
             }
             _ = ticker.tick() => {

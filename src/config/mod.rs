@@ -26,6 +26,8 @@ pub mod defaults;
 pub mod edge;
 pub mod environment;
 pub mod error;
+#[cfg(test)]
+mod example_tests;
 pub mod file;
 pub mod flags;
 pub mod limits;

@@ -1,6 +1,7 @@
-//! The server: binds every listener, runs the accept loops and the admin
-//! listener, waits for SIGTERM/SIGINT, then drains: stop accepting, close
-//! every WebSocket with 1001, wait up to the drain timeout.
+//! The server: binds every listener (or adopts the ones systemd passed),
+//! runs the accept loops and the admin listener, tells the service manager
+//! it is ready, waits for SIGTERM/SIGINT, then drains: stop accepting,
+//! close every WebSocket with 1001, wait up to the drain timeout.
 //!
 //! Certificates arrive already loaded (see `certs`); this module only puts
 //! them in the resolver.
@@ -30,10 +31,11 @@ use crate::config::Config;
 use crate::config::limits::HANDSHAKE_HEADROOM;
 use crate::http::HttpContext;
 use crate::http::router::Router;
+use crate::systemd::{PassedListener, Systemd};
 use crate::tls::resolver::{CertResolver, CertSet};
 use crate::{admin, certs, tls};
 use admission::Admission;
-use bind::BindError;
+use bind::{AdoptError, BindError};
 use listener::Listener;
 
 /// Why the server could not start.
@@ -41,6 +43,8 @@ use listener::Listener;
 pub enum ServerError {
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    Adopt(#[from] AdoptError),
     #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
     #[error(transparent)]
@@ -51,12 +55,62 @@ pub enum ServerError {
     Broker(#[from] crate::broker::BrokerError),
 }
 
+/// With socket activation the passed fds are the TLS and plain listeners
+/// (`http` plain, any other name TLS) and `--listen`/`--http` are ignored
+/// (logged): `config` gets their addresses, so certificates and messages
+/// follow the sockets actually served. Call before `certs::startup`.
+pub fn use_passed_listeners(
+    config: &mut Config,
+    passed: &[PassedListener],
+) -> Result<(), AdoptError> {
+    if passed.is_empty() {
+        return Ok(());
+    }
+    let (mut listen, mut http) = (Vec::new(), Vec::new());
+    for p in passed {
+        let addr = bind::passed_addr(p)?;
+        if p.is_plain() {
+            http.push(addr);
+        } else if config.tls.mode == crate::config::types::TlsMode::Off {
+            return Err(AdoptError {
+                number: p.number,
+                name: p.name.clone(),
+                problem: format!(
+                    "every name but `{}` is a TLS listener, but TLS is off (--tls off); set FileDescriptorName={} in the .socket unit or turn TLS on",
+                    crate::systemd::PLAIN_NAME,
+                    crate::systemd::PLAIN_NAME
+                ),
+            });
+        } else {
+            listen.push(addr);
+        }
+    }
+    tracing::info!(
+        "socket activation: {} listener(s) passed by the service manager replace --listen {:?} and --http {:?}",
+        passed.len(),
+        config.listen,
+        config.http
+    );
+    config.listen = listen;
+    config.http = http;
+    Ok(())
+}
+
 /// Runs until `shutdown` resolves (a signal in `main`), then drains.
 pub async fn run(
     config: Config,
     prepared: certs::startup::Prepared,
+    systemd: Systemd,
     shutdown_signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let Systemd {
+        notifier,
+        listeners: passed,
+        watchdog,
+    } = systemd;
+    if let Some(period) = watchdog {
+        crate::systemd::spawn_watchdog(notifier.clone(), period);
+    }
     crate::budget::install(config.limits.memory_budget);
     let broker = match &config.broker {
         BrokerConfig::Memory => Broker::memory(),
@@ -106,18 +160,16 @@ pub async fn run(
         );
     }
 
-    // Bind everything before serving anything.
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        listeners.push(Listener::bind(*addr, "--listen", acceptor.clone())?);
-    }
-    for addr in &config.http {
-        listeners.push(Listener::bind(*addr, "--http", None)?);
-    }
+    // Bind everything before serving anything. SIGHUP's default ends the
+    // process: from here on it never does (tokio keeps the handler).
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(ServerError::Signals)?;
+    let listeners = open_listeners(&config, acceptor.as_ref(), passed)?;
     let admin_socket = match config.admin {
         Some(addr) => Some(bind::bind(addr, "--admin")?),
         None => None,
     };
+    let status = serving_status(&config, &listeners, admin_socket.as_ref());
 
     let shutdown = CancellationToken::new();
     let ctx = Arc::new(HttpContext {
@@ -211,6 +263,7 @@ pub async fn run(
             m.clone(),
             config.tls.check_interval,
             Some(tick),
+            notifier.clone(),
             shutdown.clone(),
         ));
         if let (Some((settings, _)), Some(slot)) = (prepared.acme, acme_slot) {
@@ -223,9 +276,22 @@ pub async fn run(
             ));
         }
     }
-    loops.close();
+    if manager.is_none() {
+        loops.spawn(crate::systemd::answer_hangups(
+            hangup,
+            notifier.clone(),
+            shutdown.clone(),
+        ));
+    }
     readiness.set_listening();
-    tracing::info!("wssd is ready");
+    tracing::info!("wssd is ready: {status}");
+    loops.spawn(notify_ready(
+        readiness.clone(),
+        notifier.clone(),
+        status,
+        shutdown.clone(),
+    ));
+    loops.close();
 
     shutdown_signal.await;
     tracing::info!(
@@ -233,6 +299,11 @@ pub async fn run(
         "shutting down: no new connections; closing WebSockets with 1001 (drain timeout {:?})",
         config.limits.drain_timeout
     );
+    notifier.stopping(&format!(
+        "draining {} connection(s) (up to {:?})",
+        admission.open(),
+        config.limits.drain_timeout
+    ));
     readiness.set_draining();
     shutdown.cancel();
     loops.wait().await;
@@ -249,6 +320,101 @@ pub async fn run(
     broker_shutdown.cancel();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// READY=1 the moment `/readyz` turns ready: at once, or (an ACME
+/// certificate still on its way) when it arrives, with a STATUS meanwhile.
+async fn notify_ready(
+    readiness: Arc<Readiness>,
+    notifier: crate::systemd::Notifier,
+    status: String,
+    shutdown: CancellationToken,
+) {
+    if !notifier.is_enabled() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut waiting = None;
+    loop {
+        match readiness.is_ready() {
+            Ok(()) => {
+                notifier.ready(&status);
+                return;
+            }
+            Err(why) if waiting != Some(why) => {
+                notifier.notify(&[crate::systemd::NotifyState::Status(&format!(
+                    "not ready: {why}"
+                ))]);
+                waiting = Some(why);
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+    }
+}
+
+/// The TLS and plain listeners: the passed ones under socket activation
+/// (checked by [`use_passed_listeners`]), else bound from the config.
+fn open_listeners(
+    config: &Config,
+    acceptor: Option<&TlsAcceptor>,
+    passed: Vec<PassedListener>,
+) -> Result<Vec<Listener>, ServerError> {
+    let mut listeners = Vec::new();
+    if !passed.is_empty() {
+        for p in passed {
+            let tls = match (p.is_plain(), acceptor) {
+                (true, _) => None,
+                (false, Some(a)) => Some(a.clone()),
+                (false, None) => {
+                    return Err(AdoptError {
+                        number: p.number,
+                        name: p.name,
+                        problem: "a TLS listener, but no certificate is configured".into(),
+                    }
+                    .into());
+                }
+            };
+            let (socket, addr) = bind::adopt(p)?;
+            let label = addr.to_string().into();
+            listeners.push(Listener { socket, tls, label });
+        }
+        return Ok(listeners);
+    }
+    for addr in &config.listen {
+        listeners.push(Listener::bind(*addr, "--listen", acceptor.cloned())?);
+    }
+    for addr in &config.http {
+        listeners.push(Listener::bind(*addr, "--http", None)?);
+    }
+    Ok(listeners)
+}
+
+/// One line for `systemctl status`: routes, listeners, admin.
+fn serving_status(
+    config: &Config,
+    listeners: &[Listener],
+    admin: Option<&tokio::net::TcpListener>,
+) -> String {
+    let on: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            let kind = if l.tls.is_some() { "TLS" } else { "plain" };
+            format!("{} ({kind})", l.label)
+        })
+        .collect();
+    let admin = admin
+        .and_then(|a| a.local_addr().ok())
+        .map(|a| format!("; admin {a}"))
+        .unwrap_or_default();
+    format!(
+        "serving {} route(s) on {}{admin}",
+        config.routes.len(),
+        on.join(", ")
+    )
 }
 
 fn log_listener(l: &Listener, config: &Config) {

@@ -120,16 +120,19 @@ class Wssd:
 
     def start(self, *args: str, listen: bool = True, http: bool = False,
               ready_timeout: float = READY_TIMEOUT,
-              env: dict[str, str] | None = None) -> "Wssd":
+              env: dict[str, str] | None = None,
+              prefix: list[str] | None = None, wait: bool = True) -> "Wssd":
         """Start `wssd serve` with a TLS listener (listen=True) and/or a plain
-        one (http=True) on free loopback ports, plus ARGS; wait until ready.
-        ENV adds variables to the child's environment (WSSD_* ones included)."""
+        one (http=True) on free loopback ports, plus ARGS; wait until ready
+        (unless wait=False: then call .wait_ready()). ENV adds variables to the
+        child's environment (WSSD_* ones included); PREFIX runs wssd through
+        another program (e.g. systemd-socket-activate ...)."""
         assert self.proc is None, "this Wssd is already started"
         binary = wssd_bin()
         if not binary.is_file():
             pytest.fail(f"wssd binary not found at {binary}: run `cargo build --bin wssd` "
                         "or set WSSD_BIN")
-        cmd = [str(binary), "serve"]
+        cmd = list(prefix or []) + [str(binary), "serve"]
         if listen:
             self.tls_port = free_port()
             cmd += ["--listen", f"127.0.0.1:{self.tls_port}"]
@@ -147,7 +150,13 @@ class Wssd:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready(ready_timeout)
+        if wait:
+            self._wait_ready(ready_timeout)
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> "Wssd":
+        """After start(wait=False): wait until /readyz answers 200."""
+        self._wait_ready(timeout)
         return self
 
     def _wait_ready(self, timeout: float) -> None:
