@@ -26,6 +26,7 @@ pub mod chat;
 pub mod echo;
 pub mod env;
 pub mod exec;
+pub mod key_guard;
 pub mod open;
 pub mod proxy;
 pub mod static_files;
