@@ -104,11 +104,12 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     let listeners = listeners::section(&src, basics.mode, &mut problems);
     let admin = admin::section(&src, &mut problems);
     let limits = limits_section::section(&src, &mut problems);
-    let routes = route_list::section(&src, env, &limits, &mut problems);
+    let mut routes = route_list::section(&src, env, &limits, &mut problems);
     let edge = edge::section(&src, &mut problems);
     let broker = broker::section(&src, &mut problems);
     let (log_format, log_level) = logging(&src, &mut problems);
     let state_dir = state_dir(&src, env, &mut problems);
+    route_list::bind_ca_pages(&mut routes, basics.mode, &state_dir, &mut problems);
     if listeners.listen.is_empty() && listeners.http.is_empty() {
         problems.push(ConfigError::NoListeners);
     }

@@ -67,3 +67,177 @@ async fn static_route_serves_the_ca_but_never_its_key() {
     assert_eq!(lines, 1, "{log}");
     assert_eq!(server.metric("wssd_private_keys_refused_total").await, 3.0);
 }
+
+fn sha256_colon(der: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    d.as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+fn wssd(args: &[&str]) -> std::process::Output {
+    run_bounded(Command::new(BIN).args(args), Duration::from_secs(20))
+}
+
+#[test]
+fn ca_export_pem_and_der_public_part_only() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_str().unwrap();
+    // No CA yet: says how to make one, exports nothing.
+    let out = wssd(&["cert", "ca", "export", "--state-dir", s]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wssd cert ca init"), "{err}");
+    init_ca(state.path());
+    let stored = std::fs::read_to_string(state.path().join("local-ca/ca.pem")).unwrap();
+
+    let out = wssd(&["cert", "ca", "export", "--state-dir", s]);
+    assert!(out.status.success(), "{out:?}");
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(pem.trim_end(), stored.trim_end());
+    assert!(!pem.contains("PRIVATE"));
+
+    let file = state.path().join("exported.crt");
+    let out = wssd(&[
+        "cert",
+        "ca",
+        "export",
+        "--der",
+        "--out",
+        file.to_str().unwrap(),
+        "--state-dir",
+        s,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let der = std::fs::read(&file).unwrap();
+    assert_eq!(der, pem_to_der(&stored));
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert!(cert.is_ca());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&sha256_colon(&der)), "{said}");
+    assert!(said.contains("no key"), "{said}");
+
+    // DER is binary: never to a terminal or pipe by surprise.
+    let out = wssd(&["cert", "ca", "export", "--der", "--state-dir", s]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+}
+
+#[test]
+fn ca_page_needs_local_ca() {
+    let (out, _state) = Wssd::builder()
+        .plain_only()
+        .args(["--route", "/ca=ca"])
+        .run_to_exit();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("route /ca: kind `ca`") && err.contains("needs --tls local-ca"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn ca_page_on_plain_and_tls_listeners() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Wssd::builder()
+        .with_http()
+        .state_dir(state.path())
+        .args([
+            "--tls",
+            "local-ca",
+            "--route",
+            "/ca=ca",
+            "--route",
+            "/ws/echo=echo",
+        ])
+        .spawn()
+        .await;
+    let ca_file = state.path().join("local-ca/ca.pem");
+    let der = pem_to_der(&std::fs::read_to_string(&ca_file).unwrap());
+    let fp = sha256_colon(&der);
+    // Printed at start: the page's URL, the fingerprint and a QR code.
+    let http_port = server.http_addr().port();
+    server.wait_for_log("local CA install page: http://").await;
+    let log = server.stderr();
+    assert!(log.contains(&format!(":{http_port}/ca")), "{log}");
+    assert!(log.contains(&fp), "{log}");
+    assert!(
+        log.contains('\u{2584}') || log.contains('\u{2580}'),
+        "{log}"
+    );
+    assert!(log.contains("not trusted on this machine yet"), "{log}");
+
+    // Plain HTTP: the phone does not trust the CA yet.
+    let addr = server.http_addr();
+    let get = |path: &'static str| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        http_get(tcp, "192.168.1.20:8080", path, &[]).await
+    };
+    let page = get("/ca").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = page.body_text();
+    assert!(html.contains(&fp), "fingerprint on the page");
+    for needle in [
+        "Android",
+        "iPhone",
+        "Windows",
+        "macOS",
+        "Firefox",
+        "/ca/ca.crt",
+        "/ca/ca.pem",
+        "/ca/wssd-local-ca.mobileconfig",
+        "<svg",
+        "http://192.168.1.20:8080/ca",
+        "width=device-width",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+    assert!(!html.contains("PRIVATE KEY"));
+    let crt = get("/ca/ca.crt").await;
+    assert_eq!(crt.status, 200);
+    assert_eq!(crt.body, der);
+    assert_eq!(get("/ca/ca.pem").await.body_text().trim_end(), {
+        std::fs::read_to_string(&ca_file)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    });
+    let profile = get("/ca/wssd-local-ca.mobileconfig").await;
+    assert_eq!(
+        profile.header("content-type"),
+        Some("application/x-apple-aspen-config")
+    );
+    assert_eq!(get("/ca/ca-key.pem").await.status, 404);
+
+    // Over TLS, verified against the same CA.
+    let tls = crate::harness::client_tls_trusting(&ca_file);
+    let stream = crate::harness::tls_connect(server.tls_addr(), &tls).await;
+    let port = server.tls_addr().port();
+    let r = http_get(stream, &format!("localhost:{port}"), "/ca", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body_text()
+            .contains(&format!("https://localhost:{port}/ca")),
+        "the QR and URL follow the scheme and Host"
+    );
+    // A hostile Host header is not echoed into the page.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let r = http_get(tcp, "x\"><script>alert(1)</script>", "/ca", &[]).await;
+    assert!(!r.body_text().contains("<script>"));
+}
