@@ -31,6 +31,7 @@ pub mod limits_section;
 pub mod listeners;
 pub mod route;
 pub mod route_list;
+pub mod seed;
 pub mod sources;
 pub mod tls;
 pub mod trust;
@@ -86,6 +87,9 @@ pub struct Config {
     pub log_level: String,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Settings of other servers (TinyChat `.env`, uvicorn) found and not
+    /// read, each with wssd's equivalent; logged at WARN (`seed`).
+    pub seed_hints: Vec<String>,
 }
 
 /// Merges flags/env (`args`), the configuration file and defaults; every
@@ -133,6 +137,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         log_format,
         log_level,
         config_file: loaded.map(|f| f.path),
+        seed_hints: seed::hints(&env.dotenv_keys, env.secrets.keys()),
     })
 }
 
@@ -184,6 +189,7 @@ mod tests {
             xdg_state_home: None,
             home: Some(PathBuf::from("/home/u")),
             secrets: [("WSSD_MOD_PASSWORD".to_string(), "pw".to_string())].into(),
+            dotenv_keys: Vec::new(),
         }
     }
 

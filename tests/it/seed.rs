@@ -241,3 +241,74 @@ async fn ca_page_on_plain_and_tls_listeners() {
     let r = http_get(tcp, "x\"><script>alert(1)</script>", "/ca", &[]).await;
     assert!(!r.body_text().contains("<script>"));
 }
+
+#[tokio::test]
+async fn tinychat_dotenv_gets_the_wssd_equivalents() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join(".env"),
+        "HOST=0.0.0.0\nPORT=8765\nUSE_SSL=true\nSSL_CERT_PATH=/etc/letsencrypt/live/chat/fullchain.pem\nSSL_KEY_PATH=/etc/letsencrypt/live/chat/privkey.pem\nMOD_PASSWORD=hunter2\n",
+    )
+    .unwrap();
+    let server = Wssd::builder().plain_only().cwd(work.path()).spawn().await;
+    server.wait_for_log("MOD_PASSWORD in .env").await;
+    let log = server.stderr();
+    for (key, wssd) in [
+        ("HOST", "--listen HOST:PORT"),
+        ("PORT", "--listen HOST:PORT"),
+        ("USE_SSL", "--tls off"),
+        ("SSL_CERT_PATH", "--cert FILE"),
+        ("SSL_KEY_PATH", "--key FILE"),
+        ("MOD_PASSWORD", "WSSD_MOD_PASSWORD"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("{key} in .env is not read by wssd")))
+            .unwrap_or_else(|| panic!("no hint for {key}:\n{log}"));
+        assert!(line.contains("WARN") && line.contains(wssd), "{line}");
+    }
+    assert!(!log.contains("hunter2"), "values are never logged");
+}
+
+#[tokio::test]
+async fn host_and_port_alone_in_the_environment_are_not_a_seed() {
+    let server = Wssd::builder()
+        .plain_only()
+        .env("HOST", "0.0.0.0")
+        .env("PORT", "8000")
+        .spawn()
+        .await;
+    assert!(!server.stderr().contains("not read by wssd"));
+    let server = Wssd::builder()
+        .plain_only()
+        .env("PORT", "8000")
+        .env("SSL_CERTFILE", "cert.pem")
+        .spawn()
+        .await;
+    server.wait_for_log("SSL_CERTFILE in the environment").await;
+    assert!(server.stderr().contains("PORT in the environment"));
+}
+
+#[test]
+fn seed_flags_get_a_did_you_mean() {
+    for (flag, equivalent) in [
+        ("--port", "--listen HOST:PORT"),
+        ("--host", "--listen HOST:PORT"),
+        ("--ssl-certfile", "--cert FILE"),
+        ("--ssl-keyfile", "--key FILE"),
+        ("--generate-self-signed-cert", "--tls self-signed"),
+    ] {
+        let out = wssd(&[flag, "x"]);
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("unexpected argument '{flag}'")),
+            "clap's own error stays: {err}"
+        );
+        assert!(
+            err.contains(&format!("{flag} is another server's flag; in wssd use"))
+                && err.contains(equivalent),
+            "{flag}: {err}"
+        );
+    }
+}
