@@ -14,7 +14,9 @@
 //!   (`challenge`). It knows nothing of where certificates come from.
 //! - [`certs`]: certificate sources that feed the resolver: PEM files
 //!   (`files`, `watch`), self-signed (`self_signed`), the local CA
-//!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores),
+//!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores and
+//!   their status, the public face for other devices (`public`, `qr`,
+//!   `announce`: export, iOS profile, QR codes, true startup hints)),
 //!   ACME (`acme/`: storage, transport, client, order, challenges, ARI,
 //!   schedule, maintain), one reuse-or-regenerate check (`reuse`), one key
 //!   generator (`generate`), inspection (`inspect`, `info`), the loaded
@@ -26,8 +28,9 @@
 //!   both `http` and `routes` use (bodies, `ConnInfo`, text replies, 101).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
-//!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
-//!   `broadcast`); `open` starts a kind's session after the 101.
+//!   (`echo`, `static_files` + `bundled` + `key_guard` (never a private
+//!   key), `proxy/`, `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
+//!   CA's install page)); `open` starts a kind's session after the 101.
 //! - [`auth`]: who a request is (`identity`), decided at the edge before
 //!   the route kind runs.
 //! - [`session`]: the WebSocket driver (limits, writes under the send
@@ -49,7 +52,8 @@
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
-//!   types (`types`), typed errors (`error`), trust roots (`trust`).
+//!   types (`types`), typed errors (`error`), trust roots (`trust`), hints
+//!   for other servers' settings and flags (`seed`).
 //! - [`cli`]: the command tree (serve, check, cert, bench) for clap.
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
