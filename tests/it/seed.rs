@@ -312,3 +312,97 @@ fn seed_flags_get_a_did_you_mean() {
         );
     }
 }
+
+/// Whether NSS's certutil is installed (libnss3-tools).
+fn certutil(args: &[&str]) -> Option<std::process::Output> {
+    let out = Command::new("certutil").args(args).output().ok()?;
+    Some(out)
+}
+
+#[tokio::test]
+async fn startup_trust_hint_follows_the_nss_database() {
+    if certutil(&["-H"]).is_none() {
+        eprintln!("skipped: certutil missing (apt-get install libnss3-tools)");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    init_ca(state.path());
+    let home = tempfile::tempdir().unwrap();
+    let home_s = home.path().to_str().unwrap();
+    // Not in this HOME's NSS database (none at all): the hint says install.
+    let server = Wssd::builder()
+        .state_dir(state.path())
+        .env("HOME", home_s)
+        .args(["--tls", "local-ca"])
+        .spawn()
+        .await;
+    server
+        .wait_for_log("wssd cert ca install --state-dir")
+        .await;
+    assert!(
+        server.stderr().contains("local CA is not trusted"),
+        "{}",
+        server.stderr()
+    );
+    drop(server);
+
+    // Added to the NSS database by hand, under the nickname install uses.
+    let ca = state.path().join("local-ca/ca.pem");
+    let der = pem_to_der(&std::fs::read_to_string(&ca).unwrap());
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let nickname = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap()
+        .to_string();
+    let db = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let db_spec = format!("sql:{}", db.display());
+    let out = certutil(&["-N", "-d", &db_spec, "--empty-password"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = certutil(&[
+        "-A",
+        "-d",
+        &db_spec,
+        "-n",
+        &nickname,
+        "-t",
+        "C,,",
+        "-i",
+        ca.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let server = Wssd::builder()
+        .state_dir(state.path())
+        .env("HOME", home_s)
+        .args(["--tls", "local-ca"])
+        .spawn()
+        .await;
+    server.wait_for_log("the local CA is").await;
+    let log = server.stderr();
+    let system_has_it =
+        std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").is_ok_and(|b| {
+            b.contains(
+                std::fs::read_to_string(&ca)
+                    .unwrap()
+                    .lines()
+                    .nth(1)
+                    .unwrap(),
+            )
+        });
+    if system_has_it {
+        assert!(
+            log.contains("the local CA is trusted on this machine"),
+            "{log}"
+        );
+    } else {
+        assert!(
+            log.contains("in Chromium's NSS database but not in the system store"),
+            "{log}"
+        );
+    }
+    assert!(!log.contains("local CA is not trusted"), "{log}");
+}
