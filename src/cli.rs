@@ -137,6 +137,22 @@ pub enum CaCommand {
     Install(CaArgs),
     /// Remove exactly what `install` added.
     Uninstall(CaArgs),
+    // issue 13 (seed helper): hand the CA to other devices.
+    /// Write the CA certificate (public part only, never the key) for other devices.
+    Export(CaExportArgs),
+}
+
+/// `wssd cert ca export`
+#[derive(Debug, Clone, Args)]
+pub struct CaExportArgs {
+    #[command(flatten)]
+    pub ca: CaArgs,
+    /// DER (binary, `.crt`/`.cer`: Android, Windows) instead of PEM
+    #[arg(long)]
+    pub der: bool,
+    /// Write to FILE (mode 0644) instead of standard output (DER needs a file)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Where the local CA lives.

@@ -18,7 +18,9 @@
 //!   (`challenge`). It knows nothing of where certificates come from.
 //! - [`certs`]: certificate sources that feed the resolver: PEM files
 //!   (`files`, `watch`), self-signed (`self_signed`), the local CA
-//!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores),
+//!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores and
+//!   their status, the public face for other devices (`public`, `qr`,
+//!   `announce`: export, iOS profile, QR codes, true startup hints)),
 //!   ACME (`acme/`: storage, transport, client, order, challenges, ARI,
 //!   schedule, maintain), one reuse-or-regenerate check (`reuse`), one key
 //!   generator (`generate`), inspection (`inspect`, `info`), the loaded
@@ -33,8 +35,9 @@
 //!   101).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
-//!   (`echo`, `static_files` + `bundled`, `proxy/`, `exec/`, `chat/`,
-//!   `broadcast`); `open` starts a kind's session after the 101;
+//!   (`echo`, `static_files` + `bundled` + `key_guard` (never a private
+//!   key), `proxy/`, `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
+//!   CA's install page)); `open` starts a kind's session after the 101;
 //!   `identity` is how kinds pass the caller's identity on (one encoding
 //!   for a header value and an environment variable, the session's log
 //!   span).
@@ -66,7 +69,8 @@
 //!   types (`types`), the per-WebSocket rate limits per route (`rate`),
 //!   typed errors (`error`), trust roots (`trust`), a route's `auth` table
 //!   loaded once (`auth`), rules on JWT claims (`claim`: chat's
-//!   `moderator_claim`) and the identity keys of routes (`route_identity`).
+//!   `moderator_claim`), the identity keys of routes (`route_identity`) and
+//!   hints for other servers' settings and flags (`seed`).
 //! - [`cli`]: the command tree (serve, check, cert, bench, completions and
 //!   the hidden man) for clap.
 //! - [`systemd`]: what the service manager gives (notification socket,

@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         Err(e) if e.not_found() => None,
         Err(e) => Some(format!("error: .env: {e}")),
     };
-    let cli = Cli::parse();
+    // Another server's flags (`--port`, `--ssl-certfile`) get a tip naming
+    // wssd's option under clap's own error (exit code 2).
+    let cli = Cli::try_parse().unwrap_or_else(|e| config::seed::with_seed_tip(e).exit());
     if let Some(problem) = dotenv_problem {
         eprintln!("{problem}");
         return ExitCode::FAILURE;
@@ -86,6 +88,9 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    for hint in &config.seed_hints {
+        tracing::warn!("{hint}");
+    }
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
     }
@@ -149,6 +154,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(config) = &config {
+        warnings.extend(config.seed_hints.iter().cloned());
         match config.tls.mode {
             TlsMode::Files => {
                 if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {

@@ -37,6 +37,8 @@
 //!   (kind: receive, a connection closed with 1013; queue, a publish refused)
 //! - `wssd_broker_published_total{route}`, `wssd_broker_forward_errors_total`
 //!   and gauge `wssd_broker_up` (1 connected, 0 degraded; redis only)
+//! - `wssd_private_keys_refused_total` files a static route refused to
+//!   serve because they hold a PEM private key (answered 403)
 //! - `wssd_certificate_not_after_seconds{name}` gauge (Unix time)
 //! - `wssd_certificate_reloads_total{name,result}` (result: ok, error)
 //! - `wssd_certificate_last_reload_success{name}` gauge (1 or 0)
@@ -141,6 +143,10 @@ pub fn budget_exceeded(kind: &'static str) {
 
 pub fn write_timeout(peer: &'static str) {
     counter!("wssd_write_timeouts_total", "peer" => peer).increment(1);
+}
+
+pub fn private_key_refused() {
+    counter!("wssd_private_keys_refused_total").increment(1);
 }
 
 pub fn body_timeout() {

@@ -107,7 +107,16 @@ fn local_ca_default(config: &Config) -> Result<Initial, CertError> {
     let (loaded, provenance) =
         local_ca::ensure_leaf(&config.state_dir, &tls.hostnames, tls.key_type)?;
     log_generated("local CA", &loaded, &provenance);
-    tracing::info!("run `wssd cert ca install` once so browsers and curl trust the local CA");
+    // The hint checks the stores, so it is true (the NSS database is the
+    // user's: HOME, as `wssd cert ca install` uses).
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(std::path::PathBuf::from);
+    let hint = local_ca::trust_hint(&config.state_dir, home);
+    if !hint.is_empty() {
+        tracing::info!("{hint}");
+    }
+    local_ca::announce_pages(config);
     Ok(Initial {
         label: loaded.cert_path.display().to_string(),
         source: Source::LocalCa,

@@ -12,6 +12,8 @@ pub struct Environment {
     pub home: Option<PathBuf>,
     /// Secrets named by the configuration (moderator passwords), by name.
     pub secrets: HashMap<String, String>,
+    /// The keys of the working folder's `.env` (for `seed`'s hints).
+    pub dotenv_keys: Vec<String>,
 }
 
 impl Environment {
@@ -27,6 +29,7 @@ impl Environment {
             // Any variable may be named by `moderator_password_env`; keep the
             // non-empty ones so `load` never reads the process environment.
             secrets: std::env::vars().filter(|(_, v)| !v.is_empty()).collect(),
+            dotenv_keys: super::seed::dotenv_keys(),
         }
     }
 }

@@ -73,6 +73,10 @@ pub enum ConfigError {
     BadHostname(String),
     #[error("[[tls.certificate]] is given but --tls is off; remove them or turn TLS on")]
     SniWithoutTls,
+    #[error(
+        "route {path}: kind `ca` (the local CA's install page) needs --tls local-ca, but --tls is {mode}: with another mode there is no local CA to hand out; use --tls local-ca or drop the route"
+    )]
+    CaPageNeedsLocalCa { path: String, mode: TlsMode },
     #[error("--client-auth needs --client-ca FILE (the CA that signs client certificates)")]
     ClientAuthWithoutCa,
     #[error("--client-ca needs TLS, but --tls is off")]
@@ -233,7 +237,7 @@ pub enum RouteSpecError {
     #[error("{place}: path `{path}` must not contain `?`, `#` or spaces")]
     PathBadCharacters { place: String, path: String },
     #[error(
-        "{place}: unknown route kind `{kind}`; available kinds: echo, static, proxy, exec, chat, broadcast"
+        "{place}: unknown route kind `{kind}`; available kinds: echo, static, proxy, exec, chat, broadcast, ca"
     )]
     UnknownKind { place: String, kind: String },
     /// `echo` or `broadcast` with `:ARG`.

@@ -24,6 +24,7 @@ fn env() -> Environment {
         xdg_state_home: None,
         home: Some(PathBuf::from("/home/u")),
         secrets: Default::default(),
+        dotenv_keys: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ pub mod rate;
 pub mod route;
 pub mod route_identity;
 pub mod route_list;
+pub mod seed;
 pub mod sources;
 pub mod tls;
 pub mod trust;
@@ -94,6 +95,9 @@ pub struct Config {
     pub log_level: String,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Settings of other servers (TinyChat `.env`, uvicorn) found and not
+    /// read, each with wssd's equivalent; logged at WARN (`seed`).
+    pub seed_hints: Vec<String>,
 }
 
 /// Merges flags/env (`args`), the configuration file and defaults; every
@@ -112,11 +116,12 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     let listeners = listeners::section(&src, basics.mode, &mut problems);
     let admin = admin::section(&src, &mut problems);
     let limits = limits_section::section(&src, &mut problems);
-    let routes = route_list::section(&src, env, &limits, &mut problems);
+    let mut routes = route_list::section(&src, env, &limits, &mut problems);
     let edge = edge::section(&src, &mut problems);
     let broker = broker::section(&src, &mut problems);
     let (log_format, log_level) = logging(&src, &mut problems);
     let state_dir = state_dir(&src, env, &mut problems);
+    route_list::bind_ca_pages(&mut routes, basics.mode, &state_dir, &mut problems);
     if listeners.listen.is_empty() && listeners.http.is_empty() {
         problems.push(ConfigError::NoListeners);
     }
@@ -141,6 +146,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         log_format,
         log_level,
         config_file: loaded.map(|f| f.path),
+        seed_hints: seed::hints(&env.dotenv_keys, env.secrets.keys()),
     })
 }
 
@@ -192,6 +198,7 @@ mod tests {
             xdg_state_home: None,
             home: Some(PathBuf::from("/home/u")),
             secrets: [("WSSD_MOD_PASSWORD".to_string(), "pw".to_string())].into(),
+            dotenv_keys: Vec::new(),
         }
     }
 

@@ -30,6 +30,11 @@ pub enum RouteKind {
     Chat(ChatSpec),
     /// Every message goes to every other connection on the route.
     Broadcast,
+    /// The local CA's install page (issue 13): fingerprint, per-OS steps,
+    /// `ca.pem`/`ca.crt`/`.mobileconfig` and a QR code. Only with `--tls
+    /// local-ca`; `state_dir` (where the CA lives) is set when the
+    /// configuration is resolved (empty until then).
+    Ca { state_dir: PathBuf },
 }
 
 impl RouteKind {
@@ -42,6 +47,7 @@ impl RouteKind {
             RouteKind::Exec(_) => "exec",
             RouteKind::Chat(_) => "chat",
             RouteKind::Broadcast => "broadcast",
+            RouteKind::Ca { .. } => "ca",
         }
     }
 
@@ -59,7 +65,10 @@ impl RouteKind {
 
     /// Whether this route answers plain HTTP requests.
     pub fn is_http(&self) -> bool {
-        matches!(self, RouteKind::Static { .. } | RouteKind::Proxy(_))
+        matches!(
+            self,
+            RouteKind::Static { .. } | RouteKind::Proxy(_) | RouteKind::Ca { .. }
+        )
     }
 }
 
@@ -708,6 +717,15 @@ fn build_kind(kind: &str, arg: Option<&str>, place: &str) -> Result<RouteKind, R
             Some(_) => Err(RouteSpecError::TakesNoArgument {
                 place: place.into(),
                 kind: "broadcast",
+            }),
+        },
+        "ca" => match arg {
+            None => Ok(RouteKind::Ca {
+                state_dir: PathBuf::new(),
+            }),
+            Some(_) => Err(RouteSpecError::TakesNoArgument {
+                place: place.into(),
+                kind: "ca",
             }),
         },
         other => Err(RouteSpecError::UnknownKind {

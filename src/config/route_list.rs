@@ -8,6 +8,8 @@ use super::error::ConfigError;
 use super::limits::Limits;
 use super::route::{self, RouteKind, RouteSpec};
 use super::sources::Sources;
+use super::types::TlsMode;
+use std::path::Path;
 
 /// Every route, checked against each other and the global `limits`.
 pub fn section(
@@ -87,6 +89,27 @@ fn check_rates(r: &RouteSpec, limits: &Limits, problems: &mut Vec<ConfigError>) 
             source_key,
             message: session.max_message_size,
         });
+    }
+}
+
+/// Install pages of the local CA (issue 13): only with `--tls local-ca`;
+/// each learns the state folder the CA lives in.
+pub fn bind_ca_pages(
+    routes: &mut [RouteSpec],
+    mode: TlsMode,
+    state_dir: &Path,
+    problems: &mut Vec<ConfigError>,
+) {
+    for r in routes {
+        if let RouteKind::Ca { state_dir: dir } = &mut r.kind {
+            if mode != TlsMode::LocalCa {
+                problems.push(ConfigError::CaPageNeedsLocalCa {
+                    path: r.path.clone(),
+                    mode,
+                });
+            }
+            *dir = state_dir.to_path_buf();
+        }
     }
 }
 

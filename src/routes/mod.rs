@@ -22,11 +22,13 @@
 pub mod body_timeout;
 pub mod broadcast;
 pub mod bundled;
+pub mod ca_page;
 pub mod chat;
 pub mod echo;
 pub mod env;
 pub mod exec;
 pub mod identity;
+pub mod key_guard;
 pub mod open;
 pub mod proxy;
 pub mod static_files;
@@ -74,6 +76,8 @@ pub enum RouteRuntime {
     Exec(Arc<ExecRoute>),
     Chat(Arc<ChatRoute>),
     Broadcast(Arc<BroadcastRoute>),
+    /// The local CA's install page.
+    Ca(ca_page::CaPage),
 }
 
 /// Why a route could not be built.
@@ -142,6 +146,9 @@ impl Route {
             RouteKind::Broadcast => {
                 RouteRuntime::Broadcast(Arc::new(BroadcastRoute::new(path, broker.clone())))
             }
+            RouteKind::Ca { state_dir } => {
+                RouteRuntime::Ca(ca_page::CaPage::new(path, state_dir.clone()))
+            }
         };
         // Fan-out kinds get their own message-size default.
         let fanout = matches!(runtime, RouteRuntime::Chat(_) | RouteRuntime::Broadcast(_));
@@ -167,6 +174,7 @@ impl Route {
             RouteRuntime::Static(source) => {
                 static_files::serve(source, req.method(), rest, path).await
             }
+            RouteRuntime::Ca(page) => page.serve(req.method(), req.headers(), rest, env.conn),
             RouteRuntime::Echo
             | RouteRuntime::Exec(_)
             | RouteRuntime::Chat(_)
@@ -209,7 +217,7 @@ impl Route {
             // client sees the upgrade is missed.
             RouteRuntime::Broadcast(b) => Opened::Broadcast(b.session()),
             RouteRuntime::Echo => Opened::Echo,
-            RouteRuntime::Static(_) => {
+            RouteRuntime::Static(_) | RouteRuntime::Ca(_) => {
                 return refused(
                     StatusCode::BAD_REQUEST,
                     HandshakeFailure::Http,
@@ -234,7 +242,8 @@ impl Route {
             RouteRuntime::Echo
             | RouteRuntime::Static(_)
             | RouteRuntime::Exec(_)
-            | RouteRuntime::Broadcast(_) => {}
+            | RouteRuntime::Broadcast(_)
+            | RouteRuntime::Ca(_) => {}
         }
     }
 
@@ -270,7 +279,8 @@ impl Route {
             RouteRuntime::Echo
             | RouteRuntime::Static(_)
             | RouteRuntime::Proxy(_)
-            | RouteRuntime::Exec(_) => Err(PublishError::NotPublishable),
+            | RouteRuntime::Exec(_)
+            | RouteRuntime::Ca(_) => Err(PublishError::NotPublishable),
         }
     }
 }

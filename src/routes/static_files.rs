@@ -1,6 +1,7 @@
 //! The `static` route kind: files from a folder (or the bundled client) with
 //! correct content types, `index.html` for folders, no listing and no escape
-//! from the folder (symlinks pointing outside are refused too).
+//! from the folder (symlinks pointing outside are refused too), and never a
+//! private key (by content, see `key_guard`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -9,9 +10,10 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use hyper::{Method, Response, StatusCode};
+use tokio::io::AsyncSeekExt;
 use tokio_util::io::ReaderStream;
 
-use super::bundled;
+use super::{bundled, key_guard};
 use crate::http::reply::{Body, empty_body, text_response};
 
 /// Where a static route's files come from.
@@ -113,9 +115,24 @@ async fn serve_dir(
     } else {
         return not_found();
     };
-    let Ok(handle) = tokio::fs::File::open(&file).await else {
+    let Ok(mut handle) = tokio::fs::File::open(&file).await else {
         return not_found();
     };
+    // Never a private key, whatever the file is called: look at its content.
+    match key_guard::read_head(&mut handle).await {
+        Ok(head) if key_guard::holds_private_key(&head) => {
+            key_guard::refused(&file, full_path);
+            return text_response(
+                StatusCode::FORBIDDEN,
+                "forbidden: this file holds a private key, which wssd never serves\n",
+            );
+        }
+        Ok(_) => {}
+        Err(_) => return not_found(),
+    }
+    if handle.seek(std::io::SeekFrom::Start(0)).await.is_err() {
+        return not_found();
+    }
     let len = match handle.metadata().await {
         Ok(m) => m.len(),
         Err(_) => return not_found(),

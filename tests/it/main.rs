@@ -23,6 +23,7 @@ mod proxy; // proxy routes in front of real echo backends
 mod rates; // per-WebSocket message and byte rates on every route kind: 1008 past them
 mod redis; // a real redis-server for tests; the redis backend across instances, outages
 mod scaleout; // two wssd instances on one redis: chat, broadcast, outage, SIGKILL
+mod seed; // issue 13: local CA export and install page, no private keys served, seed hints
 mod shutdown; // SIGTERM: close 1001 and exit 0
 mod stall; // peers that stop reading (or sending a body) are closed within the send timeout
 mod startup; // every startup error, config precedence, check, cert commands

@@ -113,7 +113,9 @@ pub(super) fn load_ca(p: &CaPaths) -> Result<Option<Ca>, CertError> {
 }
 
 /// `ca.pem`: exactly one certificate, and a CA one.
-fn read_ca_cert(path: &Path) -> Result<(String, CertificateDer<'static>, CertInfo), CertError> {
+pub(super) fn read_ca_cert(
+    path: &Path,
+) -> Result<(String, CertificateDer<'static>, CertInfo), CertError> {
     let cert_bytes = files::read(path)?;
     let mut chain = files::parse_chain(path, &cert_bytes)?;
     if chain.len() != 1 {

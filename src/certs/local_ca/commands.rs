@@ -1,4 +1,4 @@
-//! `wssd cert ca init|issue|install|uninstall`: one function per command,
+//! `wssd cert ca init|issue|install|uninstall|export`: one function per command,
 //! each returning what to print. The CA is `ca`'s, signing is `issue`'s and
 //! the trust stores are `trust`'s.
 
@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime};
 use super::ca::{Ca, ensure_ca, load_ca};
 use super::issue::issue_leaf;
 use super::layout::{CaPaths, paths};
+use super::public::load_public;
 use super::trust::{self, Change, Log, Trust};
 use crate::certs::error::CertError;
 use crate::certs::generate::{
     DAY_SECS, key_type_name, or_default_hostnames, unique_names, write_outputs,
 };
 use crate::certs::info::format_time;
-use crate::cli::{CaArgs, CaCommand, CaIssueArgs};
+use crate::cli::{CaArgs, CaCommand, CaExportArgs, CaIssueArgs};
 
 /// Browsers refuse server certificates valid for longer than this.
 const BROWSER_MAX_DAYS: u32 = 398;
@@ -44,6 +45,7 @@ pub fn run_command(
         CaCommand::Issue(args) => issue(&state_dir(&args.ca)?, args, now),
         CaCommand::Install(args) => install(&state_dir(args)?, &Trust::system(home), now),
         CaCommand::Uninstall(args) => uninstall(&state_dir(args)?, &Trust::system(home)),
+        CaCommand::Export(args) => export(&state_dir(&args.ca)?, args),
     }
 }
 
@@ -182,6 +184,46 @@ pub(super) fn uninstall(state_dir: &Path, t: &Trust) -> Result<String, CertError
         p.dir.display()
     ));
     Ok(log.lines.join("\n"))
+}
+
+/// `export`: the CA certificate alone (PEM, or DER with `--der`), to
+/// `--out` or (PEM only) standard output. Never creates a CA: exporting one
+/// that no server uses would hand out the wrong certificate.
+fn export(state_dir: &Path, args: &CaExportArgs) -> Result<String, CertError> {
+    let p = paths(state_dir);
+    let Some(ca) = load_public(&p)? else {
+        return Err(CertError::LocalCa {
+            detail: format!(
+                "no local CA in {}: create it with `wssd cert ca init --state-dir {}` (or start `wssd --tls local-ca` once)",
+                p.dir.display(),
+                state_dir.display()
+            ),
+        });
+    };
+    let Some(out) = &args.out else {
+        if args.der {
+            return Err(CertError::LocalCa {
+                detail: "DER is binary: give a file, e.g. `wssd cert ca export --der --out ca.crt`"
+                    .into(),
+            });
+        }
+        // Printed as is (the caller adds the final newline).
+        return Ok(ca.pem.trim_end().to_string());
+    };
+    let bytes = if args.der {
+        ca.der.clone()
+    } else {
+        ca.pem.clone().into_bytes()
+    };
+    crate::certs::store::write_atomic(out, &bytes, 0o644)?;
+    Ok(format!(
+        "wrote the local CA certificate {} ({}; public certificate only, no key)\n  subject:     {}\n  SHA-256:     {}\n  expires:     {}",
+        out.display(),
+        if args.der { "DER" } else { "PEM" },
+        ca.subject,
+        ca.fingerprint,
+        format_time(ca.not_after)
+    ))
 }
 
 #[cfg(test)]

@@ -14,14 +14,20 @@
 //!
 //! One role per file: `ca` (load or create the CA), `issue` (sign a leaf;
 //! may the stored one be served again), `commands` (`wssd cert ca ...`),
+//! `public` (the certificate, fingerprint and iOS profile other devices get),
+//! `qr` (QR codes of the install page's URL), `announce` (the page's URL and
+//! QR code at start, the trust hint),
 //! `trust` (the system store and the NSS database), `layout` (the files in
 //! the state folder, validity periods). This file holds `--tls local-ca`'s
 //! [`ensure_leaf`]; the other files never import it.
 
+mod announce;
 mod ca;
 mod commands;
 mod issue;
 mod layout;
+mod public;
+mod qr;
 mod trust;
 
 use std::path::Path;
@@ -36,8 +42,11 @@ use crate::config::types::KeyType;
 use ca::ensure_ca;
 use issue::{issue_leaf, reusable_leaf};
 
+pub use announce::{announce_pages, page_url, trust_hint};
 pub use commands::run_command;
 pub use layout::{CA_VALIDITY_DAYS, CaPaths, LEAF_VALIDITY_DAYS, RENEW_DAYS, paths};
+pub use public::{CaPublic, fingerprint, load_public, xml_escape};
+pub use qr::{svg as qr_svg, terminal as qr_terminal};
 
 /// A leaf for `hostnames` issued by the local CA (created if absent).
 pub fn ensure_leaf(

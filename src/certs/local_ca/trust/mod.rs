@@ -20,7 +20,7 @@ use super::ca::Ca;
 use crate::certs::error::CertError;
 use store::TrustStore;
 
-pub(super) use store::{Change, Log, Trust};
+pub(crate) use store::{Change, Log, Trust};
 
 /// Applies `change` to every store in turn (system, then NSS), stopping at
 /// the first failure; ends the log with what to do next.
@@ -45,6 +45,43 @@ pub(super) fn apply(
         log.note("restart running browsers to pick up the change".into());
     }
     Ok(())
+}
+
+/// The bundle `update-ca-certificates` writes and OpenSSL, curl and most
+/// programs read (Debian).
+pub(super) const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Whether each store trusts the CA now (`None`: could not be checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrustStatus {
+    pub(crate) system: Option<bool>,
+    pub(crate) nss: Option<bool>,
+}
+
+/// Looks, without changing anything: is the CA in the system bundle, and
+/// in the user's NSS database?
+pub(crate) fn status(ca: &Ca, t: &Trust) -> TrustStatus {
+    status_with_bundle(ca, t, Path::new(SYSTEM_BUNDLE))
+}
+
+pub(super) fn status_with_bundle(ca: &Ca, t: &Trust, bundle: &Path) -> TrustStatus {
+    let squeeze = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+            .collect()
+    };
+    let body = squeeze(&ca.pem);
+    let system = std::fs::read_to_string(bundle)
+        .ok()
+        .map(|b| !body.is_empty() && squeeze(&b).contains(&body));
+    let nss = t.nss_db().and_then(|db| {
+        if !db.join("cert9.db").exists() {
+            return Some(false);
+        }
+        nss::NssStore(t).has(&db, &ca.nickname()).ok().flatten()
+    });
+    TrustStatus { system, nss }
 }
 
 #[cfg(test)]
@@ -104,6 +141,17 @@ mod tests {
         } else {
             assert!(msg.contains("apt-get install libnss3-tools"), "{msg}");
         }
+
+        // The status sees it: a bundle holding the file, and the NSS database.
+        let bundle = dir.path().join("bundle.crt");
+        fs::write(&bundle, format!("junk\n{}", ca.pem)).unwrap();
+        let now = status_with_bundle(&ca, &t, &bundle);
+        assert_eq!(now.system, Some(true));
+        if nss {
+            assert_eq!(now.nss, Some(true));
+        }
+        fs::write(&bundle, "no CA here").unwrap();
+        assert_eq!(status_with_bundle(&ca, &t, &bundle).system, Some(false));
 
         // Idempotent.
         let msg = install(&state, &t, SystemTime::now()).unwrap();
