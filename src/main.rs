@@ -89,6 +89,9 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
     }
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     if let Err(e) = wssd::server::use_passed_listeners(&mut config, &systemd.listeners) {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -149,6 +152,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(config) = &config {
+        warnings.extend(config.warnings());
         match config.tls.mode {
             TlsMode::Files => {
                 if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {

@@ -144,6 +144,14 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     })
 }
 
+impl Config {
+    /// What is valid but cannot work as meant (printed by `wssd check`,
+    /// logged at start): chat identity keys no identity can satisfy.
+    pub fn warnings(&self) -> Vec<String> {
+        route_identity::identity_warnings(&self.routes, self.tls.client_auth.is_some())
+    }
+}
+
 /// `--log-format` and `--log-level` (a level or an `EnvFilter` directive).
 fn logging(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> (LogFormat, String) {
     let format =
