@@ -240,6 +240,22 @@ impl SessionMetrics {
     }
 }
 
+#[cfg(test)]
+impl SessionMetrics {
+    /// Counters in no registry, for unit tests that read them back:
+    /// `messages_in` and `bytes_in` as given, the rest no-ops.
+    pub fn detached(messages_in: Counter, bytes_in: Counter) -> Self {
+        SessionMetrics {
+            messages_in,
+            messages_out: Counter::noop(),
+            bytes_in,
+            bytes_out: Counter::noop(),
+            open: Gauge::noop(),
+            route: Arc::from("/test"),
+        }
+    }
+}
+
 impl Drop for SessionMetrics {
     fn drop(&mut self) {
         self.open.decrement(1.0);
