@@ -201,7 +201,7 @@ fn encode(msgs: &[Msg], mask: [u8; 4]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(crate::props::config(64))]
 
     #[test]
     fn messages_cut_anywhere_reach_the_upstream_and_count_at_fin(
