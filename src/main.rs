@@ -88,11 +88,11 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    for hint in &config.seed_hints {
-        tracing::warn!("{hint}");
-    }
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
+    }
+    for w in config.warnings() {
+        tracing::warn!("{w}");
     }
     if let Err(e) = wssd::server::use_passed_listeners(&mut config, &systemd.listeners) {
         eprintln!("error: {e}");
@@ -154,7 +154,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(config) = &config {
-        warnings.extend(config.seed_hints.iter().cloned());
+        warnings.extend(config.warnings());
         match config.tls.mode {
             TlsMode::Files => {
                 if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {

@@ -18,6 +18,10 @@
 //!   unknown_token, bad_signature, expired, not_yet_valid, wrong_audience,
 //!   wrong_issuer, missing_claim, wrong_algorithm, bad_password,
 //!   unknown_user, throttled)
+//! - `wssd_guesses_refused_total{what}` secrets refused unchecked by the
+//!   guessing backoff (`crate::backoff`; what: moderator_password,
+//!   publish_token; a route's `auth` counts its own as
+//!   `wssd_auth_failures_total{reason="throttled"}`)
 //! - `wssd_auth_success_total{route,source}` requests a route's `auth`
 //!   accepted (source: token, jwt, basic)
 //! - `wssd_close_codes_total{code}` close codes sent or received
@@ -109,6 +113,12 @@ impl HandshakeFailure {
 /// proxy_protocol).
 pub fn connection_refused(reason: &'static str) {
     counter!("wssd_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// A guessed secret refused unchecked by the backoff (`what`:
+/// moderator_password, publish_token).
+pub fn guess_refused(what: &'static str) {
+    counter!("wssd_guesses_refused_total", "what" => what).increment(1);
 }
 
 /// Client addresses the per-IP connection rate remembers now.
@@ -233,6 +243,22 @@ impl SessionMetrics {
     pub fn rate_limited(&self, limit: &'static str) {
         counter!("wssd_rate_limited_total", "route" => self.route.to_string(), "limit" => limit)
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+impl SessionMetrics {
+    /// Counters in no registry, for unit tests that read them back:
+    /// `messages_in` and `bytes_in` as given, the rest no-ops.
+    pub fn detached(messages_in: Counter, bytes_in: Counter) -> Self {
+        SessionMetrics {
+            messages_in,
+            messages_out: Counter::noop(),
+            bytes_in,
+            bytes_out: Counter::noop(),
+            open: Gauge::noop(),
+            route: Arc::from("/test"),
+        }
     }
 }
 

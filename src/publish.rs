@@ -54,6 +54,7 @@ impl Publish {
         if given.is_some()
             && let Err(refused) = self.backoff.attempt(peer)
         {
+            crate::metrics::guess_refused("publish_token");
             let mut r = text_response(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("{refused} (publish token not checked)\n"),

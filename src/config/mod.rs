@@ -150,6 +150,20 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     })
 }
 
+impl Config {
+    /// What is valid but cannot work as meant (printed by `wssd check`,
+    /// logged at start): other servers' settings found in the environment
+    /// (`seed`) and chat identity keys no identity can satisfy.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.seed_hints.clone();
+        warnings.extend(route_identity::identity_warnings(
+            &self.routes,
+            self.tls.client_auth.is_some(),
+        ));
+        warnings
+    }
+}
+
 /// `--log-format` and `--log-level` (a level or an `EnvFilter` directive).
 fn logging(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> (LogFormat, String) {
     let format =

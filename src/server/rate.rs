@@ -14,17 +14,23 @@
 //!   caps still apply). Filling it takes that many distinct addresses (or
 //!   /64s) within about three seconds; refusing every unknown address then
 //!   would let such an attacker lock out every new visitor.
+//!
+//! The limiter runs on tokio's clock ([`TokioClock`], as the per-WebSocket
+//! limiters of `crate::rates` do): one clock for every timer in the house,
+//! so tests on paused time see buckets refill.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use governor::clock::DefaultClock;
+use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
+
+use crate::rates::{TokioClock, TokioInstant};
 
 /// Most client addresses remembered at once (a few MiB at most).
 pub const MAX_ADDRESSES: usize = 65_536;
@@ -70,7 +76,7 @@ impl ShrinkableKeyedStateStore<IpAddr> for Shared {
 /// New connections per second per client address.
 #[derive(Debug)]
 pub struct ConnectionRate {
-    limiter: RateLimiter<IpAddr, Shared, DefaultClock>,
+    limiter: RateLimiter<IpAddr, Shared, TokioClock, NoOpMiddleware<TokioInstant>>,
     table: Table,
     max_addresses: usize,
     /// Connections let through unremembered because the table was full,
@@ -89,7 +95,7 @@ impl ConnectionRate {
         let quota = Quota::per_second(per_second).allow_burst(burst);
         let table: Table = Arc::default();
         ConnectionRate {
-            limiter: RateLimiter::new(quota, Shared(table.clone()), DefaultClock::default()),
+            limiter: RateLimiter::new(quota, Shared(table.clone()), TokioClock),
             table,
             max_addresses,
             overflow: AtomicU64::new(0),
@@ -185,5 +191,25 @@ mod tests {
         let known = IpAddr::from([10, 0, 0, 0]);
         assert!(rate.allow(known));
         assert!(!rate.allow(known));
+    }
+
+    /// The buckets refill on tokio's clock: paused time moved by hand.
+    #[tokio::test(start_paused = true)]
+    async fn buckets_refill_and_are_swept_on_tokios_clock() {
+        let rate = ConnectionRate::new(n(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!((0..10).filter(|_| rate.allow(a)).count(), 4, "burst 2N");
+        tokio::time::advance(std::time::Duration::from_millis(499)).await;
+        assert!(!rate.allow(a), "no cell back before 1/N s");
+        tokio::time::advance(std::time::Duration::from_millis(2)).await;
+        assert!(rate.allow(a), "one cell back after 1/N s");
+        assert!(!rate.allow(a));
+        rate.sweep();
+        assert_eq!(rate.addresses(), 1, "a drained bucket is kept");
+        // Some 2.5 s later (burst/rate = 2 s, plus the cell taken past the
+        // burst) the bucket is full again: swept.
+        tokio::time::advance(std::time::Duration::from_millis(2_500)).await;
+        rate.sweep();
+        assert_eq!(rate.addresses(), 0, "a full bucket is forgotten");
     }
 }

@@ -14,16 +14,22 @@
 //   - a token typed in the field is sent as access_token (URL-encoded) and
 //     the socket opens, it is never shown in the status line (shown as "…"), is
 //     kept in localStorage across a reload, and the page shows it is set;
-//   - the token bar fits 375 px.
+//   - the token bar fits 375 px;
+//   - against a route with `auth` (a REAL 401, counted by the server's
+//     wssd_auth_failures_total): no token hints at one, a wrong one says to
+//     check it, the right one opens the socket.
 //
 // Run: node --test tests/browser/token.test.mjs   (after `cargo build --bin wssd`; npm ci in tests/browser)
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { atEnd, checkBinaries, launchChromium, startWssd, stopWssd, tempDir, until } from './lib.mjs';
 
 const TOKEN = 's3cret+token/é';
+// The token of /ws/secure (route auth of kind token; the name is "browser").
+const SECURE_TOKEN = 'browser-secure-token-0123456789abcdef';
 
 let server;
 let browser;
@@ -31,11 +37,18 @@ let browser;
 before(async () => {
   checkBinaries();
   const tmp = tempDir('wssd-token');
+  fs.writeFileSync(path.join(tmp, 'tokens.txt'), `browser:${SECURE_TOKEN}\n`);
+  fs.writeFileSync(path.join(tmp, 'wssd.toml'), [
+    '[[route]]', 'path = "/"', 'kind = "static"', '',
+    '[[route]]', 'path = "/ws/echo"', 'kind = "echo"', '',
+    '[[route]]', 'path = "/ws/secure"', 'kind = "echo"',
+    `auth = { kind = "token", tokens_file = "${path.join(tmp, 'tokens.txt')}" }`, '',
+  ].join('\n'));
   server = await startWssd({
     tls: 'self-signed',
     stateDir: path.join(tmp, 'state'),
     cwd: tmp,
-    extra: ['--route', '/=static', '--route', '/ws/echo=echo'],
+    extra: ['--config', path.join(tmp, 'wssd.toml')],
   });
   atEnd(() => stopWssd(server));
   browser = await launchChromium(['--ignore-certificate-errors']);
@@ -104,6 +117,47 @@ test('a refused socket hints at the token; a token reaches the server, hidden an
       inner: window.innerWidth,
     }));
     assert.ok(scroll <= inner, `page is ${scroll} px wide at ${inner} px`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+/** wssd_auth_failures_total{route="/ws/secure",reason=REASON} on the admin listener (0 when absent). */
+async function secureFailures(reason) {
+  const body = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+  const line = body.split('\n').find((l) => l.startsWith(
+    `wssd_auth_failures_total{route="/ws/secure",reason="${reason}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+test('a real 401 from a token route: hint, check the token, then open', { timeout: 60_000 }, async () => {
+  const { context, page, errors, sockets } = await echoPage();
+  try {
+    // No token: the server answers 401 (counted as missing) and the page hints at a token.
+    await connectEcho(page, '/ws/secure');
+    await page.locator('#echo-status[data-hint="auth"]').waitFor({ timeout: 10_000 });
+    assert.match(await page.textContent('#echo-status'), /this route may need a token; enter it under Access token/);
+    await until(async () => (await secureFailures('missing')) >= 1, 'the server refused the socket with 401 (missing)');
+
+    // A wrong token: refused as unknown_token; the page says to check it.
+    await page.fill('#auth-token', 'not-the-secure-token-000000000000');
+    await connectEcho(page, '/ws/secure');
+    await until(async () => (await secureFailures('unknown_token')) >= 1, 'a 401 for the wrong token');
+    await until(async () => /check the access token/.test(await page.textContent('#echo-status')),
+      'the refusal with a token set says to check it');
+    assert.equal(await page.getAttribute('#echo-status', 'data-hint'), 'auth');
+
+    // The right token opens it; the hint is gone and echo works.
+    await page.fill('#auth-token', SECURE_TOKEN);
+    await connectEcho(page, '/ws/secure');
+    await page.locator('#echo-status[data-state="open"]').waitFor({ timeout: 10_000 });
+    assert.equal(await page.getAttribute('#echo-status', 'data-hint'), '');
+    assert.equal(sockets.at(-1), `wss://127.0.0.1:${server.port}/ws/secure?access_token=${SECURE_TOKEN}`);
+    await page.fill('#echo-text', 'past the gate');
+    await page.click('#echo-send');
+    await until(async () => (await page.locator('#echo-log li.in').allTextContents()).some((t) => t.includes('past the gate')),
+      'the echo through the token route');
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

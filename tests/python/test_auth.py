@@ -3,7 +3,12 @@ token as the access_token query parameter (what a browser page can do),
 as a cookie, and as Authorization: Bearer; refused handshakes get 401 with
 WWW-Authenticate and never open."""
 
+import json
+import socket
+from pathlib import Path
+
 import pytest
+from websockets.asyncio.server import serve
 from websockets.exceptions import InvalidStatus
 
 from conftest import run, ws_connect
@@ -48,3 +53,44 @@ def test_refused_handshakes_get_401_with_a_challenge(wssd, tmp_path, query, head
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == challenge
     assert TOKEN.encode() not in response.body
+
+
+ENV_SH = Path(__file__).resolve().parents[1] / "fixtures" / "exec" / "env.sh"
+
+
+def test_token_identity_reaches_exec_and_proxy(wssd, tmp_path):
+    """The token's name is the identity: exec programs get REMOTE_USER and
+    AUTH_TYPE=Bearer, proxy upstreams X-Wssd-Identity (the client's own
+    copy removed)."""
+    (tmp_path / "tokens.txt").write_text(f"pyclient:{TOKEN}\n")
+    auth = f'auth = {{ kind = "token", tokens_file = "{tmp_path}/tokens.txt" }}\n'
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    port = upstream.getsockname()[1]
+    config = tmp_path / "identity.toml"
+    config.write_text(
+        f'[[route]]\npath = "/env"\nkind = "exec"\ncommand = ["{ENV_SH}"]\n{auth}\n'
+        f'[[route]]\npath = "/up"\nkind = "proxy"\nupstream = "ws://127.0.0.1:{port}"\n{auth}'
+    )
+    srv = wssd.start("--config", str(config), listen=False, http=True)
+    forged = {"X-Wssd-Identity": "root", "Remote-User": "root"}
+
+    async def upstream_handler(ws):
+        await ws.send(json.dumps([[k.lower(), v] for k, v in ws.request.headers.raw_items()
+                                  if k.lower().startswith("x-wssd-identity")]))
+        await ws.wait_closed()
+
+    async def main():
+        async with ws_connect(f"{srv.ws_url('/env')}?access_token={TOKEN}",
+                              additional_headers=forged) as ws:
+            env = dict(line.split("=", 1) for line in [m async for m in ws] if "=" in line)
+        assert env.get("REMOTE_USER") == "pyclient", env
+        assert env.get("AUTH_TYPE") == "Bearer", env
+        assert env.get("HTTP_REMOTE_USER") == "root", "a client's header is only HTTP_*"
+        async with serve(upstream_handler, sock=upstream):
+            async with ws_connect(f"{srv.ws_url('/up')}?access_token={TOKEN}",
+                                  additional_headers=forged) as ws:
+                seen = json.loads(await ws.recv())
+        assert seen == [["x-wssd-identity", "pyclient"], ["x-wssd-identity-source", "token"]], seen
+
+    run(main())

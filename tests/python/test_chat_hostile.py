@@ -19,7 +19,7 @@ import time
 
 from websockets.exceptions import ConnectionClosed
 
-from conftest import run
+from conftest import metric_samples, run
 from test_chat import MOD_PASSWORD, TOKEN, client, close_all, joined, moderator_and_members, start_chat
 
 PER_IP_BURST = 5
@@ -105,8 +105,12 @@ def test_password_guessing_from_many_addresses_has_a_global_bound(wssd):
         # no address was past its own bound: these are the server-wide refusals
         assert all("on this server" in why and "not checked" in why for why in refused), refused
         await close_all(*conns)
+        return len(refused)
 
-    run(main(), timeout=30)
+    refused = run(main(), timeout=30)
+    # Every guess refused unchecked is counted (issue 12 follow-up).
+    assert metric_samples(srv, "wssd_guesses_refused_total") == \
+        {'{what="moderator_password"}': refused}, srv.log_tail()
 
 
 def post(srv, token: str, source: str = "127.0.0.1"):
@@ -136,6 +140,9 @@ def test_publish_token_guessing_gets_429(wssd):
     # Another address is served.
     status, _, body = post(srv, TOKEN, source="127.0.0.2")
     assert status == 200 and json.loads(body) == {"delivered": 0}, (status, body)
+    # Every token refused unchecked is counted (issue 12 follow-up).
+    assert metric_samples(srv, "wssd_guesses_refused_total") == \
+        {'{what="publish_token"}': statuses.count(429) + 1}
 
 
 INVISIBLE_NAMES = [

@@ -6,13 +6,22 @@ and checked at load.
 The identity here is the subject of a verified client certificate (mTLS,
 `--client-ca` with `--client-auth optional`), which the edge passes to every
 route without `auth`: certificates for CN=alice, CN=bob and CN=carol are
-made by a throwaway CA (the `cryptography` package) for each test.
+made by a throwaway CA (the `cryptography` package) for each test. The
+JWT tests use a route `auth = { kind = "jwt" }` and HS256 tokens signed here
+with the standard library (base64url + hmac), so the identity is the
+token's `sub` and `moderator_claim` sees its claims.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import hmac
+import json
+import os
 import subprocess
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +33,20 @@ from conftest import run, ws_connect, wssd_bin
 from test_chat import Client
 
 MOD_PASSWORD = "identity-test-moderator-password"
+JWT_SECRET = "chat-identity-test-jwt-secret-0123456789abcdef"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_hs256(secret: str, **claims) -> str:
+    """A compact HS256 JWT with CLAIMS (plus exp five minutes ahead)."""
+    claims.setdefault("exp", int(time.time()) + 300)
+    head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64url(json.dumps(claims).encode())
+    mac = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64url(mac)}"
 
 
 def _name(cn: str) -> x509.Name:
@@ -182,14 +205,103 @@ def test_moderators_by_identity_on_a_route_with_chosen_names(wssd):
     run(main())
 
 
-def check(wssd, route: str) -> subprocess.CompletedProcess:
+JWT_ROUTES = """
+[[route]]
+path = "/ws/jwtchat"
+kind = "chat"
+identity_username = true
+moderator_claim = "role=moderator"
+auth = { kind = "jwt", secret_env = "WSSD_TEST_JWT_SECRET" }
+
+[[route]]
+path = "/ws/jwtmod"
+kind = "chat"
+moderator_claim = "role=moderator"
+auth = { kind = "jwt", secret_env = "WSSD_TEST_JWT_SECRET" }
+"""
+
+
+def start_jwt(wssd):
+    """A server with the two JWT chat routes above and a moderator password."""
+    config = Path(wssd.workdir) / "chat-jwt.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(JWT_ROUTES)
+    return wssd.start("--config", str(config),
+                      env={"WSSD_TEST_JWT_SECRET": JWT_SECRET, "WSSD_MOD_PASSWORD": MOD_PASSWORD})
+
+
+async def connect_jwt(srv, path: str, token: str, label: str) -> Client:
+    """A chat client on PATH with TOKEN as its access_token."""
+    ws = await ws_connect(f"{srv.wss_url(path)}?access_token={token}", ssl=srv.ssl_context())
+    return Client(ws, label)
+
+
+def test_jwt_identity_is_the_username_and_its_claim_moderates(wssd):
+    srv = start_jwt(wssd)
+    mod = jwt_hs256(JWT_SECRET, sub="dana", role="moderator")
+    plain = jwt_hs256(JWT_SECRET, sub="erin", role="member")
+
+    async def main():
+        dana = await connect_jwt(srv, "/ws/jwtchat", mod, "dana")
+        await dana.send({"type": "join", "room": "r", "username": "mallory"})
+        await dana.expect("joined", room="r", username="dana", moderator=True)
+        erin = await connect_jwt(srv, "/ws/jwtchat", plain, "erin")
+        await erin.send({"type": "join", "room": "r", "username": "dana"})
+        await erin.expect("joined", room="r", username="erin", moderator=False)
+        await dana.expect("presence", event="join", username="erin")
+        await erin.send({"type": "message", "text": "from the token"})
+        for c in (dana, erin):
+            await c.expect("message", from_="erin", text="from the token")
+        # Without the claim: no rights.
+        await erin.send({"type": "mute", "username": "dana", "secs": 5})
+        await erin.error("not_moderator")
+        # With it: no password needed.
+        await dana.send({"type": "kick", "username": "erin"})
+        await erin.expect("moderation", action="kick", username="erin", by="dana")
+        frame = await erin.closed()
+        assert frame.code == 4001, frame
+        await dana.close()
+
+    run(main())
+    assert any('identity="dana"' in line for line in srv.log().splitlines()), srv.log_tail()
+
+
+def test_jwt_claim_moderates_beside_the_password_on_chosen_names(wssd):
+    srv = start_jwt(wssd)
+    mod = jwt_hs256(JWT_SECRET, sub="dana", role="moderator")
+    plain = jwt_hs256(JWT_SECRET, sub="erin")
+
+    async def main():
+        dana = await connect_jwt(srv, "/ws/jwtmod", mod, "dana")
+        await dana.send({"type": "join", "room": "lobby", "username": "d"})
+        await dana.expect("joined", username="d", moderator=True)
+        erin = await connect_jwt(srv, "/ws/jwtmod", plain, "erin")
+        # The name is free here, even a moderator's identity: only the claim counts.
+        await erin.send({"type": "join", "room": "lobby", "username": "dana"})
+        await erin.expect("joined", username="dana", moderator=False)
+        await dana.expect("presence", event="join", username="dana")
+        await erin.send({"type": "kick", "username": "d"})
+        await erin.error("not_moderator")
+        await dana.send({"type": "mute", "username": "dana", "secs": 5})
+        for c in (dana, erin):
+            await c.expect("moderation", action="mute", username="dana", by="d", secs=5)
+        # The password still works for a token without the claim.
+        await erin.send({"type": "auth", "password": MOD_PASSWORD})
+        await erin.expect("authenticated", moderator=True)
+        for c in (dana, erin):
+            await c.close()
+
+    run(main())
+
+
+def check(wssd, route: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     config = Path(wssd.workdir) / "check.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(route)
     return subprocess.run([str(wssd_bin()), "check", "--config", str(config),
                            "--state-dir", str(Path(wssd.workdir) / "state")],
                           cwd=wssd.workdir, capture_output=True, text=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin"})
+                          env={"PATH": "/usr/bin:/bin", **(env or {})})
 
 
 def test_identity_keys_are_chat_only_and_checked(wssd):
@@ -208,3 +320,29 @@ def test_identity_keys_are_chat_only_and_checked(wssd):
     r = check(wssd, '[[route]]\npath = "/c"\nkind = "chat"\nidentity_username = true\n'
                     'moderators = ["alice"]\nmoderator_claim = "/realm_access/roles=mod"\n')
     assert r.returncode == 0, r
+
+
+def test_identity_keys_without_an_identity_are_warned(wssd):
+    """Valid but inert: identity keys on a chat route that has neither
+    `auth` nor client certificates, or `moderator_claim` where no JWT is."""
+    chat = '[[route]]\npath = "/c"\nkind = "chat"\n'
+    r = check(wssd, chat + 'identity_username = true\nmoderators = ["alice"]\n')
+    assert r.returncode == 0, r
+    assert "warning: route /c: `identity_username = true` but the route has no `auth`" in r.stdout, r
+    assert "nobody can join" in r.stdout, r
+    assert "warning: route /c: `moderators`/`moderator_claim` are set" in r.stdout, r
+    tokens = Path(wssd.workdir) / "tokens.txt"
+    tokens.write_text("bob:bob-token-0123456789abcdef\n")
+    r = check(wssd, chat + f'moderator_claim = "role=mod"\n'
+                           f'auth = {{ kind = "token", tokens_file = "{tokens}" }}\n')
+    assert r.returncode == 0, r
+    assert 'comes from its `auth` of kind "token", not a JWT' in r.stdout, r
+    # Satisfiable: a JWT route, and no warning at all.
+    r = check(wssd, JWT_ROUTES, env={"WSSD_TEST_JWT_SECRET": JWT_SECRET})
+    assert r.returncode == 0, r
+    assert "warning" not in r.stdout + r.stderr, r
+    # `serve` logs the same warning at start.
+    config = Path(wssd.workdir) / "inert.toml"
+    config.write_text(chat + "identity_username = true\n")
+    srv = wssd.start("--config", str(config))
+    assert "`identity_username = true` but the route has no `auth`" in srv.log(), srv.log_tail()

@@ -354,6 +354,7 @@ impl ChatSession {
         // Past the per-address or global bound, the password is not even
         // compared: guessing speed does not grow with connections.
         if let Err(refused) = self.route.backoff.attempt(self.ip) {
+            crate::metrics::guess_refused("moderator_password");
             return Err(Refusal::error(
                 "rate_limited",
                 format!("{refused} (moderator password not checked)"),

@@ -272,3 +272,5 @@ fn rest_of<'a>(route: &str, path: &'a str) -> &'a str {
 mod frame_props;
 #[cfg(test)]
 mod handshake_props;
+#[cfg(test)]
+mod relay_props;
