@@ -72,6 +72,8 @@
 //! - [`systemd`]: what the service manager gives (notification socket,
 //!   watchdog, socket-activated listeners), read once in `main`; sd_notify
 //!   messages.
+//! - [`upgrade`]: zero-downtime binary upgrade on SIGUSR2 (start the new
+//!   binary with the listeners handed over, wait until it is ready).
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
 //!
@@ -99,6 +101,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod systemd;
+pub mod upgrade;
 pub mod tls;
 
 #[cfg(test)]
