@@ -101,8 +101,8 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod systemd;
-pub mod upgrade;
 pub mod tls;
+pub mod upgrade;
 
 #[cfg(test)]
 mod names_props;

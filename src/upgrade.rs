@@ -158,8 +158,7 @@ impl Upgrader {
 
     /// Starts the successor and waits until it is ready.
     async fn upgrade(&self) -> Result<u32, UpgradeError> {
-        let (mut ours, theirs) =
-            tokio::net::UnixStream::pair().map_err(UpgradeError::Prepare)?;
+        let (mut ours, theirs) = tokio::net::UnixStream::pair().map_err(UpgradeError::Prepare)?;
         let theirs = theirs
             .into_std()
             .map(OwnedFd::from)
@@ -173,7 +172,10 @@ impl Upgrader {
             source,
         })?;
         let pid = child.id().unwrap_or(0);
-        tracing::info!(pid, "new process started; waiting up to {READY_DEADLINE:?} for it to be ready");
+        tracing::info!(
+            pid,
+            "new process started; waiting up to {READY_DEADLINE:?} for it to be ready"
+        );
         let mut buf = [0u8; 16];
         let outcome = tokio::select! {
             read = tokio::time::timeout(READY_DEADLINE, ours.read(&mut buf)) => match read {

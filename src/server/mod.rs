@@ -226,6 +226,8 @@ pub async fn run(
     tracing::info!(backend = broker.backend().name(), instance = %broker.instance(), "broker started");
 
     let loops = TaskTracker::new();
+    // Accepting stops at shutdown, or earlier at a binary upgrade's handover.
+    let accepting = shutdown.child_token();
     let timeouts = listener::Timeouts {
         handshake: config.limits.handshake_timeout,
         send: config.limits.send_timeout,
@@ -238,6 +240,7 @@ pub async fn run(
             admission.clone(),
             timeouts,
             config.listener_options.proxy_protocol,
+            accepting.clone(),
         ));
     }
     loops.spawn(admission.clone().upkeep(shutdown.clone()));
@@ -253,7 +256,7 @@ pub async fn run(
             socket,
             readiness.clone(),
             publish,
-            shutdown.clone(),
+            accepting.clone(),
         ));
     }
     for route in ctx.router.routes() {
@@ -311,10 +314,20 @@ pub async fn run(
     ));
     loops.close();
 
+    tokio::pin!(shutdown_signal);
     let handed_over = tokio::select! {
-        () = shutdown_signal => false,
+        () = &mut shutdown_signal => false,
         _ = upgrader.serve(usr2) => true,
     };
+    if handed_over {
+        handover_grace(
+            &accepting,
+            &ctx.tracker,
+            config.limits.drain_timeout,
+            shutdown_signal,
+        )
+        .await;
+    }
     tracing::info!(
         open = admission.open(),
         "shutting down: no new connections; closing WebSockets with 1001 (drain timeout {:?})",
@@ -344,6 +357,29 @@ pub async fn run(
     broker_shutdown.cancel();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// After a handover: stop accepting (the new process accepts from the same
+/// queues), let every connection already accepted go on for up to `grace`
+/// (handshakes in flight complete, WebSockets that end by themselves end),
+/// cut short by SIGTERM; the caller then closes what is left with 1001.
+async fn handover_grace(
+    accepting: &CancellationToken,
+    tracker: &TaskTracker,
+    grace: std::time::Duration,
+    signal: impl std::future::Future<Output = ()>,
+) {
+    accepting.cancel();
+    tracker.close();
+    tracing::info!(
+        open = tracker.len(),
+        "handed over: no longer accepting; open connections go on for up to {grace:?}, then get 1001"
+    );
+    tokio::select! {
+        () = signal => {}
+        () = tracker.wait() => {}
+        _ = tokio::time::sleep(grace) => {}
+    }
 }
 
 /// READY=1 the moment `/readyz` turns ready: at once, or (an ACME
