@@ -90,7 +90,7 @@ pub fn use_passed_listeners(
         }
     }
     tracing::info!(
-        "socket activation: {} listener(s) passed by the service manager replace --listen {:?} and --http {:?}",
+        "socket activation: {} listener(s) passed by the service manager (or the previous wssd, on an upgrade) replace --listen {:?} and --http {:?}",
         passed.len(),
         config.listen,
         config.http

@@ -67,11 +67,13 @@ def own_binary(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def successors():
-    """PIDs of upgraded processes (not our children): stopped at teardown."""
+def successors(wssd):
+    """PIDs of upgraded processes (not our children), as the test's wssd
+    logged them: stopped at teardown, even when the test failed early."""
     pids: list[int] = []
     yield pids
-    for pid in pids:
+    pids += [int(p) for p in NEW_PID.findall(wssd.log())]
+    for pid in dict.fromkeys(pids):
         if alive(pid):
             os.kill(pid, signal.SIGTERM)
             if not wait_gone(pid, 15):
