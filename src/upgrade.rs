@@ -119,6 +119,11 @@ pub unsafe fn take_from_environment() -> Option<ReadyPipe> {
 /// What the old process needs to start its successor.
 #[derive(Debug)]
 pub struct Upgrader {
+    /// The program and its arguments ([`Upgrader::this_program`]).
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// How long the new process has to report ready.
+    pub deadline: Duration,
     pub sockets: Vec<Handover>,
     pub notifier: Notifier,
     /// `WATCHDOG_USEC` to pass on (systemd's watchdog follows MAINPID).
@@ -126,6 +131,14 @@ pub struct Upgrader {
 }
 
 impl Upgrader {
+    /// The path this process was started with (`argv[0]`, looked up in
+    /// `PATH` again when it has no slash) and its arguments.
+    pub fn this_program() -> (OsString, Vec<OsString>) {
+        let mut args = std::env::args_os();
+        let program = args.next().unwrap_or_else(|| OsString::from("wssd"));
+        (program, args.collect())
+    }
+
     /// Answers SIGUSR2 until an upgrade succeeds (returns the new pid); a
     /// failed one is logged and the old process keeps serving.
     pub async fn serve(&self, mut usr2: tokio::signal::unix::Signal) -> u32 {
@@ -168,18 +181,19 @@ impl Upgrader {
         // The child has its copies now (or never will).
         drop((sources, theirs));
         let mut child = spawned.map_err(|source| UpgradeError::Spawn {
-            path: program(),
+            path: self.program.clone(),
             source,
         })?;
         let pid = child.id().unwrap_or(0);
         tracing::info!(
             pid,
-            "new process started; waiting up to {READY_DEADLINE:?} for it to be ready"
+            "new process started; waiting up to {:?} for it to be ready",
+            self.deadline
         );
         let mut buf = [0u8; 16];
         let outcome = tokio::select! {
-            read = tokio::time::timeout(READY_DEADLINE, ours.read(&mut buf)) => match read {
-                Err(_) => Err(UpgradeError::Timeout { pid, deadline: READY_DEADLINE }),
+            read = tokio::time::timeout(self.deadline, ours.read(&mut buf)) => match read {
+                Err(_) => Err(UpgradeError::Timeout { pid, deadline: self.deadline }),
                 Ok(Ok(n)) if buf[..n].starts_with(READY) => Ok(pid),
                 Ok(Ok(0)) => Err(self.exited(&mut child, pid).await),
                 Ok(Ok(_)) => Err(UpgradeError::Broken { pid, reason: "unexpected message".into() }),
@@ -245,11 +259,9 @@ impl Upgrader {
         }
         let raw: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
         let names: Vec<&str> = self.sockets.iter().map(|s| s.name).collect();
-        let mut args = std::env::args_os();
-        args.next();
-        let mut command = tokio::process::Command::new(program());
+        let mut command = tokio::process::Command::new(&self.program);
         command
-            .args(args)
+            .args(&self.args)
             .env("LISTEN_FDS", count.to_string())
             .env("LISTEN_FDNAMES", names.join(":"))
             .env_remove("LISTEN_PID")
@@ -279,9 +291,99 @@ impl Upgrader {
     }
 }
 
-/// The path this process was started with.
-fn program() -> OsString {
-    std::env::args_os()
-        .next()
-        .unwrap_or_else(|| OsString::from("wssd"))
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// An upgrader that runs `sh -c SCRIPT` with one TLS listener.
+    fn upgrader(script: &str, deadline: Duration) -> (Upgrader, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = OwnedFd::from(listener.try_clone().unwrap());
+        let upgrader = Upgrader {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            deadline,
+            sockets: vec![Handover { fd, name: TLS_NAME }],
+            notifier: Notifier::default(),
+            watchdog: None,
+        };
+        (upgrader, listener)
+    }
+
+    fn socket_inode(fd: RawFd) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn alive(pid: u32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    }
+
+    #[tokio::test]
+    async fn the_new_process_gets_the_same_listener_at_fd_3_and_reports_ready() {
+        let (up, listener) = upgrader("", Duration::from_secs(10));
+        let inode = socket_inode(listener.as_raw_fd());
+        let script = format!(
+            r#"test "$LISTEN_FDS" = 1 && test "$LISTEN_FDNAMES" = https && test -z "$LISTEN_PID" \
+            && test "$WSSD_UPGRADE_PARENT" = "$PPID" && test "$WSSD_UPGRADE_READY_FD" = 4 \
+            && test "$(readlink /proc/self/fd/3)" = "{inode}" && printf 'READY\n' >&4 && exec sleep 5"#
+        );
+        let up = Upgrader {
+            args: vec!["-c".into(), script.into()],
+            ..up
+        };
+        let pid = up.upgrade().await.unwrap();
+        assert!(alive(pid), "the new process lives on");
+        // SAFETY: ends the sleep this test started.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+
+    #[tokio::test]
+    async fn a_new_process_that_exits_is_reported_with_its_status() {
+        let (up, _l) = upgrader("echo broken >&2; exit 3", Duration::from_secs(10));
+        let err = up.upgrade().await.unwrap_err();
+        assert!(
+            matches!(&err, UpgradeError::Exited { status, .. } if status.contains('3')),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_process_not_ready_in_time_is_killed() {
+        let (up, _l) = upgrader("exec sleep 30", Duration::from_millis(300));
+        let err = up.upgrade().await.unwrap_err();
+        let UpgradeError::Timeout { pid, .. } = err else {
+            panic!("expected a timeout, got {err}");
+        };
+        assert!(!alive(pid), "the late process was killed and reaped");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_message_is_refused_and_the_process_killed() {
+        let (up, _l) = upgrader(
+            "printf 'nope\\n' >&4; exec sleep 30",
+            Duration::from_secs(10),
+        );
+        let err = up.upgrade().await.unwrap_err();
+        let UpgradeError::Broken { pid, .. } = err else {
+            panic!("expected a refusal, got {err}");
+        };
+        assert!(!alive(pid));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let (mut up, _l) = upgrader("", Duration::from_secs(1));
+        up.program = "/nonexistent/wssd".into();
+        let err = up.upgrade().await.unwrap_err();
+        assert!(
+            err.to_string().contains("cannot start /nonexistent/wssd"),
+            "{err}"
+        );
+    }
 }

@@ -180,7 +180,11 @@ pub async fn run(
         (None, Some(addr)) => Some(bind::bind(addr, "--admin")?),
         (None, None) => None,
     };
+    let (program, args) = crate::upgrade::Upgrader::this_program();
     let upgrader = crate::upgrade::Upgrader {
+        program,
+        args,
+        deadline: crate::upgrade::READY_DEADLINE,
         sockets: handover_sockets(&listeners, admin_socket.as_ref())
             .map_err(ServerError::Handover)?,
         notifier: notifier.clone(),
