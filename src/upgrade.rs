@@ -104,7 +104,7 @@ pub unsafe fn take_from_environment() -> Option<ReadyPipe> {
     // SAFETY: as above.
     unsafe { std::env::set_var("LISTEN_PID", std::process::id().to_string()) };
     let fd: RawFd = ready?.parse().ok()?;
-    // The fd must be an open socket before it is owned.
+    // The fd must be open before it is owned.
     // SAFETY: fcntl on any number is harmless; the answer says if it is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return None;
