@@ -76,6 +76,8 @@
 //! - [`systemd`]: what the service manager gives (notification socket,
 //!   watchdog, socket-activated listeners), read once in `main`; sd_notify
 //!   messages.
+//! - [`upgrade`]: zero-downtime binary upgrade on SIGUSR2 (start the new
+//!   binary with the listeners handed over, wait until it is ready).
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
 //!   `fanout/`), its checks, limits, errors and reports.
 //!
@@ -104,6 +106,7 @@ pub mod server;
 pub mod session;
 pub mod systemd;
 pub mod tls;
+pub mod upgrade;
 
 #[cfg(test)]
 mod names_props;

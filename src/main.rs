@@ -33,8 +33,12 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Serve(args) => {
             // SAFETY: no other thread exists yet; `serve` starts the runtime.
+            // A binary upgrade's handover first: it sets LISTEN_PID for
+            // `Systemd::from_environment` when the old wssd is our parent.
+            let upgraded = unsafe { wssd::upgrade::take_from_environment() };
+            // SAFETY: as above.
             match unsafe { Systemd::from_environment() } {
-                Ok(systemd) => serve(&args, systemd),
+                Ok(systemd) => serve(&args, systemd, upgraded),
                 Err(e) => Err(e.into()),
             }
         }
@@ -77,7 +81,11 @@ fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
     })
 }
 
-fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
+fn serve(
+    args: &ServeArgs,
+    systemd: Systemd,
+    upgraded: Option<wssd::upgrade::ReadyPipe>,
+) -> anyhow::Result<ExitCode> {
     let mut config = match load_config(args) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -108,7 +116,7 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
-        wssd::server::run(config, prepared, systemd, signal)
+        wssd::server::run(config, prepared, systemd, upgraded, signal)
             .await
             .map_err(anyhow::Error::from)
     })?;

@@ -25,6 +25,8 @@
 //! - `wssd_auth_success_total{route,source}` requests a route's `auth`
 //!   accepted (source: token, jwt, basic)
 //! - `wssd_close_codes_total{code}` close codes sent or received
+//! - `wssd_upgrades_total{result}` binary upgrades on SIGUSR2 (result:
+//!   started, ok, failed)
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
 //!   progress for the send timeout (peer: client, upstream)
@@ -188,6 +190,11 @@ pub fn http_response(status: u16) {
 pub fn certificate_not_after(name: &str, unix_seconds: i64) {
     gauge!("wssd_certificate_not_after_seconds", "name" => name.to_string())
         .set(unix_seconds as f64);
+}
+
+/// A binary upgrade (SIGUSR2): `started`, `ok` or `failed`.
+pub fn upgrade(result: &'static str) {
+    counter!("wssd_upgrades_total", "result" => result).increment(1);
 }
 
 pub fn certificate_reload(name: &str, ok: bool) {

@@ -137,6 +137,8 @@ pub struct Notifier {
 struct Target {
     socket: UnixDatagram,
     addr: SocketAddr,
+    /// `NOTIFY_SOCKET` as given, for a binary upgrade's new process.
+    path: OsString,
     /// The last "serving ..." status, repeated with READY=1 after a reload.
     serving: Mutex<String>,
 }
@@ -153,9 +155,15 @@ impl Notifier {
             target: Some(Arc::new(Target {
                 socket,
                 addr,
+                path: path.to_os_string(),
                 serving: Mutex::new(String::new()),
             })),
         })
+    }
+
+    /// `NOTIFY_SOCKET` as this process received it.
+    pub fn path(&self) -> Option<&std::ffi::OsStr> {
+        self.target.as_ref().map(|t| t.path.as_os_str())
     }
 
     /// A service manager listens.

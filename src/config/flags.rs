@@ -133,7 +133,9 @@ pub struct ServeArgs {
     )]
     pub idle_timeout: Option<f64>,
 
-    /// Seconds to wait for WebSockets to close on shutdown [default: 10]
+    /// Seconds to wait for WebSockets to close on shutdown; after a SIGUSR2
+    /// upgrade, how long the old process's connections go on before 1001
+    /// [default: 10]
     #[arg(
         long,
         env = "WSSD_DRAIN_TIMEOUT",

@@ -49,7 +49,9 @@ impl Listener {
     }
 }
 
-/// Accepts until shutdown; each connection runs in its own tracked task.
+/// Accepts until `stop` (shutdown, or a binary upgrade's handover: then the
+/// connections already accepted go on); each connection runs in its own
+/// tracked task.
 /// Admission runs here, before the task is spawned: in full without the
 /// PROXY protocol; with it, untrusted peers are refused and only the total
 /// is counted, the client's address being charged once its header is read.
@@ -59,11 +61,12 @@ pub async fn accept_loop(
     admission: Arc<Admission>,
     timeouts: Timeouts,
     proxy_protocol: bool,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
+            _ = stop.cancelled() => break,
             accepted = listener.socket.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -75,7 +78,7 @@ pub async fn accept_loop(
                 // EMFILE/ENFILE and friends: wait instead of spinning.
                 tracing::warn!(listener = %listener.label, error = %e, "accept failed; retrying in {backoff:?}");
                 tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
+                    _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));

@@ -51,6 +51,8 @@ pub enum ServerError {
     Routes(#[from] crate::routes::BuildError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error("cannot keep copies of the listening sockets for SIGUSR2 upgrades: {0}")]
+    Handover(std::io::Error),
     #[error("--broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
 }
@@ -69,7 +71,9 @@ pub fn use_passed_listeners(
     let (mut listen, mut http) = (Vec::new(), Vec::new());
     for p in passed {
         let addr = bind::passed_addr(p)?;
-        if p.is_plain() {
+        if p.name == crate::upgrade::ADMIN_NAME {
+            config.admin = Some(addr);
+        } else if p.is_plain() {
             http.push(addr);
         } else if config.tls.mode == crate::config::types::TlsMode::Off {
             return Err(AdoptError {
@@ -86,7 +90,7 @@ pub fn use_passed_listeners(
         }
     }
     tracing::info!(
-        "socket activation: {} listener(s) passed by the service manager replace --listen {:?} and --http {:?}",
+        "socket activation: {} listener(s) passed by the service manager (or the previous wssd, on an upgrade) replace --listen {:?} and --http {:?}",
         passed.len(),
         config.listen,
         config.http
@@ -101,6 +105,7 @@ pub async fn run(
     config: Config,
     prepared: certs::startup::Prepared,
     systemd: Systemd,
+    upgraded: Option<crate::upgrade::ReadyPipe>,
     shutdown_signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let Systemd {
@@ -164,10 +169,26 @@ pub async fn run(
     // process: from here on it never does (tokio keeps the handler).
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(ServerError::Signals)?;
+    let usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+        .map_err(ServerError::Signals)?;
+    let (passed_admin, passed): (Vec<_>, Vec<_>) = passed
+        .into_iter()
+        .partition(|p| p.name == crate::upgrade::ADMIN_NAME);
     let listeners = open_listeners(&config, acceptor.as_ref(), passed)?;
-    let admin_socket = match config.admin {
-        Some(addr) => Some(bind::bind(addr, "--admin")?),
-        None => None,
+    let admin_socket = match (passed_admin.into_iter().next(), config.admin) {
+        (Some(p), _) => Some(bind::adopt(p)?.0),
+        (None, Some(addr)) => Some(bind::bind(addr, "--admin")?),
+        (None, None) => None,
+    };
+    let (program, args) = crate::upgrade::Upgrader::this_program();
+    let upgrader = crate::upgrade::Upgrader {
+        program,
+        args,
+        deadline: crate::upgrade::READY_DEADLINE,
+        sockets: handover_sockets(&listeners, admin_socket.as_ref())
+            .map_err(ServerError::Handover)?,
+        notifier: notifier.clone(),
+        watchdog,
     };
     let status = serving_status(&config, &listeners, admin_socket.as_ref());
 
@@ -209,6 +230,8 @@ pub async fn run(
     tracing::info!(backend = broker.backend().name(), instance = %broker.instance(), "broker started");
 
     let loops = TaskTracker::new();
+    // Accepting stops at shutdown, or earlier at a binary upgrade's handover.
+    let accepting = shutdown.child_token();
     let timeouts = listener::Timeouts {
         handshake: config.limits.handshake_timeout,
         send: config.limits.send_timeout,
@@ -221,6 +244,7 @@ pub async fn run(
             admission.clone(),
             timeouts,
             config.listener_options.proxy_protocol,
+            accepting.clone(),
         ));
     }
     loops.spawn(admission.clone().upkeep(shutdown.clone()));
@@ -236,7 +260,7 @@ pub async fn run(
             socket,
             readiness.clone(),
             publish,
-            shutdown.clone(),
+            accepting.clone(),
         ));
     }
     for route in ctx.router.routes() {
@@ -289,21 +313,38 @@ pub async fn run(
         readiness.clone(),
         notifier.clone(),
         status,
+        upgraded,
         shutdown.clone(),
     ));
     loops.close();
 
-    shutdown_signal.await;
+    tokio::pin!(shutdown_signal);
+    let handed_over = tokio::select! {
+        () = &mut shutdown_signal => false,
+        _ = upgrader.serve(usr2) => true,
+    };
+    if handed_over {
+        handover_grace(
+            &accepting,
+            &ctx.tracker,
+            config.limits.drain_timeout,
+            shutdown_signal,
+        )
+        .await;
+    }
     tracing::info!(
         open = admission.open(),
         "shutting down: no new connections; closing WebSockets with 1001 (drain timeout {:?})",
         config.limits.drain_timeout
     );
-    notifier.stopping(&format!(
-        "draining {} connection(s) (up to {:?})",
-        admission.open(),
-        config.limits.drain_timeout
-    ));
+    // After a handover the service goes on (its MAINPID moved): no STOPPING.
+    if !handed_over {
+        notifier.stopping(&format!(
+            "draining {} connection(s) (up to {:?})",
+            admission.open(),
+            config.limits.drain_timeout
+        ));
+    }
     readiness.set_draining();
     shutdown.cancel();
     loops.wait().await;
@@ -322,15 +363,39 @@ pub async fn run(
     Ok(())
 }
 
+/// After a handover: stop accepting (the new process accepts from the same
+/// queues), let every connection already accepted go on for up to `grace`
+/// (handshakes in flight complete, WebSockets that end by themselves end),
+/// cut short by SIGTERM; the caller then closes what is left with 1001.
+async fn handover_grace(
+    accepting: &CancellationToken,
+    tracker: &TaskTracker,
+    grace: std::time::Duration,
+    signal: impl std::future::Future<Output = ()>,
+) {
+    accepting.cancel();
+    tracker.close();
+    tracing::info!(
+        open = tracker.len(),
+        "handed over: no longer accepting; open connections go on for up to {grace:?}, then get 1001"
+    );
+    tokio::select! {
+        () = signal => {}
+        () = tracker.wait() => {}
+        _ = tokio::time::sleep(grace) => {}
+    }
+}
+
 /// READY=1 the moment `/readyz` turns ready: at once, or (an ACME
 /// certificate still on its way) when it arrives, with a STATUS meanwhile.
 async fn notify_ready(
     readiness: Arc<Readiness>,
     notifier: crate::systemd::Notifier,
     status: String,
+    mut upgraded: Option<crate::upgrade::ReadyPipe>,
     shutdown: CancellationToken,
 ) {
-    if !notifier.is_enabled() {
+    if !notifier.is_enabled() && upgraded.is_none() {
         return;
     }
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -339,6 +404,9 @@ async fn notify_ready(
         match readiness.is_ready() {
             Ok(()) => {
                 notifier.ready(&status);
+                if let Some(pipe) = upgraded.take() {
+                    pipe.ready();
+                }
                 return;
             }
             Err(why) if waiting != Some(why) => {
@@ -391,6 +459,33 @@ fn open_listeners(
         listeners.push(Listener::bind(*addr, "--http", None)?);
     }
     Ok(listeners)
+}
+
+/// Copies of the listening sockets for a binary upgrade, named as
+/// [`use_passed_listeners`] reads them back.
+fn handover_sockets(
+    listeners: &[Listener],
+    admin: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<Vec<crate::upgrade::Handover>> {
+    use std::os::fd::AsFd;
+    let mut sockets = Vec::new();
+    for l in listeners {
+        let name = match l.tls {
+            Some(_) => crate::upgrade::TLS_NAME,
+            None => crate::systemd::PLAIN_NAME,
+        };
+        sockets.push(crate::upgrade::Handover {
+            fd: l.socket.as_fd().try_clone_to_owned()?,
+            name,
+        });
+    }
+    if let Some(a) = admin {
+        sockets.push(crate::upgrade::Handover {
+            fd: a.as_fd().try_clone_to_owned()?,
+            name: crate::upgrade::ADMIN_NAME,
+        });
+    }
+    Ok(sockets)
 }
 
 /// One line for `systemctl status`: routes, listeners, admin.
