@@ -10,22 +10,6 @@ use super::file::FileConfig;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/wssd.toml");
 
-/// The keys a table accepts, from serde's "expected one of" list for an
-/// unknown key placed in it (`header` is the table's header line, or "").
-fn accepted(header: &str) -> Vec<String> {
-    let text = format!("{header}\nno_such_key_anywhere = 1\n");
-    let e = toml::from_str::<FileConfig>(&text)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    let list = e.split("expected one of").nth(1).unwrap_or_default();
-    list.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
-
 /// `(table, key)` for every `key =` and `# key =` line and every table
 /// header (`[tls]` is `("", "tls")`, `[[tls.certificate]]` is
 /// `("tls", "certificate")`).
@@ -79,7 +63,7 @@ fn example_names_every_key_and_only_real_ones() {
     let mut missing = Vec::new();
     let mut all = BTreeSet::new();
     for (table, header) in tables {
-        let keys = accepted(header);
+        let keys = crate::config::file::accepted_keys(header);
         assert!(!keys.is_empty(), "no keys found for {header:?}");
         for key in keys {
             all.insert((table.to_string(), key.clone()));

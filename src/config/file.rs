@@ -121,6 +121,25 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The keys a table of the file accepts, from serde's "expected one of"
+/// list for an unknown key placed in it (`header` is the table's header
+/// line, or "" for the top level). Tests keep flags, the example file and
+/// the file format in step with it.
+#[cfg(test)]
+pub(crate) fn accepted_keys(header: &str) -> Vec<String> {
+    let text = format!("{header}\nno_such_key_anywhere = 1\n");
+    let e = toml::from_str::<FileConfig>(&text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let list = e.split("expected one of").nth(1).unwrap_or_default();
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
