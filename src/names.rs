@@ -134,6 +134,26 @@ fn invisible(c: char) -> Option<&'static str> {
     Some(why)
 }
 
+/// Whether `room` is an acceptable chat room name: 1 to 64 characters from
+/// A-Z a-z 0-9 `_` `-` `.` (the same rule for joins, publishing and a
+/// route's `default_room`).
+pub fn room(room: &str) -> Result<(), BadRoom> {
+    if room.is_empty()
+        || room.len() > 64
+        || !room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(BadRoom(room.to_string()));
+    }
+    Ok(())
+}
+
+/// A room name [`room`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("room `{0}` must be 1 to 64 characters from A-Z a-z 0-9 _ - .")]
+pub struct BadRoom(String);
+
 #[cfg(test)]
 mod tests {
     use super::*;

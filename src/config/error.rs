@@ -299,6 +299,11 @@ pub enum RouteSpecError {
     BadBurst { place: String },
     #[error("{place}: moderator_password_env must name an environment variable")]
     BadModeratorPasswordEnv { place: String },
+    #[error("{place}: default_room: {source}")]
+    BadDefaultRoom {
+        place: String,
+        source: crate::names::BadRoom,
+    },
     // Rates (issue 12, per-WebSocket rate limits).
     #[error(
         "{place}: {key} must be at least 1; to turn the limit off on this route, set {rate_key} = 0"

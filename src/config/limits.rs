@@ -59,6 +59,8 @@ pub const DEFAULT_CHAT_MAX_TEXT: usize = 2000;
 pub const DEFAULT_CHAT_RATE: f64 = 5.0;
 /// Default chat message burst per connection.
 pub const DEFAULT_CHAT_BURST: f64 = 10.0;
+/// The room a chat `join` without `room` goes to (TinyChat's clients send none).
+pub const DEFAULT_CHAT_ROOM: &str = "lobby";
 /// Wrong moderator passwords before the connection is closed with 1008.
 pub const MAX_BAD_PASSWORDS: u32 = 5;
 /// Backoff on wrong moderator passwords and publish tokens (per secret):

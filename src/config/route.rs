@@ -11,7 +11,7 @@ use super::claim::ClaimRule;
 use super::error::{RouteSpecError, UpstreamError};
 use super::limits::{
     DEFAULT_CHAT_BURST, DEFAULT_CHAT_HISTORY, DEFAULT_CHAT_MAX_TEXT, DEFAULT_CHAT_RATE,
-    RouteLimits, seconds,
+    DEFAULT_CHAT_ROOM, RouteLimits, seconds,
 };
 use crate::auth::AuthSpec;
 
@@ -144,6 +144,8 @@ pub struct ChatSpec {
     pub rate: f64,
     /// Messages a connection may send at once.
     pub burst: f64,
+    /// The room a join without `room` goes to (`default_room`).
+    pub default_room: String,
     /// The environment variable holding the moderator password.
     pub moderator_password_env: String,
     /// Its value, read once at load; `None` disables the password.
@@ -165,6 +167,7 @@ impl Default for ChatSpec {
             max_text: DEFAULT_CHAT_MAX_TEXT,
             rate: DEFAULT_CHAT_RATE,
             burst: DEFAULT_CHAT_BURST,
+            default_room: DEFAULT_CHAT_ROOM.into(),
             moderator_password_env: DEFAULT_MODERATOR_PASSWORD_ENV.into(),
             moderator_password: None,
             identity_username: false,
@@ -181,6 +184,7 @@ impl fmt::Debug for ChatSpec {
             .field("max_text", &self.max_text)
             .field("rate", &self.rate)
             .field("burst", &self.burst)
+            .field("default_room", &self.default_room)
             .field("moderator_password_env", &self.moderator_password_env)
             .field(
                 "moderator_password",
@@ -475,6 +479,8 @@ pub struct RouteTable {
     pub rate: Option<f64>,
     /// Message burst per connection (`chat`).
     pub burst: Option<f64>,
+    /// The room a join without `room` goes to (`chat`, default `lobby`).
+    pub default_room: Option<String>,
     /// Environment variable with the moderator password (`chat`).
     pub moderator_password_env: Option<String>,
     // -- identity in chat (issue 12, "ident": where the identity goes) --
@@ -565,6 +571,7 @@ impl RouteTable {
             ("max_text", self.max_text.is_some()),
             ("rate", self.rate.is_some()),
             ("burst", self.burst.is_some()),
+            ("default_room", self.default_room.is_some()),
             (
                 "moderator_password_env",
                 self.moderator_password_env.is_some(),
@@ -632,6 +639,13 @@ impl RouteTable {
                         });
                     }
                     c.burst = b;
+                }
+                if let Some(room) = &self.default_room {
+                    crate::names::room(room).map_err(|source| RouteSpecError::BadDefaultRoom {
+                        place: place.into(),
+                        source,
+                    })?;
+                    c.default_room = room.clone();
                 }
                 if let Some(v) = &self.moderator_password_env {
                     if v.is_empty() || v.contains('=') {

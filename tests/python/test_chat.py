@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conftest import http_request, run, ws_connect
+from conftest import Wssd, http_request, run, wssd_bin, ws_connect
 
 TOKEN = "chat-test-publish-token-0123456789"
 MOD_PASSWORD = "correct horse battery staple"
@@ -318,6 +319,37 @@ def test_name_taken_then_another_name(wssd):
 
 BAD_ROOMS = ["", "has space", "x" * 65, "caf\u00e9", "slash/room", 'quote"']
 BAD_NAMES = ["", " alice", "alice ", "a\nb", "tab\there", "x" * 33, "\u0007bell"]
+
+
+def test_join_without_room_goes_to_the_default_room(wssd, tmp_path):
+    """TinyChat's client joins with a username only: the route's
+    default_room (`lobby` unless set) takes it, and a bad default_room is a
+    configuration error naming the key."""
+    srv = start_chat(wssd)
+
+    async def scenario(srv, room):
+        a = await client(srv, "a")
+        await a.send({"type": "join", "username": "tiny"})
+        event = await a.expect("joined", room=room, username="tiny")
+        assert event["members"] == ["tiny"], event
+        b, = await joined(srv, room, "other")
+        await a.expect("presence", room=room, event="join", username="other")
+        await close_all(a, b)
+
+    run(scenario(srv, "lobby"))
+    srv.stop()
+    other = Wssd(tmp_path / "general")
+    try:
+        run(scenario(start_with_chat_settings(other, 'default_room = "general"'), "general"))
+    finally:
+        other.stop()
+    bad = tmp_path / "bad-room.toml"
+    bad.write_text('[[route]]\npath = "/c"\nkind = "chat"\ndefault_room = "no spaces"\n')
+    out = subprocess.run([str(wssd_bin()), "check", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0, out
+    said = out.stdout + out.stderr
+    assert "default_room" in said and "no spaces" in said, said
 
 
 def test_invalid_room_and_invalid_name(wssd):

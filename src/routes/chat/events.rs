@@ -6,23 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// Room names: 1–64 of `A-Z a-z 0-9 _ - .`.
-pub(super) fn check_room(room: &str) -> Result<(), BadRoom> {
-    if room.is_empty()
-        || room.len() > 64
-        || !room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return Err(BadRoom(room.to_string()));
-    }
-    Ok(())
-}
-
-/// A room name [`check_room`] refused.
-#[derive(Debug, thiserror::Error)]
-#[error("room `{0}` must be 1 to 64 characters from A-Z a-z 0-9 _ - .")]
-pub(super) struct BadRoom(String);
+/// Room names: 1–64 of `A-Z a-z 0-9 _ - .` (the rule is in `crate::names`).
+pub(super) use crate::names::room as check_room;
 
 pub(super) fn error(code: &str, message: &str) -> Message {
     Message::Text(

@@ -219,7 +219,11 @@ impl ChatSession {
                 ),
             ));
         }
-        let room = string_field(request, "room", "join")?;
+        // TinyChat's clients send no room: the route's `default_room`.
+        let room = match request.get("room") {
+            None => self.route.spec.default_room.as_str(),
+            Some(_) => string_field(request, "room", "join")?,
+        };
         let name = if self.route.spec.identity_username {
             check_room(room).map_err(|e| Refusal::error("invalid_room", e.to_string()))?;
             // The identity is the name; a `username` in the join is ignored
