@@ -79,6 +79,7 @@
 //! attacker reaches, one `*_props.rs` file per parser (`names_props` here),
 //! all set up by `props` (cases per property, `PROPTEST_CASES`).
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod backoff;

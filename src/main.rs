@@ -89,6 +89,10 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
     }
+    if let Err(e) = wssd::access_log::install(&config.access_log) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
     if let Err(e) = wssd::server::use_passed_listeners(&mut config, &systemd.listeners) {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -103,6 +107,7 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
+        wssd::access_log::reopen_on_sigusr1().context("cannot listen for SIGUSR1")?;
         wssd::server::run(config, prepared, systemd, signal)
             .await
             .map_err(anyhow::Error::from)

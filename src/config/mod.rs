@@ -92,6 +92,8 @@ pub struct Config {
     pub publish_token: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `--access-log` and `--access-log-format`.
+    pub access_log: crate::access_log::AccessLogConfig,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -116,6 +118,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     let edge = edge::section(&src, &mut problems);
     let broker = broker::section(&src, &mut problems);
     let (log_format, log_level) = logging(&src, &mut problems);
+    let access_log = access_log(&src, &mut problems);
     let state_dir = state_dir(&src, env, &mut problems);
     if listeners.listen.is_empty() && listeners.http.is_empty() {
         problems.push(ConfigError::NoListeners);
@@ -140,6 +143,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         publish_token: admin.publish_token,
         log_format,
         log_level,
+        access_log,
         config_file: loaded.map(|f| f.path),
     })
 }
@@ -157,6 +161,26 @@ fn logging(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> (LogFormat, St
         });
     }
     (format, level)
+}
+
+/// `--access-log` (`off`, `stderr` or a file path) and its format.
+fn access_log(
+    src: &Sources<'_>,
+    problems: &mut Vec<ConfigError>,
+) -> crate::access_log::AccessLogConfig {
+    use crate::access_log::{AccessLogConfig, Target};
+    let value = pick(&src.args.access_log, src.file.access_log.as_ref())
+        .unwrap_or_else(|| defaults::ACCESS_LOG.to_string());
+    let target = Target::parse(&value).unwrap_or_else(|| {
+        problems.push(ConfigError::BadAccessLog);
+        Target::Off
+    });
+    let format = pick(
+        &src.args.access_log_format,
+        src.file.access_log_format.as_ref(),
+    )
+    .unwrap_or(defaults::ACCESS_LOG_FORMAT);
+    AccessLogConfig { target, format }
 }
 
 /// `--state-dir`, else [`default_state_dir`].
