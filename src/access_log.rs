@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
 
-use serde_json::json;
+use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::LogFormat;
@@ -238,20 +238,20 @@ impl HttpRequest {
         let ms = millis(self.started);
         let route = self.route.as_deref();
         match format {
-            LogFormat::Json => json_line(json!({
-                "time": now(),
-                "type": "http",
-                "peer": self.who.peer.to_string(),
-                "identity": self.who.identity.as_deref().map(cut),
-                "method": cut(&self.method),
-                "path": cut(&self.path),
-                "version": self.version,
-                "status": self.status,
-                "bytes": bytes,
-                "duration_ms": ms,
-                "route": route,
-                "listener": &*self.who.listener,
-            })),
+            LogFormat::Json => json_line(&HttpJson {
+                time: now(),
+                r#type: "http",
+                peer: self.who.peer,
+                identity: self.who.identity.as_deref().map(cut),
+                method: cut(&self.method),
+                path: cut(&self.path),
+                version: self.version,
+                status: self.status,
+                bytes,
+                duration_ms: ms,
+                route,
+                listener: &self.who.listener,
+            }),
             LogFormat::Text => {
                 let mut s = head(&self.who);
                 let _ = write!(
@@ -322,22 +322,22 @@ impl WebSocketEnd<'_> {
         let ms = millis(self.started);
         let t = self.traffic;
         match format {
-            LogFormat::Json => json_line(json!({
-                "time": now(),
-                "type": "websocket",
-                "peer": self.who.peer.to_string(),
-                "identity": self.who.identity.as_deref().map(cut),
-                "route": self.route,
-                "listener": &*self.who.listener,
-                "duration_ms": ms,
-                "messages_in": t.messages_in,
-                "messages_out": t.messages_out,
-                "bytes_in": t.bytes_in,
-                "bytes_out": t.bytes_out,
-                "close_code": self.code,
-                "close_reason": cut(self.reason),
-                "closed_by": self.closed_by.label(),
-            })),
+            LogFormat::Json => json_line(&WebSocketJson {
+                time: now(),
+                r#type: "websocket",
+                peer: self.who.peer,
+                identity: self.who.identity.as_deref().map(cut),
+                route: self.route,
+                listener: &self.who.listener,
+                duration_ms: ms,
+                messages_in: t.messages_in,
+                messages_out: t.messages_out,
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+                close_code: self.code,
+                close_reason: cut(self.reason),
+                closed_by: self.closed_by.label(),
+            }),
             LogFormat::Text => {
                 let mut s = head(&self.who);
                 let _ = write!(
@@ -370,8 +370,44 @@ fn head(who: &Who) -> String {
     format!("{} {} [{}] ", who.peer, identity, now())
 }
 
-fn json_line(value: serde_json::Value) -> String {
-    let mut s = value.to_string();
+/// A JSON line's fields, in the order they are written.
+#[derive(Serialize)]
+struct HttpJson<'a> {
+    time: String,
+    r#type: &'static str,
+    peer: std::net::SocketAddr,
+    identity: Option<String>,
+    method: String,
+    path: String,
+    version: &'static str,
+    status: u16,
+    bytes: u64,
+    duration_ms: f64,
+    route: Option<&'a str>,
+    listener: &'a str,
+}
+
+/// A JSON line's fields, in the order they are written.
+#[derive(Serialize)]
+struct WebSocketJson<'a> {
+    time: String,
+    r#type: &'static str,
+    peer: std::net::SocketAddr,
+    identity: Option<String>,
+    route: &'a str,
+    listener: &'a str,
+    duration_ms: f64,
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    close_code: u16,
+    close_reason: String,
+    closed_by: &'static str,
+}
+
+fn json_line(value: &impl Serialize) -> String {
+    let mut s = serde_json::to_string(value).unwrap_or_default();
     s.push('\n');
     s
 }

@@ -121,7 +121,11 @@ const FORGED: &str = "bye\n1.2.3.4:1 - [x] \"GET /admin HTTP/1.1\" 200\u{1b}[2J"
 
 /// Opens `/exit`: the program writes `bye` and exits 0 (1000, closed by it).
 async fn exit_program(server: &Wssd) {
-    let mut ws = server.ws("/exit").await;
+    exit_program_at(server, "/exit").await;
+}
+
+async fn exit_program_at(server: &Wssd, path: &str) {
+    let mut ws = server.ws(path).await;
     while let Some(Ok(m)) = ws.next().await {
         if m.is_close() {
             break;
@@ -135,7 +139,10 @@ async fn text_lines_for_requests_and_websockets_escape_what_clients_choose() {
     let log = dir.path().join("access.log");
     let server = start(&config, &["--access-log", log.to_str().unwrap()]).await;
 
-    assert_eq!(get(&server, "/site/a.txt?access_token=secret-in-query").await, 200);
+    assert_eq!(
+        get(&server, "/site/a.txt?access_token=secret-in-query").await,
+        200
+    );
     assert_eq!(get(&server, "/ws/echo").await, 401);
     echo_as_alice(&server).await;
     let lines = lines_of(&log, 3);
@@ -148,7 +155,10 @@ async fn text_lines_for_requests_and_websockets_escape_what_clients_choose() {
         file.contains("\"GET /site/a.txt HTTP/1.1\" 200 11 route=\"/site\""),
         "{file}"
     );
-    assert!(!file.contains("secret-in-query"), "the query reached the log: {file}");
+    assert!(
+        !file.contains("secret-in-query"),
+        "the query reached the log: {file}"
+    );
     assert!(file.contains("duration_ms="), "{file}");
     assert!(
         file.contains(&format!("listener=127.0.0.1:{}", server.http_addr().port())),
@@ -173,7 +183,10 @@ async fn text_lines_for_requests_and_websockets_escape_what_clients_choose() {
     ] {
         assert!(ws.contains(field), "{field} missing in {ws}");
     }
-    assert!(!server.stderr().contains("\"WEBSOCKET"), "file only, not stderr");
+    assert!(
+        !server.stderr().contains("\"WEBSOCKET"),
+        "file only, not stderr"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +263,10 @@ async fn sigusr1_reopens_the_file_after_logrotate_renamed_it() {
     assert_eq!(get(&server, "/site/missing.txt").await, 404);
     let fresh = lines_of(&log, 1);
     assert_eq!(fresh.len(), 1, "{fresh:#?}");
-    assert!(fresh[0].contains("\"GET /site/missing.txt HTTP/1.1\" 404"), "{fresh:?}");
+    assert!(
+        fresh[0].contains("\"GET /site/missing.txt HTTP/1.1\" 404"),
+        "{fresh:?}"
+    );
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert_eq!(old.lines().count(), 1, "{old}");
     assert!(old.contains("\"GET /site/a.txt HTTP/1.1\" 200"), "{old}");
@@ -273,4 +289,33 @@ async fn stderr_gets_the_lines_and_off_writes_none() {
     let log = off.stderr();
     assert!(!log.contains("HTTP/1.1\" 200"), "{log}");
     assert!(!log.contains("WEBSOCKET"), "{log}");
+}
+
+#[tokio::test]
+async fn a_proxied_socket_closed_by_its_upstream_says_so() {
+    // The upstream is a second wssd whose exec program says bye and exits:
+    // it closes 1000, which the front relays and logs as the upstream's.
+    let (dir, config) = setup();
+    let back = start(&config, &[]).await;
+    let log = dir.path().join("front.log");
+    let front = Wssd::builder()
+        .plain_only()
+        .args([
+            "--route",
+            &format!("/p=proxy:ws://127.0.0.1:{}/exit", back.http_addr().port()),
+            "--access-log",
+            log.to_str().unwrap(),
+            "--access-log-format",
+            "json",
+        ])
+        .spawn()
+        .await;
+    exit_program_at(&front, "/p").await;
+    let lines = lines_of(&log, 1);
+    let ws: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(ws["route"], "/p");
+    assert_eq!(ws["closed_by"], "upstream", "{ws}");
+    assert_eq!(ws["close_code"], 1000);
+    assert_eq!(ws["messages_out"], 1);
+    assert_eq!(ws["bytes_out"], 3);
 }
