@@ -76,8 +76,15 @@ pub struct OpenError {
     pub source: io::Error,
 }
 
+/// What the writer thread is sent.
+enum Msg {
+    Line(String),
+    /// Flush, then answer (at exit).
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 struct AccessLog {
-    lines: SyncSender<String>,
+    lines: SyncSender<Msg>,
     format: LogFormat,
     reopen: Arc<AtomicBool>,
 }
@@ -93,7 +100,7 @@ pub fn install(config: &AccessLogConfig) -> Result<(), OpenError> {
         Target::File(path) => Sink::File(path.clone()),
     };
     let out = sink.open()?;
-    let (lines, rx) = sync_channel(QUEUE_LINES);
+    let (lines, rx) = sync_channel::<Msg>(QUEUE_LINES);
     let reopen = Arc::new(AtomicBool::new(false));
     let flag = reopen.clone();
     std::thread::Builder::new()
@@ -140,10 +147,25 @@ pub fn reopen_on_sigusr1() -> io::Result<()> {
     Ok(())
 }
 
+/// At exit: waits (at most `limit`) until the lines queued so far are
+/// written and flushed. When the queue is full the writer is stuck or far
+/// behind, and what is queued may be lost; that is said on the log.
+pub fn finish(limit: std::time::Duration) {
+    let Some(log) = LOG.get() else { return };
+    let (ack, done) = std::sync::mpsc::channel();
+    if log.lines.try_send(Msg::Flush(ack)).is_err() {
+        tracing::warn!("access log queue full at exit: its last lines may be lost");
+        return;
+    }
+    if done.recv_timeout(limit).is_err() {
+        tracing::warn!("access log not flushed within {limit:?} at exit");
+    }
+}
+
 /// Queues one line; a full queue drops it (counted), never waits.
 fn emit(make: impl FnOnce(LogFormat) -> String) {
     let Some(log) = LOG.get() else { return };
-    match log.lines.try_send(make(log.format)) {
+    match log.lines.try_send(Msg::Line(make(log.format))) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => metrics::access_log_dropped(),
         Err(TrySendError::Disconnected(_)) => {}
@@ -179,7 +201,7 @@ fn open_append(path: &Path) -> Result<File, OpenError> {
 /// The writer thread: waits for a line, writes it and everything queued
 /// behind it, flushes once; reopens first when asked to.
 fn write_lines(
-    rx: Receiver<String>,
+    rx: Receiver<Msg>,
     sink: Sink,
     mut out: BufWriter<Box<dyn Write + Send>>,
     reopen: &AtomicBool,
@@ -194,15 +216,22 @@ fn write_lines(
                 }
             }
         }
-        let mut write = |line: String| {
-            let _ = out.write_all(line.as_bytes());
+        let mut acks = Vec::new();
+        let mut take = |msg: Msg| match msg {
+            Msg::Line(line) => {
+                let _ = out.write_all(line.as_bytes());
+            }
+            Msg::Flush(ack) => acks.push(ack),
         };
-        write(first);
-        while let Ok(line) = rx.try_recv() {
-            write(line);
+        take(first);
+        while let Ok(msg) = rx.try_recv() {
+            take(msg);
         }
         if let Err(e) = out.flush() {
             tracing::warn!(error = %e, "access log write failed");
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
 }

@@ -105,13 +105,16 @@ fn serve(args: &ServeArgs, systemd: Systemd) -> anyhow::Result<ExitCode> {
         }
     };
     let rt = runtime()?;
-    rt.block_on(async {
+    let served = rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
         wssd::access_log::reopen_on_sigusr1().context("cannot listen for SIGUSR1")?;
         wssd::server::run(config, prepared, systemd, signal)
             .await
             .map_err(anyhow::Error::from)
-    })?;
+    });
+    // The WebSockets closed at shutdown are in the access log before exit.
+    wssd::access_log::finish(std::time::Duration::from_secs(2));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -319,3 +319,83 @@ async fn a_proxied_socket_closed_by_its_upstream_says_so() {
     assert_eq!(ws["messages_out"], 1);
     assert_eq!(ws["bytes_out"], 3);
 }
+
+#[tokio::test]
+async fn a_stuck_log_drops_and_counts_lines_and_never_holds_up_requests() {
+    // The log is a FIFO whose reader never reads: the pipe fills, the
+    // writer thread blocks, the queue fills. Requests keep being answered;
+    // the lines past the queue are dropped and counted.
+    use std::os::unix::fs::OpenOptionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (dir, config) = setup();
+    let fifo = dir.path().join("stuck.log");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let server = start(&config, &["--access-log", fifo.to_str().unwrap()]).await;
+    const CONNS: usize = 4;
+    const EACH: usize = 3000;
+    let mut tasks = Vec::new();
+    for _ in 0..CONNS {
+        let addr = server.http_addr();
+        tasks.push(tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let reqs = "GET /none HTTP/1.1\r\nHost: a\r\n\r\n".repeat(EACH);
+            let (mut r, mut w) = tcp.split();
+            let write = async { w.write_all(reqs.as_bytes()).await.unwrap() };
+            let read = async {
+                // Status lines seen; the last 11 bytes carry over so a
+                // line split between reads is counted once.
+                let (mut seen, mut tail, mut buf) = (0, Vec::new(), vec![0u8; 65536]);
+                while seen < EACH {
+                    let n = r.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed after {seen} responses");
+                    tail.extend_from_slice(&buf[..n]);
+                    seen += tail.windows(12).filter(|w| *w == b"HTTP/1.1 404").count();
+                    tail.drain(..tail.len() - tail.len().min(11));
+                }
+            };
+            tokio::join!(write, read);
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("requests held up by the stuck log")
+            .unwrap();
+    }
+    let dropped = server.metric("wssd_access_log_dropped_total").await;
+    let total = (CONNS * EACH) as f64;
+    assert!(dropped > 0.0, "nothing dropped");
+    assert!(dropped < total, "{dropped} dropped of {total}");
+}
+
+#[tokio::test]
+async fn sockets_closed_by_shutdown_are_logged_before_exit() {
+    let (dir, config) = setup();
+    let log = dir.path().join("access.log");
+    let mut server = start(&config, &["--access-log", log.to_str().unwrap()]).await;
+    let mut ws = server.ws("/open").await;
+    ws.send(Message::text("x")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("x"));
+    server.signal(libc::SIGTERM);
+    // The client answers the 1001 (tungstenite does) and goes.
+    while ws.next().await.is_some() {}
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("\"WEBSOCKET /open\" 1001 - route=\"/open\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("close_reason=\"server shutting down\" closed_by=server"),
+        "{text}"
+    );
+}
