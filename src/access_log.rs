@@ -29,7 +29,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::LogFormat;
-use crate::metrics;
+pub use crate::config::types::{AccessLogConfig, AccessLogTarget as Target};
+use crate::metrics::{self, Traffic};
 
 /// Lines waiting for the writer at most; more are dropped and counted.
 pub const QUEUE_LINES: usize = 8192;
@@ -37,33 +38,6 @@ pub const QUEUE_LINES: usize = 8192;
 /// are cut and end with `...`. With [`QUEUE_LINES`] this bounds the queue
 /// to a few MiB.
 pub const MAX_FIELD: usize = 512;
-
-/// Where access lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Off,
-    Stderr,
-    File(PathBuf),
-}
-
-impl Target {
-    /// `off`, `stderr`, or a file path; `None` for an empty value.
-    pub fn parse(value: &str) -> Option<Target> {
-        match value {
-            "" => None,
-            "off" => Some(Target::Off),
-            "stderr" => Some(Target::Stderr),
-            path => Some(Target::File(PathBuf::from(path))),
-        }
-    }
-}
-
-/// The access log's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLogConfig {
-    pub target: Target,
-    pub format: LogFormat,
-}
 
 /// The access log file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -321,15 +295,6 @@ impl ClosedBy {
     }
 }
 
-/// Messages and bytes of one WebSocket, each way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
 /// One WebSocket, logged when it ends.
 #[derive(Debug)]
 pub struct WebSocketEnd<'a> {
@@ -368,7 +333,7 @@ impl WebSocketEnd<'_> {
                 closed_by: self.closed_by.label(),
             }),
             LogFormat::Text => {
-                let mut s = head(&self.who);
+                let mut s = head(self.who);
                 let _ = write!(
                     s,
                     "\"WEBSOCKET {}\" {} - route={} listener={} duration_ms={ms:.3} messages_in={} messages_out={} bytes_in={} bytes_out={} close_reason={} closed_by={}",

@@ -252,9 +252,9 @@ impl SessionMetrics {
     }
 
     /// This session's totals so far.
-    pub fn traffic(&self) -> crate::access_log::Traffic {
+    pub fn traffic(&self) -> Traffic {
         let get = |i: usize| self.own[i].load(Ordering::Relaxed);
-        crate::access_log::Traffic {
+        Traffic {
             messages_in: get(0),
             messages_out: get(1),
             bytes_in: get(2),
@@ -273,4 +273,13 @@ impl Drop for SessionMetrics {
     fn drop(&mut self) {
         self.open.decrement(1.0);
     }
+}
+
+/// Messages and bytes of one WebSocket, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }

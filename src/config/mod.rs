@@ -93,7 +93,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     /// `--access-log` and `--access-log-format`.
-    pub access_log: crate::access_log::AccessLogConfig,
+    pub access_log: types::AccessLogConfig,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -164,11 +164,8 @@ fn logging(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> (LogFormat, St
 }
 
 /// `--access-log` (`off`, `stderr` or a file path) and its format.
-fn access_log(
-    src: &Sources<'_>,
-    problems: &mut Vec<ConfigError>,
-) -> crate::access_log::AccessLogConfig {
-    use crate::access_log::{AccessLogConfig, Target};
+fn access_log(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> types::AccessLogConfig {
+    use types::{AccessLogConfig, AccessLogTarget as Target};
     let value = pick(&src.args.access_log, src.file.access_log.as_ref())
         .unwrap_or_else(|| defaults::ACCESS_LOG.to_string());
     let target = Target::parse(&value).unwrap_or_else(|| {
