@@ -10,10 +10,13 @@
 #                     line each)
 #   echo msgs/s       wssd bench echo, 64 B text (no line per message; the
 #                     per-session counters only)
-# and prints a markdown table with the change against `off`.
+# in BENCH_ROUNDS rounds (the three servers in turn, so drift on a shared
+# machine hits all three alike) and prints a markdown table of the medians
+# with the change against `off`.
 #
 # Usage: bench/access-log.sh [--quick] [--no-build]
-# Env:   BENCH_SECS (default 10; --quick: 3), BENCH_PORT_BASE (default 18470:
+# Env:   BENCH_SECS (default 10; --quick: 3), BENCH_ROUNDS (default 3),
+#        BENCH_PORT_BASE (default 18470:
 #        uses BASE and BASE+1), WSSD_BIN (a wssd binary to measure instead of
 #        target/release/wssd, e.g. target/debug/wssd), BENCH_KEEP=1 keeps the
 #        temporary folder (logs, access logs).
@@ -82,18 +85,30 @@ print(json.dumps({
 PY
 }
 
+rounds=${BENCH_ROUNDS:-3}
+[[ $rounds =~ ^[1-9]$ ]] || die "BENCH_ROUNDS must be 1 to 9, not '$rounds'"
 : > "$tmp/rows"
-say "access log off"
-measure off
-say "access log to a file, text"
-measure text --access-log "$tmp/access.log"
-say "access log to a file, json"
-measure json --access-log "$tmp/access.json" --access-log-format json
+for round in $(seq "$rounds"); do
+    say "round $round/$rounds: access log off"
+    measure off
+    say "round $round/$rounds: access log to a file, text"
+    measure text --access-log "$tmp/access.log"
+    say "round $round/$rounds: access log to a file, json"
+    measure json --access-log "$tmp/access.json" --access-log-format json
+done
 lines=$(cat "$tmp/access.log" "$tmp/access.json" 2>/dev/null | wc -l)
 
-python3 - "$tmp/rows" "$wssd" "$secs" "$lines" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+python3 - "$tmp/rows" "$wssd" "$secs" "$lines" "$rounds" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+rows = []
+for name in ["off", "text", "json"]:
+    mine = [r for r in runs if r["name"] == name]
+    row = {"name": name}
+    for k in ["http", "connect", "echo", "dropped"]:
+        vals = [r[k] for r in mine if r[k] == r[k]]
+        row[k] = statistics.median(vals) if vals else float("nan")
+    rows.append(row)
 base = rows[0]
 def cell(r, k):
     v, b = r[k], base[k]
@@ -102,7 +117,7 @@ def cell(r, k):
     if r is base or b != b or b == 0:
         return f"{v:,.0f}"
     return f"{v:,.0f} ({(v - b) / b * 100:+.1f}%)"
-print(f"binary: {sys.argv[2]}; {sys.argv[3]} s a load; one server core, client on the others; {sys.argv[4]} access lines written\n")
+print(f"binary: {sys.argv[2]}; medians of {sys.argv[5]} rounds, {sys.argv[3]} s a load; one server core, client on the others; {sys.argv[4]} access lines written\n")
 print("| access log | HTTP requests/s | connects/s | echo msgs/s (64 B) | lines dropped |")
 print("|---|---|---|---|---|")
 for r in rows:
