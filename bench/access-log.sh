@@ -5,7 +5,8 @@
 # worker pinned to core 0, the client on the other cores) with
 # --access-log off, to a file (text) and to a file (json):
 #   HTTP requests/s   bench/http_load.py: pipelined GETs of a small static file
-#                     (one access line each)
+#                     (one access line each), and the server's CPU time per
+#                     request (/proc: steadier than rates on a shared machine)
 #   connects/s        wssd bench connect: open, upgrade, close (one access
 #                     line each)
 #   echo msgs/s       wssd bench echo, 64 B text (no line per message; the
@@ -56,16 +57,18 @@ measure() {
     local pid=$!
     pids+=("$pid")
     wait_port "$port" "$pid" "wssd ($name)" "$tmp/$name.log"
-    local http connect echo
+    local http connect echo t0 t1
+    t0=$(cpu_ticks "$pid")
     http=$("${pin_client[@]}" python3 "$root/bench/http_load.py" "$port" /site/1k.txt "$secs" 4 32)
+    t1=$(cpu_ticks "$pid")
     connect=$("${pin_client[@]}" "$wssd" bench connect "ws://127.0.0.1:$port/echo" --secs "$secs" 2>/dev/null | tail -n 1 || true)
     echo=$("${pin_client[@]}" "$wssd" bench echo "ws://127.0.0.1:$port/echo" --conns 50 --secs "$secs" 2>/dev/null | tail -n 1 || true)
     local dropped
     dropped=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^wssd_access_log_dropped_total/ { print $2 }')
     kill "$pid" && wait "$pid" 2>/dev/null || true
-    python3 - "$name" "$http" "$connect" "$echo" "${dropped:-0}" <<'PY' >> "$tmp/rows"
+    python3 - "$name" "$http" "$connect" "$echo" "${dropped:-0}" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PY' >> "$tmp/rows"
 import json, sys
-name, http, connect, echo, dropped = sys.argv[1:6]
+name, http, connect, echo, dropped, ticks, hz = sys.argv[1:8]
 def num(text, *keys):
     try:
         v = json.loads(text)
@@ -81,6 +84,9 @@ print(json.dumps({
     "connect": num(connect, "connects_per_sec"),
     "echo": num(echo, "msgs_per_sec"),
     "dropped": float(dropped or 0),
+    # Server CPU (all its threads, the writer's too) per HTTP request, in
+    # microseconds: steadier than rates on a shared machine.
+    "cpu_us": int(ticks) / int(hz) * 1e6 / max(num(http, "requests"), 1),
 }))
 PY
 }
@@ -105,7 +111,7 @@ rows = []
 for name in ["off", "text", "json"]:
     mine = [r for r in runs if r["name"] == name]
     row = {"name": name}
-    for k in ["http", "connect", "echo", "dropped"]:
+    for k in ["http", "cpu_us", "connect", "echo", "dropped"]:
         vals = [r[k] for r in mine if r[k] == r[k]]
         row[k] = statistics.median(vals) if vals else float("nan")
     rows.append(row)
@@ -118,8 +124,10 @@ def cell(r, k):
         return f"{v:,.0f}"
     return f"{v:,.0f} ({(v - b) / b * 100:+.1f}%)"
 print(f"binary: {sys.argv[2]}; medians of {sys.argv[5]} rounds, {sys.argv[3]} s a load; one server core, client on the others; {sys.argv[4]} access lines written\n")
-print("| access log | HTTP requests/s | connects/s | echo msgs/s (64 B) | lines dropped |")
-print("|---|---|---|---|---|")
+print("| access log | HTTP requests/s | server CPU µs per request | connects/s | echo msgs/s (64 B) | lines dropped |")
+print("|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['name']} | {cell(r, 'http')} | {cell(r, 'connect')} | {cell(r, 'echo')} | {r['dropped']:.0f} |")
+    cpu = r["cpu_us"]
+    cpu_cell = f"{cpu:.1f}" if r is base else f"{cpu:.1f} ({(cpu - base['cpu_us']) / base['cpu_us'] * 100:+.1f}%)"
+    print(f"| {r['name']} | {cell(r, 'http')} | {cpu_cell} | {cell(r, 'connect')} | {cell(r, 'echo')} | {r['dropped']:.0f} |")
 PY
