@@ -28,7 +28,8 @@
 //!   typed errors (`error`).
 //! - [`http`]: the hyper service, one connection: clean the path (`path`),
 //!   match (`router`), the route's auth (`gate`: 401/429, the credential
-//!   taken out, the identity), then the upgrade checks (`edge`: RFC 6455,
+//!   taken out, the identity), the access log's view of a request
+//!   (`logged`), then the upgrade checks (`edge`: RFC 6455,
 //!   Origin, Host allowlist in `host`, permit) or plain HTTP; `redirect`
 //!   sends plain listeners to https:// (`--redirect-http`); `reply` is the
 //!   leaf both `http` and `routes` use (bodies, `ConnInfo`, text replies,
@@ -61,6 +62,10 @@
 //! - [`secret`] compares secrets; [`backoff`] bounds how fast they can be
 //!   guessed (per address and in total); [`names`] says which chat names
 //!   are acceptable and when two are the same.
+//! - [`access_log`]: one line per HTTP request (written when its body ends:
+//!   `http::logged`) and per WebSocket at its end (`routes::open::log_end`,
+//!   for every session driver), text or JSON, through a bounded queue to one
+//!   writer thread (drops counted), reopened on SIGUSR1.
 //! - [`admin`] (`/healthz`, `/readyz` with `Readiness`, `/metrics`) and
 //!   [`metrics`] (every counter's name).
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
@@ -85,6 +90,7 @@
 //! attacker reaches, one `*_props.rs` file per parser (`names_props` here),
 //! all set up by `props` (cases per property, `PROPTEST_CASES`).
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod backoff;

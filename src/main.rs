@@ -102,6 +102,10 @@ fn serve(
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    if let Err(e) = wssd::access_log::install(&config.access_log) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
     if let Err(e) = wssd::server::use_passed_listeners(&mut config, &systemd.listeners) {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -114,12 +118,16 @@ fn serve(
         }
     };
     let rt = runtime()?;
-    rt.block_on(async {
+    let served = rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
+        wssd::access_log::reopen_on_sigusr1().context("cannot listen for SIGUSR1")?;
         wssd::server::run(config, prepared, systemd, upgraded, signal)
             .await
             .map_err(anyhow::Error::from)
-    })?;
+    });
+    // The WebSockets closed at shutdown are in the access log before exit.
+    wssd::access_log::finish(std::time::Duration::from_secs(2));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

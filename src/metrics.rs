@@ -45,11 +45,14 @@
 //!   and gauge `wssd_broker_up` (1 connected, 0 degraded; redis only)
 //! - `wssd_private_keys_refused_total` files a static route refused to
 //!   serve because they hold a PEM private key (answered 403)
+//! - `wssd_access_log_dropped_total` access log lines dropped because the
+//!   writer's queue was full (`crate::access_log`)
 //! - `wssd_certificate_not_after_seconds{name}` gauge (Unix time)
 //! - `wssd_certificate_reloads_total{name,result}` (result: ok, error)
 //! - `wssd_certificate_last_reload_success{name}` gauge (1 or 0)
 //! - `wssd_certificate_last_reload_timestamp_seconds{name}` gauge (Unix time)
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, counter, gauge};
@@ -183,6 +186,11 @@ pub fn broker_forward_error() {
     counter!("wssd_broker_forward_errors_total").increment(1);
 }
 
+/// An access log line was dropped: the writer's queue was full.
+pub fn access_log_dropped() {
+    counter!("wssd_access_log_dropped_total").increment(1);
+}
+
 pub fn http_response(status: u16) {
     counter!("wssd_http_requests_total", "status" => status.to_string()).increment(1);
 }
@@ -214,12 +222,15 @@ pub fn certificate_reload(name: &str, ok: bool) {
 }
 
 /// Counters one WebSocket session updates; fetched once per session so the
-/// per-message path is an atomic add, not a registry lookup.
+/// per-message path is an atomic add, not a registry lookup. It also keeps
+/// this session's own totals, for its access log line.
 pub struct SessionMetrics {
-    pub messages_in: Counter,
-    pub messages_out: Counter,
-    pub bytes_in: Counter,
-    pub bytes_out: Counter,
+    messages_in: Counter,
+    messages_out: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    /// This session's messages in, messages out, bytes in, bytes out.
+    own: [AtomicU64; 4],
     open: Gauge,
     /// The route's label, for the rare counters looked up when needed.
     route: Arc<str>,
@@ -241,8 +252,36 @@ impl SessionMetrics {
             messages_out: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "out"),
             bytes_in: counter!("wssd_bytes_total", "route" => route.clone(), "direction" => "in"),
             bytes_out: counter!("wssd_bytes_total", "route" => route, "direction" => "out"),
+            own: Default::default(),
             open,
             route: route_label.clone(),
+        }
+    }
+
+    /// A message of `len` bytes came from the client.
+    pub fn received(&self, len: u64) {
+        self.messages_in.increment(1);
+        self.bytes_in.increment(len);
+        self.own[0].fetch_add(1, Ordering::Relaxed);
+        self.own[2].fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// A message of `len` bytes went to the client.
+    pub fn sent(&self, len: u64) {
+        self.messages_out.increment(1);
+        self.bytes_out.increment(len);
+        self.own[1].fetch_add(1, Ordering::Relaxed);
+        self.own[3].fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// This session's totals so far.
+    pub fn traffic(&self) -> Traffic {
+        let get = |i: usize| self.own[i].load(Ordering::Relaxed);
+        Traffic {
+            messages_in: get(0),
+            messages_out: get(1),
+            bytes_in: get(2),
+            bytes_out: get(3),
         }
     }
 
@@ -263,6 +302,7 @@ impl SessionMetrics {
             messages_out: Counter::noop(),
             bytes_in,
             bytes_out: Counter::noop(),
+            own: Default::default(),
             open: Gauge::noop(),
             route: Arc::from("/test"),
         }
@@ -273,4 +313,13 @@ impl Drop for SessionMetrics {
     fn drop(&mut self) {
         self.open.decrement(1.0);
     }
+}
+
+/// Messages and bytes of one WebSocket, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
+use crate::access_log::ClosedBy;
 use crate::config::SessionLimits;
 use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
 use crate::config::rate::Exceeded;
@@ -75,15 +76,47 @@ pub enum Outbound {
     Close(CloseCode, String),
 }
 
-/// Why a session ended, for logs.
+/// Why a session ended, for logs and the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
-    /// The peer closed (with this code, 1005 when none).
-    ClosedByPeer(u16),
-    /// We closed with this code.
-    ClosedByUs(u16),
+    /// The client closed (with this code, 1005 when none, and its reason).
+    ClosedByPeer(u16, String),
+    /// We closed with this code and reason.
+    ClosedByUs(u16, String),
+    /// Proxy routes: the upstream closed with this code.
+    ClosedByUpstream(u16),
+    /// Exec routes: the program ended; the close sent for it.
+    ClosedByProgram(u16, String),
     /// The TCP connection dropped without a closing handshake.
     Dropped,
+}
+
+impl Ending {
+    /// Close code (1006 when the connection dropped), reason, who closed.
+    pub fn summary(&self) -> (u16, &str, ClosedBy) {
+        match self {
+            Ending::ClosedByPeer(code, reason) => (*code, reason, ClosedBy::Client),
+            Ending::ClosedByUs(code, reason) => (*code, reason, ClosedBy::Server),
+            Ending::ClosedByUpstream(code) => (*code, "", ClosedBy::Upstream),
+            Ending::ClosedByProgram(code, reason) => (*code, reason, ClosedBy::Program),
+            Ending::Dropped => (1006, "", ClosedBy::Client),
+        }
+    }
+
+    /// This ending, told as the program's doing (exec: it exited).
+    pub fn by_program(self) -> Ending {
+        match self {
+            Ending::ClosedByUs(code, reason) => Ending::ClosedByProgram(code, reason),
+            other => other,
+        }
+    }
+}
+
+/// The close code and reason of a received close frame (1005 when none).
+fn received_close(frame: Option<CloseFrame>) -> (u16, String) {
+    frame.map_or((1005, String::new()), |f| {
+        (u16::from(f.code), f.reason.as_str().to_string())
+    })
 }
 
 /// Drives one WebSocket until it closes.
@@ -95,7 +128,7 @@ pub async fn run<S, H>(
     mut ws: WebSocketStream<S>,
     limits: SessionLimits,
     shutdown: CancellationToken,
-    counters: SessionMetrics,
+    counters: &SessionMetrics,
     handler: &mut H,
 ) -> Ending
 where
@@ -117,16 +150,16 @@ where
                 let Some(incoming) = incoming else { return Ending::Dropped };
                 match incoming {
                     Ok(Message::Close(frame)) => {
-                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                        let (code, reason) = received_close(frame);
                         metrics::close_code(code);
                         // tungstenite queued the reply; flush it and finish.
                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                        return Ending::ClosedByPeer(code);
+                        return Ending::ClosedByPeer(code, reason);
                     }
                     Ok(Message::Pong(_)) => keepalive.on_pong(),
                     Ok(Message::Ping(ping)) => {
                         if let Err(exceeded) = meter.message(ping.len()) {
-                            return Box::pin(close_for_rate(ws, &counters, exceeded)).await;
+                            return Box::pin(close_for_rate(ws, counters, exceeded)).await;
                         }
                         // The pong is queued by tungstenite; send it now.
                         if let Err(stop) = flush_by(&mut ws, Instant::now() + limits.send_timeout).await {
@@ -146,15 +179,13 @@ where
                             // Past the rate the message is not handled; the
                             // replies written so far go out before the close.
                             if let Err(exceeded) = meter.message(message.len()) {
-                                return Box::pin(close_for_rate(ws, &counters, exceeded)).await;
+                                return Box::pin(close_for_rate(ws, counters, exceeded)).await;
                             }
                             batch += 1;
-                            counters.messages_in.increment(1);
-                            counters.bytes_in.increment(message.len() as u64);
+                            counters.received(message.len() as u64);
                             let flow = handler.on_message(message, &mut replies).await;
                             for reply in replies.drain(..) {
-                                counters.messages_out.increment(1);
-                                counters.bytes_out.increment(reply.len() as u64);
+                                counters.sent(reply.len() as u64);
                                 if let Err(stop) = write_by(&mut ws, send_by, reply).await {
                                     return Box::pin(stopped(ws, stop)).await;
                                 }
@@ -173,17 +204,17 @@ where
                                 Some(Some(Ok(next))) => match next {
                                     Message::Text(_) | Message::Binary(_) => pending = Some(next),
                                     Message::Close(frame) => {
-                                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                                        let (code, reason) = received_close(frame);
                                         metrics::close_code(code);
                                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                                        return Ending::ClosedByPeer(code);
+                                        return Ending::ClosedByPeer(code, reason);
                                     }
                                     Message::Pong(_) => keepalive.on_pong(),
                                     // Pongs to pings are queued by tungstenite
                                     // and go out with the flush below.
                                     Message::Ping(ping) => {
                                         if let Err(exceeded) = meter.message(ping.len()) {
-                                            return Box::pin(close_for_rate(ws, &counters, exceeded))
+                                            return Box::pin(close_for_rate(ws, counters, exceeded))
                                                 .await;
                                         }
                                     }
@@ -219,8 +250,7 @@ where
                         let mut next = Some(message);
                         let mut batch = 0;
                         while let Some(message) = next.take() {
-                            counters.messages_out.increment(1);
-                            counters.bytes_out.increment(message.len() as u64);
+                            counters.sent(message.len() as u64);
                             write_by(&mut ws, send_by, message).await?;
                             batch += 1;
                             if batch >= MAX_BATCH {
@@ -535,7 +565,7 @@ where
         }
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, linger).await;
-    Ending::ClosedByUs(numeric)
+    Ending::ClosedByUs(numeric, reason.to_string())
 }
 
 /// Sends a close frame and waits (bounded) for the peer's reply.
@@ -556,5 +586,5 @@ where
         }
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
-    Ending::ClosedByUs(numeric)
+    Ending::ClosedByUs(numeric, reason.to_string())
 }

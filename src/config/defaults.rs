@@ -25,6 +25,10 @@ pub const ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory
 pub const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// `--log-format`.
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+/// `--access-log` (`off`, `stderr` or a file).
+pub const ACCESS_LOG: &str = "off";
+/// `--access-log-format`.
+pub const ACCESS_LOG_FORMAT: LogFormat = LogFormat::Text;
 /// `--log-level`.
 pub const LOG_LEVEL: &str = "info";
 /// `--max-message-size`: 4 MiB.
@@ -116,12 +120,15 @@ mod tests {
             ("cert_check_interval", secs(CERT_CHECK_INTERVAL)),
             ("log_format", "text".to_string()),
             ("log_level", LOG_LEVEL.to_string()),
+            ("access_log", ACCESS_LOG.to_string()),
+            ("access_log_format", "text".to_string()),
         ];
         for (id, want) in cases {
             assert_eq!(help_default(id), want, "--{id}");
         }
         assert_eq!(KEY_TYPE, KeyType::default());
         assert_eq!(LOG_FORMAT, LogFormat::default());
+        assert_eq!(ACCESS_LOG_FORMAT, LogFormat::default());
         assert_eq!(IDLE_TIMEOUT, None);
         assert_eq!(help_default("idle_timeout"), "off");
         assert_eq!(CONNECTION_RATE_PER_IP, None);

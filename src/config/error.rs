@@ -204,6 +204,8 @@ pub enum ConfigError {
     BadLogLevel { level: String, problem: String },
     #[error("no state folder: set --state-dir DIR (neither XDG_STATE_HOME nor HOME is set)")]
     NoStateDir,
+    #[error("--access-log is empty: give off, stderr or a file path")]
+    BadAccessLog,
 }
 
 impl ConfigError {

@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub publish_token: Option<String>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    pub access_log: Option<String>,
+    pub access_log_format: Option<LogFormat>,
     pub tls: Option<TlsTable>,
     pub route: Option<Vec<Spanned<RouteTable>>>,
 }

@@ -85,6 +85,8 @@ fn value_for(key: &'static str) -> BoxedStrategy<Value> {
         "publish_token" => s(&["short", "0123456789abcdef0123", ""]),
         "log_format" => s(&["text", "json"]),
         "log_level" => s(&["info", "debug", "wssd=trace", "[", ""]),
+        "access_log" => s(&["off", "stderr", "/tmp/access.log", ""]),
+        "access_log_format" => s(&["text", "json"]),
         "mode" => s(&["self-signed", "local-ca", "files", "acme", "off"]),
         "hostname" => strings(&["localhost", "example.com", "", "*.x"]),
         "key_type" => s(&["ecdsa-p256", "rsa2048"]),
@@ -117,6 +119,8 @@ const TOP: &[&str] = &[
     "publish_token",
     "log_format",
     "log_level",
+    "access_log",
+    "access_log_format",
 ];
 
 const TLS: &[&str] = &[

@@ -228,6 +228,14 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Access log: one line per HTTP request and per WebSocket at its end, to stderr or FILE (reopened on SIGUSR1) [default: off]
+    #[arg(long, env = "WSSD_ACCESS_LOG", value_name = "stderr|off|FILE")]
+    pub access_log: Option<String>,
+
+    /// Access log format [default: text]
+    #[arg(long, env = "WSSD_ACCESS_LOG_FORMAT", value_name = "FORMAT")]
+    pub access_log_format: Option<LogFormat>,
+
     /// PEM CA certificate(s) that client certificates must chain to (mTLS)
     #[arg(long, env = "WSSD_CLIENT_CA", value_name = "FILE")]
     pub client_ca: Option<PathBuf>,

@@ -93,6 +93,8 @@ pub struct Config {
     pub publish_token: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `--access-log` and `--access-log-format`.
+    pub access_log: types::AccessLogConfig,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// Settings of other servers (TinyChat `.env`, uvicorn) found and not
@@ -120,6 +122,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
     let edge = edge::section(&src, &mut problems);
     let broker = broker::section(&src, &mut problems);
     let (log_format, log_level) = logging(&src, &mut problems);
+    let access_log = access_log(&src, &mut problems);
     let state_dir = state_dir(&src, env, &mut problems);
     route_list::bind_ca_pages(&mut routes, basics.mode, &state_dir, &mut problems);
     if listeners.listen.is_empty() && listeners.http.is_empty() {
@@ -145,6 +148,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         publish_token: admin.publish_token,
         log_format,
         log_level,
+        access_log,
         config_file: loaded.map(|f| f.path),
         seed_hints: seed::hints(&env.dotenv_keys, env.secrets.keys()),
     })
@@ -177,6 +181,23 @@ fn logging(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> (LogFormat, St
         });
     }
     (format, level)
+}
+
+/// `--access-log` (`off`, `stderr` or a file path) and its format.
+fn access_log(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> types::AccessLogConfig {
+    use types::{AccessLogConfig, AccessLogTarget as Target};
+    let value = pick(&src.args.access_log, src.file.access_log.as_ref())
+        .unwrap_or_else(|| defaults::ACCESS_LOG.to_string());
+    let target = Target::parse(&value).unwrap_or_else(|| {
+        problems.push(ConfigError::BadAccessLog);
+        Target::Off
+    });
+    let format = pick(
+        &src.args.access_log_format,
+        src.file.access_log_format.as_ref(),
+    )
+    .unwrap_or(defaults::ACCESS_LOG_FORMAT);
+    AccessLogConfig { target, format }
 }
 
 /// `--state-dir`, else [`default_state_dir`].

@@ -3,6 +3,7 @@
 //! (serde) both parse into these; `cli` re-exports them for old paths.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use clap::ValueEnum;
 use serde::Deserialize;
@@ -88,4 +89,31 @@ pub enum AcmeChallenge {
     #[value(name = "tls-alpn-01")]
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
+}
+
+/// Where access log lines go (`--access-log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stderr,
+    File(PathBuf),
+}
+
+impl AccessLogTarget {
+    /// `off`, `stderr`, or a file path; `None` for an empty value.
+    pub fn parse(value: &str) -> Option<AccessLogTarget> {
+        match value {
+            "" => None,
+            "off" => Some(AccessLogTarget::Off),
+            "stderr" => Some(AccessLogTarget::Stderr),
+            path => Some(AccessLogTarget::File(PathBuf::from(path))),
+        }
+    }
+}
+
+/// The access log's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub target: AccessLogTarget,
+    pub format: LogFormat,
 }

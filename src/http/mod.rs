@@ -14,6 +14,7 @@ pub mod context;
 pub mod edge;
 pub mod gate;
 pub mod host;
+pub mod logged;
 pub mod path;
 pub mod redirect;
 pub mod reply;
@@ -58,10 +59,12 @@ pub async fn serve_connection<IO>(
             let host = (conn.tls && ctx.hsts)
                 .then(|| req.headers().get(hyper::header::HOST).cloned())
                 .flatten();
+            let facts = logged::before(&req);
             let mut response = handle(req, &ctx, &conn).await;
             if let Some(host) = host {
                 strict_transport(&mut response, &host);
             }
+            let response = logged::after(response, facts, &conn);
             Ok::<_, Infallible>(response)
         }
     });
@@ -150,15 +153,20 @@ async fn dispatch(
 ) -> Response<Body> {
     let identity = match gate::authenticate(&mut req, &route, upgrade, ctx, conn).await {
         Ok(identity) => identity,
-        Err(refusal) => return counted(refusal),
+        Err(mut refusal) => {
+            logged::Served::note(&mut refusal, &route.spec.path, None);
+            return counted(refusal);
+        }
     };
     let span = match &identity {
         Some(id) => tracing::info_span!("request", identity = %id.name),
         None => tracing::Span::none(),
     };
-    serve(req, route, rest, path, ctx, conn, identity.as_ref())
+    let mut response = serve(req, route.clone(), rest, path, ctx, conn, identity.as_ref())
         .instrument(span)
-        .await
+        .await;
+    logged::Served::note(&mut response, &route.spec.path, identity.as_ref());
+    response
 }
 
 /// Upgrades go through the edge checks to WebSocket kinds, plain requests

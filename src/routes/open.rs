@@ -20,6 +20,7 @@ use super::echo::Echo;
 use super::env::Env;
 use super::exec;
 use super::identity::session_span;
+use crate::access_log::{self, Who};
 use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
 use crate::http::reply::{Body, switching_protocols};
@@ -64,8 +65,13 @@ pub enum Opened {
 
 impl Opened {
     /// Runs the session until it closes.
-    async fn run(self, ws: Socket, limits: SessionLimits, env: Spawned) -> Ending {
-        let Spawned { shutdown, counters } = env;
+    async fn run(
+        self,
+        ws: Socket,
+        limits: SessionLimits,
+        shutdown: tokio_util::sync::CancellationToken,
+        counters: &SessionMetrics,
+    ) -> Ending {
         // Kinds other than echo run boxed: a spawned task is as big as its
         // largest branch, and every idle echo connection would pay for it.
         match self {
@@ -92,10 +98,39 @@ impl Opened {
     }
 }
 
-/// What the spawned session takes along.
-struct Spawned {
-    shutdown: tokio_util::sync::CancellationToken,
-    counters: SessionMetrics,
+/// Who a session's access log line is about.
+pub fn who(env: &Env<'_>) -> Who {
+    Who {
+        peer: env.conn.peer,
+        identity: env.identity.map(|i| i.name.clone()),
+        listener: env.conn.listener.clone(),
+    }
+}
+
+/// The access log line of a WebSocket that ended (the one place every
+/// session driver's end goes through: here for echo, chat, broadcast and
+/// exec, `routes::proxy` for proxied sockets).
+pub fn log_end(
+    who: &Who,
+    route: &str,
+    started: tokio::time::Instant,
+    counters: &SessionMetrics,
+    ending: &Ending,
+) {
+    if !access_log::enabled() {
+        return;
+    }
+    let (code, reason, closed_by) = ending.summary();
+    access_log::WebSocketEnd {
+        who,
+        route,
+        started,
+        traffic: counters.traffic(),
+        code,
+        reason,
+        closed_by,
+    }
+    .log();
 }
 
 /// Answers 101 and spawns the session on the upgraded connection; its log
@@ -111,6 +146,7 @@ pub fn spawn(
     let listener = env.conn.listener.clone();
     let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
+    let who = who(env);
     let upgrade = hyper::upgrade::on(&mut req);
     let task = async move {
         let upgraded = match upgrade.await {
@@ -128,11 +164,12 @@ pub fn spawn(
         )
         .await;
         let route = slot.route.clone();
+        let started = tokio::time::Instant::now();
         let counters = SessionMetrics::open(&route, &listener);
         tracing::debug!(%peer, %route, "WebSocket opened");
-        let spawned = Spawned { shutdown, counters };
-        let ending = opened.run(ws, slot.limits, spawned).await;
+        let ending = opened.run(ws, slot.limits, shutdown, &counters).await;
         tracing::debug!(%peer, %route, ?ending, "WebSocket closed");
+        log_end(&who, &route, started, &counters, &ending);
         slot.release();
         drop(ticket);
     };

@@ -8,6 +8,7 @@
     reason = "blocking tests against a real process: std clocks and sleeps are the right ones, and a failed unwrap is a failed test"
 )]
 
+mod access_log; // one line per request and per WebSocket end, text and JSON, escaping, SIGUSR1 reopen, off
 mod acme; // --tls acme against pebble: HTTP-01, TLS-ALPN-01, restart, renewal, CA outage
 mod auth; // route auth at the handshake: tokens, JWTs, basic, backoff, bad configs
 mod budget; // memory: fan-out without per-subscriber copies, the global memory budget

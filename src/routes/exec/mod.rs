@@ -162,7 +162,7 @@ pub async fn run<S>(
     }: Admitted,
     limits: SessionLimits,
     shutdown: CancellationToken,
-    counters: SessionMetrics,
+    counters: &SessionMetrics,
 ) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -182,7 +182,7 @@ where
         binary: route.spec.binary,
         limits: &limits,
         shutdown: &shutdown,
-        counters: &counters,
+        counters,
     };
     let stop = relay(&mut ws, &mut program, &ctx).await;
     let ending = close_after(ws, stop, program.stop_group(), &log, &limits).await;
@@ -256,11 +256,13 @@ where
     let reason = match stop {
         Stop::Exited(status) => {
             let (code, reason) = exit_close(status);
-            return tokio::join!(session::close(ws, code, &reason), terminate).0;
+            return tokio::join!(session::close(ws, code, &reason), terminate)
+                .0
+                .by_program();
         }
-        Stop::PeerClosed(code) => {
+        Stop::PeerClosed(code, reason) => {
             terminate.await;
-            return Ending::ClosedByPeer(code);
+            return Ending::ClosedByPeer(code, reason);
         }
         Stop::Dropped => {
             terminate.await;

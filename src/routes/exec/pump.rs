@@ -34,7 +34,8 @@ const DRAIN_EXTRA: Duration = Duration::from_secs(1);
 pub(super) enum Stop {
     /// The program exited and its output was drained.
     Exited(ExitStatus),
-    PeerClosed(u16),
+    /// The client closed (code, reason).
+    PeerClosed(u16, String),
     Dropped,
     /// The client accepted nothing for the send timeout.
     Stalled,
@@ -102,11 +103,13 @@ where
                 let Some(incoming) = incoming else { return Stop::Dropped };
                 let data = match incoming {
                     Ok(Message::Close(frame)) => {
-                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                        let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                            (u16::from(f.code), f.reason.as_str().to_string())
+                        });
                         metrics::close_code(code);
                         // tungstenite queued the reply; flush it and finish.
                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                        return Stop::PeerClosed(code);
+                        return Stop::PeerClosed(code, reason);
                     }
                     Ok(Message::Pong(_)) => {
                         keepalive.on_pong();
@@ -231,8 +234,7 @@ fn rate_exceeded(ctx: &Ctx<'_>, exceeded: Exceeded) -> Stop {
 }
 
 fn count_in(ctx: &Ctx<'_>, len: usize) {
-    ctx.counters.messages_in.increment(1);
-    ctx.counters.bytes_in.increment(len as u64);
+    ctx.counters.received(len as u64);
 }
 
 /// Runs a socket write, giving up on shutdown or when the client accepts
@@ -284,8 +286,7 @@ where
 {
     let mut sent = 0;
     while let Some(message) = out.next().map_err(|TooLong| DeliverError::TooLong)? {
-        counters.messages_out.increment(1);
-        counters.bytes_out.increment(message.len() as u64);
+        counters.sent(message.len() as u64);
         ws.feed(message).await.map_err(|_| DeliverError::Socket)?;
         sent += 1;
     }

@@ -229,6 +229,7 @@ fn spawn_relay(
     let listener = env.conn.listener.clone();
     let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
+    let who = super::open::who(env);
     let client_upgrade = hyper::upgrade::on(&mut req);
     pool.members[index].active.fetch_add(1, Ordering::Relaxed);
     let task = async move {
@@ -241,6 +242,7 @@ fn spawn_relay(
             }
         };
         let route = slot.route.clone();
+        let started = tokio::time::Instant::now();
         let counters = SessionMetrics::open(&route, &listener);
         let ending = relay::relay(
             TokioIo::new(upgraded),
@@ -248,9 +250,10 @@ fn spawn_relay(
             upstream.buffered,
             slot.limits,
             shutdown,
-            counters,
+            &counters,
         )
         .await;
+        super::open::log_end(&who, &route, started, &counters, &ending);
         tracing::debug!(%peer, %route, upstream = %pool.members[index].upstream.url, ?ending, "proxied WebSocket closed");
         pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
         slot.release();

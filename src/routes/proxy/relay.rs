@@ -460,12 +460,10 @@ where
         }
         if header.fin {
             in_message = false;
-            let (messages, bytes) = match dir {
-                Dir::Up => (&counters.messages_in, &counters.bytes_in),
-                Dir::Down => (&counters.messages_out, &counters.bytes_out),
-            };
-            messages.increment(1);
-            bytes.increment(message_len);
+            match dir {
+                Dir::Up => counters.received(message_len),
+                Dir::Down => counters.sent(message_len),
+            }
         }
     }
 }
@@ -539,7 +537,7 @@ pub async fn relay<C, U>(
     upstream_buffered: Vec<u8>,
     limits: SessionLimits,
     shutdown: CancellationToken,
-    counters: SessionMetrics,
+    counters: &SessionMetrics,
 ) -> Ending
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
@@ -565,7 +563,7 @@ where
             Dir::Up,
             max,
             &client_rates,
-            &counters,
+            counters,
             &stop,
             &closing,
         )
@@ -601,7 +599,7 @@ where
             Dir::Down,
             max,
             &no_rates,
-            &counters,
+            counters,
             &stop,
             &closing,
         )
@@ -678,14 +676,16 @@ where
                 close_seen: Some(c),
             },
             _,
-        ) => Ending::ClosedByPeer(c),
+        ) => Ending::ClosedByPeer(c, String::new()),
         (
             _,
             PumpEnd::Eof {
                 close_seen: Some(c),
             },
-        ) => Ending::ClosedByUs(c),
-        (PumpEnd::Failed(code), _) | (_, PumpEnd::Failed(code)) => Ending::ClosedByUs(code),
+        ) => Ending::ClosedByUpstream(c),
+        (PumpEnd::Failed(code), _) | (_, PumpEnd::Failed(code)) => {
+            Ending::ClosedByUs(code, String::new())
+        }
         _ => Ending::Dropped,
     }
 }

@@ -107,7 +107,7 @@ fn run_relay(input: Vec<u8>, cuts: Vec<usize>) -> Run {
             Vec::new(),
             limits(),
             CancellationToken::new(),
-            counters,
+            &counters,
         );
         let client_side = async move {
             let (mut r, mut w) = tokio::io::split(client);
