@@ -71,7 +71,9 @@
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
-//!   types (`types`), the per-WebSocket rate limits per route (`rate`),
+//!   types (`types`), route kinds and specs (`route`) and the `[[route]]`
+//!   table that becomes one (`route_table`), the per-WebSocket rate limits
+//!   per route (`rate`),
 //!   typed errors (`error`), trust roots (`trust`), a route's `auth` table
 //!   loaded once (`auth`), rules on JWT claims (`claim`: chat's
 //!   `moderator_claim`), the identity keys of routes (`route_identity`) and

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::ConfigError;
-use super::route::RouteTable;
+use super::route_table::RouteTable;
 use super::types::{AcmeChallenge, ClientAuth, KeyType, LogFormat, TlsMode};
 
 /// Top-level keys of `wssd.toml`. Names match the long flags with `_`.

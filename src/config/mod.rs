@@ -37,6 +37,7 @@ pub mod rate;
 pub mod route;
 pub mod route_identity;
 pub mod route_list;
+pub mod route_table;
 pub mod seed;
 pub mod sources;
 pub mod tls;

@@ -9,7 +9,8 @@ use crate::auth::spec::Method;
 
 use super::claim::ClaimRule;
 use super::error::RouteSpecError;
-use super::route::{ChatSpec, RouteKind, RouteSpec, RouteTable};
+use super::route::{ChatSpec, RouteKind, RouteSpec};
+use super::route_table::RouteTable;
 
 /// Environment variables of exec programs that only the caller's identity
 /// sets (`REMOTE_USER`, `AUTH_TYPE`): never from `pass_env`.

@@ -181,7 +181,7 @@ mod tests {
     use std::num::NonZeroU32;
 
     use super::*;
-    use crate::config::route::RouteTable;
+    use crate::config::route_table::RouteTable;
 
     fn route(toml_text: &str) -> RouteSpec {
         let table: RouteTable = toml::from_str(toml_text).unwrap();

@@ -8,9 +8,9 @@ use proptest::prelude::*;
 
 use super::error::{RouteSpecError, UpstreamError};
 use super::route::{
-    RouteKind, RouteTable, UpstreamScheme, check_path, parse_route_flag, parse_upstream,
-    split_command,
+    RouteKind, UpstreamScheme, check_path, parse_route_flag, parse_upstream, split_command,
 };
+use super::route_table::RouteTable;
 
 /// A host as written in an upstream URL, and as parsed.
 fn upstream_host() -> impl Strategy<Value = (String, String)> {
