@@ -47,7 +47,13 @@ pub async fn authenticate(
                 source = accepted.identity.source.label(),
                 "authenticated"
             );
-            strip_credential(req, spec, accepted.place);
+            if strip_credential(req, spec, accepted.place).is_err() {
+                // Never forward a request that still carries the token.
+                return Err(text_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad request target: the access_token parameter could not be taken out of it; send the token in an Authorization: Bearer header instead\n",
+                ));
+            }
             Ok(Some(accepted.identity))
         }
         Err(refusal) => {
@@ -66,8 +72,17 @@ pub async fn authenticate(
     }
 }
 
-/// Takes the credential out of an accepted request.
-fn strip_credential(req: &mut Request<Incoming>, spec: &AuthSpec, place: Place) {
+/// The request target could not be rebuilt without its `access_token`.
+#[derive(Debug)]
+struct Unstrippable;
+
+/// Takes the credential out of an accepted request; fails (and the request
+/// is refused) rather than let a token through to the route kind.
+fn strip_credential(
+    req: &mut Request<Incoming>,
+    spec: &AuthSpec,
+    place: Place,
+) -> Result<(), Unstrippable> {
     if let Some(query) = req.uri().query()
         && extract::query_has_token(query)
     {
@@ -77,12 +92,8 @@ fn strip_credential(req: &mut Request<Incoming>, spec: &AuthSpec, place: Place) 
             None => req.uri().path().to_string(),
         };
         let mut parts = req.uri().clone().into_parts();
-        if let Ok(pq) = target.parse() {
-            parts.path_and_query = Some(pq);
-            if let Ok(uri) = hyper::Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
-            }
-        }
+        parts.path_and_query = Some(target.parse().map_err(|_| Unstrippable)?);
+        *req.uri_mut() = hyper::Uri::from_parts(parts).map_err(|_| Unstrippable)?;
     }
     match place {
         Place::Header => {
@@ -95,6 +106,7 @@ fn strip_credential(req: &mut Request<Incoming>, spec: &AuthSpec, place: Place) 
         }
         Place::Query => {}
     }
+    Ok(())
 }
 
 /// Removes the cookie `name` from every `Cookie` header.
