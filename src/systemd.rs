@@ -241,7 +241,7 @@ pub async fn answer_hangups(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = hangup.recv() => {
+            Some(()) = hangup.recv() => {
                 tracing::info!("SIGHUP: nothing to reload (TLS is off)");
                 notifier.reloading("SIGHUP: nothing to reload (TLS is off)");
                 notifier.reloaded();

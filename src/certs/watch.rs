@@ -24,11 +24,13 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// on a blocking thread.
 pub type Tick = Arc<dyn Fn() + Send + Sync>;
 
-/// Runs until shutdown.
+/// Runs until shutdown. `hangup` is registered by the caller before it
+/// reports ready, so a SIGHUP sent the moment `/readyz` answers is seen.
 pub async fn run(
     manager: Arc<CertManager>,
     interval: Duration,
     on_tick: Option<Tick>,
+    mut hangup: tokio::signal::unix::Signal,
     notifier: Notifier,
     shutdown: CancellationToken,
 ) {
@@ -68,13 +70,6 @@ pub async fn run(
         }
     };
     watch_new(&mut watcher);
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGHUP: {e}");
-            None
-        }
-    };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -96,12 +91,7 @@ pub async fn run(
                 // Symlink swaps move the real files to new folders.
                 watch_new(&mut watcher);
             }
-            _ = async {
-                match hangup.as_mut() {
-                    Some(h) => { h.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {
+            Some(()) = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading certificates");
                 notifier.reloading("reloading certificates (SIGHUP)");
                 let m = manager.clone();

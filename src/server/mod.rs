@@ -287,6 +287,7 @@ pub async fn run(
             m.clone(),
             config.tls.check_interval,
             Some(tick),
+            hangup,
             notifier.clone(),
             shutdown.clone(),
         ));
@@ -299,8 +300,7 @@ pub async fn run(
                 shutdown.clone(),
             ));
         }
-    }
-    if manager.is_none() {
+    } else {
         loops.spawn(crate::systemd::answer_hangups(
             hangup,
             notifier.clone(),
