@@ -14,7 +14,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Wssd, http_get, parse_response, run_bounded, ws_over};
+use crate::harness::{Wssd, http_get, parse_response, recording_upstream, run_bounded, ws_over};
 
 fn env_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -456,33 +456,6 @@ async fn plain_http_on_the_tls_port_gets_a_readable_400() {
     let mut raw = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut raw)).await;
     assert!(!raw.starts_with(b"HTTP/"));
-}
-
-/// A plain HTTP upstream answering every request with its request head.
-async fn recording_upstream() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-                    if s.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    head.len()
-                );
-                let _ = s.write_all(answer.as_bytes()).await;
-                let _ = s.write_all(&head).await;
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test]

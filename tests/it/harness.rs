@@ -515,3 +515,39 @@ pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Reads one request head (request line and headers, through the blank
+/// line; at most 64 KiB); `None` when the peer goes away first.
+pub async fn read_request_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+        s.read_exact(&mut byte).await.ok()?;
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+/// A plain HTTP upstream on 127.0.0.1 that answers every request with its
+/// request head (request line and headers) as the body, so a test sees
+/// what arrived. Returns its port.
+pub async fn recording_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Some(head) = read_request_head(&mut s).await else {
+                    return;
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    head.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.write_all(&head).await;
+            });
+        }
+    });
+    port
+}

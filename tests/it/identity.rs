@@ -13,11 +13,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::harness::{Wssd, http_get, try_tls_connect};
+use crate::harness::{Wssd, http_get, read_request_head, try_tls_connect};
 use crate::test_ca::{Pair, TestCa};
 
 /// The client CA (written to `dir/client-ca.pem`) and two client
@@ -87,14 +87,9 @@ async fn recording_upstream() -> u16 {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-                    if s.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
+                let Some(head) = read_request_head(&mut s).await else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let key = text.lines().find_map(|l| {
                     let (k, v) = l.split_once(':')?;

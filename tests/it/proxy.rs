@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::harness::{Wssd, free_port, http_get};
+use crate::harness::{Wssd, free_port, http_get, recording_upstream};
 
 /// A plain ws:// echo backend.
 async fn backend(extra: &[&str]) -> Wssd {
@@ -365,35 +365,6 @@ async fn message_limit_applies_to_proxied_sockets() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A plain HTTP upstream that answers every request with its request head
-/// (request line and headers) as the body, so a test sees what arrived.
-async fn recording_upstream() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-                    if s.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    head.len()
-                );
-                let _ = s.write_all(answer.as_bytes()).await;
-                let _ = s.write_all(&head).await;
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test]
