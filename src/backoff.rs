@@ -162,8 +162,10 @@ impl Backoff {
     }
 }
 
-/// The address failures are counted under.
-fn key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under, by failures here and by the
+/// per-IP connection rate (`crate::server::rate`): IPv4-mapped IPv6 as
+/// IPv4, other IPv6 per /64 (one host usually owns a whole /64).
+pub fn key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -19,7 +19,7 @@
 //! limiters of `crate::rates` do): one clock for every timer in the house,
 //! so tests on paused time see buckets refill.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +105,7 @@ impl ConnectionRate {
     /// Whether a new connection from `ip` is within the rate (and counts
     /// it).
     pub fn allow(&self, ip: IpAddr) -> bool {
-        let key = key(ip);
+        let key = crate::backoff::key(ip);
         if self.table.len() >= self.max_addresses && !self.table.contains_key(&key) {
             self.overflow.fetch_add(1, Ordering::Relaxed);
             return true;
@@ -129,20 +129,10 @@ impl ConnectionRate {
     }
 }
 
-/// The rate key of an address: IPv4-mapped IPv6 as IPv4, IPv6 per /64.
-pub fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-        },
-        v4 => v4,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backoff::key;
 
     fn n(v: u32) -> NonZeroU32 {
         NonZeroU32::new(v).unwrap()
