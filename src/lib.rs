@@ -83,6 +83,8 @@
 //! - [`systemd`]: what the service manager gives (notification socket,
 //!   watchdog, socket-activated listeners), read once in `main`; sd_notify
 //!   messages.
+//! - [`early_signals`]: SIGHUP and SIGUSR2 caught (ignored, then logged)
+//!   while `serve` starts, before the server's handlers exist.
 //! - [`upgrade`]: zero-downtime binary upgrade on SIGUSR2 (start the new
 //!   binary with the listeners handed over, wait until it is ready).
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
@@ -102,6 +104,7 @@ pub mod budget;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod early_signals;
 pub mod http;
 pub mod keepalive;
 pub mod metrics;

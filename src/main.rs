@@ -32,6 +32,11 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     let result = match command {
         Command::Serve(args) => {
+            // Before anything slow: a SIGHUP/SIGUSR2 during startup must
+            // not kill the server (their default action).
+            if let Err(e) = wssd::early_signals::catch() {
+                eprintln!("warning: cannot catch SIGHUP/SIGUSR2 during startup: {e}");
+            }
             // SAFETY: no other thread exists yet; `serve` starts the runtime.
             // A binary upgrade's handover first: it sets LISTEN_PID for
             // `Systemd::from_environment` when the old wssd is our parent.
@@ -117,6 +122,9 @@ fn serve(
             return Ok(ExitCode::FAILURE);
         }
     };
+    for line in wssd::early_signals::ignored() {
+        tracing::warn!("{line}");
+    }
     let rt = runtime()?;
     let served = rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;

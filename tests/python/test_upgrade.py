@@ -197,3 +197,29 @@ def test_a_broken_new_binary_leaves_the_old_one_serving(wssd, own_binary, succes
     successors.append(new_pid)
     assert srv.wait(15) == 0, srv.log_tail()
     run(echo_once(srv.wss_url(), ctx, "new binary"))
+
+
+def test_sighup_and_sigusr2_during_startup_do_not_kill_the_server(wssd, tmp_path):
+    """The configuration file is a FIFO: wssd blocks reading it, so the test
+    knows it is inside startup (its open for writing returns only once wssd
+    opened the FIFO). SIGHUP and SIGUSR2 sent then used to end the process
+    (their default action); now they are ignored and logged, and the server
+    starts and serves."""
+    fifo = tmp_path / "wssd.toml"
+    os.mkfifo(fifo)
+    wssd.start("--tls", "off", "--route", "/=echo", "--config", str(fifo),
+               listen=False, http=True, wait=False)
+    # Blocks until wssd opens the FIFO to read it (bounded: wssd is starting).
+    with open(fifo, "w") as f:
+        os.kill(wssd.proc.pid, signal.SIGHUP)
+        os.kill(wssd.proc.pid, signal.SIGUSR2)
+        # Signals are delivered asynchronously: give them a moment to land
+        # while wssd is still blocked on the FIFO (nothing else to wait on).
+        time.sleep(0.2)
+        assert wssd.proc.poll() is None, f"wssd died from a startup signal\n{wssd.log_tail()}"
+        f.write("# empty: everything comes from the flags\n")
+    wssd.wait_ready()
+    run(echo_once(f"ws://127.0.0.1:{wssd.http_port}/", None, "after startup signals"))
+    log = wssd.log()
+    assert "SIGHUP arrived while starting and was ignored" in log, log
+    assert "SIGUSR2 arrived while starting and was ignored" in log, log
