@@ -199,6 +199,21 @@ def test_a_broken_new_binary_leaves_the_old_one_serving(wssd, own_binary, succes
     run(echo_once(srv.wss_url(), ctx, "new binary"))
 
 
+def wait_delivered(proc, timeout: float = 5.0) -> None:
+    """Until no signal is pending for PROC (or it exited)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except FileNotFoundError:
+            return
+        pending = [l.split()[1] for l in status.splitlines()
+                   if l.startswith(("SigPnd:", "ShdPnd:"))]
+        if all(int(p, 16) == 0 for p in pending):
+            return
+        time.sleep(0.01)
+
+
 def test_sighup_and_sigusr2_during_startup_do_not_kill_the_server(wssd, tmp_path):
     """The configuration file is a FIFO: wssd blocks reading it, so the test
     knows it is inside startup (its open for writing returns only once wssd
@@ -213,9 +228,9 @@ def test_sighup_and_sigusr2_during_startup_do_not_kill_the_server(wssd, tmp_path
     with open(fifo, "w") as f:
         os.kill(wssd.proc.pid, signal.SIGHUP)
         os.kill(wssd.proc.pid, signal.SIGUSR2)
-        # Signals are delivered asynchronously: give them a moment to land
-        # while wssd is still blocked on the FIFO (nothing else to wait on).
-        time.sleep(0.2)
+        # Delivered once no longer pending (/proc: SigPnd and ShdPnd clear)
+        # or the process is gone; both while wssd is blocked on the FIFO.
+        wait_delivered(wssd.proc)
         assert wssd.proc.poll() is None, f"wssd died from a startup signal\n{wssd.log_tail()}"
         f.write("# empty: everything comes from the flags\n")
     wssd.wait_ready()
