@@ -339,7 +339,7 @@ mod tests {
             a.admit_listener(Some(&cap), ip).unwrap_err(),
             Refusal::Listener
         );
-        assert_eq!(a.admit_listener(None, ip).unwrap().is_none(), true);
+        assert!(a.admit_listener(None, ip).unwrap().is_none());
         assert_eq!((cap.open(), a.open()), (2, 2));
         held.pop();
         assert_eq!(cap.open(), 1, "closing one frees its slot");
