@@ -72,3 +72,14 @@ def test_sample_config_passes_check(tmp_path):
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, f"wssd check on README.md's sample:\n{result.stdout}{result.stderr}"
     assert "ok: configuration" in result.stdout, result.stdout
+
+
+def test_migrating_shows_the_device_console_config_the_example_tests():
+    """docs/migrating.md's device console `wssd.toml` is the one
+    examples/device-console/test.sh runs (comments aside)."""
+    text = (REPO_ROOT / "docs" / "migrating.md").read_text()
+    shown = [b for b in re.findall(r"^```toml\n(.*?)^```", text, re.M | re.S) if "/console" in b]
+    assert len(shown) == 1, "no single device console toml block in docs/migrating.md"
+    example = (REPO_ROOT / "examples" / "device-console" / "wssd.toml").read_text()
+    strip = lambda t: [line for line in t.splitlines() if line.strip() and not line.startswith("#")]
+    assert strip(shown[0]) == strip(example)
