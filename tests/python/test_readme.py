@@ -74,12 +74,14 @@ def test_sample_config_passes_check(tmp_path):
     assert "ok: configuration" in result.stdout, result.stdout
 
 
-def test_migrating_shows_the_device_console_config_the_example_tests():
-    """docs/migrating.md's device console `wssd.toml` is the one
-    examples/device-console/test.sh runs (comments aside)."""
-    text = (REPO_ROOT / "docs" / "migrating.md").read_text()
-    shown = [b for b in re.findall(r"^```toml\n(.*?)^```", text, re.M | re.S) if "/console" in b]
-    assert len(shown) == 1, "no single device console toml block in docs/migrating.md"
+def test_docs_show_the_device_console_config_the_example_tests():
+    """The device console `wssd.toml` shown in docs/migrating.md and in the
+    example's README is the one examples/device-console/test.sh runs
+    (comments aside)."""
     example = (REPO_ROOT / "examples" / "device-console" / "wssd.toml").read_text()
     strip = lambda t: [line for line in t.splitlines() if line.strip() and not line.startswith("#")]
-    assert strip(shown[0]) == strip(example)
+    for doc in (REPO_ROOT / "docs" / "migrating.md", REPO_ROOT / "examples" / "device-console" / "README.md"):
+        shown = [b for b in re.findall(r"^```toml\n(.*?)^```", doc.read_text(), re.M | re.S)
+                 if "/console" in b]
+        assert len(shown) == 1, f"no single device console toml block in {doc.name}"
+        assert strip(shown[0]) == strip(example), f"{doc.name} shows another config"
