@@ -10,7 +10,7 @@
 //! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout,
 //!   auth, plain_http: an HTTP request on a TLS port, answered 400)
 //! - `wssd_connections_refused_total{reason}` connections closed at accept
-//!   (reason: total, per_ip, rate, proxy_protocol)
+//!   (reason: total, per_ip, rate, proxy_protocol, listener)
 //! - `wssd_connection_rate_addresses` gauge: client addresses the per-IP
 //!   connection rate remembers
 //! - `wssd_auth_failures_total{route,reason}` requests refused by a route's

@@ -47,6 +47,9 @@ pub const MAX_CONNECTIONS_PER_IP: usize = 4096;
 /// `--connection-rate-per-ip`: off (`None`); when set, the burst is twice
 /// the rate.
 pub const CONNECTION_RATE_PER_IP: Option<u32> = None;
+/// `--listen-max-connections`, `--http-max-connections`: off (`None`):
+/// only `--max-connections` and `--max-connections-per-ip` apply.
+pub const LISTENER_MAX_CONNECTIONS: Option<usize> = None;
 /// `--proxy-protocol`: off.
 pub const PROXY_PROTOCOL: bool = false;
 /// `--redirect-http`: off.
@@ -133,7 +136,14 @@ mod tests {
         assert_eq!(help_default("idle_timeout"), "off");
         assert_eq!(CONNECTION_RATE_PER_IP, None);
         assert_eq!((PROXY_PROTOCOL, REDIRECT_HTTP), (false, false));
-        for id in ["connection_rate_per_ip", "proxy_protocol", "redirect_http"] {
+        assert_eq!(LISTENER_MAX_CONNECTIONS, None);
+        for id in [
+            "connection_rate_per_ip",
+            "proxy_protocol",
+            "redirect_http",
+            "listen_max_connections",
+            "http_max_connections",
+        ] {
             assert_eq!(help_default(id), "off", "--{id}");
         }
         assert_eq!((MESSAGE_RATE, BYTE_RATE), (None, None));

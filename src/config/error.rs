@@ -58,6 +58,8 @@ pub enum ConfigError {
         "--connection-rate-per-ip must be between 1 and {max} new connections per second (the burst is twice it); leave it out to turn the limit off"
     )]
     ConnectionRateRange { max: u32 },
+    #[error("{flag} must be at least 1 connection per listener; leave it out to turn the cap off")]
+    ListenerCapZero { flag: &'static str },
     #[error("--tls files needs {flag} FILE ({what})")]
     FilesModeNeeds {
         flag: &'static str,

@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub max_connections_per_ip: Option<usize>,
     // The listener edge (issue 12).
     pub connection_rate_per_ip: Option<u32>,
+    // Per-listener connection caps (issue 13).
+    pub listen_max_connections: Option<usize>,
+    pub http_max_connections: Option<usize>,
     pub proxy_protocol: Option<bool>,
     pub redirect_http: Option<bool>,
     pub handshake_timeout: Option<Spanned<f64>>,

@@ -84,6 +84,15 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_CONNECTION_RATE_PER_IP", value_name = "N")]
     pub connection_rate_per_ip: Option<u32>,
 
+    // Per-listener connection caps (issue 13: the device console's HTTPS 4 / HTTP 10).
+    /// Most TCP connections open at once on each TLS (--listen) listener, HAProxy's `maxconn` on a `bind`; past it new ones are closed at accept, before TLS [default: off]
+    #[arg(long, env = "WSSD_LISTEN_MAX_CONNECTIONS", value_name = "N")]
+    pub listen_max_connections: Option<usize>,
+
+    /// Most TCP connections open at once on each plain (--http) listener; past it new ones are closed at accept [default: off]
+    #[arg(long, env = "WSSD_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
+
     /// TLS and plain listeners expect a PROXY protocol v1/v2 header from --trusted-proxy peers (others are refused); the address it carries is the client's [default: off]
     #[arg(
         long,

@@ -4,7 +4,7 @@
 //! protocol, per-IP connection rate, the redirect to https).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 
 use super::defaults;
 use super::error::ConfigError;
@@ -31,13 +31,30 @@ pub struct ListenerOptions {
     pub connection_rate_per_ip: Option<NonZeroU32>,
     /// `--redirect-http`: plain listeners answer 308 to https://.
     pub redirect_http: bool,
+    /// `--listen-max-connections`: open TCP connections per TLS listener;
+    /// `None` = no cap of its own.
+    pub listen_max_connections: Option<NonZeroUsize>,
+    /// `--http-max-connections`: the same per plain listener.
+    pub http_max_connections: Option<NonZeroUsize>,
+}
+
+impl ListenerOptions {
+    /// The cap of one listener: TLS (`tls`) or plain.
+    pub fn max_connections(&self, tls: bool) -> Option<NonZeroUsize> {
+        if tls {
+            self.listen_max_connections
+        } else {
+            self.http_max_connections
+        }
+    }
 }
 
 /// Largest `--connection-rate-per-ip`: its burst (twice it) must fit a u32.
 pub const MAX_CONNECTION_RATE: u32 = u32::MAX / 2;
 
-/// `--proxy-protocol`, `--connection-rate-per-ip` and `--redirect-http`,
-/// checked against the listeners and `--trusted-proxy`.
+/// `--proxy-protocol`, `--connection-rate-per-ip`, `--redirect-http` and
+/// the per-listener caps, checked against the listeners and
+/// `--trusted-proxy`.
 fn options(
     src: &Sources<'_>,
     listen: &[SocketAddr],
@@ -85,7 +102,37 @@ fn options(
         proxy_protocol,
         connection_rate_per_ip,
         redirect_http,
+        listen_max_connections: cap(
+            pick(
+                &args.listen_max_connections,
+                file.listen_max_connections.as_ref(),
+            ),
+            "--listen-max-connections",
+            problems,
+        ),
+        http_max_connections: cap(
+            pick(
+                &args.http_max_connections,
+                file.http_max_connections.as_ref(),
+            ),
+            "--http-max-connections",
+            problems,
+        ),
     }
+}
+
+/// A per-listener cap (`flag`): none given is the default, 0 a problem.
+fn cap(
+    given: Option<usize>,
+    flag: &'static str,
+    problems: &mut Vec<ConfigError>,
+) -> Option<NonZeroUsize> {
+    let n = given.or(defaults::LISTENER_MAX_CONNECTIONS)?;
+    let nonzero = NonZeroUsize::new(n);
+    if nonzero.is_none() {
+        problems.push(ConfigError::ListenerCapZero { flag });
+    }
+    nonzero
 }
 
 /// `--listen` and `--http`: with `--tls off` only plain listeners (by
@@ -153,4 +200,57 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
         _ => return Err(bad()),
     };
     Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::config::{Environment, ServeArgs, load};
+
+    /// The serve flags alone, as clap parses them (env included).
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn load_args(list: &[&str], toml: &str) -> Result<crate::config::Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut v = vec!["wssd", "--config", path.to_str().unwrap()];
+        v.extend_from_slice(list);
+        let env = Environment {
+            xdg_state_home: None,
+            home: Some("/home/u".into()),
+            secrets: Default::default(),
+            dotenv_keys: Vec::new(),
+        };
+        load(&Flags::parse_from(v).serve, &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn per_listener_caps_from_flags_and_file() {
+        let c = load_args(&[], "").unwrap();
+        assert_eq!(c.listener_options.max_connections(true), None);
+        assert_eq!(c.listener_options.max_connections(false), None);
+        let c = load_args(
+            &["--listen-max-connections", "4"],
+            "http = [\"127.0.0.1:1\"]\nhttp_max_connections = 10\nlisten_max_connections = 7\n",
+        )
+        .unwrap();
+        let o = c.listener_options;
+        assert_eq!(
+            o.max_connections(true).map(|n| n.get()),
+            Some(4),
+            "the flag wins"
+        );
+        assert_eq!(o.max_connections(false).map(|n| n.get()), Some(10));
+        let e = load_args(&["--http-max-connections", "0"], "").unwrap_err();
+        assert!(
+            e.contains("--http-max-connections must be at least 1"),
+            "{e}"
+        );
+    }
 }

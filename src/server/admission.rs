@@ -12,10 +12,17 @@
 //! [`Admission::admit_client`] with the client's address (the rate, then
 //! the per-IP cap). Without the PROXY protocol both run at accept
 //! ([`Admission::admit`]), before the task of the connection is spawned.
+//!
+//! A listener may have a cap of its own (`--listen-max-connections`,
+//! `--http-max-connections`: HAProxy's `maxconn` on a `bind`), checked
+//! first ([`Admission::admit_listener`]): a connection past it is closed at
+//! accept like the others, counted with reason `listener`, and costs the
+//! other limits nothing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +58,50 @@ pub struct Ticket {
     admission: Arc<Admission>,
     /// The client address counted per IP, once known.
     ip: Option<IpAddr>,
+    /// The slot on its listener's own cap, if it has one.
+    listener: Option<ListenerSlot>,
+}
+
+/// One listener's own cap: open connections accepted by it.
+#[derive(Debug)]
+pub struct ListenerCap {
+    max: usize,
+    open: AtomicUsize,
+}
+
+impl ListenerCap {
+    /// At most `max` open connections on the listener.
+    pub fn new(max: NonZeroUsize) -> Arc<Self> {
+        Arc::new(ListenerCap {
+            max: max.get(),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// Open connections on the listener right now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// A slot, or `None` when `max` are open.
+    fn take(self: &Arc<Self>) -> Option<ListenerSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ListenerSlot(self.clone()))
+    }
+}
+
+/// A connection's place on its listener's cap; freed on drop.
+#[derive(Debug)]
+pub struct ListenerSlot(Arc<ListenerCap>);
+
+impl Drop for ListenerSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Admission {
@@ -68,6 +119,8 @@ impl Admission {
                 None => "--connection-rate-per-ip exceeded".to_string(),
             },
             "--proxy-protocol: not a --trusted-proxy peer, or no valid PROXY header in time"
+                .to_string(),
+            "its listener's cap (--listen-max-connections or --http-max-connections) reached"
                 .to_string(),
         ];
         Arc::new(Admission {
@@ -99,7 +152,23 @@ impl Admission {
         Ok(Ticket {
             admission: self.clone(),
             ip: None,
+            listener: None,
         })
+    }
+
+    /// A place on the listener's own cap (`None`: it has none), taken
+    /// before the other limits so that a refusal here costs them nothing;
+    /// past the cap the refusal is counted and logged.
+    pub fn admit_listener(
+        &self,
+        cap: Option<&Arc<ListenerCap>>,
+        peer: IpAddr,
+    ) -> Result<Option<ListenerSlot>, Refusal> {
+        let Some(cap) = cap else { return Ok(None) };
+        match cap.take() {
+            Some(slot) => Ok(Some(slot)),
+            None => Err(self.refuse(Refusal::Listener, peer)),
+        }
     }
 
     /// Charges the connection of `ticket` to its client address `ip`: the
@@ -169,6 +238,14 @@ impl Admission {
             }
             self.refusals.tick();
         }
+    }
+}
+
+impl Ticket {
+    /// Keeps `slot` (from [`Admission::admit_listener`]) for the life of the
+    /// connection.
+    pub fn hold(&mut self, slot: Option<ListenerSlot>) {
+        self.listener = slot;
     }
 }
 
@@ -244,6 +321,29 @@ mod tests {
         assert_eq!(a.open(), 2);
         let state = a.state.lock().unwrap();
         assert_eq!(state.per_ip.len(), 2, "{:?}", state.per_ip);
+    }
+
+    #[test]
+    fn listener_cap_refuses_past_it_and_frees_on_drop() {
+        let a = Admission::new(100, 100, None);
+        let cap = ListenerCap::new(NonZeroUsize::new(2).unwrap());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let slot = a.admit_listener(Some(&cap), ip).unwrap();
+            let mut t = a.admit(ip).unwrap();
+            t.hold(slot);
+            held.push(t);
+        }
+        assert_eq!(
+            a.admit_listener(Some(&cap), ip).unwrap_err(),
+            Refusal::Listener
+        );
+        assert!(a.admit_listener(None, ip).unwrap().is_none());
+        assert_eq!((cap.open(), a.open()), (2, 2));
+        held.pop();
+        assert_eq!(cap.open(), 1, "closing one frees its slot");
+        assert!(a.admit_listener(Some(&cap), ip).unwrap().is_some());
     }
 
     #[test]

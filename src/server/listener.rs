@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, Refusal, Ticket};
+use super::admission::{Admission, ListenerCap, Refusal, Ticket};
 use super::proxy_protocol;
 use super::sniff::{self, FirstBytes};
 use super::stall::{Peer, StallGuard};
@@ -29,6 +29,9 @@ pub struct Listener {
     /// `Some` for TLS listeners.
     pub tls: Option<TlsAcceptor>,
     pub label: Arc<str>,
+    /// Its own connection cap (`--listen-max-connections`,
+    /// `--http-max-connections`), if any.
+    pub cap: Option<Arc<ListenerCap>>,
 }
 
 impl Listener {
@@ -45,7 +48,20 @@ impl Listener {
             .map(|a| a.to_string())
             .unwrap_or_default()
             .into();
-        Ok(Listener { socket, tls, label })
+        Ok(Listener {
+            socket,
+            tls,
+            label,
+            cap: None,
+        })
+    }
+
+    /// With the cap of its kind (TLS or plain) from `options`.
+    pub fn capped(mut self, options: &crate::config::listeners::ListenerOptions) -> Listener {
+        self.cap = options
+            .max_connections(self.tls.is_some())
+            .map(ListenerCap::new);
+        self
     }
 }
 
@@ -85,6 +101,10 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // Its own cap first: a refusal there costs the other limits nothing.
+        let Ok(slot) = admission.admit_listener(listener.cap.as_ref(), peer.ip()) else {
+            continue;
+        };
         let admitted = if !proxy_protocol {
             admission.admit(peer.ip())
         } else if ctx.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
@@ -104,6 +124,7 @@ pub async fn accept_loop(
             let deadline = Instant::now() + timeouts.handshake;
             let mut stream = StallGuard::new(stream, timeouts.send, Peer::Client);
             let mut ticket = ticket;
+            ticket.hold(slot);
             let client = if proxy_protocol {
                 let read = client_address(&mut stream, peer, deadline, &admission, &mut ticket);
                 let client = tokio::select! {

@@ -239,7 +239,7 @@ pub async fn run(
     for l in listeners {
         log_listener(&l, &config);
         loops.spawn(listener::accept_loop(
-            l,
+            l.capped(&config.listener_options),
             ctx.clone(),
             admission.clone(),
             timeouts,
@@ -448,7 +448,12 @@ fn open_listeners(
             };
             let (socket, addr) = bind::adopt(p)?;
             let label = addr.to_string().into();
-            listeners.push(Listener { socket, tls, label });
+            listeners.push(Listener {
+                socket,
+                tls,
+                label,
+                cap: None,
+            });
         }
         return Ok(listeners);
     }

@@ -33,14 +33,21 @@ pub enum Refusal {
     Rate,
     /// `--proxy-protocol`: an untrusted peer, or no valid PROXY header.
     ProxyProtocol,
+    /// `--listen-max-connections` / `--http-max-connections` open on this
+    /// listener already.
+    Listener,
 }
 
+/// How many reasons there are.
+pub const REASONS: usize = 5;
+
 impl Refusal {
-    const ALL: [Refusal; 4] = [
+    const ALL: [Refusal; REASONS] = [
         Refusal::Total,
         Refusal::PerIp,
         Refusal::Rate,
         Refusal::ProxyProtocol,
+        Refusal::Listener,
     ];
 
     /// The metrics label.
@@ -50,6 +57,7 @@ impl Refusal {
             Refusal::PerIp => "per_ip",
             Refusal::Rate => "rate",
             Refusal::ProxyProtocol => "proxy_protocol",
+            Refusal::Listener => "listener",
         }
     }
 
@@ -60,6 +68,7 @@ impl Refusal {
             Refusal::PerIp => "per-ip cap",
             Refusal::Rate => "rate",
             Refusal::ProxyProtocol => "proxy protocol",
+            Refusal::Listener => "listener cap",
         }
     }
 
@@ -74,7 +83,7 @@ struct Window {
     /// A burst is going on: refusals are counted, not logged one by one.
     active: bool,
     started: Instant,
-    counts: [u64; 4],
+    counts: [u64; REASONS],
     by_address: HashMap<(Refusal, IpAddr), u64>,
 }
 
@@ -83,20 +92,20 @@ struct Window {
 pub struct Refusals {
     /// Per reason: what the first refusal of a burst says (the flag and
     /// its value).
-    why: [String; 4],
+    why: [String; REASONS],
     window: Mutex<Window>,
 }
 
 impl Refusals {
     /// `why` gives, per reason (in [`Refusal`] order), the limit that was
     /// reached, e.g. "--max-connections-per-ip 4096 reached".
-    pub fn new(why: [String; 4]) -> Self {
+    pub fn new(why: [String; REASONS]) -> Self {
         Refusals {
             why,
             window: Mutex::new(Window {
                 active: false,
                 started: Instant::now(),
-                counts: [0; 4],
+                counts: [0; REASONS],
                 by_address: HashMap::new(),
             }),
         }
@@ -181,7 +190,7 @@ impl Refusals {
                 let _ = write!(line, " (top {ip}: {count})");
             }
         }
-        w.counts = [0; 4];
+        w.counts = [0; REASONS];
         w.by_address = HashMap::new();
         Some(line)
     }

@@ -20,6 +20,7 @@ mod harness; // start/stop the binary, TLS/WebSocket/HTTP clients
 mod http; // static files, 404, clear errors for wrong request kinds
 mod identity; // the identity (client certificate) to proxy upstreams, exec programs and logs
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
+mod listener_caps; // issue 13: per-listener caps (--listen-max-connections, --http-max-connections)
 mod proxy; // proxy routes in front of real echo backends
 mod rates; // per-WebSocket message and byte rates on every route kind: 1008 past them
 mod redis; // a real redis-server for tests; the redis backend across instances, outages
