@@ -112,6 +112,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod status;
 pub mod systemd;
 pub mod tls;
 pub mod upgrade;
