@@ -3,6 +3,8 @@
 'use strict';
 
 const POLL_MS = 1000;
+// Points across a chart: the server keeps 60 one-second rates.
+const WIDTH = 60;
 const $ = (id) => document.getElementById(id);
 
 const CLOSE_MEANINGS = {
@@ -54,12 +56,13 @@ function badge(id, text, state) {
   el.dataset.state = state;
 }
 
-/** Draws `values` as a polyline in a 120x32 viewBox, scaled to `max`. */
+/** Draws `values` (the newest last, at the right edge) as a polyline in a 120x32 viewBox, scaled to `max`. */
 function spark(line, values, max) {
-  const n = values.length;
+  const n = Math.min(values.length, WIDTH);
   if (n < 2) { line.setAttribute('points', ''); return; }
   const top = max > 0 ? max : 1;
-  const pts = values.map((v, i) => `${(i * 120 / (n - 1)).toFixed(1)},${(31 - (v / top) * 29).toFixed(1)}`);
+  const step = 120 / (WIDTH - 1);
+  const pts = values.slice(-n).map((v, i) => `${((WIDTH - n + i) * step).toFixed(1)},${(31 - (v / top) * 29).toFixed(1)}`);
   line.setAttribute('points', pts.join(' '));
 }
 
@@ -133,9 +136,9 @@ function draw(s) {
     const days = c.days_left;
     const cls = days === null ? 'bad' : days < 7 ? 'bad' : days < 21 ? 'warn' : 'ok';
     return [
-      [c.slot], [c.names.join(', ') || '—'], [c.source],
-      [days === null ? 'none loaded' : days.toFixed(1), `n ${cls}`],
-      [c.last_reload_ok === null ? '—' : c.last_reload_ok ? 'ok' : 'failed', c.last_reload_ok === false ? 'bad' : ''],
+      [c.names.join(', ') || '—', 'wrap'], [days === null ? 'none loaded' : days.toFixed(1), `n ${cls}`],
+      [c.source], [c.last_reload_ok === null ? '—' : c.last_reload_ok ? 'ok' : 'failed', c.last_reload_ok === false ? 'bad' : ''],
+      [c.slot, 'wrap muted small'],
     ];
   }), 'no TLS (plain listeners only)');
   fill('upstreams', s.upstreams.map((u) => [
