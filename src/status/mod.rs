@@ -5,5 +5,5 @@
 //! `page` (`GET /` and its assets, compiled in).
 
 pub mod live;
-pub mod snapshot;
 pub mod page;
+pub mod snapshot;

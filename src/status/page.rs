@@ -42,7 +42,10 @@ pub fn respond(method: &Method, path: &str, inputs: Inputs<'_>) -> Response<Body
         return r;
     }
     let (body, kind) = match path {
-        "/" => (Bytes::from_static(INDEX.as_bytes()), "text/html; charset=utf-8"),
+        "/" => (
+            Bytes::from_static(INDEX.as_bytes()),
+            "text/html; charset=utf-8",
+        ),
         "/status" => {
             let status = snapshot::build(live::live(), inputs);
             match serde_json::to_vec(&status) {
@@ -112,7 +115,9 @@ mod tests {
         // Every src/href in the page is one of ours (no CDN, no other origin).
         for part in INDEX.split(['"', '\'']) {
             assert!(
-                !part.starts_with("http:") && !part.starts_with("https:") && !part.starts_with("//"),
+                !part.starts_with("http:")
+                    && !part.starts_with("https:")
+                    && !part.starts_with("//"),
                 "the page names another origin: {part}"
             );
         }

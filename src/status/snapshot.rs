@@ -208,7 +208,10 @@ pub fn build(live: &Live, inputs: Inputs<'_>) -> Status {
                 connections_total: l.total,
             })
             .collect(),
-        certificates: inputs.certs.map(|m| certificates(m, now)).unwrap_or_default(),
+        certificates: inputs
+            .certs
+            .map(|m| certificates(m, now))
+            .unwrap_or_default(),
         upstreams: live
             .upstreams()
             .into_iter()
@@ -242,7 +245,9 @@ pub fn build(live: &Live, inputs: Inputs<'_>) -> Status {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn history_json(h: &[Rates]) -> History {

@@ -32,7 +32,10 @@ async fn status_until(server: &Wssd, what: &str, ok: impl Fn(&Value) -> bool) ->
         if ok(&s) {
             return s;
         }
-        assert!(Instant::now() < deadline, "{what} never held; last /status:\n{s:#}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} never held; last /status:\n{s:#}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -69,7 +72,11 @@ async fn status_counts_sockets_traffic_closes_certificates_and_upstreams() {
     let server = server().await;
     let before = status(&server).await;
     assert_eq!(before["version"], 1);
-    assert_eq!(route(&before, "/ws/echo")["connections_open"], 0, "listed before use");
+    assert_eq!(
+        route(&before, "/ws/echo")["connections_open"],
+        0,
+        "listed before use"
+    );
 
     let mut sockets = Vec::new();
     for _ in 0..SOCKETS {
@@ -93,7 +100,9 @@ async fn status_counts_sockets_traffic_closes_certificates_and_upstreams() {
     // Traffic moves the counters and, a sample later, the rates.
     for ws in &mut sockets {
         for i in 0..MESSAGES {
-            ws.send(Message::text(format!("message {i:04}"))).await.unwrap();
+            ws.send(Message::text(format!("message {i:04}")))
+                .await
+                .unwrap();
         }
     }
     for ws in &mut sockets {
@@ -130,14 +139,13 @@ async fn status_counts_sockets_traffic_closes_certificates_and_upstreams() {
     .await
     .unwrap();
     while ws.next().await.is_some() {}
-    let s = status_until(&server, "the 4000 close is listed", |s| {
-        s["closes"]["recent"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["code"] == 4000 && c["route"] == "/ws/echo" && c["closed_by"] == "client")
-    })
-    .await;
+    let s =
+        status_until(&server, "the 4000 close is listed", |s| {
+            s["closes"]["recent"].as_array().unwrap().iter().any(|c| {
+                c["code"] == 4000 && c["route"] == "/ws/echo" && c["closed_by"] == "client"
+            })
+        })
+        .await;
     assert!(
         s["closes"]["by_code"]
             .as_array()
@@ -153,7 +161,14 @@ async fn status_counts_sockets_traffic_closes_certificates_and_upstreams() {
     assert_eq!(cert["source"], "self-signed");
     let days = cert["days_left"].as_f64().expect("days_left is a number");
     assert!(days > 1.0, "{cert:#}");
-    assert!(cert["names"].as_array().unwrap().iter().any(|n| n == "localhost"), "{cert:#}");
+    assert!(
+        cert["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "localhost"),
+        "{cert:#}"
+    );
 
     // The proxy route's upstream refused: failed, counted.
     let up = &s["upstreams"][0];
@@ -236,7 +251,10 @@ async fn the_page_is_served_with_a_strict_policy_and_its_assets() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     let csp = r.header("content-security-policy").expect("a CSP");
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe"), "{csp}");
     let page = r.body_text();
     for asset in ["/dashboard/dashboard.js", "/dashboard/dashboard.css"] {
