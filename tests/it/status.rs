@@ -1,6 +1,7 @@
 //! The admin status page's JSON (`GET /status`) under real load: per-route
 //! and per-listener counts, counters and rates that move, a close code in
-//! the recent closes, certificates' days left, upstream health; and the
+//! the recent closes, certificates' days left, upstream health, a degraded
+//! broker with no secret shown; and the
 //! schema in docs/status.md names exactly the keys the JSON has.
 
 use std::collections::BTreeSet;
@@ -263,4 +264,35 @@ async fn the_page_is_served_with_a_strict_policy_and_its_assets() {
     }
     // With TLS off, no certificate is listed.
     assert_eq!(status(&server).await["certificates"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_degraded_broker_shows_and_no_secret_does() {
+    // Redis on a closed port, with a password in its URL; a publish token.
+    const PASSWORD: &str = "redis-password-never-shown";
+    const TOKEN: &str = "publish-token-never-shown-0123456789";
+    let server = Wssd::builder()
+        .plain_only()
+        .args(["--route", "/ws/chat=chat"])
+        .args([
+            "--broker",
+            &format!("redis://:{PASSWORD}@127.0.0.1:{}", free_port()),
+        ])
+        .args(["--publish-token", TOKEN])
+        .spawn()
+        .await;
+    let s = status_until(&server, "the broker is degraded", |s| {
+        s["broker"]["state"] == "degraded"
+    })
+    .await;
+    assert_eq!(s["broker"]["backend"], "redis");
+    let why = s["broker"]["reason"].as_str().unwrap();
+    assert!(why.starts_with("redis unreachable"), "{why}");
+    for path in ["/status", "/", "/dashboard/dashboard.js"] {
+        let body = server.admin_get(path).await.body_text();
+        assert!(
+            !body.contains(PASSWORD) && !body.contains(TOKEN),
+            "{path} shows a secret"
+        );
+    }
 }
