@@ -1,8 +1,8 @@
 //! The admin status page's JSON (`GET /status`) under real load: per-route
 //! and per-listener counts, counters and rates that move, a close code in
 //! the recent closes, certificates' days left, upstream health, a degraded
-//! broker with no secret shown; and the
-//! schema in docs/status.md names exactly the keys the JSON has.
+//! broker with no secret shown; and the schema in docs/status.md names
+//! exactly the keys the JSON has.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
