@@ -1,5 +1,6 @@
 //! The admin listener (plain HTTP, loopback by default): `/healthz`,
-//! `/readyz`, `/metrics` (Prometheus text) and, with `--publish-token`,
+//! `/readyz`, `/metrics` (Prometheus text), the status page `/` and its
+//! JSON `/status` (`crate::status::page`) and, with `--publish-token`,
 //! `POST /publish/...` (see `crate::publish`). It serves no user traffic.
 
 use std::convert::Infallible;
@@ -23,6 +24,7 @@ use crate::certs::manager::CertManager;
 use crate::http::reply::{Body, full_body, text_response};
 use crate::metrics;
 use crate::publish::Publish;
+use crate::status::{live, page, snapshot};
 
 /// Whether the server is ready, for `/readyz`.
 #[derive(Debug, Default)]
@@ -63,6 +65,15 @@ impl Readiness {
         }
     }
 
+    /// What the status page shows besides the live figures.
+    fn status_inputs(&self) -> snapshot::Inputs<'_> {
+        snapshot::Inputs {
+            ready: self.is_ready(),
+            certs: self.certs.as_deref(),
+            broker: self.broker.as_ref(),
+        }
+    }
+
     /// Ready: listeners bound, not draining, and (with TLS) a certificate loaded.
     pub fn is_ready(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Relaxed) {
@@ -88,6 +99,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let publish = publish.map(Arc::new);
+    tokio::spawn(sample_every_second(shutdown.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -129,6 +141,18 @@ pub async fn serve(
     }
 }
 
+/// Samples the live totals once a second, for the status page's rates.
+async fn sample_every_second(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => live::live().sample(),
+        }
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     readiness: &Readiness,
@@ -144,6 +168,9 @@ async fn handle(
                 "publishing is disabled; start wssd with --publish-token TOKEN (or WSSD_PUBLISH_TOKEN)\n",
             ),
         };
+    }
+    if page::is_page_path(path) {
+        return page::respond(req.method(), path, readiness.status_inputs());
     }
     match path {
         "/healthz" => text_response(StatusCode::OK, "ok\n"),
@@ -171,7 +198,7 @@ async fn handle(
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "admin endpoints: /healthz /readyz /metrics POST /publish/<route>\n",
+            "admin endpoints: / (status page) /status (JSON) /healthz /readyz /metrics POST /publish/<route>\n",
         ),
     }
 }

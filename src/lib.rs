@@ -66,8 +66,11 @@
 //!   `http::logged`) and per WebSocket at its end (`routes::open::log_end`,
 //!   for every session driver), text or JSON, through a bounded queue to one
 //!   writer thread (drops counted), reopened on SIGUSR1.
-//! - [`admin`] (`/healthz`, `/readyz` with `Readiness`, `/metrics`) and
-//!   [`metrics`] (every counter's name).
+//! - [`admin`] (`/healthz`, `/readyz` with `Readiness`, `/metrics`, the
+//!   status page) and [`metrics`] (every counter's name); [`status`]: the
+//!   status page's live figures (`live`: per route and listener, relaxed
+//!   atomics, bounded tables), its JSON `/status` (`snapshot`, schema in
+//!   docs/status.md) and the page itself (`page`, assets compiled in).
 //! - [`config`]: flags (`flags`), env, `.env` and TOML (`file`) merged once
 //!   (`sources`: the one precedence rule) into [`config::Config`] by
 //!   per-section functions; one default per option (`defaults`), domain
@@ -115,6 +118,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod status;
 pub mod systemd;
 pub mod tls;
 pub mod upgrade;

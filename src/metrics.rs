@@ -51,12 +51,18 @@
 //! - `wssd_certificate_reloads_total{name,result}` (result: ok, error)
 //! - `wssd_certificate_last_reload_success{name}` gauge (1 or 0)
 //! - `wssd_certificate_last_reload_timestamp_seconds{name}` gauge (Unix time)
+//!
+//! The admin `/status` page reads live figures kept beside these
+//! (`crate::status::live`): a session's [`SessionMetrics`] also counts
+//! there (relaxed atomics per message).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::status::live::{self, OpenSession};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -232,6 +238,8 @@ pub struct SessionMetrics {
     /// This session's messages in, messages out, bytes in, bytes out.
     own: [AtomicU64; 4],
     open: Gauge,
+    /// The same figures for `/status` (open until dropped).
+    live: OpenSession,
     /// The route's label, for the rare counters looked up when needed.
     route: Arc<str>,
 }
@@ -241,6 +249,7 @@ impl SessionMetrics {
     /// down again when this is dropped.
     pub fn open(route_label: &Arc<str>, listener: &str) -> Self {
         let route = route_label.to_string();
+        let live = live::live().open(route_label, listener);
         let listener = listener.to_string();
         counter!("wssd_connections_total", "route" => route.clone(), "listener" => listener.clone())
             .increment(1);
@@ -254,6 +263,7 @@ impl SessionMetrics {
             bytes_out: counter!("wssd_bytes_total", "route" => route, "direction" => "out"),
             own: Default::default(),
             open,
+            live,
             route: route_label.clone(),
         }
     }
@@ -262,6 +272,7 @@ impl SessionMetrics {
     pub fn received(&self, len: u64) {
         self.messages_in.increment(1);
         self.bytes_in.increment(len);
+        self.live.route().received(len);
         self.own[0].fetch_add(1, Ordering::Relaxed);
         self.own[2].fetch_add(len, Ordering::Relaxed);
     }
@@ -270,6 +281,7 @@ impl SessionMetrics {
     pub fn sent(&self, len: u64) {
         self.messages_out.increment(1);
         self.bytes_out.increment(len);
+        self.live.route().sent(len);
         self.own[1].fetch_add(1, Ordering::Relaxed);
         self.own[3].fetch_add(len, Ordering::Relaxed);
     }
@@ -304,6 +316,7 @@ impl SessionMetrics {
             bytes_out: Counter::noop(),
             own: Default::default(),
             open: Gauge::noop(),
+            live: live::Live::new().open("/test", "test"),
             route: Arc::from("/test"),
         }
     }

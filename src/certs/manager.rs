@@ -48,6 +48,9 @@ pub struct LastResult {
 pub struct SlotStatus {
     pub label: String,
     pub source: Source,
+    /// The names it serves: the explicit SNI names, else the SANs of the
+    /// certificate loaded now.
+    pub names: Vec<String>,
     pub serial: Option<String>,
     pub not_after: Option<SystemTime>,
     pub last: Option<LastResult>,
@@ -272,6 +275,14 @@ impl CertManager {
             .map(|s| SlotStatus {
                 label: s.label.clone(),
                 source: s.source.clone(),
+                names: if s.names.is_empty() {
+                    s.current
+                        .as_ref()
+                        .map(|c| c.info.sans.clone())
+                        .unwrap_or_default()
+                } else {
+                    s.names.clone()
+                },
                 serial: s.current.as_ref().map(|c| c.info.serial.clone()),
                 not_after: s.current.as_ref().map(|c| c.info.not_after),
                 last: s.last.clone(),

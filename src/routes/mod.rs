@@ -152,6 +152,10 @@ impl Route {
         };
         // Fan-out kinds get their own message-size default.
         let fanout = matches!(runtime, RouteRuntime::Chat(_) | RouteRuntime::Broadcast(_));
+        // The status page lists WebSocket routes before their first session.
+        if spec.kind.is_websocket() {
+            crate::status::live::live().declare_route(path, spec.kind.name());
+        }
         Ok(Route {
             limits: limits.for_route(&spec.limits, fanout),
             label: spec.path.as_str().into(),

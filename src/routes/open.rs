@@ -117,10 +117,11 @@ pub fn log_end(
     counters: &SessionMetrics,
     ending: &Ending,
 ) {
+    let (code, reason, closed_by) = ending.summary();
+    crate::status::live::live().closed(route, code, closed_by.label());
     if !access_log::enabled() {
         return;
     }
-    let (code, reason, closed_by) = ending.summary();
     access_log::WebSocketEnd {
         who,
         route,

@@ -519,6 +519,7 @@ fn serving_status(
 
 fn log_listener(l: &Listener, config: &Config) {
     let addr = l.label.as_ref();
+    crate::status::live::live().declare_listener(addr, l.tls.is_some());
     let host = browser_host(addr, config);
     match &l.tls {
         Some(_) => tracing::info!(

@@ -221,7 +221,9 @@ impl ProxyRoute {
 
     /// Connects to upstream `i`, or marks it down and says `None`.
     pub(super) async fn connect_or_mark_down(&self, i: usize) -> Option<BoxIo> {
-        match self.connect(i).await {
+        let connected = self.connect(i).await;
+        crate::status::live::live().upstream_connect(&self.path, connected.is_ok());
+        match connected {
             Ok(io) => Some(io),
             Err(e) => {
                 self.mark_down(i, e);
