@@ -238,7 +238,7 @@ pub enum RouteSpecError {
     NotPathKind { text: String },
     #[error("{place}: path `{path}` must start with `/` (example: /ws/echo)")]
     PathNotAbsolute { place: String, path: String },
-    #[error("{place}: path `{path}` must not contain `?`, `#` or spaces")]
+    #[error("{place}: path `{path}` must not contain `?`, `#`, whitespace or control characters")]
     PathBadCharacters { place: String, path: String },
     #[error(
         "{place}: unknown route kind `{kind}`; available kinds: echo, static, proxy, exec, chat, broadcast, ca"

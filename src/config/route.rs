@@ -501,7 +501,9 @@ pub(crate) fn check_path(path: &str, place: &str) -> Result<String, RouteSpecErr
             path: path.into(),
         });
     }
-    if path.contains(['?', '#', ' ']) {
+    // Whitespace and control characters never reach here in a request
+    // path (HTTP refuses them): such a route could never match.
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(RouteSpecError::PathBadCharacters {
             place: place.into(),
             path: path.into(),
@@ -519,6 +521,23 @@ pub(crate) fn check_path(path: &str, place: &str) -> Result<String, RouteSpecErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_with_whitespace_or_control_characters_are_refused() {
+        for bad in [
+            "/a b",
+            "/a\tb",
+            "/a\u{7f}",
+            "/a\nb",
+            "/a\u{a0}b",
+            "/a?x",
+            "/a#x",
+        ] {
+            let e = check_path(bad, "route").unwrap_err().to_string();
+            assert!(e.contains("control characters"), "{bad:?}: {e}");
+        }
+        assert_eq!(check_path("/ws/<b>/x", "route").unwrap(), "/ws/<b>/x");
+    }
 
     #[test]
     fn parses_echo_and_static() {

@@ -154,10 +154,11 @@ test('the status page loads alone, moves under load, and is screenshotted', { ti
 });
 
 test('strings from the configuration are shown as text, not markup', { timeout: 60_000 }, async () => {
-  // A route path with markup in it (tabs, not spaces, which paths refuse):
+  // A route path with markup in it (`/` separates the attributes: paths
+  // refuse whitespace and control characters):
   // the page shows it literally, makes no element of it and runs nothing.
   const tmp = tempDir('wssd-dashboard-markup');
-  const odd = '/ws/<b>bold</b><img\tsrc=x\tonerror=alert(1)>';
+  const odd = '/ws/<b>bold</b><img/src/onerror=alert(1)>';
   fs.writeFileSync(path.join(tmp, 'wssd.toml'), `[[route]]\npath = ${JSON.stringify(odd)}\nkind = "echo"\n`);
   const s = await startWssd({
     tls: 'self-signed',
