@@ -83,6 +83,7 @@
 //! - [`systemd`]: what the service manager gives (notification socket,
 //!   watchdog, socket-activated listeners), read once in `main`; sd_notify
 //!   messages.
+//! - [`nofile`]: the open-file limit, raised to the hard limit at start.
 //! - [`upgrade`]: zero-downtime binary upgrade on SIGUSR2 (start the new
 //!   binary with the listeners handed over, wait until it is ready).
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
@@ -106,6 +107,7 @@ pub mod http;
 pub mod keepalive;
 pub mod metrics;
 pub mod names;
+pub mod nofile;
 pub mod publish;
 pub mod rates;
 pub mod routes;

@@ -8,10 +8,10 @@
 # --state-dir given as flags, which win over the file), with a certificate
 # for app.example.test made by `wssd cert generate`. Then check.py.
 #
-# The test process holds SOCKETS (1000) sockets, wssd twice that (client
-# and upstream legs) and uvicorn as many: the soft open-file limit is raised
-# to 8192 here when it is lower (the hard limit permitting), and inherited
-# by all three.
+# The test process holds SOCKETS (1000) sockets and uvicorn as many: the
+# soft open-file limit is raised to 8192 for them when it is lower (the hard
+# limit permitting). wssd (twice as many: client and upstream legs) starts
+# with the shell's own soft limit, as a user's would, and raises it itself.
 #
 # Environment: WSSD_BIN (default target/debug/wssd), IDLE_SECS (90),
 # SOCKETS (1000). Needs python3 with fastapi, uvicorn and websockets
@@ -26,6 +26,7 @@ export WSSD_BIN
 [ -x "$WSSD_BIN" ] || { echo "$WSSD_BIN not found: run cargo build --bin wssd (or set WSSD_BIN)" >&2; exit 1; }
 
 want_files=8192
+shell_files="$(ulimit -Sn)"
 if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$want_files" ]; then
   hard="$(ulimit -Hn)"
   if [ "$hard" != unlimited ] && [ "$hard" -lt "$want_files" ]; then want_files="$hard"; fi
@@ -96,7 +97,7 @@ grep -q "127.0.0.1:$APP_PORT" "$TMP/wssd.toml" || { echo "wssd.toml: upstream no
 export WSSD_PORT ADMIN_PORT
 WSSD_PORT="$(free_port)"
 ADMIN_PORT="$(free_port)"
-(cd "$TMP" && exec "$WSSD_BIN" --config "$TMP/wssd.toml" --state-dir "$TMP/state" \
+(cd "$TMP" && ulimit -Sn "$shell_files" && exec "$WSSD_BIN" --config "$TMP/wssd.toml" --state-dir "$TMP/state" \
   --listen "127.0.0.1:$WSSD_PORT" --admin "127.0.0.1:$ADMIN_PORT" --cert "$CERT" --key "$KEY") \
   >"$TMP/wssd.log" 2>&1 &
 PIDS+=($!)
