@@ -72,7 +72,10 @@ wait_until() {
   return 1
 }
 port_open() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ready() { curl -fsS "http://127.0.0.1:$1/readyz"; }
+# ready ADMIN_PORT: wssd's admin /readyz answers 200.
+ready() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2)' "$1"
+}
 show_logs() {
   local f
   for f in "$TMP"/*.log; do
