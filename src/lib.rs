@@ -88,6 +88,7 @@
 //!   messages.
 //! - [`early_signals`]: SIGHUP and SIGUSR2 caught (ignored, then logged)
 //!   while `serve` starts, before the server's handlers exist.
+//! - [`nofile`]: the open-file limit, raised to the hard limit at start.
 //! - [`upgrade`]: zero-downtime binary upgrade on SIGUSR2 (start the new
 //!   binary with the listeners handed over, wait until it is ready).
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
@@ -112,6 +113,7 @@ pub mod http;
 pub mod keepalive;
 pub mod metrics;
 pub mod names;
+pub mod nofile;
 pub mod publish;
 pub mod rates;
 pub mod routes;

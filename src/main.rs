@@ -104,6 +104,18 @@ fn serve(
     if let Some(file) = &config.config_file {
         tracing::info!("configuration file: {}", file.display());
     }
+    match wssd::nofile::raise_to_hard() {
+        Ok(r) => {
+            let (info, warn) = wssd::nofile::notes(r, config.limits.max_connections);
+            if let Some(line) = info {
+                tracing::info!("{line}");
+            }
+            if let Some(line) = warn {
+                tracing::warn!("{line}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     for w in config.warnings() {
         tracing::warn!("{w}");
     }

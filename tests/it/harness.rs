@@ -65,6 +65,8 @@ pub struct Builder {
     /// Fixed ports instead of free ones.
     tls_port: Option<u16>,
     http_port: Option<u16>,
+    /// A lower soft open-file limit for the process (the hard one stays).
+    soft_open_files: Option<u64>,
 }
 
 /// A running `wssd`; killed (by PID) when dropped.
@@ -90,6 +92,7 @@ impl Wssd {
             state_dir: None,
             tls_port: None,
             http_port: None,
+            soft_open_files: None,
         }
     }
 
@@ -257,6 +260,13 @@ impl Builder {
         self
     }
 
+    /// Starts the process with the soft open-file limit `n` (a shell's
+    /// `ulimit -Sn n`; the hard limit is left as it is).
+    pub fn soft_open_files(mut self, n: u64) -> Self {
+        self.soft_open_files = Some(n);
+        self
+    }
+
     /// The listener ports: the fixed ones, else free ones.
     fn ports(&self) -> (Option<u16>, Option<u16>) {
         (
@@ -295,6 +305,27 @@ impl Builder {
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = self.soft_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls
+            // (getrlimit, setrlimit) on a struct owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut l = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    l.rlim_cur = n.min(l.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         cmd
     }

@@ -237,3 +237,46 @@ async fn metrics_count_what_happened() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A soft open-file limit of 256 (like a shell's 1024, smaller) does not
+/// cap a server: wssd raises it to the hard limit at start, so 300
+/// WebSockets open at once (before, accepts failed with "Too many open
+/// files" at about 250).
+#[tokio::test]
+async fn soft_open_file_limit_is_raised_to_the_hard_one() {
+    let server = Wssd::builder()
+        .plain_only()
+        .soft_open_files(256)
+        .spawn()
+        .await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id()))
+        .expect("/proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "soft limit not raised: {line}");
+    let Ok(hard) = hard.parse::<u64>() else {
+        return; // unlimited
+    };
+    if hard < 512 {
+        return; // nothing to raise to on this machine
+    }
+    server
+        .wait_for_log(&format!("open-file limit raised from 256 to {hard}"))
+        .await;
+    let mut sockets = Vec::new();
+    for i in 0..300 {
+        let mut ws = server.ws("/ws/echo").await;
+        ws.send(Message::text(format!("socket {i}")))
+            .await
+            .expect("send");
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), format!("socket {i}")),
+            other => panic!("socket {i}: {other:?}"),
+        }
+        sockets.push(ws);
+    }
+}

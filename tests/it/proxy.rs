@@ -206,6 +206,55 @@ async fn quiet_socket_kept_alive_by_pings_on_both_legs() {
 }
 
 #[tokio::test]
+async fn idle_timeout_applies_to_proxied_sockets() {
+    // --idle-timeout holds on proxy routes as on every kind (it was ignored
+    // there): messages keep the socket open, then silence closes it with
+    // 1000 "idle timeout", and the upstream leg with it.
+    let back = backend(&[]).await;
+    let front = front(
+        &format!("ws://127.0.0.1:{}", back.http_addr().port()),
+        &["--idle-timeout", "1"],
+    )
+    .await;
+    let mut ws = front.wss("/ws/echo").await;
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        ws.send(Message::text(format!("m{i}"))).await.unwrap();
+        assert_eq!(next_data(&mut ws).await, Message::text(format!("m{i}")));
+    }
+    let quiet = Instant::now();
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => break f,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("expected the idle close, got {other:?}"),
+        }
+    };
+    let waited = quiet.elapsed();
+    assert_eq!(frame.code, CloseCode::Normal);
+    assert_eq!(frame.reason.as_str(), "idle timeout");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(3),
+        "closed after {waited:?} of silence"
+    );
+    let open = "wssd_connections_open{route=\"/ws/echo\"";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = back.admin_get("/metrics").await.body_text();
+        let still: f64 = text
+            .lines()
+            .filter(|l| l.starts_with(open))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if still == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upstream leg is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn plain_http_is_forwarded() {
     let back = backend(&[]).await;
     let front = front(

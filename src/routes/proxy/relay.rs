@@ -7,7 +7,8 @@
 //! frame headers before any byte of an oversized frame is forwarded, and so
 //! are the client's rates (`crate::rates`: a message is charged at its
 //! first frame, its bytes frame by frame; past a rate the client gets 1008
-//! and the upstream 1001).
+//! and the upstream 1001). With `--idle-timeout` (off by default), that
+//! long without a data frame either way closes both legs with 1000.
 //!
 //! Buffers are fixed (one 16 KiB buffer per direction); a slow reader on
 //! one side slows the reads on the other (backpressure), nothing queues.
@@ -76,8 +77,10 @@ struct Side<W> {
     limit: Duration,
     /// Whether frames we write to this side must be masked (the upstream).
     masks: bool,
-    /// Pings to this side and its pongs.
+    /// Pings to this side and its pongs; the idle clock.
     keepalive: StdMutex<Keepalive>,
+    /// `--idle-timeout` is set: data either way restarts both sides' clock.
+    idle: bool,
     /// A close frame was sent to this side.
     close_sent: std::sync::atomic::AtomicBool,
     /// A write failed (maybe inside a frame): nothing more is written.
@@ -90,8 +93,10 @@ impl<W: AsyncWrite + Unpin> Side<W> {
             writer: Mutex::new(writer),
             limit: limits.send_timeout.saturating_mul(2),
             masks,
-            // No idle timeout: the relay never had one.
-            keepalive: StdMutex::new(Keepalive::new(limits.ping_interval, None)),
+            // The idle timeout (off by default) as on every route kind: a
+            // data message either way restarts it (`activity`).
+            keepalive: StdMutex::new(Keepalive::new(limits.ping_interval, limits.idle_timeout)),
+            idle: limits.idle_timeout.is_some(),
             close_sent: std::sync::atomic::AtomicBool::new(false),
             dead: std::sync::atomic::AtomicBool::new(false),
         }
@@ -101,6 +106,15 @@ impl<W: AsyncWrite + Unpin> Side<W> {
     fn pong(&self) {
         if let Ok(mut k) = self.keepalive.lock() {
             k.on_pong();
+        }
+    }
+
+    /// A data frame went through (either way): the idle clock restarts.
+    fn activity(&self) {
+        if self.idle
+            && let Ok(mut k) = self.keepalive.lock()
+        {
+            k.on_activity();
         }
     }
 
@@ -389,6 +403,8 @@ where
             drain_until_close(&mut src, buf, stop).await;
             return end;
         }
+        dst.activity();
+        back.activity();
         let frame_size = header.size as u64 + header.len;
         if frame_size <= buf.len() as u64 {
             // The whole frame is here: batch it with the frames that follow.
