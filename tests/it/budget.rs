@@ -236,11 +236,10 @@ async fn partial_messages_past_the_memory_budget_are_closed_with_1013() {
     // then read every connection until the close frames seen match the
     // refusals counted (a sixth may still land while we look, and a loaded
     // machine may deliver a close frame late: poll, bounded).
-    let mut counted =
-        wait_metric(&server, "wssd_budget_exceeded_total{kind=\"receive\"}", 5.0).await;
+    wait_metric(&server, "wssd_budget_exceeded_total{kind=\"receive\"}", 5.0).await;
     let mut closed = vec![false; conns.len()];
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let counted = loop {
         for (i, tcp) in conns.iter_mut().enumerate() {
             if closed[i] {
                 continue;
@@ -258,7 +257,7 @@ async fn partial_messages_past_the_memory_budget_are_closed_with_1013() {
             }
         }
         let refused = closed.iter().filter(|c| **c).count() as f64;
-        counted = server
+        let counted = server
             .metric("wssd_budget_exceeded_total{kind=\"receive\"}")
             .await;
         if refused == counted || std::time::Instant::now() > deadline {
@@ -266,9 +265,9 @@ async fn partial_messages_past_the_memory_budget_are_closed_with_1013() {
                 refused, counted,
                 "every connection past the 8 MiB budget is closed with 1013"
             );
-            break;
+            break counted;
         }
-    }
+    };
     assert!(
         (5.0..=6.0).contains(&counted),
         "refusals counted: {counted}"
