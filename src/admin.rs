@@ -1,6 +1,7 @@
 //! The admin listener (plain HTTP, loopback by default): `/healthz`,
 //! `/readyz`, `/metrics` (Prometheus text) and, with `--publish-token`,
-//! `POST /publish/...` (see `crate::publish`). It serves no user traffic.
+//! `POST /publish/...` (see `crate::publish`) and, with `--reload-token`,
+//! `POST /reload` (see `crate::reload::endpoint`). It serves no user traffic.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ use crate::certs::manager::CertManager;
 use crate::http::reply::{Body, full_body, text_response};
 use crate::metrics;
 use crate::publish::Publish;
+use crate::reload::endpoint::Endpoint as ReloadEndpoint;
 
 /// Whether the server is ready, for `/readyz`.
 #[derive(Debug, Default)]
@@ -85,9 +87,11 @@ pub async fn serve(
     socket: TcpListener,
     readiness: Arc<Readiness>,
     publish: Option<Publish>,
+    reload: Option<ReloadEndpoint>,
     shutdown: CancellationToken,
 ) {
     let publish = publish.map(Arc::new);
+    let reload = reload.map(Arc::new);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -102,12 +106,19 @@ pub async fn serve(
         };
         let readiness = readiness.clone();
         let publish = publish.clone();
+        let reload = reload.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let readiness = readiness.clone();
                 let publish = publish.clone();
+                let reload = reload.clone();
                 async move {
+                    if req.uri().path() == "/reload" {
+                        return Ok::<_, Infallible>(
+                            reload_arm(req, reload.as_deref(), peer.ip()).await,
+                        );
+                    }
                     Ok::<_, Infallible>(
                         handle(req, &readiness, publish.as_deref(), peer.ip()).await,
                     )
@@ -126,6 +137,21 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// `/reload` (see `crate::reload::endpoint`).
+async fn reload_arm(
+    req: Request<Incoming>,
+    reload: Option<&ReloadEndpoint>,
+    peer: IpAddr,
+) -> Response<Body> {
+    match reload {
+        Some(r) => r.handle(req, peer).await,
+        None => text_response(
+            StatusCode::NOT_FOUND,
+            "POST /reload is disabled; start wssd with --reload-token TOKEN (or WSSD_RELOAD_TOKEN), or send SIGHUP\n",
+        ),
     }
 }
 
@@ -171,7 +197,7 @@ async fn handle(
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "admin endpoints: /healthz /readyz /metrics POST /publish/<route>\n",
+            "admin endpoints: /healthz /readyz /metrics POST /publish/<route> POST /reload\n",
         ),
     }
 }

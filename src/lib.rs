@@ -108,6 +108,7 @@ pub mod metrics;
 pub mod names;
 pub mod publish;
 pub mod rates;
+pub mod reload;
 pub mod routes;
 pub mod secret;
 pub mod server;

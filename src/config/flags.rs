@@ -220,6 +220,15 @@ pub struct ServeArgs {
     )]
     pub publish_token: Option<String>,
 
+    /// Bearer token for POST /reload on the admin listener (reloads the configuration) [default: off, endpoint disabled]
+    #[arg(
+        long,
+        env = "WSSD_RELOAD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub reload_token: Option<String>,
+
     /// Log format [default: text]
     #[arg(long, env = "WSSD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
