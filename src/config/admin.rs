@@ -16,10 +16,13 @@ pub struct Admin {
     pub publish_token: Option<String>,
     /// Bearer token of `POST /reload`; `None` disables it.
     pub reload_token: Option<String>,
+    /// `--watch-config`: reload when the configuration file changes.
+    pub watch_config: bool,
 }
 
 /// `--admin` (an address, or `off`/`none`/empty), `--publish-token` and
-/// `--reload-token` (each at least 16 characters).
+/// `--reload-token` (each at least 16 characters), and `--watch-config`
+/// (the reload settings live with the admin endpoint's token).
 pub fn section(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Admin {
     let text = pick(
         &src.args.admin,
@@ -48,9 +51,12 @@ pub fn section(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Admin {
     {
         problems.push(ConfigError::ReloadTokenTooShort);
     }
+    let watch_config = pick(&src.args.watch_config, src.file.watch_config.as_ref())
+        .unwrap_or(defaults::WATCH_CONFIG);
     Admin {
         addr,
         publish_token,
         reload_token,
+        watch_config,
     }
 }

@@ -118,6 +118,7 @@ const TOP: &[&str] = &[
     "broker",
     "publish_token",
     "reload_token",
+    "watch_config",
     "log_format",
     "log_level",
     "access_log",

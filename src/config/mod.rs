@@ -94,6 +94,8 @@ pub struct Config {
     pub publish_token: Option<String>,
     /// Bearer token of the admin reload endpoint; `None` disables it.
     pub reload_token: Option<String>,
+    /// Reload when the configuration file changes.
+    pub watch_config: bool,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `--access-log` and `--access-log-format`.
@@ -150,6 +152,7 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         broker,
         publish_token: admin.publish_token,
         reload_token: admin.reload_token,
+        watch_config: admin.watch_config,
         log_format,
         log_level,
         access_log,

@@ -61,6 +61,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.broker != new.broker, "--broker/--broker-ca");
     check(old.publish_token != new.publish_token, "--publish-token");
     check(old.reload_token != new.reload_token, "--reload-token");
+    check(old.watch_config != new.watch_config, "--watch-config");
     check(
         old.log_format != new.log_format || old.log_level != new.log_level,
         "--log-format/--log-level",

@@ -177,7 +177,7 @@ impl ListenerSet {
             }
         }
         for (key, l) in plan.start {
-            super::log_listener(&l, config);
+            log_listener(&l, config);
             let label = l.label.clone();
             match self.spawn(key, l) {
                 Ok(()) => changes.added.push(format!("{key} (on {label})")),
@@ -245,4 +245,52 @@ pub fn wanted(config: &Config) -> Vec<Key> {
     let tls = config.listen.iter().map(|&addr| Key { addr, tls: true });
     let plain = config.http.iter().map(|&addr| Key { addr, tls: false });
     tls.chain(plain).collect()
+}
+
+/// The startup line of a listener: where a browser opens it.
+pub fn log_listener(l: &Listener, config: &Config) {
+    let addr = l.label.as_ref();
+    let host = browser_host(addr, config);
+    match &l.tls {
+        Some(_) => tracing::info!(
+            "listening on {addr} (TLS): open https://{host}/ ; WebSockets at {}",
+            ws_urls("wss", &host, config)
+        ),
+        None => tracing::info!(
+            "listening on {addr} (plain): open http://{host}/ ; WebSockets at {}",
+            ws_urls("ws", &host, config)
+        ),
+    }
+}
+
+/// `localhost:PORT` for loopback listeners (what browsers and the default
+/// certificate expect), the address otherwise.
+fn browser_host(addr: &str, config: &Config) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() || a.ip().is_unspecified() => {
+            let name = config
+                .tls
+                .hostnames
+                .iter()
+                .find(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('*'))
+                .cloned()
+                .unwrap_or_else(|| "localhost".into());
+            format!("{name}:{}", a.port())
+        }
+        _ => addr.to_string(),
+    }
+}
+
+fn ws_urls(scheme: &str, host: &str, config: &Config) -> String {
+    let list: Vec<String> = config
+        .routes
+        .iter()
+        .filter(|r| r.kind.is_websocket())
+        .map(|r| format!("{scheme}://{host}{} ({})", r.path, r.kind.name()))
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
 }

@@ -235,7 +235,7 @@ pub async fn run(
         send: config.limits.send_timeout,
     };
     for (_, l) in &listeners {
-        log_listener(l, &config);
+        listener_set::log_listener(l, &config);
     }
     let listener_set = ListenerSet::start(
         listeners,
@@ -286,7 +286,7 @@ pub async fn run(
     for route in ctx.router.load().routes() {
         route.spawn_background(&loops);
     }
-    if let Some(file) = &config.config_file {
+    if let Some(file) = config.config_file.as_ref().filter(|_| config.watch_config) {
         loops.spawn(crate::reload::file_watch::run(
             file.clone(),
             config.tls.check_interval,
@@ -523,51 +523,4 @@ fn serving_status(
         config.routes.len(),
         on.join(", ")
     )
-}
-
-fn log_listener(l: &Listener, config: &Config) {
-    let addr = l.label.as_ref();
-    let host = browser_host(addr, config);
-    match &l.tls {
-        Some(_) => tracing::info!(
-            "listening on {addr} (TLS): open https://{host}/ ; WebSockets at {}",
-            ws_urls("wss", &host, config)
-        ),
-        None => tracing::info!(
-            "listening on {addr} (plain): open http://{host}/ ; WebSockets at {}",
-            ws_urls("ws", &host, config)
-        ),
-    }
-}
-
-/// `localhost:PORT` for loopback listeners (what browsers and the default
-/// certificate expect), the address otherwise.
-fn browser_host(addr: &str, config: &Config) -> String {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(a) if a.ip().is_loopback() || a.ip().is_unspecified() => {
-            let name = config
-                .tls
-                .hostnames
-                .iter()
-                .find(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('*'))
-                .cloned()
-                .unwrap_or_else(|| "localhost".into());
-            format!("{name}:{}", a.port())
-        }
-        _ => addr.to_string(),
-    }
-}
-
-fn ws_urls(scheme: &str, host: &str, config: &Config) -> String {
-    let list: Vec<String> = config
-        .routes
-        .iter()
-        .filter(|r| r.kind.is_websocket())
-        .map(|r| format!("{scheme}://{host}{} ({})", r.path, r.kind.name()))
-        .collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
 }
