@@ -20,6 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import free_port, http_get, http_request, metric_samples, run, ws_connect
+from test_upgrade import new_pid_from_log, successors  # noqa: F401 (a fixture)
 
 TOKEN = "reload-token-0123456789"
 GRACE = 1.0
@@ -301,3 +302,20 @@ def test_listeners_are_added_and_removed(wssd):
     assert f"127.0.0.1:{busy}" in body, body
     assert run(ws_status(f"ws://127.0.0.1:{p2}/new")) == 404, "the routes did not change either"
     assert run(ws_status(f"ws://127.0.0.1:{p2}/gone")) == 101
+
+
+def test_an_upgrade_after_a_listener_change_hands_over_the_current_listeners(wssd, successors):
+    p1, p2 = free_port(), free_port()
+    srv = start(wssd, "--watch-config", "false", http=False,
+                extra=f'http = ["127.0.0.1:{p1}"]')
+    write_config(wssd, ROUTES_A, extra=f'http = ["127.0.0.1:{p2}"]')
+    status, body = post_reload(srv)
+    assert status == 200 and "listener added" in body, body
+    srv.signal(signal.SIGUSR2)
+    new_pid = new_pid_from_log(srv)
+    successors.append(new_pid)
+    assert srv.wait() == 0
+    # The new process serves the listener the reload added, not the one it removed.
+    assert run(ws_status(f"ws://127.0.0.1:{p2}/keep")) == 101
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", p1), timeout=2).close()
