@@ -138,7 +138,7 @@ mod tests {
         for id in ["connection_rate_per_ip", "proxy_protocol", "redirect_http"] {
             assert_eq!(help_default(id), "off", "--{id}");
         }
-        assert!(WATCH_CONFIG);
+        const { assert!(WATCH_CONFIG) };
         assert_eq!(help_default("watch_config"), "on");
         assert_eq!((MESSAGE_RATE, BYTE_RATE), (None, None));
         assert_eq!(help_default("message_rate"), "off");
