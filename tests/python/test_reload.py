@@ -5,8 +5,23 @@ definition did not change keep their WebSockets untouched, changed and
 removed ones get 1001 after the grace (--drain-timeout); an invalid file
 changes nothing and is counted.
 
-Readiness: a reload is awaited on its log line or its metric, never by
-sleeping. Timings are printed (run with -s to see them).
+- SIGHUP: 50 WebSockets echo continuously on an unchanged route across the
+  reload (every reply checked, each one echoes after it), 50 on a changed
+  and 10 on a removed route get 1001 after the grace; the added route
+  serves, the removed one 404s.
+- File change: an invalid file (two problems, both logged) changes nothing;
+  the next valid change applies.
+- POST /reload: no or a wrong token 401 (counted), GET 405, an invalid file
+  422 with every problem, a valid one 200 with what changed, a setting that
+  needs a restart `partial`.
+- Listeners: added ones answer, removed ones refuse (their open WebSockets go
+  on), an address that cannot be bound refuses the whole reload; an upgrade
+  (SIGUSR2) after a listener change hands over the current listeners; with
+  TLS a reload adds a TLS listener and reloads the certificates; listeners
+  passed by the service manager stay as passed.
+
+Readiness: a reload is awaited on its log line, its metric or its answer,
+never by sleeping. Timings are printed (run with -s to see them).
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import free_port, http_get, http_request, metric_samples, run, ws_connect
+from test_systemd import SOCKET_ACTIVATE, activate, first_connection
 from test_upgrade import new_pid_from_log, successors  # noqa: F401 (a fixture)
 
 TOKEN = "reload-token-0123456789"
@@ -352,3 +368,22 @@ async def ws_status_tls(url: str, ctx) -> int:
             return 101
     except InvalidStatus as e:
         return e.response.status_code
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate not installed")
+def test_socket_activated_listeners_stay_as_the_service_manager_passed_them(wssd):
+    port, other = free_port(), free_port()
+    write_config(wssd, ROUTES_A, extra=f'http = ["127.0.0.1:{other}"]')
+    srv = wssd.start("--tls", "off", "--config", "wssd.toml", "--reload-token", TOKEN,
+                     "--watch-config", "false", listen=False,
+                     prefix=activate(port, "http"), wait=False)
+    first_connection(port)
+    srv.wait_ready()
+    write_config(wssd, ROUTES_B, extra=f'http = ["127.0.0.1:{free_port()}"]')
+    status, body = post_reload(srv)
+    assert status == 200, body
+    assert "needs a restart: listeners (passed by the service manager" in body, body
+    assert "listener added" not in body and "listener removed" not in body, body
+    assert reloads(srv, "partial") == 1
+    # The routes did change, on the passed socket.
+    assert run(ws_status(f"ws://127.0.0.1:{port}/new")) == 101
