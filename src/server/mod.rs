@@ -291,7 +291,7 @@ pub async fn run(
             file.clone(),
             config.tls.check_interval,
             reload_requests.clone(),
-            shutdown.clone(),
+            accepting.clone(),
         ));
     }
     drop(reload_requests);
@@ -340,6 +340,7 @@ pub async fn run(
         broker: broker.clone(),
         listeners: listener_set,
         shutdown: shutdown.clone(),
+        accepting: accepting.clone(),
         loops: loops.clone(),
         notifier: notifier.clone(),
         certs: cert_reloads,

@@ -47,6 +47,10 @@ pub struct Reloader {
     pub listeners: ListenerSet,
     /// The server's shutdown: the parent of every route's stop signal.
     pub shutdown: CancellationToken,
+    /// Reloads end with accepting (at shutdown, or at an upgrade's
+    /// handover: the new process reloads from then on, and two processes
+    /// binding the same new address would race).
+    pub accepting: CancellationToken,
     /// Background tasks of new routes and the retirement timers.
     pub loops: TaskTracker,
     pub notifier: Notifier,
@@ -64,7 +68,7 @@ impl Reloader {
     ) {
         loop {
             let request = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
+                _ = self.accepting.cancelled() => return,
                 Some(()) = hangup.recv() => Request { trigger: Trigger::Signal, reply: None },
                 Some(r) = requests.recv() => r,
             };
