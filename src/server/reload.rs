@@ -36,6 +36,16 @@ pub type Load = Arc<dyn Fn() -> Result<Config, Vec<String>> + Send + Sync>;
 /// its log); it answers when done.
 pub type CertReloads = mpsc::Sender<(String, oneshot::Sender<()>)>;
 
+/// A reload ready to commit.
+struct Prepared {
+    new: Config,
+    restart: Vec<String>,
+    old_router: Arc<Router>,
+    router: Router,
+    routes: RouteChanges,
+    plan: super::listener_set::Plan,
+}
+
 /// Everything a reload reads and changes.
 pub struct Reloader {
     pub load: Load,
@@ -90,15 +100,23 @@ impl Reloader {
 
     /// One reload: prepare everything that can fail, then commit.
     async fn reload(&mut self) -> Outcome {
+        match self.prepare().await {
+            Ok(prepared) => {
+                let restart = prepared.restart.clone();
+                let changes = self.commit(prepared);
+                Outcome::Applied { changes, restart }
+            }
+            Err(problems) => Outcome::Refused { problems },
+        }
+    }
+
+    /// Loads the configuration, builds the routes that changed and binds
+    /// the new listeners; every problem found, or all of it ready.
+    async fn prepare(&self) -> Result<Prepared, Vec<String>> {
         let load = self.load.clone();
         let mut new = match tokio::task::spawn_blocking(move || load()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(problems)) => return Outcome::Refused { problems },
-            Err(e) => {
-                return Outcome::Refused {
-                    problems: vec![format!("loading the configuration failed: {e}")],
-                };
-            }
+            Ok(loaded) => loaded?,
+            Err(e) => return Err(vec![format!("loading the configuration failed: {e}")]),
         };
         let mut restart = restart::needs_restart(&self.running, &new);
         if self.listeners.is_fixed() {
@@ -111,53 +129,56 @@ impl Reloader {
             new.http.clone_from(&self.running.http);
         }
         let old_router = self.ctx.router.load_full();
-        let (router, routes) =
-            match old_router.rebuild(&new.routes, &new.limits, &self.broker, &self.shutdown) {
-                Ok(r) => r,
-                Err(problems) => {
-                    return Outcome::Refused {
-                        problems: problems.iter().map(ToString::to_string).collect(),
-                    };
-                }
-            };
-        let plan = match self.listeners.plan(&new) {
-            Ok(p) => p,
-            Err(e) => {
-                return Outcome::Refused {
-                    problems: vec![e.to_string()],
+        let routes = old_router.rebuild(&new.routes, &new.limits, &self.broker, &self.shutdown);
+        let plan = self.listeners.plan(&new);
+        match (routes, plan) {
+            (Ok((router, routes)), Ok(plan)) => Ok(Prepared {
+                new,
+                restart,
+                old_router,
+                router,
+                routes,
+                plan,
+            }),
+            (routes, plan) => {
+                let mut problems: Vec<String> = match routes {
+                    Err(e) => e.iter().map(ToString::to_string).collect(),
+                    Ok(_) => Vec::new(),
                 };
+                problems.extend(plan.err().map(|e| e.to_string()));
+                Err(problems)
             }
-        };
-        // Commit: nothing below fails.
+        }
+    }
+
+    /// Puts a prepared reload in place (nothing here fails); what changed.
+    fn commit(&mut self, p: Prepared) -> Vec<String> {
+        let new = p.new;
         let mut changes = Vec::new();
-        self.commit_routes(router, &old_router, routes, &new, &mut changes);
+        self.commit_routes(p.router, &p.old_router, p.routes, &new, &mut changes);
         if new.allow_origin != self.running.allow_origin {
             changes.push(format!("--allow-origin now {:?}", new.allow_origin));
-            self.ctx
-                .allow_origin
-                .store(Arc::new(new.allow_origin.clone()));
         }
         if new.allow_host != self.running.allow_host {
             changes.push(format!("--allow-host now {:?}", new.allow_host));
         }
+        self.ctx
+            .allow_origin
+            .store(Arc::new(new.allow_origin.clone()));
         self.ctx.allow_host.store(Arc::new(HostAllow::new(
             new.allow_host.iter().chain(&self.running.tls.hostnames),
         )));
-        let listeners = self.listeners.apply(plan, &new);
-        changes.extend(
-            listeners
-                .added
-                .iter()
-                .map(|l| format!("listener added: {l}")),
-        );
-        changes.extend(
-            listeners
-                .removed
-                .iter()
-                .map(|l| format!("listener removed: {l} (its open connections go on)")),
-        );
+        let listeners = self.listeners.apply(p.plan, &new);
+        for l in &listeners.added {
+            changes.push(format!("listener added: {l}"));
+        }
+        for l in &listeners.removed {
+            changes.push(format!(
+                "listener removed: {l} (its open connections go on)"
+            ));
+        }
         self.keep_reloadable(new);
-        Outcome::Applied { changes, restart }
+        changes
     }
 
     /// Swaps the router in, starts the new routes' background tasks and
