@@ -387,3 +387,46 @@ def test_socket_activated_listeners_stay_as_the_service_manager_passed_them(wssd
     assert reloads(srv, "partial") == 1
     # The routes did change, on the passed socket.
     assert run(ws_status(f"ws://127.0.0.1:{port}/new")) == 101
+
+
+def test_auth_material_is_read_again_and_only_a_real_change_retires_the_route(wssd):
+    tokens = wssd.workdir / "tokens.txt"
+    tokens.write_text("alice:alice-token-0123456789\n")
+    routes = """
+[[route]]
+path = "/private"
+kind = "echo"
+auth = { kind = "token", tokens_file = "tokens.txt" }
+"""
+    srv = start(wssd, "--watch-config", "false", routes=routes)
+    url = srv.ws_url("/private")
+
+    async def scenario():
+        headers = {"Authorization": "Bearer alice-token-0123456789"}
+        async with ws_connect(url, additional_headers=headers) as ws:
+            # The same file again (rewritten, same content): the route is kept.
+            tokens.write_text("alice:alice-token-0123456789\n")
+            status, body = await asyncio.to_thread(post_reload, srv)
+            assert status == 200 and "nothing changed" in body, body
+            await ws.send("kept")
+            assert await ws.recv() == "kept"
+            # A new token file: the route changed; alice's socket gets 1001, bob gets in.
+            tokens.write_text("bob:bob-token-0123456789abc\n")
+            status, body = await asyncio.to_thread(post_reload, srv)
+            assert status == 200 and "route changed: /private" in body, body
+            code, _ = await asyncio.wait_for(closed_at(ws), GRACE + 10)
+            assert code == 1001
+        assert await ws_status_auth(url, "alice-token-0123456789") == 401
+        assert await ws_status_auth(url, "bob-token-0123456789abc") == 101
+
+    run(scenario(), timeout=40)
+
+
+async def ws_status_auth(url: str, token: str) -> int:
+    try:
+        async with ws_connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            return 101
+    except InvalidStatus as e:
+        return e.response.status_code
