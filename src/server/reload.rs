@@ -118,6 +118,9 @@ impl Reloader {
             Ok(loaded) => loaded?,
             Err(e) => return Err(vec![format!("loading the configuration failed: {e}")]),
         };
+        for w in new.warnings() {
+            tracing::warn!("reload: {w}");
+        }
         let mut restart = restart::needs_restart(&self.running, &new);
         if self.listeners.is_fixed() {
             if (&new.listen, &new.http) != (&self.running.listen, &self.running.http) {
