@@ -1,7 +1,8 @@
 //! The admin listener (plain HTTP, loopback by default): `/healthz`,
 //! `/readyz`, `/metrics` (Prometheus text), the status page `/` and its
-//! JSON `/status` (`crate::status::page`) and, with `--publish-token`,
-//! `POST /publish/...` (see `crate::publish`). It serves no user traffic.
+//! JSON `/status` (`crate::status::page`), with `--publish-token`
+//! `POST /publish/...` (see `crate::publish`) and, with `--reload-token`,
+//! `POST /reload` (see `crate::reload::endpoint`). It serves no user traffic.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -24,6 +25,7 @@ use crate::certs::manager::CertManager;
 use crate::http::reply::{Body, full_body, text_response};
 use crate::metrics;
 use crate::publish::Publish;
+use crate::reload::endpoint::Endpoint as ReloadEndpoint;
 use crate::status::{live, page, snapshot};
 
 /// Whether the server is ready, for `/readyz`.
@@ -96,10 +98,12 @@ pub async fn serve(
     socket: TcpListener,
     readiness: Arc<Readiness>,
     publish: Option<Publish>,
+    reload: Option<ReloadEndpoint>,
     shutdown: CancellationToken,
 ) {
     let publish = publish.map(Arc::new);
     tokio::spawn(sample_every_second(shutdown.clone()));
+    let reload = reload.map(Arc::new);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -114,12 +118,19 @@ pub async fn serve(
         };
         let readiness = readiness.clone();
         let publish = publish.clone();
+        let reload = reload.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let readiness = readiness.clone();
                 let publish = publish.clone();
+                let reload = reload.clone();
                 async move {
+                    if req.uri().path() == "/reload" {
+                        return Ok::<_, Infallible>(
+                            reload_arm(req, reload.as_deref(), peer.ip()).await,
+                        );
+                    }
                     Ok::<_, Infallible>(
                         handle(req, &readiness, publish.as_deref(), peer.ip()).await,
                     )
@@ -150,6 +161,21 @@ async fn sample_every_second(shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => live::live().sample(),
         }
+    }
+}
+
+/// `/reload` (see `crate::reload::endpoint`).
+async fn reload_arm(
+    req: Request<Incoming>,
+    reload: Option<&ReloadEndpoint>,
+    peer: IpAddr,
+) -> Response<Body> {
+    match reload {
+        Some(r) => r.handle(req, peer).await,
+        None => text_response(
+            StatusCode::NOT_FOUND,
+            "POST /reload is disabled; start wssd with --reload-token TOKEN (or WSSD_RELOAD_TOKEN), or send SIGHUP\n",
+        ),
     }
 }
 
@@ -198,7 +224,7 @@ async fn handle(
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "admin endpoints: / (status page) /status (JSON) /healthz /readyz /metrics POST /publish/<route>\n",
+            "admin endpoints: / (status page) /status (JSON) /healthz /readyz /metrics POST /publish/<route> POST /reload\n",
         ),
     }
 }

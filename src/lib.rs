@@ -6,8 +6,11 @@
 //! listener -> TLS -> HTTP -> router -> route kind -> WebSocket session.
 //!
 //! - [`server`]: binds listeners or adopts socket-activated ones (`bind`,
-//!   `listener`), reads the PROXY protocol header of trusted balancers
-//!   (`proxy_protocol`), admits connections per IP, per IP per second
+//!   `listener`; the running set, added to and stopped by reloads, and the
+//!   sockets an upgrade hands over: `listener_set`), applies configuration
+//!   reloads (`reload`: swap the router, retire changed routes), reads
+//!   the PROXY protocol header of trusted balancers (`proxy_protocol`),
+//!   admits connections per IP, per IP per second
 //!   (`rate`) and in total (`admission`), counting and summarising refusals
 //!   (`refusals`), puts a stall timer under every socket (`stall`: the send
 //!   timeout), answers plain HTTP on a TLS port (`sniff`), runs TLS, hands
@@ -89,6 +92,10 @@
 //! - [`early_signals`]: SIGHUP and SIGUSR2 caught (ignored, then logged)
 //!   while `serve` starts, before the server's handlers exist.
 //! - [`nofile`]: the open-file limit, raised to the hard limit at start.
+//! - [`reload`]: configuration reloads asked for (SIGHUP, the file changing
+//!   (`file_watch`), `POST /reload` on the admin listener (`endpoint`)),
+//!   their outcome, and the settings only a restart applies (`restart`);
+//!   `server::reload` applies them.
 //! - [`upgrade`]: zero-downtime binary upgrade on SIGUSR2 (start the new
 //!   binary with the listeners handed over, wait until it is ready).
 //! - [`bench`]: the `wssd bench` load generator (`echo`, `connect`, `idle`,
@@ -116,6 +123,7 @@ pub mod names;
 pub mod nofile;
 pub mod publish;
 pub mod rates;
+pub mod reload;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -141,7 +141,7 @@ fn serve(
     let served = rt.block_on(async {
         let signal = shutdown_signal().context("cannot listen for SIGTERM/SIGINT")?;
         wssd::access_log::reopen_on_sigusr1().context("cannot listen for SIGUSR1")?;
-        wssd::server::run(config, prepared, systemd, upgraded, signal)
+        wssd::server::run(config, reloader(args), prepared, systemd, upgraded, signal)
             .await
             .map_err(anyhow::Error::from)
     });
@@ -149,6 +149,17 @@ fn serve(
     wssd::access_log::finish(std::time::Duration::from_secs(2));
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a reload reads the configuration again: the same flags and
+/// environment variables (`.env` included, read at start), the file and
+/// the files it names read afresh.
+fn reloader(args: &ServeArgs) -> wssd::server::reload::Load {
+    let args = args.clone();
+    std::sync::Arc::new(move || {
+        config::load(&args, &Environment::from_process())
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    })
 }
 
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {

@@ -20,13 +20,17 @@
 //!   unknown_user, throttled)
 //! - `wssd_guesses_refused_total{what}` secrets refused unchecked by the
 //!   guessing backoff (`crate::backoff`; what: moderator_password,
-//!   publish_token; a route's `auth` counts its own as
+//!   publish_token, reload_token; a route's `auth` counts its own as
 //!   `wssd_auth_failures_total{reason="throttled"}`)
 //! - `wssd_auth_success_total{route,source}` requests a route's `auth`
 //!   accepted (source: token, jwt, basic)
 //! - `wssd_close_codes_total{code}` close codes sent or received
 //! - `wssd_upgrades_total{result}` binary upgrades on SIGUSR2 (result:
 //!   started, ok, failed)
+//! - `wssd_config_reloads_total{result}` configuration reloads (SIGHUP, a
+//!   change to the file, `POST /reload`; result: ok, partial (applied, some
+//!   settings need a restart), invalid (refused, the running one stays),
+//!   unauthorized (`POST /reload` with a missing or wrong token))
 //! - `wssd_http_requests_total{status}` plain HTTP responses
 //! - `wssd_write_timeouts_total{peer}` sockets closed because a write made no
 //!   progress for the send timeout (peer: client, upstream)
@@ -209,6 +213,11 @@ pub fn certificate_not_after(name: &str, unix_seconds: i64) {
 /// A binary upgrade (SIGUSR2): `started`, `ok` or `failed`.
 pub fn upgrade(result: &'static str) {
     counter!("wssd_upgrades_total", "result" => result).increment(1);
+}
+
+/// A configuration reload: `ok`, `partial`, `invalid` or `unauthorized`.
+pub fn config_reload(result: &'static str) {
+    counter!("wssd_config_reloads_total", "result" => result).increment(1);
 }
 
 pub fn certificate_reload(name: &str, ok: bool) {

@@ -84,6 +84,7 @@ impl Publish {
         let Some(route) = self
             .http
             .router
+            .load()
             .routes()
             .iter()
             .find(|r| r.spec.path == path)

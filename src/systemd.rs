@@ -229,27 +229,6 @@ pub fn spawn_watchdog(notifier: Notifier, period: Duration) {
     });
 }
 
-/// Without certificates to reload (TLS off), SIGHUP is still answered
-/// (RELOADING=1 then READY=1) instead of ending the process, SIGHUP's
-/// default. `hangup` is registered by the caller before it reports ready.
-/// Runs until shutdown.
-pub async fn answer_hangups(
-    mut hangup: tokio::signal::unix::Signal,
-    notifier: Notifier,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            Some(()) = hangup.recv() => {
-                tracing::info!("SIGHUP: nothing to reload (TLS is off)");
-                notifier.reloading("SIGHUP: nothing to reload (TLS is off)");
-                notifier.reloaded();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,10 @@ pub enum UpgradeError {
     Broken { pid: u32, reason: String },
 }
 
+/// The sockets an upgrade hands over, kept current by configuration
+/// reloads that add or remove listeners (`crate::server::reload`).
+pub type HandoverList = std::sync::Arc<std::sync::Mutex<Vec<Handover>>>;
+
 /// A listening socket to hand over, with its name.
 #[derive(Debug)]
 pub struct Handover {
@@ -124,7 +128,8 @@ pub struct Upgrader {
     pub args: Vec<OsString>,
     /// How long the new process has to report ready.
     pub deadline: Duration,
-    pub sockets: Vec<Handover>,
+    /// What is listening now (listeners a reload added included).
+    pub sockets: HandoverList,
     pub notifier: Notifier,
     /// `WATCHDOG_USEC` to pass on (systemd's watchdog follows MAINPID).
     pub watchdog: Option<Duration>,
@@ -237,13 +242,16 @@ impl Upgrader {
         &self,
         ready: &OwnedFd,
     ) -> Result<(tokio::process::Command, Vec<OwnedFd>), UpgradeError> {
-        let count = self.sockets.len();
+        let sockets = self
+            .sockets
+            .lock()
+            .map_err(|_| UpgradeError::Prepare(io::Error::other("handover list poisoned")))?;
+        let count = sockets.len();
         // Place every fd above its target range first (3..=3+count), so the
         // dup2 calls in the child never overwrite a source.
         let floor = 3 + count as RawFd + 1;
         let mut sources: Vec<OwnedFd> = Vec::with_capacity(count + 1);
-        for fd in self
-            .sockets
+        for fd in sockets
             .iter()
             .map(|s| s.fd.as_raw_fd())
             .chain([ready.as_raw_fd()])
@@ -258,7 +266,8 @@ impl Upgrader {
             sources.push(unsafe { OwnedFd::from_raw_fd(dup) });
         }
         let raw: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
-        let names: Vec<&str> = self.sockets.iter().map(|s| s.name).collect();
+        let names: Vec<&str> = sockets.iter().map(|s| s.name).collect();
+        drop(sockets);
         let mut command = tokio::process::Command::new(&self.program);
         command
             .args(&self.args)
@@ -305,7 +314,10 @@ mod tests {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
             deadline,
-            sockets: vec![Handover { fd, name: TLS_NAME }],
+            sockets: std::sync::Arc::new(std::sync::Mutex::new(vec![Handover {
+                fd,
+                name: TLS_NAME,
+            }])),
             notifier: Notifier::default(),
             watchdog: None,
         };

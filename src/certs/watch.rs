@@ -1,8 +1,10 @@
 //! Triggers for certificate reloads: file events in the folders holding
 //! certificate files (certbot renames, Kubernetes `..data` symlink swaps,
-//! in-place rewrites), SIGHUP, and a slow periodic check as a backstop for
-//! filesystems without inotify. It decides *when*; `manager` does the work.
-//! A SIGHUP reload is bracketed by RELOADING=1 and READY=1 for systemd.
+//! in-place rewrites), every configuration reload (SIGHUP, the file
+//! changing, `POST /reload`: asked by `crate::server::reload`, which also
+//! tells systemd RELOADING=1 and READY=1 around it), and a slow periodic
+//! check as a backstop for filesystems without inotify. It decides *when*;
+//! `manager` does the work.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -10,11 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::manager::CertManager;
-use crate::systemd::Notifier;
 
 /// Quiet time after the last file event before reloading (cert and key are
 /// usually written one after the other).
@@ -24,14 +25,13 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// on a blocking thread.
 pub type Tick = Arc<dyn Fn() + Send + Sync>;
 
-/// Runs until shutdown. `hangup` is registered by the caller before it
-/// reports ready, so a SIGHUP sent the moment `/readyz` answers is seen.
+/// Runs until shutdown. `reloads` are the configuration reloads' requests
+/// (labelled with their trigger, answered when done).
 pub async fn run(
     manager: Arc<CertManager>,
     interval: Duration,
     on_tick: Option<Tick>,
-    mut hangup: tokio::signal::unix::Signal,
-    notifier: Notifier,
+    mut reloads: mpsc::Receiver<(String, oneshot::Sender<()>)>,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
@@ -91,13 +91,12 @@ pub async fn run(
                 // Symlink swaps move the real files to new folders.
                 watch_new(&mut watcher);
             }
-            Some(()) = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading certificates");
-                notifier.reloading("reloading certificates (SIGHUP)");
+            Some((trigger, done)) = reloads.recv() => {
+                tracing::info!("{trigger}: reloading certificates");
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(true)).await;
-                notifier.reloaded();
                 watch_new(&mut watcher);
+                let _ = done.send(());
             }
             _ = ticker.tick() => {
                 let m = manager.clone();

@@ -1,5 +1,5 @@
-//! The admin section: the metrics/health listener and the bearer token of
-//! its publish endpoint.
+//! The admin section: the metrics/health listener and the bearer tokens of
+//! its publish and reload endpoints.
 
 use std::net::SocketAddr;
 
@@ -14,10 +14,15 @@ pub struct Admin {
     pub addr: Option<SocketAddr>,
     /// Bearer token of `POST /publish/<route>`; `None` disables it.
     pub publish_token: Option<String>,
+    /// Bearer token of `POST /reload`; `None` disables it.
+    pub reload_token: Option<String>,
+    /// `--watch-config`: reload when the configuration file changes.
+    pub watch_config: bool,
 }
 
-/// `--admin` (an address, or `off`/`none`/empty) and `--publish-token`
-/// (at least 16 characters).
+/// `--admin` (an address, or `off`/`none`/empty), `--publish-token` and
+/// `--reload-token` (each at least 16 characters), and `--watch-config`
+/// (the reload settings live with the admin endpoint's token).
 pub fn section(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Admin {
     let text = pick(
         &src.args.admin,
@@ -40,8 +45,18 @@ pub fn section(src: &Sources<'_>, problems: &mut Vec<ConfigError>) -> Admin {
     {
         problems.push(ConfigError::PublishTokenTooShort);
     }
+    let reload_token = pick(&src.args.reload_token, src.file.reload_token.as_ref());
+    if let Some(t) = &reload_token
+        && t.trim().len() < 16
+    {
+        problems.push(ConfigError::ReloadTokenTooShort);
+    }
+    let watch_config = pick(&src.args.watch_config, src.file.watch_config.as_ref())
+        .unwrap_or(defaults::WATCH_CONFIG);
     Admin {
         addr,
         publish_token,
+        reload_token,
+        watch_config,
     }
 }

@@ -54,6 +54,8 @@ pub const LISTENER_MAX_CONNECTIONS: Option<usize> = None;
 pub const PROXY_PROTOCOL: bool = false;
 /// `--redirect-http`: off.
 pub const REDIRECT_HTTP: bool = false;
+/// `--watch-config`: a change to the configuration file reloads it.
+pub const WATCH_CONFIG: bool = true;
 /// `--handshake-timeout`: TCP accept to complete request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--ping-interval`.
@@ -146,6 +148,8 @@ mod tests {
         ] {
             assert_eq!(help_default(id), "off", "--{id}");
         }
+        const { assert!(WATCH_CONFIG) };
+        assert_eq!(help_default("watch_config"), "on");
         assert_eq!((MESSAGE_RATE, BYTE_RATE), (None, None));
         assert_eq!(help_default("message_rate"), "off");
         assert_eq!(help_default("byte_rate"), "off");

@@ -202,6 +202,10 @@ pub enum ConfigError {
         "--publish-token must be at least 16 characters (it guards POST /publish); generate one with `openssl rand -hex 24`"
     )]
     PublishTokenTooShort,
+    #[error(
+        "--reload-token must be at least 16 characters (it guards POST /reload); generate one with `openssl rand -hex 24`"
+    )]
+    ReloadTokenTooShort,
     #[error("--log-level `{level}` is not a level or filter: {problem}")]
     BadLogLevel { level: String, problem: String },
     #[error("no state folder: set --state-dir DIR (neither XDG_STATE_HOME nor HOME is set)")]

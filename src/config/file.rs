@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub broker: Option<Spanned<String>>,
     pub broker_ca: Option<PathBuf>,
     pub publish_token: Option<String>,
+    pub reload_token: Option<String>,
+    pub watch_config: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub access_log: Option<String>,

@@ -229,6 +229,26 @@ pub struct ServeArgs {
     )]
     pub publish_token: Option<String>,
 
+    /// Bearer token for POST /reload on the admin listener (reloads the configuration) [default: off, endpoint disabled]
+    #[arg(
+        long,
+        env = "WSSD_RELOAD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub reload_token: Option<String>,
+
+    /// Reload the configuration when its file changes (besides SIGHUP and POST /reload) [default: on]
+    #[arg(
+        long,
+        env = "WSSD_WATCH_CONFIG",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub watch_config: Option<bool>,
+
     /// Log format [default: text]
     #[arg(long, env = "WSSD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -92,6 +92,10 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Bearer token of the admin publish endpoint; `None` disables it.
     pub publish_token: Option<String>,
+    /// Bearer token of the admin reload endpoint; `None` disables it.
+    pub reload_token: Option<String>,
+    /// Reload when the configuration file changes.
+    pub watch_config: bool,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `--access-log` and `--access-log-format`.
@@ -147,6 +151,8 @@ pub fn load(args: &ServeArgs, env: &Environment) -> Result<Config, ConfigErrors>
         admin: admin.addr,
         broker,
         publish_token: admin.publish_token,
+        reload_token: admin.reload_token,
+        watch_config: admin.watch_config,
         log_format,
         log_level,
         access_log,

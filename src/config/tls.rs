@@ -16,7 +16,7 @@ use super::sources::{Sources, pick};
 use super::types::{AcmeChallenge, ClientAuth, KeyType, TlsMode};
 
 /// Certificate settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     pub mode: TlsMode,
     /// The default certificate's files (`--tls files`).

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,12 +17,15 @@ use crate::routes::Env;
 use crate::tls::challenge::Challenges;
 
 /// What every connection shares: routes, limits and the shutdown signal.
+/// The router and the browser allowlists are swapped whole by a
+/// configuration reload (`crate::server::reload`); a request loads each
+/// once and keeps what it loaded.
 pub struct HttpContext {
-    pub router: Router,
+    pub router: ArcSwap<Router>,
     /// Browser Origins allowed besides the request's own host.
-    pub allow_origin: Vec<String>,
+    pub allow_origin: ArcSwap<Vec<String>>,
     /// Host names browser pages may use on plain listeners (DNS rebinding).
-    pub allow_host: HostAllow,
+    pub allow_host: ArcSwap<HostAllow>,
     /// Send Strict-Transport-Security on TLS listeners (publicly trusted
     /// certificates only: `--tls acme` or `files`).
     pub hsts: bool,

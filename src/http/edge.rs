@@ -127,8 +127,8 @@ pub fn browser_allowed(
     conn: &ConnInfo,
 ) -> Result<(), BrowserRefused> {
     let origin = origin.to_str().unwrap_or("");
-    if ctx
-        .allow_origin
+    let allow_origin = ctx.allow_origin.load();
+    if allow_origin
         .iter()
         .any(|a| a != "*" && a.trim_end_matches('/').eq_ignore_ascii_case(origin))
     {
@@ -149,7 +149,7 @@ pub fn browser_allowed(
         Some(p) => p.eq_ignore_ascii_case("https"),
         None => conn.tls,
     };
-    if !conn.tls && !ctx.allow_host.allows(host) {
+    if !conn.tls && !ctx.allow_host.load().allows(host) {
         let name = host_name(host);
         let text = format!(
             "Host `{host}` is not a name this server answers browser pages on (a DNS-rebinding guard on plain listeners); if {name} is yours, add --allow-host {name} (or list it in --hostname)\n"
@@ -164,7 +164,7 @@ pub fn browser_allowed(
         }
         return Err(BrowserRefused(text));
     }
-    if ctx.allow_origin.iter().any(|a| a == "*") {
+    if allow_origin.iter().any(|a| a == "*") {
         return Ok(());
     }
     let scheme = if https { "https" } else { "http" };

@@ -134,9 +134,9 @@ fn allowed_by_model(name: &HostName, entries: &[&str]) -> bool {
 fn ctx(allow_origin: Vec<String>, allow_host: &[&str], trusted: bool) -> HttpContext {
     let entries: Vec<String> = allow_host.iter().map(|s| s.to_string()).collect();
     HttpContext {
-        router: Router::default(),
-        allow_origin,
-        allow_host: HostAllow::new(&entries),
+        router: arc_swap::ArcSwap::from_pointee(Router::default()),
+        allow_origin: arc_swap::ArcSwap::from_pointee(allow_origin),
+        allow_host: arc_swap::ArcSwap::from_pointee(HostAllow::new(&entries)),
         hsts: false,
         sessions: Arc::new(Semaphore::new(1)),
         shutdown: CancellationToken::new(),

@@ -120,15 +120,16 @@ async fn handle(mut req: Request<Incoming>, ctx: &HttpContext, conn: &ConnInfo) 
         // ACME HTTP-01: answered before routing, on plain listeners only.
         return counted(acme_http01(ctx, token));
     }
+    let router = ctx.router.load();
     if !conn.tls
         && let Some(port) = ctx.redirect_https
-        && !ctx.router.find(&path).is_some_and(|m| m.route.spec.plain)
+        && !router.find(&path).is_some_and(|m| m.route.spec.plain)
     {
         // --redirect-http: everything but `plain = true` routes goes to https.
         return counted(redirect::to_https(&req, port, wants_websocket(&req)));
     }
     let upgrade = wants_websocket(&req);
-    let Some(matched) = ctx.router.find(&path) else {
+    let Some(matched) = router.find(&path) else {
         if upgrade {
             metrics::handshake_failed(HandshakeFailure::Http);
         }
@@ -193,7 +194,7 @@ async fn serve(
                 &format!(
                     "{} serves files, not WebSockets; WebSocket routes: {}\n",
                     route.spec.path,
-                    websocket_paths(&ctx.router)
+                    websocket_paths(&ctx.router.load())
                 ),
             ))
         }

@@ -11,7 +11,9 @@ use crate::http::reply::ConnInfo;
 /// What a route kind gets from the server for one request.
 pub struct Env<'a> {
     pub conn: &'a ConnInfo,
-    /// Cancelled when the server shuts down.
+    /// Cancelled when the server shuts down, or when a configuration
+    /// reload retires the route and its grace ends (the route's own
+    /// `Route::stop`, a child of the server's shutdown).
     pub shutdown: &'a CancellationToken,
     /// Sessions are spawned here, so shutdown can wait for them.
     pub tracker: &'a TaskTracker,

@@ -64,6 +64,11 @@ pub struct Route {
     pub runtime: RouteRuntime,
     /// The path, shared by the logs and metrics of the route's sessions.
     label: Arc<str>,
+    /// A child of the server's shutdown: cancelled at shutdown, or when a
+    /// configuration reload retires the route (changed or removed) and its
+    /// grace ends. Its sessions and background tasks watch it, so they
+    /// close with 1001 exactly as at shutdown.
+    pub stop: CancellationToken,
 }
 
 /// The state each route kind keeps across connections.
@@ -117,8 +122,14 @@ pub enum PublishError {
 
 impl Route {
     /// Builds a route's state from its spec (static folders are
-    /// canonicalized, proxy CAs loaded, exec programs resolved here).
-    pub fn build(spec: &RouteSpec, limits: &Limits, broker: &Broker) -> Result<Route, BuildError> {
+    /// canonicalized, proxy CAs loaded, exec programs resolved here); its
+    /// [`Route::stop`] is a child of `shutdown`.
+    pub fn build(
+        spec: &RouteSpec,
+        limits: &Limits,
+        broker: &Broker,
+        shutdown: &CancellationToken,
+    ) -> Result<Route, BuildError> {
         let path = &spec.path;
         let runtime = match &spec.kind {
             RouteKind::Echo => RouteRuntime::Echo,
@@ -150,18 +161,37 @@ impl Route {
                 RouteRuntime::Ca(ca_page::CaPage::new(path, state_dir.clone()))
             }
         };
-        // Fan-out kinds get their own message-size default.
-        let fanout = matches!(runtime, RouteRuntime::Chat(_) | RouteRuntime::Broadcast(_));
         // The status page lists WebSocket routes before their first session.
         if spec.kind.is_websocket() {
             crate::status::live::live().declare_route(path, spec.kind.name());
         }
         Ok(Route {
-            limits: limits.for_route(&spec.limits, fanout),
+            limits: Route::resolved_limits(spec, limits),
             label: spec.path.as_str().into(),
             spec: spec.clone(),
             runtime,
+            stop: shutdown.child_token(),
         })
+    }
+
+    /// The session limits a route of `spec` gets under the global `limits`
+    /// (fan-out kinds have their own message-size default): a reload keeps
+    /// a route only when these and its spec are unchanged.
+    pub fn resolved_limits(spec: &RouteSpec, limits: &Limits) -> SessionLimits {
+        let fanout = matches!(spec.kind, RouteKind::Chat(_) | RouteKind::Broadcast);
+        limits.for_route(&spec.limits, fanout)
+    }
+
+    /// What the route's kind gets for a request: `env` with the route's own
+    /// stop signal in place of the server's shutdown.
+    fn own_env<'a>(&'a self, env: &Env<'a>) -> Env<'a> {
+        Env {
+            conn: env.conn,
+            shutdown: &self.stop,
+            tracker: env.tracker,
+            trusted_proxies: env.trusted_proxies,
+            identity: env.identity,
+        }
     }
 
     /// Answers a plain HTTP request on an HTTP kind (`spec.kind.is_http()`);
@@ -173,6 +203,7 @@ impl Route {
         path: &str,
         env: &Env<'_>,
     ) -> Response<Body> {
+        let env = &self.own_env(env);
         match &self.runtime {
             RouteRuntime::Proxy(proxy) => proxy::forward_http(req, proxy.clone(), env, rest).await,
             RouteRuntime::Static(source) => {
@@ -197,6 +228,7 @@ impl Route {
         permit: OwnedSemaphorePermit,
         env: &Env<'_>,
     ) -> Response<Body> {
+        let env = &self.own_env(env);
         let opened = match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
                 let slot = open::SessionSlot::new(&self.label, self.limits, permit);
@@ -234,8 +266,9 @@ impl Route {
     }
 
     /// Starts the kind's background tasks (proxy health probes, chat's
-    /// sweep of idle rooms) on `tasks`; they end on `shutdown`.
-    pub fn spawn_background(&self, tasks: &TaskTracker, shutdown: &CancellationToken) {
+    /// sweep of idle rooms) on `tasks`; they end with [`Route::stop`].
+    pub fn spawn_background(&self, tasks: &TaskTracker) {
+        let shutdown = &self.stop;
         match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
                 tasks.spawn(proxy::probe_loop(proxy.clone(), shutdown.clone()));

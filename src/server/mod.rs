@@ -1,7 +1,8 @@
 //! The server: binds every listener (or adopts the ones systemd passed),
-//! runs the accept loops and the admin listener, tells the service manager
-//! it is ready, waits for SIGTERM/SIGINT, then drains: stop accepting,
-//! close every WebSocket with 1001, wait up to the drain timeout.
+//! runs the accept loops (`listener_set`) and the admin listener, tells the
+//! service manager it is ready, applies configuration reloads (`reload`),
+//! waits for SIGTERM/SIGINT, then drains: stop accepting, close every
+//! WebSocket with 1001, wait up to the drain timeout.
 //!
 //! Certificates arrive already loaded (see `certs`); this module only puts
 //! them in the resolver.
@@ -9,9 +10,11 @@
 pub mod admission;
 pub mod bind;
 pub mod listener;
+pub mod listener_set;
 pub mod proxy_protocol;
 pub mod rate;
 pub mod refusals;
+pub mod reload;
 pub mod sniff;
 pub mod stall;
 
@@ -37,6 +40,7 @@ use crate::{admin, certs, tls};
 use admission::Admission;
 use bind::{AdoptError, BindError};
 use listener::Listener;
+use listener_set::{Key, ListenerSet};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +105,10 @@ pub fn use_passed_listeners(
 }
 
 /// Runs until `shutdown` resolves (a signal in `main`), then drains.
+/// `load` reads the configuration again for reloads.
 pub async fn run(
     config: Config,
+    load: reload::Load,
     prepared: certs::startup::Prepared,
     systemd: Systemd,
     upgraded: Option<crate::upgrade::ReadyPipe>,
@@ -128,7 +134,8 @@ pub async fn run(
             )
         }
     };
-    let router = Router::new(&config.routes, &config.limits, &broker)?;
+    let shutdown = CancellationToken::new();
+    let router = Router::new(&config.routes, &config.limits, &broker, &shutdown)?;
     let resolver = Arc::new(CertResolver::new(CertSet::default()));
     let challenges = resolver.challenges().clone();
     let tls_on = prepared.default.is_some();
@@ -174,31 +181,22 @@ pub async fn run(
     let (passed_admin, passed): (Vec<_>, Vec<_>) = passed
         .into_iter()
         .partition(|p| p.name == crate::upgrade::ADMIN_NAME);
+    // Sockets from the service manager are its to choose; ones from the
+    // previous wssd (an upgrade) follow the configuration again.
+    let fixed = !passed.is_empty() && upgraded.is_none();
     let listeners = open_listeners(&config, acceptor.as_ref(), passed)?;
     let admin_socket = match (passed_admin.into_iter().next(), config.admin) {
         (Some(p), _) => Some(bind::adopt(p)?.0),
         (None, Some(addr)) => Some(bind::bind(addr, "--admin")?),
         (None, None) => None,
     };
-    let (program, args) = crate::upgrade::Upgrader::this_program();
-    let upgrader = crate::upgrade::Upgrader {
-        program,
-        args,
-        deadline: crate::upgrade::READY_DEADLINE,
-        sockets: handover_sockets(&listeners, admin_socket.as_ref())
-            .map_err(ServerError::Handover)?,
-        notifier: notifier.clone(),
-        watchdog,
-    };
     let status = serving_status(&config, &listeners, admin_socket.as_ref());
 
-    let shutdown = CancellationToken::new();
+    let (allow_origin, allow_host) = reload::live_parts(&config);
     let ctx = Arc::new(HttpContext {
-        router,
-        allow_origin: config.allow_origin.clone(),
-        allow_host: crate::http::host::HostAllow::new(
-            config.allow_host.iter().chain(&config.tls.hostnames),
-        ),
+        router: arc_swap::ArcSwap::from_pointee(router),
+        allow_origin,
+        allow_host,
         hsts: matches!(
             config.tls.mode,
             crate::config::types::TlsMode::Acme | crate::config::types::TlsMode::Files
@@ -211,7 +209,7 @@ pub async fn run(
         redirect_https: config
             .listener_options
             .redirect_http
-            .then(|| listeners.iter().find(|l| l.tls.is_some()))
+            .then(|| listeners.iter().map(|(_, l)| l).find(|l| l.tls.is_some()))
             .flatten()
             .and_then(|l| l.socket.local_addr().ok())
             .map(|a| a.port()),
@@ -236,18 +234,36 @@ pub async fn run(
         handshake: config.limits.handshake_timeout,
         send: config.limits.send_timeout,
     };
-    for l in listeners {
-        log_listener(&l, &config);
-        loops.spawn(listener::accept_loop(
-            l.capped(&config.listener_options),
-            ctx.clone(),
-            admission.clone(),
-            timeouts,
-            config.listener_options.proxy_protocol,
-            accepting.clone(),
-        ));
+    for (_, l) in &listeners {
+        listener_set::log_listener(l, &config);
     }
+    let listener_set = ListenerSet::start(
+        listeners,
+        admin_socket.as_ref(),
+        listener_set::Shared {
+            ctx: ctx.clone(),
+            admission: admission.clone(),
+            timeouts,
+            proxy_protocol: config.listener_options.proxy_protocol,
+            listener_options: config.listener_options,
+            accepting: accepting.clone(),
+            loops: loops.clone(),
+            acceptor: acceptor.clone(),
+        },
+        fixed,
+    )
+    .map_err(ServerError::Handover)?;
+    let (program, args) = crate::upgrade::Upgrader::this_program();
+    let upgrader = crate::upgrade::Upgrader {
+        program,
+        args,
+        deadline: crate::upgrade::READY_DEADLINE,
+        sockets: listener_set.handover(),
+        notifier: notifier.clone(),
+        watchdog,
+    };
     loops.spawn(admission.clone().upkeep(shutdown.clone()));
+    let (reload_requests, reload_queue) = crate::reload::queue();
     if let Some(socket) = admin_socket {
         if let Ok(addr) = socket.local_addr() {
             tracing::info!("admin listener: http://{addr}/metrics, /healthz, /readyz");
@@ -256,16 +272,31 @@ pub async fn run(
             .publish_token
             .clone()
             .map(|token| crate::publish::Publish::new(token, ctx.clone()));
+        let reload = config
+            .reload_token
+            .clone()
+            .map(|token| crate::reload::endpoint::Endpoint::new(token, reload_requests.clone()));
         loops.spawn(admin::serve(
             socket,
             readiness.clone(),
             publish,
+            reload,
             accepting.clone(),
         ));
     }
-    for route in ctx.router.routes() {
-        route.spawn_background(&loops, &shutdown);
+    for route in ctx.router.load().routes() {
+        route.spawn_background(&loops);
     }
+    if let Some(file) = config.config_file.as_ref().filter(|_| config.watch_config) {
+        loops.spawn(crate::reload::file_watch::run(
+            file.clone(),
+            config.tls.check_interval,
+            reload_requests.clone(),
+            accepting.clone(),
+        ));
+    }
+    drop(reload_requests);
+    let mut cert_reloads = None;
     if let Some(m) = &manager {
         let refresh_config = config.clone();
         let refresh_manager = m.clone();
@@ -283,12 +314,13 @@ pub async fn run(
                 }
             }
         });
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        cert_reloads = Some(tx);
         loops.spawn(certs::watch::run(
             m.clone(),
             config.tls.check_interval,
             Some(tick),
-            hangup,
-            notifier.clone(),
+            rx,
             shutdown.clone(),
         ));
         if let (Some((settings, _)), Some(slot)) = (prepared.acme, acme_slot) {
@@ -300,13 +332,21 @@ pub async fn run(
                 shutdown.clone(),
             ));
         }
-    } else {
-        loops.spawn(crate::systemd::answer_hangups(
-            hangup,
-            notifier.clone(),
-            shutdown.clone(),
-        ));
     }
+    let drain_timeout = config.limits.drain_timeout;
+    let reloader = reload::Reloader {
+        load,
+        running: config,
+        ctx: ctx.clone(),
+        broker: broker.clone(),
+        listeners: listener_set,
+        shutdown: shutdown.clone(),
+        accepting: accepting.clone(),
+        loops: loops.clone(),
+        notifier: notifier.clone(),
+        certs: cert_reloads,
+    };
+    loops.spawn(reloader.run(hangup, reload_queue));
     readiness.set_listening();
     tracing::info!("wssd is ready: {status}");
     loops.spawn(notify_ready(
@@ -324,32 +364,26 @@ pub async fn run(
         _ = upgrader.serve(usr2) => true,
     };
     if handed_over {
-        handover_grace(
-            &accepting,
-            &ctx.tracker,
-            config.limits.drain_timeout,
-            shutdown_signal,
-        )
-        .await;
+        handover_grace(&accepting, &ctx.tracker, drain_timeout, shutdown_signal).await;
     }
     tracing::info!(
         open = admission.open(),
         "shutting down: no new connections; closing WebSockets with 1001 (drain timeout {:?})",
-        config.limits.drain_timeout
+        drain_timeout
     );
     // After a handover the service goes on (its MAINPID moved): no STOPPING.
     if !handed_over {
         notifier.stopping(&format!(
             "draining {} connection(s) (up to {:?})",
             admission.open(),
-            config.limits.drain_timeout
+            drain_timeout
         ));
     }
     readiness.set_draining();
     shutdown.cancel();
     loops.wait().await;
     ctx.tracker.close();
-    if tokio::time::timeout(config.limits.drain_timeout, ctx.tracker.wait())
+    if tokio::time::timeout(drain_timeout, ctx.tracker.wait())
         .await
         .is_err()
     {
@@ -424,13 +458,15 @@ async fn notify_ready(
     }
 }
 
-/// The TLS and plain listeners: the passed ones under socket activation
-/// (checked by [`use_passed_listeners`]), else bound from the config.
+/// The TLS and plain listeners, each with its key across reloads: the
+/// passed ones under socket activation (checked by
+/// [`use_passed_listeners`]; keyed by their address), else bound from the
+/// config (keyed by the configured address).
 fn open_listeners(
     config: &Config,
     acceptor: Option<&TlsAcceptor>,
     passed: Vec<PassedListener>,
-) -> Result<Vec<Listener>, ServerError> {
+) -> Result<Vec<(Key, Listener)>, ServerError> {
     let mut listeners = Vec::new();
     if !passed.is_empty() {
         for p in passed {
@@ -448,60 +484,42 @@ fn open_listeners(
             };
             let (socket, addr) = bind::adopt(p)?;
             let label = addr.to_string().into();
-            listeners.push(Listener {
-                socket,
-                tls,
-                label,
-                cap: None,
-            });
+            let key = Key {
+                addr,
+                tls: tls.is_some(),
+            };
+            listeners.push((
+                key,
+                Listener {
+                    socket,
+                    tls,
+                    label,
+                    cap: None,
+                },
+            ));
         }
         return Ok(listeners);
     }
-    for addr in &config.listen {
-        listeners.push(Listener::bind(*addr, "--listen", acceptor.cloned())?);
+    for &addr in &config.listen {
+        let key = Key { addr, tls: true };
+        listeners.push((key, Listener::bind(addr, "--listen", acceptor.cloned())?));
     }
-    for addr in &config.http {
-        listeners.push(Listener::bind(*addr, "--http", None)?);
+    for &addr in &config.http {
+        let key = Key { addr, tls: false };
+        listeners.push((key, Listener::bind(addr, "--http", None)?));
     }
     Ok(listeners)
-}
-
-/// Copies of the listening sockets for a binary upgrade, named as
-/// [`use_passed_listeners`] reads them back.
-fn handover_sockets(
-    listeners: &[Listener],
-    admin: Option<&tokio::net::TcpListener>,
-) -> std::io::Result<Vec<crate::upgrade::Handover>> {
-    use std::os::fd::AsFd;
-    let mut sockets = Vec::new();
-    for l in listeners {
-        let name = match l.tls {
-            Some(_) => crate::upgrade::TLS_NAME,
-            None => crate::systemd::PLAIN_NAME,
-        };
-        sockets.push(crate::upgrade::Handover {
-            fd: l.socket.as_fd().try_clone_to_owned()?,
-            name,
-        });
-    }
-    if let Some(a) = admin {
-        sockets.push(crate::upgrade::Handover {
-            fd: a.as_fd().try_clone_to_owned()?,
-            name: crate::upgrade::ADMIN_NAME,
-        });
-    }
-    Ok(sockets)
 }
 
 /// One line for `systemctl status`: routes, listeners, admin.
 fn serving_status(
     config: &Config,
-    listeners: &[Listener],
+    listeners: &[(Key, Listener)],
     admin: Option<&tokio::net::TcpListener>,
 ) -> String {
     let on: Vec<String> = listeners
         .iter()
-        .map(|l| {
+        .map(|(_, l)| {
             let kind = if l.tls.is_some() { "TLS" } else { "plain" };
             format!("{} ({kind})", l.label)
         })
@@ -515,52 +533,4 @@ fn serving_status(
         config.routes.len(),
         on.join(", ")
     )
-}
-
-fn log_listener(l: &Listener, config: &Config) {
-    let addr = l.label.as_ref();
-    crate::status::live::live().declare_listener(addr, l.tls.is_some());
-    let host = browser_host(addr, config);
-    match &l.tls {
-        Some(_) => tracing::info!(
-            "listening on {addr} (TLS): open https://{host}/ ; WebSockets at {}",
-            ws_urls("wss", &host, config)
-        ),
-        None => tracing::info!(
-            "listening on {addr} (plain): open http://{host}/ ; WebSockets at {}",
-            ws_urls("ws", &host, config)
-        ),
-    }
-}
-
-/// `localhost:PORT` for loopback listeners (what browsers and the default
-/// certificate expect), the address otherwise.
-fn browser_host(addr: &str, config: &Config) -> String {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(a) if a.ip().is_loopback() || a.ip().is_unspecified() => {
-            let name = config
-                .tls
-                .hostnames
-                .iter()
-                .find(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('*'))
-                .cloned()
-                .unwrap_or_else(|| "localhost".into());
-            format!("{name}:{}", a.port())
-        }
-        _ => addr.to_string(),
-    }
-}
-
-fn ws_urls(scheme: &str, host: &str, config: &Config) -> String {
-    let list: Vec<String> = config
-        .routes
-        .iter()
-        .filter(|r| r.kind.is_websocket())
-        .map(|r| format!("{scheme}://{host}{} ({})", r.path, r.kind.name()))
-        .collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
 }

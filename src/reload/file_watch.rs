@@ -1,0 +1,147 @@
+//! Reload when the configuration file changes: file events in its folder
+//! (editors and config managers replace the file by a rename, Kubernetes
+//! swaps a `..data` symlink, so the folder is watched, not the file),
+//! debounced, and a periodic check as a backstop where there are no file
+//! events; a reload is asked for only when the file's bytes differ from the
+//! last ones seen. A file caught half-written fails to load, is refused
+//! (the running configuration stays) and is retried at its next change.
+//! `notify` because the certificate watcher already uses it (one
+//! dependency, inotify on Linux) and an event beats any polling period.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Request, Requests, Trigger};
+
+/// Quiet time after the last event before the file is read (writers
+/// often truncate, then write).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Watches `file` until shutdown, checking it at least every `interval`.
+pub async fn run(
+    file: PathBuf,
+    interval: Duration,
+    requests: Requests,
+    shutdown: CancellationToken,
+) {
+    let mut last = read(&file).await;
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let folder = folder_of(&file);
+    let _watcher = match notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    }) {
+        Ok(mut w) => match w.watch(&folder, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} for configuration changes ({e}); checking every {interval:?}",
+                    folder.display()
+                );
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(
+                "file watching unavailable ({e}); checking the configuration file every {interval:?}"
+            );
+            None
+        }
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(()) = rx.recv() => {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        more = tokio::time::timeout(DEBOUNCE, rx.recv()) => {
+                            if more.is_err() { break; }
+                        }
+                    }
+                }
+            }
+            _ = ticker.tick() => {}
+        }
+        let now = read(&file).await;
+        if now == last {
+            continue;
+        }
+        last = now;
+        let request = Request {
+            trigger: Trigger::File,
+            reply: None,
+        };
+        // A full queue already holds a reload that will read this file.
+        if requests.try_send(request).is_err() {
+            tracing::debug!("configuration file changed; a reload is already queued");
+        }
+    }
+}
+
+/// The folder holding `file` (`.` for a bare name).
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The file's bytes, `None` when it cannot be read (a missing file is a
+/// change too: the reload says why it fails).
+async fn read(file: &Path) -> Option<Vec<u8>> {
+    tokio::fs::read(file).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_of_a_bare_name_is_the_working_folder() {
+        assert_eq!(folder_of(Path::new("wssd.toml")), PathBuf::from("."));
+        assert_eq!(
+            folder_of(Path::new("/etc/wssd/wssd.toml")),
+            PathBuf::from("/etc/wssd")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_asks_for_one_reload_and_an_unchanged_file_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wssd.toml");
+        std::fs::write(&file, "a = 1\n").unwrap();
+        let (tx, mut rx) = super::super::queue();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            file.clone(),
+            Duration::from_millis(100),
+            tx,
+            shutdown.clone(),
+        ));
+        // Unchanged across a few periodic checks: nothing.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(rx.try_recv().is_err());
+        // Replaced by a rename, as editors do.
+        let tmp = dir.path().join(".wssd.toml.tmp");
+        std::fs::write(&tmp, "a = 2\n").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let req = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.trigger, Trigger::File);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(rx.try_recv().is_err(), "one change, one reload");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
