@@ -4,15 +4,25 @@
 //! private key (by content, see `key_guard`).
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use hyper::{Method, Response, StatusCode};
-use tokio::io::AsyncSeekExt;
-use tokio_util::io::ReaderStream;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::header::{
+    ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    HeaderMap, HeaderValue, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
+    LOCATION, RANGE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper::body::SizeHint;
+use sync_wrapper::SyncWrapper;
+use tower::ServiceExt;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::{CompressionBody, CompressionLayer};
+use tower_http::services::ServeDir;
+use tower_http::services::fs::ServeFileSystemResponseBody;
 
+use super::static_fs::Confined;
 use super::{bundled, key_guard};
 use crate::http::reply::{Body, empty_body, text_response};
 
@@ -31,6 +41,7 @@ pub enum Source {
 pub async fn serve(
     source: &Source,
     method: &Method,
+    headers: &HeaderMap,
     rest: &str,
     full_path: &str,
 ) -> Response<Body> {
@@ -65,84 +76,192 @@ pub async fn serve(
             }
         }
         Source::Dir(root) => {
-            serve_dir(
-                root,
-                &relative,
-                head,
-                rest.ends_with('/') || rest.is_empty(),
-                full_path,
-            )
-            .await
+            let _ = relative;
+            serve_dir(root, headers, head, rest, full_path).await
         }
     }
 }
 
+/// Serves a file of the folder through tower-http's `ServeDir` (Range,
+/// ETag / Last-Modified and 304, precompressed `.br`/`.gz` siblings), whose
+/// every file access goes through [`Confined`] (no escape, no private
+/// key), then compresses text types on the fly.
 async fn serve_dir(
     root: &Path,
-    relative: &Path,
+    incoming: &HeaderMap,
     head: bool,
-    trailing_slash: bool,
+    rest: &str,
     full_path: &str,
 ) -> Response<Body> {
-    let candidate = root.join(relative);
-    let Ok(real) = tokio::fs::canonicalize(&candidate).await else {
-        return not_found();
-    };
-    if !real.starts_with(root) {
-        return not_found();
+    let fs = Confined::new(Arc::new(root.to_path_buf()), head);
+    let prefix = full_path.strip_suffix(rest).unwrap_or("");
+    let dir = ServeDir::with_backend(root, fs.clone())
+        .precompressed_br()
+        .precompressed_gzip()
+        .redirect_path_prefix(prefix);
+    let uri = if rest.is_empty() { "/" } else { rest };
+    let method = if head { Method::HEAD } else { Method::GET };
+    let files = tower::ServiceBuilder::new()
+        .layer(
+            CompressionLayer::new()
+                .br(true)
+                .gzip(true)
+                .compress_when(TextTypes),
+        )
+        .map_response(mark_precompressed)
+        .service(dir);
+    let Ok(resp) = files.oneshot(file_request(&method, uri, incoming)).await;
+    if let Some(file) = fs.refused() {
+        key_guard::refused(&file, full_path);
+        return text_response(
+            StatusCode::FORBIDDEN,
+            "forbidden: this file holds a private key, which wssd never serves\n",
+        );
     }
-    let Ok(meta) = tokio::fs::metadata(&real).await else {
-        return not_found();
-    };
-    let file = if meta.is_dir() {
-        let index = real.join("index.html");
-        match tokio::fs::metadata(&index).await {
-            Ok(m) if m.is_file() => {
-                if !trailing_slash {
-                    // Relative links in the index need the trailing slash.
-                    let mut r = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
-                    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("{full_path}/")) {
-                        r.headers_mut().insert(LOCATION, v);
-                    }
-                    return r;
-                }
-                index
-            }
-            _ => return not_found(),
+    match resp.status() {
+        StatusCode::NOT_FOUND => not_found(),
+        StatusCode::TEMPORARY_REDIRECT => moved(resp.headers().get(LOCATION)),
+        s if s.is_server_error() => text_response(s, "the file could not be read\n"),
+        _ => finish(resp),
+    }
+}
+
+/// Marks a `.br`/`.gz` sibling's answer (already encoded by ServeDir, not
+/// by the compression pass).
+fn mark_precompressed<B>(mut resp: Response<B>) -> Response<B> {
+    if resp.headers().contains_key(CONTENT_ENCODING) {
+        resp.extensions_mut().insert(Precompressed);
+    }
+    resp
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Precompressed;
+
+/// The request ServeDir (and the compression pass) sees: the path below
+/// the route and the headers that matter for files.
+fn file_request(method: &Method, uri: &str, incoming: &HeaderMap) -> Request<Empty<Bytes>> {
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = method.clone();
+    if let Ok(u) = uri.parse() {
+        *req.uri_mut() = u;
+    }
+    for name in [
+        ACCEPT_ENCODING,
+        RANGE,
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ] {
+        for v in incoming.get_all(&name) {
+            req.headers_mut().append(name.clone(), v.clone());
         }
-    } else if meta.is_file() {
-        real
-    } else {
-        return not_found();
-    };
-    let Ok(mut handle) = tokio::fs::File::open(&file).await else {
-        return not_found();
-    };
-    // Never a private key, whatever the file is called: look at its content.
-    match key_guard::read_head(&mut handle).await {
-        Ok(head) if key_guard::holds_private_key(&head) => {
-            key_guard::refused(&file, full_path);
-            return text_response(
-                StatusCode::FORBIDDEN,
-                "forbidden: this file holds a private key, which wssd never serves\n",
-            );
+    }
+    req
+}
+
+/// Which answers are compressed on the fly: text types (HTML, CSS,
+/// JavaScript, JSON, XML, SVG) of at least [`COMPRESS_MIN`] bytes, like
+/// Caddy's `encode` defaults.
+#[derive(Clone, Copy, Debug)]
+struct TextTypes;
+
+/// Smaller answers are sent as they are (Caddy's `minimum_length`).
+const COMPRESS_MIN: u64 = 512;
+
+impl Predicate for TextTypes {
+    fn should_compress<B: hyper::body::Body>(&self, response: &Response<B>) -> bool {
+        let text = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime_guess::Mime>().ok())
+            .is_some_and(|m| is_text(&m) || m.suffix() == Some(mime_guess::mime::XML));
+        text && SizeAbove::new(COMPRESS_MIN).should_compress(response)
+    }
+}
+
+/// wssd's headers on a file answer: UTF-8 for text types, cache for a
+/// minute then revalidate (ETag / Last-Modified), no sniffing. An ETag of
+/// an answer compressed here is made weak, as nginx does: the bytes differ
+/// from the file's.
+fn finish(resp: Response<CompressionBody<ServeFileSystemResponseBody>>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let precompressed = parts.extensions.get::<Precompressed>().is_some();
+    let h = &mut parts.headers;
+    if let Some(ct) = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && let Ok(m) = ct.parse::<mime_guess::Mime>()
+        && let Ok(v) = HeaderValue::from_str(&with_charset(&m))
+    {
+        h.insert(CONTENT_TYPE, v);
+    }
+    if !precompressed
+        && h.contains_key(CONTENT_ENCODING)
+        && let Some(tag) = h.get(ETAG).and_then(|v| v.to_str().ok())
+        && !tag.starts_with("W/")
+        && let Ok(v) = HeaderValue::from_str(&format!("W/{tag}"))
+    {
+        h.insert(ETAG, v);
+    }
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    let body = SyncBody::new(body.map_err(std::io::Error::other)).boxed();
+    Response::from_parts(parts, body)
+}
+
+/// tower-http's bodies are `Send` but not `Sync`; wssd's `Body` is both.
+/// `SyncWrapper` gives `Sync` by allowing only pinned mutable access, so
+/// the size hint (hyper's Content-Length when no header says it) is taken
+/// once up front.
+struct SyncBody<B> {
+    inner: SyncWrapper<B>,
+    hint: SizeHint,
+    done: bool,
+}
+
+impl<B: hyper::body::Body> SyncBody<B> {
+    fn new(inner: B) -> Self {
+        SyncBody {
+            hint: inner.size_hint(),
+            done: inner.is_end_stream(),
+            inner: SyncWrapper::new(inner),
         }
-        Ok(_) => {}
-        Err(_) => return not_found(),
     }
-    if handle.seek(std::io::SeekFrom::Start(0)).await.is_err() {
-        return not_found();
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for SyncBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let polled = std::pin::Pin::new(self.inner.get_mut()).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.done = true;
+        }
+        polled
     }
-    let len = match handle.metadata().await {
-        Ok(m) => m.len(),
-        Err(_) => return not_found(),
-    };
-    let content_type = content_type_of(&file);
-    let stream = ReaderStream::with_capacity(handle, 16 * 1024);
-    let body = StreamBody::new(futures_util::StreamExt::map(stream, |chunk| {
-        chunk.map(Frame::data)
-    }));
-    respond(&content_type, len, head, BodyExt::boxed(body), false)
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint.clone()
+    }
+}
+
+/// 301 to the folder with a trailing slash (relative links in its index
+/// need it), as nginx answers.
+fn moved(location: Option<&HeaderValue>) -> Response<Body> {
+    let mut r = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
+    if let Some(v) = location {
+        r.headers_mut().insert(LOCATION, v.clone());
+    }
+    r
 }
 
 fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) -> Response<Body> {
@@ -179,17 +298,26 @@ fn not_found() -> Response<Body> {
 }
 
 /// Content type by extension; text types say UTF-8.
+#[cfg(test)]
 fn content_type_of(path: &Path) -> String {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let is_text = mime.type_() == mime_guess::mime::TEXT
-        || mime.subtype() == mime_guess::mime::JAVASCRIPT
-        || mime.subtype() == mime_guess::mime::JSON
-        || mime.suffix() == Some(mime_guess::mime::XML);
-    if is_text && mime.get_param("charset").is_none() {
+    with_charset(&mime_guess::from_path(path).first_or_octet_stream())
+}
+
+/// `mime` with `charset=utf-8` added to text types that do not say.
+fn with_charset(mime: &mime_guess::Mime) -> String {
+    if is_text(mime) && mime.get_param("charset").is_none() {
         format!("{mime}; charset=utf-8")
     } else {
         mime.to_string()
     }
+}
+
+/// Text types: `text/*`, JavaScript, JSON and `+xml` (SVG included).
+fn is_text(mime: &mime_guess::Mime) -> bool {
+    mime.type_() == mime_guess::mime::TEXT
+        || mime.subtype() == mime_guess::mime::JAVASCRIPT
+        || mime.subtype() == mime_guess::mime::JSON
+        || mime.suffix() == Some(mime_guess::mime::XML)
 }
 
 /// Percent-decodes and normalizes a request path below the route; `None`
