@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::SizeHint;
 use hyper::header::{
     ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
     HeaderMap, HeaderValue, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
     LOCATION, RANGE,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use hyper::body::SizeHint;
 use sync_wrapper::SyncWrapper;
 use tower::ServiceExt;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
@@ -204,8 +204,14 @@ fn finish(resp: Response<CompressionBody<ServeFileSystemResponseBody>>) -> Respo
     {
         h.insert(ETAG, v);
     }
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     let body = SyncBody::new(body.map_err(std::io::Error::other)).boxed();
     Response::from_parts(parts, body)
 }

@@ -86,7 +86,10 @@ impl Confined {
         let real = self.resolve(&path).await?;
         let mut file = tokio::fs::File::open(&real).await?;
         if !file.metadata().await?.is_file() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not a regular file",
+            ));
         }
         self.guard(&mut file, &real).await?;
         if let Some(original) = sibling_of(&path)
@@ -160,7 +163,8 @@ impl AsyncSeek for OpenFile {
 
 impl File for OpenFile {
     type Metadata = std::fs::Metadata;
-    type MetadataFuture<'a> = Pin<Box<dyn Future<Output = io::Result<std::fs::Metadata>> + Send + 'a>>;
+    type MetadataFuture<'a> =
+        Pin<Box<dyn Future<Output = io::Result<std::fs::Metadata>> + Send + 'a>>;
 
     fn metadata(&self) -> Self::MetadataFuture<'_> {
         Box::pin(self.0.metadata())
