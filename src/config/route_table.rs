@@ -11,7 +11,8 @@ use super::auth::AuthTable;
 use super::error::RouteSpecError;
 use super::limits::{RouteLimits, seconds};
 use super::route::{
-    Balance, RouteKind, RouteSpec, build_kind, check_path, exec_spec, proxy_spec, split_command,
+    Balance, ProxySpec, RouteKind, RouteSpec, build_kind, check_path, exec_spec, proxy_spec,
+    split_command,
 };
 
 /// A TOML value that may be one string or a list of strings.
@@ -47,6 +48,16 @@ pub struct RouteTable {
     pub health_path: Option<String>,
     /// PEM CA for TLS upstreams.
     pub ca: Option<PathBuf>,
+    // -- pooled upstream HTTP (issue 15, gateway): `proxy` only --
+    /// HTTP/2 to the upstream for plain requests (h2c / ALPN h2).
+    pub upstream_http2: Option<bool>,
+    /// Idle keep-alive connections kept per upstream.
+    pub upstream_keepalive: Option<usize>,
+    /// Seconds an idle pooled connection is kept.
+    pub upstream_idle_timeout: Option<f64>,
+    /// Seconds to wait for response headers (0 = no limit).
+    pub upstream_header_timeout: Option<f64>,
+    // -- end of pooled upstream HTTP --
     /// Command for `exec` routes: a string (split like a shell) or a list.
     pub command: Option<StringOrList>,
     /// Relay raw bytes instead of lines (`exec`).
@@ -97,6 +108,27 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// Pooled upstream HTTP (issue 15, gateway): the `upstream_*` keys.
+    fn upstream_pool(&self, p: &mut ProxySpec, place: &str) -> Result<(), RouteSpecError> {
+        if let Some(on) = self.upstream_http2 {
+            p.http2 = on;
+        }
+        if let Some(n) = self.upstream_keepalive {
+            p.keepalive = n;
+        }
+        if let Some(s) = self.upstream_idle_timeout {
+            p.idle_timeout = seconds(s, place, "upstream_idle_timeout")?.ok_or_else(|| {
+                RouteSpecError::ZeroUpstreamIdleTimeout {
+                    place: place.into(),
+                }
+            })?;
+        }
+        if let Some(s) = self.upstream_header_timeout {
+            p.header_timeout = seconds(s, place, "upstream_header_timeout")?;
+        }
+        Ok(())
+    }
+
     /// Turns the table into a spec; `place` names it in errors (file and index).
     pub fn into_spec(self, place: &str) -> Result<RouteSpec, RouteSpecError> {
         let mut kind = match self.kind.as_str() {
@@ -139,6 +171,16 @@ impl RouteTable {
             ("balance", self.balance.is_some()),
             ("health_path", self.health_path.is_some()),
             ("ca", self.ca.is_some()),
+            ("upstream_http2", self.upstream_http2.is_some()),
+            ("upstream_keepalive", self.upstream_keepalive.is_some()),
+            (
+                "upstream_idle_timeout",
+                self.upstream_idle_timeout.is_some(),
+            ),
+            (
+                "upstream_header_timeout",
+                self.upstream_header_timeout.is_some(),
+            ),
         ] {
             misplaced(key, present && !is("proxy"), "proxy")?;
         }
@@ -189,6 +231,7 @@ impl RouteTable {
                 }
                 p.health_path = self.health_path.clone();
                 p.ca = self.ca.clone();
+                self.upstream_pool(p, place)?;
             }
             RouteKind::Chat(c) => {
                 if let Some(n) = self.history {

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::client::{self, PoolSettings, Pooled};
 use crate::config::route::{Balance, ProxySpec, Upstream};
 use crate::server::stall::{Peer, StallGuard};
 use crate::tls::CaPemError;
@@ -71,6 +72,8 @@ pub(super) struct Member {
     down_until: AtomicU64,
     /// Open connections (least-connections balancing).
     pub(super) active: AtomicUsize,
+    /// Keep-alive connections for plain HTTP requests.
+    pub(super) client: Pooled,
 }
 
 /// A proxy route's upstream pool.
@@ -113,6 +116,12 @@ impl ProxyRoute {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let tls = Arc::new(tls);
+        let settings = PoolSettings {
+            http2: spec.http2,
+            keepalive: spec.keepalive,
+            idle_timeout: spec.idle_timeout,
+        };
         Ok(ProxyRoute {
             members: spec
                 .upstreams
@@ -121,13 +130,18 @@ impl ProxyRoute {
                     upstream: u.clone(),
                     down_until: AtomicU64::new(0),
                     active: AtomicUsize::new(0),
+                    client: client::pooled(
+                        settings,
+                        u.scheme.is_tls().then(|| tls.clone()),
+                        send_timeout,
+                    ),
                 })
                 .collect(),
             spec,
             path: path.to_string(),
             next: AtomicUsize::new(0),
             epoch: StdInstant::now(),
-            tls: Arc::new(tls),
+            tls,
             send_timeout,
         })
     }
@@ -182,41 +196,10 @@ impl ProxyRoute {
     /// Connects (TCP, then TLS for wss/https) to upstream `i`.
     async fn connect(&self, i: usize) -> Result<BoxIo, ConnectError> {
         let up = &self.members[i].upstream;
-        let attempt = async {
-            let tcp = TcpStream::connect((up.host.as_str(), up.port))
-                .await
-                .map_err(|source| ConnectError::Tcp {
-                    host: up.host.clone(),
-                    port: up.port,
-                    source,
-                })?;
-            let _ = tcp.set_nodelay(true);
-            // Every write to the upstream (TLS records included) runs
-            // under the send timeout.
-            let tcp = StallGuard::new(tcp, self.send_timeout, Peer::Upstream);
-            if !up.scheme.is_tls() {
-                return Ok(Box::new(tcp) as BoxIo);
-            }
-            let name =
-                ServerName::try_from(up.host.clone()).map_err(|source| ConnectError::Name {
-                    host: up.host.clone(),
-                    source,
-                })?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|source| ConnectError::Tls {
-                    url: up.url.clone(),
-                    source,
-                })?;
-            Ok(Box::new(tls) as BoxIo)
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(ConnectError::TimedOut {
-                url: up.url.clone(),
-            }),
-        }
+        let tls = up.scheme.is_tls().then(|| self.tls.clone());
+        connect_io(&up.host, up.port, tls, &up.url, self.send_timeout)
+            .await
+            .map(|(io, _)| io)
     }
 
     /// Connects to upstream `i`, or marks it down and says `None`.
@@ -254,6 +237,75 @@ impl ProxyRoute {
             path.push_str(q);
         }
         path
+    }
+}
+
+/// Connects to `host:port` (then TLS with `tls` when given) within
+/// [`CONNECT_TIMEOUT`]; every write then runs under `send_timeout`. Says
+/// whether ALPN chose `h2`.
+pub(super) async fn connect_io(
+    host: &str,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    url: &str,
+    send_timeout: Duration,
+) -> Result<(BoxIo, bool), ConnectError> {
+    let attempt = async {
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|source| ConnectError::Tcp {
+                host: host.to_string(),
+                port,
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        // Every write to the upstream (TLS records included) runs under
+        // the send timeout.
+        let tcp = StallGuard::new(tcp, send_timeout, Peer::Upstream);
+        let Some(config) = tls else {
+            return Ok((Box::new(tcp) as BoxIo, false));
+        };
+        let name = ServerName::try_from(host.to_string()).map_err(|source| ConnectError::Name {
+            host: host.to_string(),
+            source,
+        })?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ConnectError::Tls {
+                url: url.to_string(),
+                source,
+            })?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((Box::new(tls) as BoxIo, h2))
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::TimedOut {
+            url: url.to_string(),
+        }),
+    }
+}
+
+impl ProxyRoute {
+    /// The absolute URI of a plain HTTP request to upstream `i` (the pool
+    /// is keyed by its scheme and authority).
+    pub(super) fn http_uri(
+        &self,
+        i: usize,
+        full_path: &str,
+        rest: &str,
+        query: Option<&str>,
+    ) -> Result<hyper::Uri, hyper::http::uri::InvalidUri> {
+        let up = &self.members[i].upstream;
+        let scheme = if up.scheme.is_tls() { "https" } else { "http" };
+        let host = if up.host.contains(':') {
+            format!("[{}]", up.host)
+        } else {
+            up.host.clone()
+        };
+        let target = self.target(i, full_path, rest, query);
+        format!("{scheme}://{host}:{}{target}", up.port).parse()
     }
 }
 
