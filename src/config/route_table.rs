@@ -323,3 +323,65 @@ impl RouteTable {
         })
     }
 }
+
+/// Pooled upstream HTTP keys (issue 15, gateway).
+#[cfg(test)]
+mod upstream_pool_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::route::{
+        DEFAULT_UPSTREAM_HEADER_TIMEOUT, DEFAULT_UPSTREAM_IDLE_TIMEOUT, DEFAULT_UPSTREAM_KEEPALIVE,
+    };
+
+    fn spec(extra: &str) -> Result<RouteSpec, RouteSpecError> {
+        let text = format!("path = '/'\nkind = 'proxy'\nupstream = 'http://127.0.0.1:1'\n{extra}");
+        let table: RouteTable = toml::from_str(&text).unwrap();
+        table.into_spec("route 1")
+    }
+
+    fn proxy(r: RouteSpec) -> ProxySpec {
+        match r.kind {
+            RouteKind::Proxy(p) => p,
+            other => panic!("not a proxy: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let p = proxy(spec("").unwrap());
+        assert!(!p.http2);
+        assert_eq!(p.keepalive, DEFAULT_UPSTREAM_KEEPALIVE);
+        assert_eq!(p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT);
+        assert_eq!(p.header_timeout, Some(DEFAULT_UPSTREAM_HEADER_TIMEOUT));
+        let p = proxy(
+            spec("upstream_http2 = true\nupstream_keepalive = 0\nupstream_idle_timeout = 1.5\nupstream_header_timeout = 0\n")
+                .unwrap(),
+        );
+        assert!(p.http2);
+        assert_eq!(p.keepalive, 0);
+        assert_eq!(p.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(p.header_timeout, None);
+    }
+
+    #[test]
+    fn bad_values_and_other_kinds_are_named() {
+        let e = spec("upstream_idle_timeout = 0\n").unwrap_err().to_string();
+        assert!(
+            e.contains("upstream_idle_timeout must be above 0")
+                && e.contains("upstream_keepalive = 0"),
+            "{e}"
+        );
+        let e = spec("upstream_header_timeout = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream_header_timeout"), "{e}");
+        let table: RouteTable =
+            toml::from_str("path = '/'\nkind = 'echo'\nupstream_keepalive = 4\n").unwrap();
+        let e = table.into_spec("route 2").unwrap_err().to_string();
+        assert!(
+            e.contains("upstream_keepalive") && e.contains("proxy"),
+            "{e}"
+        );
+    }
+}

@@ -67,15 +67,16 @@ async fn counting_upstream(h2c: bool, delay: Duration) -> (u16, Seen) {
             let tx = tx.clone();
             let version = s.version.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let version = version.clone();
-                    async move {
-                        *version.lock().unwrap() = format!("{:?}", req.version());
-                        let _ = req.into_body().collect().await;
-                        tokio::time::sleep(delay).await;
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                    }
-                });
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let version = version.clone();
+                        async move {
+                            *version.lock().unwrap() = format!("{:?}", req.version());
+                            let _ = req.into_body().collect().await;
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
                 let io = TokioIo::new(tcp);
                 if h2c {
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -219,9 +220,9 @@ async fn idle_bound_holds_after_a_hundred_concurrent_requests() {
     let mut tasks = Vec::new();
     for n in 0..100 {
         let mut c = client(&server).await;
-        tasks.push(tokio::spawn(async move {
-            get(&mut c, &format!("/p{n}")).await
-        }));
+        tasks.push(tokio::spawn(
+            async move { get(&mut c, &format!("/p{n}")).await },
+        ));
     }
     for t in tasks {
         let (status, body) = t.await.unwrap();
@@ -253,14 +254,18 @@ async fn http2_to_an_h2c_upstream_multiplexes_on_one_connection() {
     let mut tasks = Vec::new();
     for n in 0..20 {
         let mut c = client(&server).await;
-        tasks.push(tokio::spawn(async move {
-            get(&mut c, &format!("/h{n}")).await
-        }));
+        tasks.push(tokio::spawn(
+            async move { get(&mut c, &format!("/h{n}")).await },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().0, 200);
     }
-    assert_eq!(seen.accepted(), 1, "20 concurrent requests, one h2 connection");
+    assert_eq!(
+        seen.accepted(),
+        1,
+        "20 concurrent requests, one h2 connection"
+    );
     assert_eq!(*seen.version.lock().unwrap(), "HTTP/2.0");
 }
 
