@@ -256,7 +256,7 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for SyncBody<B> {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
