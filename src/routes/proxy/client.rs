@@ -23,7 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::pool::{BoxIo, ConnectError, connect_io};
+use super::connect::{BoxIo, ConnectError, connect_io};
 
 pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
 

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::client::{Reclaim, Reclaimable};
 use super::headers::{HOP_BY_HOP, forwarded_headers};
-use super::{ProxyRoute, bad_gateway};
+use super::pool::ProxyRoute;
 use crate::http::reply::{Body, text_response};
 use crate::metrics;
 use crate::routes::body_timeout::{Paced, Paused};
@@ -35,6 +35,12 @@ pub async fn forward_http(
 ) -> Response<Body> {
     let span = session_span(env.identity);
     forward(req, proxy, env, rest).instrument(span).await
+}
+
+/// 502, counted.
+pub(super) fn bad_gateway(text: &str) -> Response<Body> {
+    metrics::http_response(502);
+    text_response(StatusCode::BAD_GATEWAY, text)
 }
 
 /// How one attempt at an upstream ended, when it did not answer.

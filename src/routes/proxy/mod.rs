@@ -4,10 +4,12 @@
 //! upstream is skipped for a while) and optional active probes.
 //!
 //! WebSockets are relayed frame by frame by `relay` once both
-//! handshakes are done. Edge checks (Origin, connection limits) happened
+//! handshakes are done (each on its own HTTP/1.1 connection, `connect`);
+//! plain HTTP goes through `http` over the pooled client of `client`. Edge checks (Origin, connection limits) happened
 //! before this module is called.
 
 mod client;
+mod connect;
 mod frame;
 mod handshake;
 mod headers;
@@ -20,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use hyper::body::Incoming;
 use hyper::header;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
@@ -31,13 +33,9 @@ use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::forwarded_headers;
+use http::bad_gateway;
 pub use http::forward_http;
 pub use pool::{ProxyRoute, SetupError, probe_loop};
-
-fn bad_gateway(text: &str) -> Response<Body> {
-    metrics::http_response(502);
-    text_response(StatusCode::BAD_GATEWAY, text)
-}
 
 /// Connects a WebSocket to an upstream, then answers the client's upgrade
 /// (101 with the upstream's subprotocol, 502 when no upstream answers, or

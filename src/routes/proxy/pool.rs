@@ -13,32 +13,19 @@ use std::time::{Duration, Instant as StdInstant};
 use hyper::header::{self};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{self, PoolSettings, Pooled};
+use super::connect::{BoxIo, CONNECT_TIMEOUT, ConnectError, connect_io};
 use crate::config::route::{Balance, ProxySpec, Upstream};
-use crate::server::stall::{Peer, StallGuard};
 use crate::tls::CaPemError;
 
 /// How long an upstream that refused a connection is skipped.
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
-/// Time allowed to connect (TCP and TLS) to an upstream.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Interval of active health probes (`health_path`).
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Anything the proxy can talk to an upstream over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-pub(super) type BoxIo = Box<dyn Io>;
 
 /// Why a proxy route could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -240,53 +227,6 @@ impl ProxyRoute {
     }
 }
 
-/// Connects to `host:port` (then TLS with `tls` when given) within
-/// [`CONNECT_TIMEOUT`]; every write then runs under `send_timeout`. Says
-/// whether ALPN chose `h2`.
-pub(super) async fn connect_io(
-    host: &str,
-    port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    url: &str,
-    send_timeout: Duration,
-) -> Result<(BoxIo, bool), ConnectError> {
-    let attempt = async {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|source| ConnectError::Tcp {
-                host: host.to_string(),
-                port,
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        // Every write to the upstream (TLS records included) runs under
-        // the send timeout.
-        let tcp = StallGuard::new(tcp, send_timeout, Peer::Upstream);
-        let Some(config) = tls else {
-            return Ok((Box::new(tcp) as BoxIo, false));
-        };
-        let name = ServerName::try_from(host.to_string()).map_err(|source| ConnectError::Name {
-            host: host.to_string(),
-            source,
-        })?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|source| ConnectError::Tls {
-                url: url.to_string(),
-                source,
-            })?;
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        Ok((Box::new(tls) as BoxIo, h2))
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(ConnectError::TimedOut {
-            url: url.to_string(),
-        }),
-    }
-}
-
 impl ProxyRoute {
     /// The absolute URI of a plain HTTP request to upstream `i` (the pool
     /// is keyed by its scheme and authority).
@@ -346,26 +286,6 @@ async fn probe(route: &ProxyRoute, i: usize, path: &str) -> Result<(), ProbeErro
     } else {
         Err(ProbeError::Status(resp.status()))
     }
-}
-
-/// Why an upstream could not be reached.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ConnectError {
-    #[error("connect {host}:{port}: {source}")]
-    Tcp {
-        host: String,
-        port: u16,
-        source: std::io::Error,
-    },
-    #[error("bad upstream host name {host}: {source}")]
-    Name {
-        host: String,
-        source: rustls::pki_types::InvalidDnsNameError,
-    },
-    #[error("TLS to {url}: {source}")]
-    Tls { url: String, source: std::io::Error },
-    #[error("connect to {url} timed out")]
-    TimedOut { url: String },
 }
 
 /// Why a health probe failed.
