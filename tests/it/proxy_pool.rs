@@ -138,13 +138,9 @@ async fn get(sender: &mut Sender, path: &str) -> (u16, Bytes) {
 }
 
 #[tokio::test]
-async fn two_hundred_requests_reuse_a_handful_of_connections_then_idle_ones_close() {
+async fn two_hundred_requests_reuse_a_handful_of_connections() {
     let (port, seen) = counting_upstream(false, Duration::ZERO).await;
-    let (server, _dir) = front(
-        &format!("http://127.0.0.1:{port}"),
-        "upstream_idle_timeout = 1\n",
-    )
-    .await;
+    let (server, _dir) = front(&format!("http://127.0.0.1:{port}"), "").await;
     let mut c = client(&server).await;
     for n in 0..200 {
         let (status, body) = get(&mut c, &format!("/r{n}")).await;
@@ -155,7 +151,23 @@ async fn two_hundred_requests_reuse_a_handful_of_connections_then_idle_ones_clos
         accepted <= 3,
         "200 requests made {accepted} upstream connections"
     );
-    assert_eq!(*seen.open.borrow(), accepted, "kept alive while in use");
+    assert_eq!(*seen.open.borrow(), accepted, "kept alive while idle");
+}
+
+#[tokio::test]
+async fn idle_pooled_connections_close_after_the_idle_timeout() {
+    let (port, seen) = counting_upstream(false, Duration::ZERO).await;
+    let (server, _dir) = front(
+        &format!("http://127.0.0.1:{port}"),
+        "upstream_idle_timeout = 1\n",
+    )
+    .await;
+    let mut c = client(&server).await;
+    for n in 0..20 {
+        assert_eq!(get(&mut c, &format!("/r{n}")).await.0, 200);
+    }
+    let accepted = seen.accepted();
+    assert!(accepted <= 3, "{accepted}");
     // Idle past upstream_idle_timeout: the pool closes them.
     seen.open_at_most(0).await;
     // And a new request opens a new one.
