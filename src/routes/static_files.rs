@@ -76,7 +76,8 @@ pub async fn serve(
             }
         }
         Source::Dir(root) => {
-            let _ = relative;
+            // `rest` was checked above (clean_path); ServeDir cleans it
+            // again and the backend confines what it resolves to.
             serve_dir(root, headers, head, rest, full_path).await
         }
     }

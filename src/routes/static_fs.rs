@@ -52,7 +52,10 @@ impl Confined {
     /// (so a sibling that escapes is treated as absent, and the original
     /// file served instead).
     async fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
-        let real = tokio::fs::canonicalize(path).await?;
+        // Missing, a loop of links, a file used as a folder...: all 404.
+        let real = tokio::fs::canonicalize(path)
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e))?;
         if real.starts_with(self.root.as_path()) {
             Ok(real)
         } else {

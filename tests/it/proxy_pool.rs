@@ -304,3 +304,30 @@ async fn no_response_headers_in_time_is_504() {
     assert!(started.elapsed() < Duration::from_secs(5));
     server.wait_for_log("upstream_header_timeout").await;
 }
+
+#[tokio::test]
+async fn http2_asked_of_an_http1_tls_upstream_falls_back_over_alpn() {
+    // The backend: wssd over TLS (ALPN http/1.1 only) with a static folder,
+    // trusted through the route's `ca`.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "over TLS").unwrap();
+    let back = Wssd::builder()
+        .arg("--route")
+        .arg(format!("/=static:{}", site.path().display()))
+        .spawn()
+        .await;
+    let keys = format!(
+        "upstream_http2 = true\nca = \"{}\"\n",
+        back.cert_path().display()
+    );
+    let (server, _dir) = front(
+        &format!("https://localhost:{}", back.tls_addr().port()),
+        &keys,
+    )
+    .await;
+    let mut c = client(&server).await;
+    for _ in 0..3 {
+        let (status, body) = get(&mut c, "/hello.txt").await;
+        assert_eq!((status, &body[..]), (200, &b"over TLS"[..]));
+    }
+}

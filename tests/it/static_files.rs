@@ -177,6 +177,10 @@ async fn no_listing_no_escape_no_private_key() {
     let (site, _outside) = site();
     let (server, base) = server(site.path()).await;
     assert_eq!(curl(&format!("{base}/sub/"), &[]).status, 404, "no listing");
+    std::os::unix::fs::symlink("loop", site.path().join("loop")).unwrap();
+    for path in ["/missing.txt", "/digits.txt/below", "/loop"] {
+        assert_eq!(curl(&format!("{base}{path}"), &[]).status, 404, "{path}");
+    }
     let r = curl(&format!("{base}/sub/out.txt"), &[]);
     assert_eq!(r.status, 404, "symlink out of the folder");
     assert!(!String::from_utf8_lossy(&r.body).contains("secret"));
