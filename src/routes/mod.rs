@@ -27,6 +27,7 @@ pub mod chat;
 pub mod echo;
 pub mod env;
 pub mod exec;
+mod file_answer;
 pub mod identity;
 pub mod key_guard;
 pub mod open;

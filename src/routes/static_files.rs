@@ -6,25 +6,20 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::SizeHint;
+use http_body_util::BodyExt;
 use hyper::header::{
-    ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
-    HeaderMap, HeaderValue, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
-    LOCATION, RANGE,
+    ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, LOCATION,
 };
-use hyper::{Method, Request, Response, StatusCode};
-use sync_wrapper::SyncWrapper;
+use hyper::{Method, Response, StatusCode};
 use tower::ServiceExt;
-use tower_http::compression::predicate::{Predicate, SizeAbove};
-use tower_http::compression::{CompressionBody, CompressionLayer};
+use tower_http::compression::CompressionBody;
 use tower_http::services::ServeDir;
 use tower_http::services::fs::ServeFileSystemResponseBody;
 
+use super::file_answer::{self, SyncBody, file_request, with_charset};
 use super::static_fs::Confined;
 use super::{bundled, key_guard};
-use crate::http::reply::{Body, empty_body, text_response};
+use crate::http::reply::{Body, text_response};
 
 /// Where a static route's files come from.
 #[derive(Debug, Clone)]
@@ -63,15 +58,7 @@ pub async fn serve(
             let key = relative.to_string_lossy().replace('\\', "/");
             let key = key.strip_suffix("/index.html").unwrap_or(&key);
             match bundled::find(if key == "index.html" { "" } else { key }) {
-                Some(asset) => respond(
-                    asset.content_type,
-                    asset.body.len() as u64,
-                    head,
-                    Full::new(Bytes::from_static(asset.body))
-                        .map_err(|never| match never {})
-                        .boxed(),
-                    true,
-                ),
+                Some(asset) => bundled::serve(asset, head, headers).await,
                 None => not_found(),
             }
         }
@@ -103,12 +90,7 @@ async fn serve_dir(
     let uri = if rest.is_empty() { "/" } else { rest };
     let method = if head { Method::HEAD } else { Method::GET };
     let files = tower::ServiceBuilder::new()
-        .layer(
-            CompressionLayer::new()
-                .br(true)
-                .gzip(true)
-                .compress_when(TextTypes),
-        )
+        .layer(file_answer::compression())
         .map_response(mark_precompressed)
         .service(dir);
     let Ok(resp) = files.oneshot(file_request(&method, uri, incoming)).await;
@@ -138,50 +120,6 @@ fn mark_precompressed<B>(mut resp: Response<B>) -> Response<B> {
 
 #[derive(Clone, Copy, Debug)]
 struct Precompressed;
-
-/// The request ServeDir (and the compression pass) sees: the path below
-/// the route and the headers that matter for files.
-fn file_request(method: &Method, uri: &str, incoming: &HeaderMap) -> Request<Empty<Bytes>> {
-    let mut req = Request::new(Empty::new());
-    *req.method_mut() = method.clone();
-    if let Ok(u) = uri.parse() {
-        *req.uri_mut() = u;
-    }
-    for name in [
-        ACCEPT_ENCODING,
-        RANGE,
-        IF_MATCH,
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_UNMODIFIED_SINCE,
-    ] {
-        for v in incoming.get_all(&name) {
-            req.headers_mut().append(name.clone(), v.clone());
-        }
-    }
-    req
-}
-
-/// Which answers are compressed on the fly: text types (HTML, CSS,
-/// JavaScript, JSON, XML, SVG) of at least [`COMPRESS_MIN`] bytes, like
-/// Caddy's `encode` defaults.
-#[derive(Clone, Copy, Debug)]
-struct TextTypes;
-
-/// Smaller answers are sent as they are (Caddy's `minimum_length`).
-const COMPRESS_MIN: u64 = 512;
-
-impl Predicate for TextTypes {
-    fn should_compress<B: hyper::body::Body>(&self, response: &Response<B>) -> bool {
-        let text = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<mime_guess::Mime>().ok())
-            .is_some_and(|m| is_text(&m) || m.suffix() == Some(mime_guess::mime::XML));
-        text && SizeAbove::new(COMPRESS_MIN).should_compress(response)
-    }
-}
 
 /// wssd's headers on a file answer: UTF-8 for text types, cache for a
 /// minute then revalidate (ETag / Last-Modified), no sniffing. An ETag of
@@ -217,85 +155,12 @@ fn finish(resp: Response<CompressionBody<ServeFileSystemResponseBody>>) -> Respo
     Response::from_parts(parts, body)
 }
 
-/// tower-http's bodies are `Send` but not `Sync`; wssd's `Body` is both.
-/// `SyncWrapper` gives `Sync` by allowing only pinned mutable access, so
-/// the size hint (hyper's Content-Length when no header says it) is taken
-/// once up front.
-struct SyncBody<B> {
-    inner: SyncWrapper<B>,
-    hint: SizeHint,
-    done: bool,
-}
-
-impl<B: hyper::body::Body> SyncBody<B> {
-    fn new(inner: B) -> Self {
-        SyncBody {
-            hint: inner.size_hint(),
-            done: inner.is_end_stream(),
-            inner: SyncWrapper::new(inner),
-        }
-    }
-}
-
-impl<B: hyper::body::Body + Unpin> hyper::body::Body for SyncBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
-        let polled = std::pin::Pin::new(self.inner.get_mut()).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = polled {
-            self.done = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.hint
-    }
-}
-
 /// 301 to the folder with a trailing slash (relative links in its index
 /// need it), as nginx answers.
 fn moved(location: Option<&HeaderValue>) -> Response<Body> {
     let mut r = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
     if let Some(v) = location {
         r.headers_mut().insert(LOCATION, v.clone());
-    }
-    r
-}
-
-fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) -> Response<Body> {
-    let body = if head { empty_body() } else { body };
-    let mut r = Response::new(body);
-    let h = r.headers_mut();
-    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
-        h.insert(CONTENT_TYPE, v);
-    }
-    h.insert(CONTENT_LENGTH, len.into());
-    h.insert(
-        CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static(if bundled {
-            "no-cache"
-        } else {
-            "public, max-age=60"
-        }),
-    );
-    h.insert(
-        "x-content-type-options",
-        hyper::header::HeaderValue::from_static("nosniff"),
-    );
-    if bundled {
-        h.insert(
-            hyper::header::CONTENT_SECURITY_POLICY,
-            hyper::header::HeaderValue::from_static(bundled::CSP),
-        );
     }
     r
 }
@@ -308,23 +173,6 @@ fn not_found() -> Response<Body> {
 #[cfg(test)]
 fn content_type_of(path: &Path) -> String {
     with_charset(&mime_guess::from_path(path).first_or_octet_stream())
-}
-
-/// `mime` with `charset=utf-8` added to text types that do not say.
-fn with_charset(mime: &mime_guess::Mime) -> String {
-    if is_text(mime) && mime.get_param("charset").is_none() {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    }
-}
-
-/// Text types: `text/*`, JavaScript, JSON and `+xml` (SVG included).
-fn is_text(mime: &mime_guess::Mime) -> bool {
-    mime.type_() == mime_guess::mime::TEXT
-        || mime.subtype() == mime_guess::mime::JAVASCRIPT
-        || mime.subtype() == mime_guess::mime::JSON
-        || mime.suffix() == Some(mime_guess::mime::XML)
 }
 
 /// Percent-decodes and normalizes a request path below the route; `None`

@@ -209,3 +209,26 @@ async fn no_listing_no_escape_no_private_key() {
         .wait_for_log("static route refused a private key")
         .await;
 }
+
+#[tokio::test]
+async fn bundled_client_revalidates_and_is_compressed() {
+    let server = Wssd::builder().plain_only().spawn().await;
+    let url = format!("http://127.0.0.1:{}/app.js", server.http_addr().port());
+    let plain = curl(&url, &[]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("cache-control"), Some("no-cache"));
+    assert!(plain.header("content-security-policy").is_some());
+    let etag = plain.header("etag").unwrap().to_string();
+    let r = curl(&url, &["-H", &format!("If-None-Match: {etag}")]);
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = curl(&url, &["--compressed", "-H", "Accept-Encoding: gzip"]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.body, plain.body, "decompresses to the file");
+    let weak = r.header("etag").unwrap().to_string();
+    assert_eq!(weak, format!("W/{etag}"));
+    assert_eq!(
+        curl(&url, &["-H", &format!("If-None-Match: {weak}")]).status,
+        304
+    );
+}
