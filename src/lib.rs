@@ -39,8 +39,10 @@
 //!   101).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
-//!   (`echo`, `static_files` + `bundled` + `key_guard` (never a private
-//!   key), `proxy/`, `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
+//!   (`echo`, `static_files` (tower-http's `ServeDir`) + `static_fs` (the
+//!   folder confined, for every file it opens) + `bundled` + `key_guard`
+//!   (never a private key), `proxy/` (`http` + `client`: plain requests
+//!   over pooled keep-alive connections), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
 //!   CA's install page)); `open` starts a kind's session after the 101;
 //!   `identity` is how kinds pass the caller's identity on (one encoding
 //!   for a header value and an environment variable, the session's log

@@ -297,6 +297,11 @@ pub enum RouteSpecError {
     ProgramNotInPath { place: String, program: String },
     #[error("{place}: max_processes must be at least 1")]
     ZeroMaxProcesses { place: String },
+    /// Pooled upstream HTTP (issue 15, gateway).
+    #[error(
+        "{place}: upstream_idle_timeout must be above 0 seconds (to keep no idle upstream connection, set upstream_keepalive = 0)"
+    )]
+    ZeroUpstreamIdleTimeout { place: String },
     #[error("{place}: history must be at most 10000, not {history}")]
     HistoryTooLong { place: String, history: usize },
     #[error("{place}: max_text must be at least 1")]

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -117,7 +118,30 @@ pub struct ProxySpec {
     pub health_path: Option<String>,
     /// PEM CA for `wss://`/`https://` upstreams instead of the system roots.
     pub ca: Option<PathBuf>,
+    // -- pooled upstream HTTP (issue 15, gateway) --
+    /// Plain HTTP requests go over HTTP/2: h2c with prior knowledge to
+    /// `http://`/`ws://` upstreams, ALPN `h2` (else HTTP/1.1) to TLS ones.
+    /// WebSockets always use their own HTTP/1.1 connection.
+    pub http2: bool,
+    /// Idle keep-alive connections kept per upstream (0: none, a new
+    /// connection per request).
+    pub keepalive: usize,
+    /// An idle pooled connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// Longest wait for the upstream's response headers once the request
+    /// is sent (`None`: no limit).
+    pub header_timeout: Option<Duration>,
+    // -- end of pooled upstream HTTP --
 }
+
+/// Idle connections kept per upstream by default (nginx's `keepalive`
+/// suggestion; hyper's own default is unbounded).
+pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 32;
+/// Idle pooled connections close after this (nginx's upstream
+/// `keepalive_timeout`).
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Wait for response headers (nginx's `proxy_read_timeout`).
+pub const DEFAULT_UPSTREAM_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An exec route's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +318,10 @@ pub(super) fn proxy_spec(list: &[String], place: &str) -> Result<ProxySpec, Rout
         balance: Balance::default(),
         health_path: None,
         ca: None,
+        http2: false,
+        keepalive: DEFAULT_UPSTREAM_KEEPALIVE,
+        idle_timeout: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+        header_timeout: Some(DEFAULT_UPSTREAM_HEADER_TIMEOUT),
     })
 }
 

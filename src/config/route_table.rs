@@ -11,7 +11,8 @@ use super::auth::AuthTable;
 use super::error::RouteSpecError;
 use super::limits::{RouteLimits, seconds};
 use super::route::{
-    Balance, RouteKind, RouteSpec, build_kind, check_path, exec_spec, proxy_spec, split_command,
+    Balance, ProxySpec, RouteKind, RouteSpec, build_kind, check_path, exec_spec, proxy_spec,
+    split_command,
 };
 
 /// A TOML value that may be one string or a list of strings.
@@ -47,6 +48,16 @@ pub struct RouteTable {
     pub health_path: Option<String>,
     /// PEM CA for TLS upstreams.
     pub ca: Option<PathBuf>,
+    // -- pooled upstream HTTP (issue 15, gateway): `proxy` only --
+    /// HTTP/2 to the upstream for plain requests (h2c / ALPN h2).
+    pub upstream_http2: Option<bool>,
+    /// Idle keep-alive connections kept per upstream.
+    pub upstream_keepalive: Option<usize>,
+    /// Seconds an idle pooled connection is kept.
+    pub upstream_idle_timeout: Option<f64>,
+    /// Seconds to wait for response headers (0 = no limit).
+    pub upstream_header_timeout: Option<f64>,
+    // -- end of pooled upstream HTTP --
     /// Command for `exec` routes: a string (split like a shell) or a list.
     pub command: Option<StringOrList>,
     /// Relay raw bytes instead of lines (`exec`).
@@ -97,6 +108,27 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// Pooled upstream HTTP (issue 15, gateway): the `upstream_*` keys.
+    fn upstream_pool(&self, p: &mut ProxySpec, place: &str) -> Result<(), RouteSpecError> {
+        if let Some(on) = self.upstream_http2 {
+            p.http2 = on;
+        }
+        if let Some(n) = self.upstream_keepalive {
+            p.keepalive = n;
+        }
+        if let Some(s) = self.upstream_idle_timeout {
+            p.idle_timeout = seconds(s, place, "upstream_idle_timeout")?.ok_or_else(|| {
+                RouteSpecError::ZeroUpstreamIdleTimeout {
+                    place: place.into(),
+                }
+            })?;
+        }
+        if let Some(s) = self.upstream_header_timeout {
+            p.header_timeout = seconds(s, place, "upstream_header_timeout")?;
+        }
+        Ok(())
+    }
+
     /// Turns the table into a spec; `place` names it in errors (file and index).
     pub fn into_spec(self, place: &str) -> Result<RouteSpec, RouteSpecError> {
         let mut kind = match self.kind.as_str() {
@@ -139,6 +171,16 @@ impl RouteTable {
             ("balance", self.balance.is_some()),
             ("health_path", self.health_path.is_some()),
             ("ca", self.ca.is_some()),
+            ("upstream_http2", self.upstream_http2.is_some()),
+            ("upstream_keepalive", self.upstream_keepalive.is_some()),
+            (
+                "upstream_idle_timeout",
+                self.upstream_idle_timeout.is_some(),
+            ),
+            (
+                "upstream_header_timeout",
+                self.upstream_header_timeout.is_some(),
+            ),
         ] {
             misplaced(key, present && !is("proxy"), "proxy")?;
         }
@@ -189,6 +231,7 @@ impl RouteTable {
                 }
                 p.health_path = self.health_path.clone();
                 p.ca = self.ca.clone();
+                self.upstream_pool(p, place)?;
             }
             RouteKind::Chat(c) => {
                 if let Some(n) = self.history {
@@ -278,5 +321,67 @@ impl RouteTable {
             // Loaded by `route_list` from `self.auth`, with the secrets.
             auth: None,
         })
+    }
+}
+
+/// Pooled upstream HTTP keys (issue 15, gateway).
+#[cfg(test)]
+mod upstream_pool_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::route::{
+        DEFAULT_UPSTREAM_HEADER_TIMEOUT, DEFAULT_UPSTREAM_IDLE_TIMEOUT, DEFAULT_UPSTREAM_KEEPALIVE,
+    };
+
+    fn spec(extra: &str) -> Result<RouteSpec, RouteSpecError> {
+        let text = format!("path = '/'\nkind = 'proxy'\nupstream = 'http://127.0.0.1:1'\n{extra}");
+        let table: RouteTable = toml::from_str(&text).unwrap();
+        table.into_spec("route 1")
+    }
+
+    fn proxy(r: RouteSpec) -> ProxySpec {
+        match r.kind {
+            RouteKind::Proxy(p) => p,
+            other => panic!("not a proxy: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let p = proxy(spec("").unwrap());
+        assert!(!p.http2);
+        assert_eq!(p.keepalive, DEFAULT_UPSTREAM_KEEPALIVE);
+        assert_eq!(p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT);
+        assert_eq!(p.header_timeout, Some(DEFAULT_UPSTREAM_HEADER_TIMEOUT));
+        let p = proxy(
+            spec("upstream_http2 = true\nupstream_keepalive = 0\nupstream_idle_timeout = 1.5\nupstream_header_timeout = 0\n")
+                .unwrap(),
+        );
+        assert!(p.http2);
+        assert_eq!(p.keepalive, 0);
+        assert_eq!(p.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(p.header_timeout, None);
+    }
+
+    #[test]
+    fn bad_values_and_other_kinds_are_named() {
+        let e = spec("upstream_idle_timeout = 0\n").unwrap_err().to_string();
+        assert!(
+            e.contains("upstream_idle_timeout must be above 0")
+                && e.contains("upstream_keepalive = 0"),
+            "{e}"
+        );
+        let e = spec("upstream_header_timeout = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream_header_timeout"), "{e}");
+        let table: RouteTable =
+            toml::from_str("path = '/'\nkind = 'echo'\nupstream_keepalive = 4\n").unwrap();
+        let e = table.into_spec("route 2").unwrap_err().to_string();
+        assert!(
+            e.contains("upstream_keepalive") && e.contains("proxy"),
+            "{e}"
+        );
     }
 }

@@ -27,11 +27,13 @@ pub mod chat;
 pub mod echo;
 pub mod env;
 pub mod exec;
+mod file_answer;
 pub mod identity;
 pub mod key_guard;
 pub mod open;
 pub mod proxy;
 pub mod static_files;
+mod static_fs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -207,7 +209,7 @@ impl Route {
         match &self.runtime {
             RouteRuntime::Proxy(proxy) => proxy::forward_http(req, proxy.clone(), env, rest).await,
             RouteRuntime::Static(source) => {
-                static_files::serve(source, req.method(), rest, path).await
+                static_files::serve(source, req.method(), req.headers(), rest, path).await
             }
             RouteRuntime::Ca(page) => page.serve(req.method(), req.headers(), rest, env.conn),
             RouteRuntime::Echo

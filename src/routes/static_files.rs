@@ -4,17 +4,22 @@
 //! private key (by content, see `key_guard`).
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http_body_util::BodyExt;
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, LOCATION,
+};
 use hyper::{Method, Response, StatusCode};
-use tokio::io::AsyncSeekExt;
-use tokio_util::io::ReaderStream;
+use tower::ServiceExt;
+use tower_http::compression::CompressionBody;
+use tower_http::services::ServeDir;
+use tower_http::services::fs::ServeFileSystemResponseBody;
 
+use super::file_answer::{self, SyncBody, file_request, with_charset};
+use super::static_fs::Confined;
 use super::{bundled, key_guard};
-use crate::http::reply::{Body, empty_body, text_response};
+use crate::http::reply::{Body, text_response};
 
 /// Where a static route's files come from.
 #[derive(Debug, Clone)]
@@ -31,6 +36,7 @@ pub enum Source {
 pub async fn serve(
     source: &Source,
     method: &Method,
+    headers: &HeaderMap,
     rest: &str,
     full_path: &str,
 ) -> Response<Body> {
@@ -52,124 +58,109 @@ pub async fn serve(
             let key = relative.to_string_lossy().replace('\\', "/");
             let key = key.strip_suffix("/index.html").unwrap_or(&key);
             match bundled::find(if key == "index.html" { "" } else { key }) {
-                Some(asset) => respond(
-                    asset.content_type,
-                    asset.body.len() as u64,
-                    head,
-                    Full::new(Bytes::from_static(asset.body))
-                        .map_err(|never| match never {})
-                        .boxed(),
-                    true,
-                ),
+                Some(asset) => bundled::serve(asset, head, headers).await,
                 None => not_found(),
             }
         }
         Source::Dir(root) => {
-            serve_dir(
-                root,
-                &relative,
-                head,
-                rest.ends_with('/') || rest.is_empty(),
-                full_path,
-            )
-            .await
+            // `rest` was checked above (clean_path); ServeDir cleans it
+            // again and the backend confines what it resolves to.
+            serve_dir(root, headers, head, rest, full_path).await
         }
     }
 }
 
+/// Serves a file of the folder through tower-http's `ServeDir` (Range,
+/// ETag / Last-Modified and 304, precompressed `.br`/`.gz` siblings), whose
+/// every file access goes through [`Confined`] (no escape, no private
+/// key), then compresses text types on the fly.
 async fn serve_dir(
     root: &Path,
-    relative: &Path,
+    incoming: &HeaderMap,
     head: bool,
-    trailing_slash: bool,
+    rest: &str,
     full_path: &str,
 ) -> Response<Body> {
-    let candidate = root.join(relative);
-    let Ok(real) = tokio::fs::canonicalize(&candidate).await else {
-        return not_found();
-    };
-    if !real.starts_with(root) {
-        return not_found();
+    let fs = Confined::new(Arc::new(root.to_path_buf()), head);
+    let prefix = full_path.strip_suffix(rest).unwrap_or("");
+    let dir = ServeDir::with_backend(root, fs.clone())
+        .precompressed_br()
+        .precompressed_gzip()
+        .redirect_path_prefix(prefix);
+    let uri = if rest.is_empty() { "/" } else { rest };
+    let method = if head { Method::HEAD } else { Method::GET };
+    let files = tower::ServiceBuilder::new()
+        .layer(file_answer::compression())
+        .map_response(mark_precompressed)
+        .service(dir);
+    let Ok(resp) = files.oneshot(file_request(&method, uri, incoming)).await;
+    if let Some(file) = fs.refused() {
+        key_guard::refused(&file, full_path);
+        return text_response(
+            StatusCode::FORBIDDEN,
+            "forbidden: this file holds a private key, which wssd never serves\n",
+        );
     }
-    let Ok(meta) = tokio::fs::metadata(&real).await else {
-        return not_found();
-    };
-    let file = if meta.is_dir() {
-        let index = real.join("index.html");
-        match tokio::fs::metadata(&index).await {
-            Ok(m) if m.is_file() => {
-                if !trailing_slash {
-                    // Relative links in the index need the trailing slash.
-                    let mut r = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
-                    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("{full_path}/")) {
-                        r.headers_mut().insert(LOCATION, v);
-                    }
-                    return r;
-                }
-                index
-            }
-            _ => return not_found(),
-        }
-    } else if meta.is_file() {
-        real
-    } else {
-        return not_found();
-    };
-    let Ok(mut handle) = tokio::fs::File::open(&file).await else {
-        return not_found();
-    };
-    // Never a private key, whatever the file is called: look at its content.
-    match key_guard::read_head(&mut handle).await {
-        Ok(head) if key_guard::holds_private_key(&head) => {
-            key_guard::refused(&file, full_path);
-            return text_response(
-                StatusCode::FORBIDDEN,
-                "forbidden: this file holds a private key, which wssd never serves\n",
-            );
-        }
-        Ok(_) => {}
-        Err(_) => return not_found(),
+    match resp.status() {
+        StatusCode::NOT_FOUND => not_found(),
+        StatusCode::TEMPORARY_REDIRECT => moved(resp.headers().get(LOCATION)),
+        s if s.is_server_error() => text_response(s, "the file could not be read\n"),
+        _ => finish(resp),
     }
-    if handle.seek(std::io::SeekFrom::Start(0)).await.is_err() {
-        return not_found();
-    }
-    let len = match handle.metadata().await {
-        Ok(m) => m.len(),
-        Err(_) => return not_found(),
-    };
-    let content_type = content_type_of(&file);
-    let stream = ReaderStream::with_capacity(handle, 16 * 1024);
-    let body = StreamBody::new(futures_util::StreamExt::map(stream, |chunk| {
-        chunk.map(Frame::data)
-    }));
-    respond(&content_type, len, head, BodyExt::boxed(body), false)
 }
 
-fn respond(content_type: &str, len: u64, head: bool, body: Body, bundled: bool) -> Response<Body> {
-    let body = if head { empty_body() } else { body };
-    let mut r = Response::new(body);
-    let h = r.headers_mut();
-    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+/// Marks a `.br`/`.gz` sibling's answer (already encoded by ServeDir, not
+/// by the compression pass).
+fn mark_precompressed<B>(mut resp: Response<B>) -> Response<B> {
+    if resp.headers().contains_key(CONTENT_ENCODING) {
+        resp.extensions_mut().insert(Precompressed);
+    }
+    resp
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Precompressed;
+
+/// wssd's headers on a file answer: UTF-8 for text types, cache for a
+/// minute then revalidate (ETag / Last-Modified), no sniffing. An ETag of
+/// an answer compressed here is made weak, as nginx does: the bytes differ
+/// from the file's.
+fn finish(resp: Response<CompressionBody<ServeFileSystemResponseBody>>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let precompressed = parts.extensions.get::<Precompressed>().is_some();
+    let h = &mut parts.headers;
+    if let Some(ct) = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && let Ok(m) = ct.parse::<mime_guess::Mime>()
+        && let Ok(v) = HeaderValue::from_str(&with_charset(&m))
+    {
         h.insert(CONTENT_TYPE, v);
     }
-    h.insert(CONTENT_LENGTH, len.into());
+    if !precompressed
+        && h.contains_key(CONTENT_ENCODING)
+        && let Some(tag) = h.get(ETAG).and_then(|v| v.to_str().ok())
+        && !tag.starts_with("W/")
+        && let Ok(v) = HeaderValue::from_str(&format!("W/{tag}"))
+    {
+        h.insert(ETAG, v);
+    }
     h.insert(
         CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static(if bundled {
-            "no-cache"
-        } else {
-            "public, max-age=60"
-        }),
+        HeaderValue::from_static("public, max-age=60"),
     );
     h.insert(
         "x-content-type-options",
-        hyper::header::HeaderValue::from_static("nosniff"),
+        HeaderValue::from_static("nosniff"),
     );
-    if bundled {
-        h.insert(
-            hyper::header::CONTENT_SECURITY_POLICY,
-            hyper::header::HeaderValue::from_static(bundled::CSP),
-        );
+    let body = SyncBody::new(body.map_err(std::io::Error::other)).boxed();
+    Response::from_parts(parts, body)
+}
+
+/// 301 to the folder with a trailing slash (relative links in its index
+/// need it), as nginx answers.
+fn moved(location: Option<&HeaderValue>) -> Response<Body> {
+    let mut r = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
+    if let Some(v) = location {
+        r.headers_mut().insert(LOCATION, v.clone());
     }
     r
 }
@@ -179,17 +170,9 @@ fn not_found() -> Response<Body> {
 }
 
 /// Content type by extension; text types say UTF-8.
+#[cfg(test)]
 fn content_type_of(path: &Path) -> String {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let is_text = mime.type_() == mime_guess::mime::TEXT
-        || mime.subtype() == mime_guess::mime::JAVASCRIPT
-        || mime.subtype() == mime_guess::mime::JSON
-        || mime.suffix() == Some(mime_guess::mime::XML);
-    if is_text && mime.get_param("charset").is_none() {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    }
+    with_charset(&mime_guess::from_path(path).first_or_octet_stream())
 }
 
 /// Percent-decodes and normalizes a request path below the route; `None`

@@ -22,6 +22,7 @@ mod identity; // the identity (client certificate) to proxy upstreams, exec prog
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
 mod listener_caps; // issue 13: per-listener caps (--listen-max-connections, --http-max-connections)
 mod proxy; // proxy routes in front of real echo backends
+mod proxy_pool; // issue 15: pooled upstream HTTP: reuse, idle timeout, closing upstreams, idle bound, h2c, header timeout
 mod rates; // per-WebSocket message and byte rates on every route kind: 1008 past them
 mod redis; // a real redis-server for tests; the redis backend across instances, outages
 mod scaleout; // two wssd instances on one redis: chat, broadcast, outage, SIGKILL
@@ -30,4 +31,5 @@ mod shutdown; // SIGTERM: close 1001 and exit 0
 mod stall; // peers that stop reading (or sending a body) are closed within the send timeout
 mod startup; // every startup error, config precedence, check, cert commands
 mod status; // the admin status page and GET /status: counts under load, closes, certificates, upstreams, degraded broker, no secrets, documented schema
+mod static_files; // issue 15: Range, ETag/304, precompressed and on-the-fly compression, with no escape and no private key
 mod test_ca; // a throwaway CA signing server and client certificates

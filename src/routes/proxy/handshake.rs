@@ -4,7 +4,7 @@
 use hyper::StatusCode;
 use hyper::header::{self, HeaderMap, HeaderValue};
 
-use super::pool::{BoxIo, CONNECT_TIMEOUT};
+use super::connect::{BoxIo, CONNECT_TIMEOUT};
 
 /// An upstream connection after its 101.
 pub(super) struct Upgraded {

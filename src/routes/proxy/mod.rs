@@ -4,139 +4,38 @@
 //! upstream is skipped for a while) and optional active probes.
 //!
 //! WebSockets are relayed frame by frame by `relay` once both
-//! handshakes are done. Edge checks (Origin, connection limits) happened
+//! handshakes are done (each on its own HTTP/1.1 connection, `connect`);
+//! plain HTTP goes through `http` over the pooled client of `client`. Edge checks (Origin, connection limits) happened
 //! before this module is called.
 
+mod client;
+mod connect;
 mod frame;
 mod handshake;
 mod headers;
+mod http;
 mod pool;
 pub mod relay;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::header;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::http::reply::{Body, switching_protocols, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
-use crate::routes::body_timeout::Paced;
 use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
-use headers::{HOP_BY_HOP, forwarded_headers};
+use headers::forwarded_headers;
+use http::bad_gateway;
+pub use http::forward_http;
 pub use pool::{ProxyRoute, SetupError, probe_loop};
-
-fn bad_gateway(text: &str) -> Response<Body> {
-    metrics::http_response(502);
-    text_response(StatusCode::BAD_GATEWAY, text)
-}
-
-/// Forwards a plain HTTP request, streaming both bodies; its log lines
-/// carry the caller's identity.
-pub async fn forward_http(
-    req: Request<Incoming>,
-    proxy: Arc<ProxyRoute>,
-    env: &Env<'_>,
-    rest: &str,
-) -> Response<Body> {
-    let span = session_span(env.identity);
-    forward_http_request(req, proxy, env, rest)
-        .instrument(span)
-        .await
-}
-
-async fn forward_http_request(
-    req: Request<Incoming>,
-    proxy: Arc<ProxyRoute>,
-    env: &Env<'_>,
-    rest: &str,
-) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    // A request body the client breaks (bad chunked framing, a cut
-    // connection) fails the upstream exchange too; the flag tells the two
-    // apart so the client gets 400, not 502.
-    let client_body_failed = Arc::new(AtomicBool::new(false));
-    let body = {
-        let failed = client_body_failed.clone();
-        body.map_err(move |e| {
-            failed.store(true, Ordering::Relaxed);
-            e
-        })
-    };
-    let headers = forwarded_headers(&parts.headers, env, false);
-    for i in proxy.candidates() {
-        let Some(io) = proxy.connect_or_mark_down(i).await else {
-            continue;
-        };
-        let (mut sender, connection) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
-                Ok(pair) => pair,
-                Err(e) => {
-                    proxy.mark_down(i, e);
-                    continue;
-                }
-            };
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream HTTP connection ended");
-            }
-        });
-        let target = proxy.target(i, parts.uri.path(), rest, parts.uri.query());
-        let mut builder = Request::builder().method(parts.method.clone()).uri(target);
-        if let Some(h) = builder.headers_mut() {
-            *h = headers.clone();
-        }
-        let (body, paused) = Paced::new(body, proxy.send_timeout);
-        let upstream_req = match builder.body(body) {
-            Ok(r) => r,
-            Err(e) => return bad_gateway(&format!("cannot build the upstream request: {e}\n")),
-        };
-        proxy.members[i].active.fetch_add(1, Ordering::Relaxed);
-        let result = sender.send_request(upstream_req).await;
-        proxy.members[i].active.fetch_sub(1, Ordering::Relaxed);
-        return match result {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                for h in HOP_BY_HOP {
-                    parts.headers.remove(*h);
-                }
-                let body = body.map_err(std::io::Error::other).boxed();
-                Response::from_parts(parts, body)
-            }
-            Err(_) if paused.fired() => {
-                // nginx's client_body_timeout: the client stopped sending
-                // the body it announced.
-                metrics::body_timeout();
-                let mut r = text_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body stopped arriving (send timeout)\n",
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                r
-            }
-            Err(e) if client_body_failed.load(Ordering::Relaxed) => {
-                tracing::debug!(route = %proxy.path, error = %e, "client request body unreadable");
-                text_response(
-                    StatusCode::BAD_REQUEST,
-                    "the request body is malformed (bad chunked encoding) or was cut off\n",
-                )
-            }
-            Err(e) => {
-                tracing::warn!(route = %proxy.path, upstream = %proxy.members[i].upstream.url, error = %e, "upstream request failed");
-                bad_gateway("the upstream failed to answer\n")
-            }
-        };
-    }
-    bad_gateway("no upstream is available (all refused connections or are marked down)\n")
-}
 
 /// Connects a WebSocket to an upstream, then answers the client's upgrade
 /// (101 with the upstream's subprotocol, 502 when no upstream answers, or

@@ -13,31 +13,19 @@ use std::time::{Duration, Instant as StdInstant};
 use hyper::header::{self};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::client::{self, PoolSettings, Pooled};
+use super::connect::{BoxIo, CONNECT_TIMEOUT, ConnectError, connect_io};
 use crate::config::route::{Balance, ProxySpec, Upstream};
-use crate::server::stall::{Peer, StallGuard};
 use crate::tls::CaPemError;
 
 /// How long an upstream that refused a connection is skipped.
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
-/// Time allowed to connect (TCP and TLS) to an upstream.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Interval of active health probes (`health_path`).
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Anything the proxy can talk to an upstream over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-pub(super) type BoxIo = Box<dyn Io>;
 
 /// Why a proxy route could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +59,8 @@ pub(super) struct Member {
     down_until: AtomicU64,
     /// Open connections (least-connections balancing).
     pub(super) active: AtomicUsize,
+    /// Keep-alive connections for plain HTTP requests.
+    pub(super) client: Pooled,
 }
 
 /// A proxy route's upstream pool.
@@ -113,6 +103,12 @@ impl ProxyRoute {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let tls = Arc::new(tls);
+        let settings = PoolSettings {
+            http2: spec.http2,
+            keepalive: spec.keepalive,
+            idle_timeout: spec.idle_timeout,
+        };
         Ok(ProxyRoute {
             members: spec
                 .upstreams
@@ -121,13 +117,18 @@ impl ProxyRoute {
                     upstream: u.clone(),
                     down_until: AtomicU64::new(0),
                     active: AtomicUsize::new(0),
+                    client: client::pooled(
+                        settings,
+                        u.scheme.is_tls().then(|| tls.clone()),
+                        send_timeout,
+                    ),
                 })
                 .collect(),
             spec,
             path: path.to_string(),
             next: AtomicUsize::new(0),
             epoch: StdInstant::now(),
-            tls: Arc::new(tls),
+            tls,
             send_timeout,
         })
     }
@@ -182,41 +183,10 @@ impl ProxyRoute {
     /// Connects (TCP, then TLS for wss/https) to upstream `i`.
     async fn connect(&self, i: usize) -> Result<BoxIo, ConnectError> {
         let up = &self.members[i].upstream;
-        let attempt = async {
-            let tcp = TcpStream::connect((up.host.as_str(), up.port))
-                .await
-                .map_err(|source| ConnectError::Tcp {
-                    host: up.host.clone(),
-                    port: up.port,
-                    source,
-                })?;
-            let _ = tcp.set_nodelay(true);
-            // Every write to the upstream (TLS records included) runs
-            // under the send timeout.
-            let tcp = StallGuard::new(tcp, self.send_timeout, Peer::Upstream);
-            if !up.scheme.is_tls() {
-                return Ok(Box::new(tcp) as BoxIo);
-            }
-            let name =
-                ServerName::try_from(up.host.clone()).map_err(|source| ConnectError::Name {
-                    host: up.host.clone(),
-                    source,
-                })?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|source| ConnectError::Tls {
-                    url: up.url.clone(),
-                    source,
-                })?;
-            Ok(Box::new(tls) as BoxIo)
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(ConnectError::TimedOut {
-                url: up.url.clone(),
-            }),
-        }
+        let tls = up.scheme.is_tls().then(|| self.tls.clone());
+        connect_io(&up.host, up.port, tls, &up.url, self.send_timeout)
+            .await
+            .map(|(io, _)| io)
     }
 
     /// Connects to upstream `i`, or marks it down and says `None`.
@@ -259,6 +229,28 @@ impl ProxyRoute {
     }
 }
 
+impl ProxyRoute {
+    /// The absolute URI of a plain HTTP request to upstream `i` (the pool
+    /// is keyed by its scheme and authority).
+    pub(super) fn http_uri(
+        &self,
+        i: usize,
+        full_path: &str,
+        rest: &str,
+        query: Option<&str>,
+    ) -> Result<hyper::Uri, hyper::http::uri::InvalidUri> {
+        let up = &self.members[i].upstream;
+        let scheme = if up.scheme.is_tls() { "https" } else { "http" };
+        let host = if up.host.contains(':') {
+            format!("[{}]", up.host)
+        } else {
+            up.host.clone()
+        };
+        let target = self.target(i, full_path, rest, query);
+        format!("{scheme}://{host}:{}{target}", up.port).parse()
+    }
+}
+
 /// Runs active health probes (GET `health_path`) until shutdown.
 pub async fn probe_loop(route: Arc<ProxyRoute>, shutdown: CancellationToken) {
     let Some(path) = route.spec.health_path.clone() else {
@@ -296,26 +288,6 @@ async fn probe(route: &ProxyRoute, i: usize, path: &str) -> Result<(), ProbeErro
     } else {
         Err(ProbeError::Status(resp.status()))
     }
-}
-
-/// Why an upstream could not be reached.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ConnectError {
-    #[error("connect {host}:{port}: {source}")]
-    Tcp {
-        host: String,
-        port: u16,
-        source: std::io::Error,
-    },
-    #[error("bad upstream host name {host}: {source}")]
-    Name {
-        host: String,
-        source: rustls::pki_types::InvalidDnsNameError,
-    },
-    #[error("TLS to {url}: {source}")]
-    Tls { url: String, source: std::io::Error },
-    #[error("connect to {url} timed out")]
-    TimedOut { url: String },
 }
 
 /// Why a health probe failed.
