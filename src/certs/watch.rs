@@ -50,8 +50,14 @@ pub async fn run(
             }
         };
     let mut watched: HashSet<PathBuf> = HashSet::new();
-    let mut watch_new = |watcher: &mut Option<notify::RecommendedWatcher>| {
-        let Some(w) = watcher.as_mut() else { return };
+    // Returns whether a folder was added: a file written there between the
+    // reload that found the folder and this watch made no event, so the
+    // caller checks the files once more.
+    let mut watch_new = |watcher: &mut Option<notify::RecommendedWatcher>| -> bool {
+        let Some(w) = watcher.as_mut() else {
+            return false;
+        };
+        let mut added = false;
         for dir in manager.watched_folders() {
             if watched.contains(&dir) {
                 continue;
@@ -60,6 +66,7 @@ pub async fn run(
                 Ok(()) => {
                     tracing::debug!("watching {} for certificate changes", dir.display());
                     watched.insert(dir);
+                    added = true;
                 }
                 Err(e) => tracing::warn!(
                     "cannot watch {} ({e}); relying on SIGHUP and the {:?} periodic check",
@@ -68,6 +75,7 @@ pub async fn run(
                 ),
             }
         }
+        added
     };
     watch_new(&mut watcher);
     let mut ticker = tokio::time::interval(interval);
@@ -89,13 +97,19 @@ pub async fn run(
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;
                 // Symlink swaps move the real files to new folders.
-                watch_new(&mut watcher);
+                if watch_new(&mut watcher) {
+                    let m = manager.clone();
+                    let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;
+                }
             }
             Some((trigger, done)) = reloads.recv() => {
                 tracing::info!("{trigger}: reloading certificates");
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(true)).await;
-                watch_new(&mut watcher);
+                if watch_new(&mut watcher) {
+                    let m = manager.clone();
+                    let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;
+                }
                 let _ = done.send(());
             }
             _ = ticker.tick() => {

@@ -30,6 +30,6 @@ mod seed; // issue 13: local CA export and install page, no private keys served,
 mod shutdown; // SIGTERM: close 1001 and exit 0
 mod stall; // peers that stop reading (or sending a body) are closed within the send timeout
 mod startup; // every startup error, config precedence, check, cert commands
-mod status; // the admin status page and GET /status: counts under load, closes, certificates, upstreams, degraded broker, no secrets, documented schema
 mod static_files; // issue 15: Range, ETag/304, precompressed and on-the-fly compression, with no escape and no private key
+mod status; // the admin status page and GET /status: counts under load, closes, certificates, upstreams, degraded broker, no secrets, documented schema
 mod test_ca; // a throwaway CA signing server and client certificates
