@@ -120,6 +120,7 @@ for (const [scheme, origin] of [['https', TLS_ORIGIN], ['http', HTTP_ORIGIN]]) {
       assert.match(res.headers()['www-authenticate'] ?? '', /^Basic realm="device console"/);
       assert.equal(await page.locator('#log').count(), 0, 'no console on the page');
       // The 401 page wssd serves (Chromium shows it once the prompt is given up).
+      assert.match(await page.textContent('body'), /^401 Unauthorized: wrong user name or password/);
       if (scheme === 'https') await page.screenshot({ path: artifact('device-console-401.png'), fullPage: true });
     } finally {
       await context.close();
