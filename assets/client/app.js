@@ -11,7 +11,9 @@
 //                    #panel-chat #panel-echo #panel-mic (sections, hidden when not shown)
 //                    the URL hash (#chat, #echo, #mic) picks the first panel shown
 //   socket status    #chat-status #echo-status #mic-status: text, class ok|bad|wait,
-//                    data-state = idle|connecting|open|reconnecting|closing|closed|error,
+//                    data-state = idle|connecting|open|reconnecting|closing|closed|error
+//                    (idle: no socket since the panel was last closed; closed: the
+//                    last socket ended, by the page or by the server),
 //                    data-hint = "auth" when the last socket closed before it opened
 //                    (a refused handshake, e.g. 401: the text says the route may need
 //                    a token), "" otherwise
@@ -152,6 +154,9 @@
     this.attempt = 0;
     this.timer = null;
     this.waiters = [];
+    // How the last socket ended when the server (or the network) closed it
+    // rather than close(); cleared when a socket opens and by close().
+    this.ended = "";
   }
 
   /** tone: ok | wait | bad | "" (neutral); by default from the state. */
@@ -179,6 +184,7 @@
     clearTimeout(this.timer);
     this.timer = null;
     this.url = url;
+    this.ended = "";
     let ws;
     let opened = false;
     try {
@@ -206,6 +212,7 @@
       // A handshake the server refused (401 for a missing or wrong token,
       // 403, 404...) reaches the page only as a close before any open.
       const how = opened ? describeClose(ev) : refusedText(ev);
+      this.ended = how;
       this.settle(new Error(how));
       const again = this.opts.onclose ? this.opts.onclose(ev) !== false : true;
       if (!this.wanted) {
@@ -254,16 +261,29 @@
     }
   };
 
-  /** Closes on purpose: no reconnection. */
+  /**
+   * Closes on purpose: no reconnection. The status is `closed` when a socket
+   * was open or the server had closed it first (its reason is kept in the
+   * text), `idle` when there was none.
+   */
   Conn.prototype.close = function (text) {
     this.wanted = false;
     clearTimeout(this.timer);
     this.timer = null;
     const had = !!this.ws;
+    const ended = this.ended;
+    this.ended = "";
     this.teardown();
     this.settle(new Error("closed"));
     this.attempt = 0;
-    this.setStatus(had ? "closed" : "idle", text || "not connected", "");
+    text = text || "not connected";
+    if (had) {
+      this.setStatus("closed", text, "");
+    } else if (ended) {
+      this.setStatus("closed", text + "; closed by the server: " + ended, "");
+    } else {
+      this.setStatus("idle", text, "");
+    }
   };
 
   Conn.prototype.send = function (data) {

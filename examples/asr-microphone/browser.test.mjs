@@ -92,6 +92,9 @@ test('the bundled client\'s Microphone tab gets the same final result from /ws/a
     // client's drain; Start is usable again once Stop has finished.
     await page.locator('#mic-replies li .text', { hasText: '"final"' }).waitFor({ timeout: 10_000 });
     await page.locator('#mic-start:not([disabled])').waitFor({ timeout: 10_000 });
+    // The recognizer closed first: the status says so (not `idle`).
+    assert.equal(await page.getAttribute('#mic-status', 'data-state'), 'closed');
+    assert.match(await page.textContent('#mic-status'), /; closed by the server: final result sent \(code 1000\)$/);
     const sent = Number(await page.locator('#mic-bytes').evaluate((el) => el.dataset.value));
     const newest = JSON.parse(await page.locator('#mic-replies li .text').first().textContent());
     t.diagnostic(`bundled client sent ${sent} bytes; newest reply: ${JSON.stringify(newest)}`);

@@ -17,72 +17,22 @@
 # certutil, espeak-ng, sox (scripts/install-test-deps installs them).
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WSSD_BIN="${WSSD_BIN:-target/debug/wssd}"
-case "$WSSD_BIN" in /*) ;; *) WSSD_BIN="$ROOT/$WSSD_BIN" ;; esac
-export WSSD_BIN
+# shellcheck source=examples/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 export BROWSER_ARTIFACTS="${BROWSER_ARTIFACTS:-$ROOT/target/browser}"
-[ -x "$WSSD_BIN" ] || { echo "$WSSD_BIN not found: run cargo build --bin wssd (or set WSSD_BIN)" >&2; exit 1; }
 [ -d "$ROOT/tests/browser/node_modules/playwright-core" ] ||
   { echo "tests/browser/node_modules missing: run scripts/install-test-deps" >&2; exit 1; }
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/wssd-asr.XXXXXX")"
 STATE="$TMP/state"
 export HOME_FOR_CHROMIUM="$TMP/home"
 mkdir -p "$HOME_FOR_CHROMIUM"
-PIDS=()
 CA_INSTALLED=0
-
-# stop PID: SIGTERM, then SIGKILL after 10 s.
-stop() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local pid
-  for pid in ${PIDS[@]+"${PIDS[@]}"}; do stop "$pid"; done
+# Run at exit by lib.sh, after the processes are stopped.
+at_exit() {
   if [ "$CA_INSTALLED" = 1 ]; then
     HOME="$HOME_FOR_CHROMIUM" "$WSSD_BIN" cert ca uninstall --state-dir "$STATE" >/dev/null ||
       echo "warning: wssd cert ca uninstall failed" >&2
   fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-# wait_until SECS WHAT PID COMMAND...: poll COMMAND every 0.1 s; fail when PID exits or time is up.
-wait_until() {
-  local secs="$1" what="$2" pid="$3" i
-  shift 3
-  for ((i = 0; i < secs * 10; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || { echo "$what: process $pid exited" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "$what: not ready within ${secs}s" >&2
-  return 1
-}
-port_open() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# ready ADMIN_PORT: wssd's admin /readyz answers 200.
-ready() {
-  python3 -c 'import sys, urllib.request; urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2)' "$1"
-}
-show_logs() {
-  local f
-  for f in "$TMP"/*.log; do
-    echo "--- last lines of $(basename "$f"):" >&2
-    tail -n 20 "$f" | sed 's/^/  | /' >&2
-  done
 }
 
 # The speech the fake microphone plays (Chromium loops it).
@@ -109,7 +59,7 @@ ADMIN="$(free_port)"
   --route /=static:./public --route /client=static \
   --route "/ws/asr=proxy:ws://127.0.0.1:$ASR_PORT") >"$TMP/wssd.log" 2>&1 &
 PIDS+=($!)
-wait_until 30 "wssd" "${PIDS[-1]}" ready "$ADMIN" || { show_logs; exit 1; }
+wait_ready "${PIDS[-1]}" "$ADMIN" || { show_logs; exit 1; }
 
 # 4. Chromium: the page, then the bundled client.
 export ORIGIN="https://localhost:$PORT"

@@ -23,6 +23,9 @@
 //     /metrics counted exactly the page's bytes plus the end message.
 //   - mic reconnect: the socket's server is stopped while streaming; the page
 //     shows the drop and its backoff, and reconnects when the server is back.
+//   - mic server-first close: a route that answers the end message and exits
+//     closes the socket while the page waits for the last replies; the
+//     status ends `closed` with the server's reason (not `idle`).
 //   - mic refused: without a microphone permission the page says so.
 //   - mic on plain http (not localhost): the page says the microphone needs
 //     https:// and which address to open.
@@ -39,13 +42,15 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { atEnd, artifact, checkBinaries, freePort, launchChromium, startWssd as startServer, stopWssd, tempDir, until } from './lib.mjs';
 
 const PHONE = { width: 375, height: 812 };
 const DESKTOP = { width: 1280, height: 860 };
 const MOD_PASSWORD = 'test-moderator-password';
+// The end message of the server-first test (long: PCM will not hold it by chance).
+const END_MARK = 'END-OF-STREAM-wssd-browser-test';
 
 // This file's pages load wssd's self-signed certificate.
 const INSECURE = ['--ignore-certificate-errors'];
@@ -352,6 +357,59 @@ test('mic: a dropped socket is shown and reconnected with backoff', { timeout: 1
   } finally {
     await context.close();
     await stopWssd(second);
+  }
+});
+
+test('mic: when the server closes first after Stop, the status ends closed with its reason', { timeout: 90_000 }, async (t) => {
+  // A recognizer-like exec route (binary): it reads the stream until the end
+  // message, answers, and exits 0, so wssd closes the socket (1000) while
+  // the page is still waiting for the last replies.
+  const dir = path.join(tmp, 'server-first');
+  mkdirSync(dir, { recursive: true });
+  const script = [
+    'import sys',
+    `MARK = b"${END_MARK}"`,
+    'tail = b""',
+    'while True:',
+    '    chunk = sys.stdin.buffer.read1(65536)',
+    '    if not chunk:',
+    '        sys.exit(1)',
+    '    tail += chunk',
+    '    if MARK in tail:',
+    '        break',
+    '    tail = tail[-(len(MARK) - 1):]',
+    'sys.stdout.buffer.write(b"final")',
+    'sys.stdout.flush()',
+  ].join('\n');
+  writeFileSync(path.join(dir, 'wssd.toml'), [
+    '[[route]]',
+    'path = "/ws/final"',
+    'kind = "exec"',
+    'binary = true',
+    `command = ["python3", "-c", ${JSON.stringify(script)}]`,
+    '',
+  ].join('\n'));
+  const final = await startWssd(dir, ['--config', path.join(dir, 'wssd.toml'), '--allow-origin', '*']);
+  const { context, page, errors } = await newPage(PHONE, '#mic');
+  try {
+    await page.fill('#mic-route', `wss://127.0.0.1:${final.port}/ws/final`);
+    await page.fill('#mic-end', END_MARK);
+    await page.click('#mic-start');
+    await page.locator('#mic-status[data-state="open"]').waitFor({ timeout: 15_000 });
+    await page.waitForFunction(() => Number(document.getElementById('mic-frames').dataset.value) >= 5, null, { timeout: 15_000 });
+    await page.click('#mic-stop');
+    // Stop has finished once Start is usable again.
+    await page.locator('#mic-start:not([disabled])').waitFor({ timeout: 10_000 });
+    assert.equal(await counter(page, 'mic-bytes-in'), 5, 'the route\'s answer ("final") arrived');
+    const status = await page.textContent('#mic-status');
+    t.diagnostic(`status after Stop: ${status}`);
+    assert.equal(await page.getAttribute('#mic-status', 'data-state'), 'closed', `status: ${status}`);
+    assert.match(status, /^stopped; [\d,]+ bytes sent; closed by the server: .*\(code 1000\)$/);
+    await page.screenshot({ path: artifact('mic-server-closed-first.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    await stopWssd(final);
   }
 });
 
