@@ -23,12 +23,14 @@ use super::identity::session_span;
 use crate::access_log::{self, Who};
 use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
-use crate::http::reply::{Body, switching_protocols};
+use crate::http::reply::{Body, Handshake, switching_protocols};
 use crate::metrics::SessionMetrics;
+use crate::server::stall::StallGuard;
 use crate::session::{self, Ending};
 
-/// The socket a session runs on.
-type Socket = WebSocketStream<BudgetedIo<TokioIo<hyper::upgrade::Upgraded>>>;
+/// The socket a session runs on: the upgraded connection (a TLS or TCP
+/// socket on HTTP/1.1, a stream on HTTP/2) under its own send timeout.
+type Socket = WebSocketStream<BudgetedIo<StallGuard<TokioIo<hyper::upgrade::Upgraded>>>>;
 
 /// A WebSocket session's place: its route (for logs and metrics), the
 /// route's limits, and the connection slot it holds until it ends.
@@ -139,7 +141,7 @@ pub fn spawn(
     mut req: Request<Incoming>,
     slot: SessionSlot,
     opened: Opened,
-    key: &[u8],
+    handshake: &Handshake,
     env: &Env<'_>,
 ) -> Response<Body> {
     let shutdown = env.shutdown.clone();
@@ -157,8 +159,9 @@ pub fn spawn(
             }
         };
         // Bytes of messages being received are charged to the memory budget.
+        let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout);
         let ws = WebSocketStream::from_raw_socket(
-            BudgetedIo::new(TokioIo::new(upgraded)),
+            BudgetedIo::new(io),
             Role::Server,
             Some(session::websocket_config(&slot.limits)),
         )
@@ -175,5 +178,5 @@ pub fn spawn(
     };
     env.tracker
         .spawn(task.instrument(session_span(env.identity)));
-    switching_protocols(key)
+    switching_protocols(handshake)
 }

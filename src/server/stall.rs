@@ -17,10 +17,15 @@
 //!
 //! Cost: a boolean store per completed write; the timer is allocated the
 //! first time a write blocks, so idle connections pay nothing for it.
+//!
+//! An HTTP/2 WebSocket is one stream of a connection whose socket keeps
+//! moving for the other streams: its writes block on the stream's
+//! flow-control window instead, so every WebSocket session puts a guard of
+//! its own over its upgraded connection ([`StallGuard::over_upgraded`]; on
+//! HTTP/1.1 it blocks exactly when the one below TLS does).
 
 use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -84,7 +89,41 @@ fn timed_out() -> io::Error {
     )
 }
 
-impl<T: AsFd> StallGuard<T> {
+/// What a guard does to its stream when the send timeout fires.
+pub trait Abort {
+    /// Makes the close that follows abortive (unread data is dropped).
+    fn abort_on_close(&self);
+}
+
+impl Abort for tokio::net::TcpStream {
+    /// `SO_LINGER 0`: closing sends a reset and frees the kernel's send
+    /// buffer at once.
+    fn abort_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl Abort for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {
+    /// Nothing to do: an upgraded connection is either a whole socket
+    /// (HTTP/1.1, guarded below TLS already) or an HTTP/2 stream, which
+    /// hyper resets or ends when the session drops it.
+    fn abort_on_close(&self) {}
+}
+
+impl StallGuard<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+    /// A guard over a WebSocket's upgraded connection. On HTTP/2 it is
+    /// one stream: its writes wait on the stream's flow-control window,
+    /// which one peer can hold shut while the connection's socket keeps
+    /// moving for the other streams.
+    pub fn over_upgraded(
+        inner: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+        timeout: Duration,
+    ) -> Self {
+        StallGuard::new(inner, timeout, Peer::Client)
+    }
+}
+
+impl<T: Abort> StallGuard<T> {
     /// A write returned `Pending`: start the clock (unless it runs already)
     /// and fail once it has run out.
     fn blocked<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
@@ -111,7 +150,7 @@ impl<T: AsFd> StallGuard<T> {
             "send timeout: the peer stopped reading"
         );
         // Closing sends a reset and drops the unread bytes at once.
-        let _ = socket2::SockRef::from(&self.inner).set_linger(Some(Duration::ZERO));
+        self.inner.abort_on_close();
         Poll::Ready(Err(timed_out()))
     }
 
@@ -130,7 +169,7 @@ impl<T: AsFd> StallGuard<T> {
     }
 }
 
-impl<T: AsyncRead + AsFd + Unpin> AsyncRead for StallGuard<T> {
+impl<T: AsyncRead + Abort + Unpin> AsyncRead for StallGuard<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -144,7 +183,7 @@ impl<T: AsyncRead + AsFd + Unpin> AsyncRead for StallGuard<T> {
     }
 }
 
-impl<T: AsyncWrite + AsFd + Unpin> AsyncWrite for StallGuard<T> {
+impl<T: AsyncWrite + Abort + Unpin> AsyncWrite for StallGuard<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

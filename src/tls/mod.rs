@@ -1,5 +1,5 @@
 //! The rustls server configuration: TLS 1.2 and 1.3 only, the aws-lc-rs
-//! provider, ALPN `http/1.1`, and the one certificate resolver.
+//! provider, ALPN `h2` and `http/1.1`, and the one certificate resolver.
 //!
 //! Where certificates come from is not this module's business (see `certs`).
 
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 use crate::config::ClientAuthConfig;
+use crate::http::http2::ALPN_H2;
 /// Trust roots are read by `config::trust` (a leaf); the old paths stay.
 pub use crate::config::trust::{CaPemError, ca_roots};
 
@@ -30,7 +31,7 @@ pub enum TlsSetupError {
 }
 
 /// Builds the server config around the resolver: TLS 1.3 and 1.2 only,
-/// the provider's (strong) cipher suites, ALPN `http/1.1` (plus
+/// the provider's (strong) cipher suites, ALPN `h2` then `http/1.1` (plus
 /// `acme-tls/1` when ACME may validate through this listener), and client
 /// certificate verification when mTLS is configured.
 pub fn server_config(
@@ -45,7 +46,7 @@ pub fn server_config(
         Some(auth) => builder.with_client_cert_verifier(client_verifier(auth)?),
     };
     let mut config = builder.with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
     if acme {
         config
             .alpn_protocols

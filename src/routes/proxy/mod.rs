@@ -23,12 +23,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
-use crate::http::reply::{Body, switching_protocols, text_response};
+use crate::http::reply::{Body, Handshake, switching_protocols, text_response};
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::body_timeout::Paced;
 use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
+use crate::server::stall::StallGuard;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::{HOP_BY_HOP, forwarded_headers};
 pub use pool::{ProxyRoute, SetupError, probe_loop};
@@ -146,7 +147,7 @@ pub async fn upgrade(
     proxy: Arc<ProxyRoute>,
     slot: SessionSlot,
     env: &Env<'_>,
-    key: Vec<u8>,
+    handshake: Handshake,
 ) -> Response<Body> {
     // The identity goes on every log line of this socket.
     let span = session_span(env.identity);
@@ -159,7 +160,7 @@ pub async fn upgrade(
     };
     let protocol = upstream.protocol.clone();
     spawn_relay(req, proxy, index, upstream, slot, env, span);
-    let mut r = switching_protocols(&key);
+    let mut r = switching_protocols(&handshake);
     if let Some(p) = protocol {
         r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
@@ -244,8 +245,9 @@ fn spawn_relay(
         let route = slot.route.clone();
         let started = tokio::time::Instant::now();
         let counters = SessionMetrics::open(&route, &listener);
+        let client = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout);
         let ending = relay::relay(
-            TokioIo::new(upgraded),
+            client,
             upstream.io,
             upstream.buffered,
             slot.limits,
