@@ -13,7 +13,10 @@
 //!   it is [`STREAM_WINDOW`] per stream and [`CONNECTION_WINDOW`] in all.
 //! - What the server buffers per stream for a client that does not read
 //!   ([`SEND_BUFFER`]); a WebSocket whose reader stalls is closed by the
-//!   send timeout (`server::stall` over each upgraded stream).
+//!   send timeout (`server::stall` over each upgraded stream). hyper cannot
+//!   reset a stream that still holds unsent data, so its connection then
+//!   gets GOAWAY and is closed [`STALLED_GRACE`] later, as a stalled
+//!   HTTP/1.1 socket is; a reader that is slow but reads is never cut.
 //! - Reset floods ("rapid reset", CVE-2023-44487, and resets the server is
 //!   made to send, CVE-2025-8671): at most [`PENDING_RESETS`] streams reset
 //!   by the client before they were served, and [`LOCAL_ERROR_RESETS`]
@@ -38,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{Body, text_response};
 use crate::config::limits::MAX_HTTP_BUFFER;
 use crate::metrics::{self, HandshakeFailure};
-use crate::server::stall::StallGuard;
+use crate::server::stall::{ConnectionAbort, StallGuard};
 
 /// ALPN name of HTTP/2 over TLS.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -65,6 +68,10 @@ pub const LOCAL_ERROR_RESETS: usize = 256;
 /// take before the connection is closed.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long the other streams of a connection closed for a stalled
+/// WebSocket stream get to finish after its GOAWAY.
+pub const STALLED_GRACE: Duration = Duration::from_secs(2);
 
 /// Whether a connection negotiated HTTP/2 in its TLS handshake.
 pub trait Negotiated {
@@ -127,9 +134,11 @@ pub async fn serve<IO, S>(
 {
     metrics::http2_connection();
     let seen = Arc::new(AtomicBool::new(false));
+    let abort = ConnectionAbort::default();
     let service = Noted {
         inner: service,
         seen: seen.clone(),
+        abort: abort.clone(),
     };
     let connection = builder().serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -150,6 +159,17 @@ pub async fn serve<IO, S>(
             _ = shutdown.cancelled() => {
                 connection.as_mut().graceful_shutdown();
                 break connection.await;
+            }
+            _ = abort.0.cancelled() => {
+                // A WebSocket stream's reader stalled past the send timeout
+                // (counted by the guard): GOAWAY, then the connection goes
+                // once its other streams end, or after one more timeout.
+                tracing::debug!("closing an HTTP/2 connection: one of its WebSocket streams stalled");
+                connection.as_mut().graceful_shutdown();
+                match tokio::time::timeout(STALLED_GRACE, connection.as_mut()).await {
+                    Ok(result) => break result,
+                    Err(_) => return,
+                }
             }
         }
     };
@@ -207,10 +227,12 @@ fn error_reason(e: &hyper::Error) -> &'static str {
     if e.is_timeout() { "timeout" } else { "other" }
 }
 
-/// The service, noting that a request arrived (the first-request timeout).
+/// The service, noting that a request arrived (the first-request timeout)
+/// and giving each request the connection's [`ConnectionAbort`].
 struct Noted<S> {
     inner: S,
     seen: Arc<AtomicBool>,
+    abort: ConnectionAbort,
 }
 
 impl<S: Service<Request<Incoming>>> Service<Request<Incoming>> for Noted<S> {
@@ -218,8 +240,9 @@ impl<S: Service<Request<Incoming>>> Service<Request<Incoming>> for Noted<S> {
     type Error = S::Error;
     type Future = S::Future;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         self.seen.store(true, Ordering::Relaxed);
+        req.extensions_mut().insert(self.abort.clone());
         self.inner.call(req)
     }
 }

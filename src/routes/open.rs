@@ -25,12 +25,12 @@ use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
 use crate::http::reply::{Body, Handshake, switching_protocols};
 use crate::metrics::SessionMetrics;
-use crate::server::stall::StallGuard;
+use crate::server::stall::{ConnectionAbort, StallGuard, UpgradedIo};
 use crate::session::{self, Ending};
 
 /// The socket a session runs on: the upgraded connection (a TLS or TCP
 /// socket on HTTP/1.1, a stream on HTTP/2) under its own send timeout.
-type Socket = WebSocketStream<BudgetedIo<StallGuard<TokioIo<hyper::upgrade::Upgraded>>>>;
+type Socket = WebSocketStream<BudgetedIo<StallGuard<UpgradedIo>>>;
 
 /// A WebSocket session's place: its route (for logs and metrics), the
 /// route's limits, and the connection slot it holds until it ends.
@@ -150,6 +150,7 @@ pub fn spawn(
     let ticket = env.conn.ticket.clone();
     let who = who(env);
     let upgrade = hyper::upgrade::on(&mut req);
+    let abort = req.extensions().get::<ConnectionAbort>().cloned();
     let task = async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,
@@ -159,7 +160,7 @@ pub fn spawn(
             }
         };
         // Bytes of messages being received are charged to the memory budget.
-        let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout);
+        let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
         let ws = WebSocketStream::from_raw_socket(
             BudgetedIo::new(io),
             Role::Server,

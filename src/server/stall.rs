@@ -30,7 +30,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics;
@@ -103,23 +106,77 @@ impl Abort for tokio::net::TcpStream {
     }
 }
 
-impl Abort for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {
-    /// Nothing to do: an upgraded connection is either a whole socket
-    /// (HTTP/1.1, guarded below TLS already) or an HTTP/2 stream, which
-    /// hyper resets or ends when the session drops it.
-    fn abort_on_close(&self) {}
+/// Asks an HTTP/2 connection to close: put in each request's extensions by
+/// `http::http2`, cancelled when one of its WebSocket streams stalls past
+/// the send timeout. hyper cannot reset a stream that still holds unsent
+/// data (its send task waits for window the peer never opens), so the
+/// connection goes, as a stalled HTTP/1.1 socket does.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionAbort(pub CancellationToken);
+
+/// A WebSocket's upgraded connection: a TLS or TCP socket on HTTP/1.1
+/// (guarded below TLS already), one stream on HTTP/2 (with its
+/// connection's [`ConnectionAbort`]).
+pub struct UpgradedIo {
+    io: TokioIo<Upgraded>,
+    abort: Option<ConnectionAbort>,
 }
 
-impl StallGuard<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+impl Abort for UpgradedIo {
+    fn abort_on_close(&self) {
+        if let Some(abort) = &self.abort {
+            abort.0.cancel();
+        }
+    }
+}
+
+impl AsyncRead for UpgradedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpgradedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        // hyper copies each write to an HTTP/2 stream into a buffer of its
+        // own: keep the copies small (a large message is written from its
+        // shared buffer, not copied whole per subscriber).
+        let buf = &buf[..buf.len().min(MAX_STREAM_WRITE)];
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Largest single write handed to an upgraded connection.
+const MAX_STREAM_WRITE: usize = 16 * 1024;
+
+impl StallGuard<UpgradedIo> {
     /// A guard over a WebSocket's upgraded connection. On HTTP/2 it is
     /// one stream: its writes wait on the stream's flow-control window,
     /// which one peer can hold shut while the connection's socket keeps
-    /// moving for the other streams.
+    /// moving for the other streams. `abort` is the HTTP/2 connection's
+    /// (from the request's extensions), `None` on HTTP/1.1.
     pub fn over_upgraded(
-        inner: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+        io: TokioIo<Upgraded>,
         timeout: Duration,
+        abort: Option<ConnectionAbort>,
     ) -> Self {
-        StallGuard::new(inner, timeout, Peer::Client)
+        StallGuard::new(UpgradedIo { io, abort }, timeout, Peer::Client)
     }
 }
 

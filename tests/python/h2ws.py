@@ -97,6 +97,10 @@ class H2Client:
             s.data += ev.data
             if ev.stream_id not in self.paused:
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif ev.flow_controlled_length:
+                # A paused stream's window stays shut; the connection's
+                # reopens, as a real client's does for its other streams.
+                self.conn.increment_flow_control_window(ev.flow_controlled_length)
         elif isinstance(ev, h2.events.StreamEnded):
             self.stream(ev.stream_id).ended = True
         elif isinstance(ev, h2.events.StreamReset):
@@ -164,7 +168,10 @@ class H2Client:
 
     def send_data(self, sid: int, data: bytes) -> None:
         view = memoryview(data)
+        deadline = time.monotonic() + self.timeout
         while view:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stream {sid}: no send window for {self.timeout}s")
             window = min(self.conn.local_flow_control_window(sid),
                          self.conn.max_outbound_frame_size)
             if window <= 0:
