@@ -120,6 +120,27 @@ pub struct ConnectionAbort(pub CancellationToken);
 pub struct UpgradedIo {
     io: TokioIo<Upgraded>,
     abort: Option<ConnectionAbort>,
+    /// The last write or flush returned `Pending` (the stream's window is
+    /// shut): dropped in that state, the stream cannot end by itself.
+    blocked: bool,
+}
+
+impl UpgradedIo {
+    fn note<R>(&mut self, result: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        self.blocked = result.is_pending();
+        result
+    }
+}
+
+/// A session that ends (its own write deadline, or this guard's) while a
+/// write to its HTTP/2 stream is still blocked leaves the stream stuck in
+/// hyper: the connection is closed instead.
+impl Drop for UpgradedIo {
+    fn drop(&mut self) {
+        if self.blocked {
+            self.abort_on_close();
+        }
+    }
 }
 
 impl Abort for UpgradedIo {
@@ -150,11 +171,15 @@ impl AsyncWrite for UpgradedIo {
         // own: keep the copies small (a large message is written from its
         // shared buffer, not copied whole per subscriber).
         let buf = &buf[..buf.len().min(MAX_STREAM_WRITE)];
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.note(result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.note(result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -176,7 +201,12 @@ impl StallGuard<UpgradedIo> {
         timeout: Duration,
         abort: Option<ConnectionAbort>,
     ) -> Self {
-        StallGuard::new(UpgradedIo { io, abort }, timeout, Peer::Client)
+        let io = UpgradedIo {
+            io,
+            abort,
+            blocked: false,
+        };
+        StallGuard::new(io, timeout, Peer::Client)
     }
 }
 
