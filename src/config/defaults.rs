@@ -51,6 +51,8 @@ pub const CONNECTION_RATE_PER_IP: Option<u32> = None;
 pub const PROXY_PROTOCOL: bool = false;
 /// `--redirect-http`: off.
 pub const REDIRECT_HTTP: bool = false;
+/// `--http2`: TLS listeners offer HTTP/2 (ALPN `h2`).
+pub const HTTP2: bool = true;
 /// `--handshake-timeout`: TCP accept to complete request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--ping-interval`.

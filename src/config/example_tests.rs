@@ -34,7 +34,11 @@ fn keys_in(text: &str) -> BTreeSet<(String, String)> {
         }
         if let Some((key, _)) = line.split_once('=') {
             let key = key.trim();
-            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            if !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 found.insert((table.clone(), key.to_string()));
             }
         }

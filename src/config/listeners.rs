@@ -31,6 +31,9 @@ pub struct ListenerOptions {
     pub connection_rate_per_ip: Option<NonZeroU32>,
     /// `--redirect-http`: plain listeners answer 308 to https://.
     pub redirect_http: bool,
+    // HTTP/2 (issue 15).
+    /// `--http2`: TLS listeners offer ALPN `h2` (else `http/1.1` only).
+    pub http2: bool,
 }
 
 /// Largest `--connection-rate-per-ip`: its burst (twice it) must fit a u32.
@@ -85,6 +88,8 @@ fn options(
         proxy_protocol,
         connection_rate_per_ip,
         redirect_http,
+        // HTTP/2 (issue 15).
+        http2: pick(&args.http2, file.http2.as_ref()).unwrap_or(defaults::HTTP2),
     }
 }
 

@@ -146,7 +146,7 @@ fn extended_connect<B>(req: &Request<B>) -> Result<Handshake, Response<Body>> {
         }
         Some(_) => {}
     }
-    if req.uri().scheme().is_none() || req.uri().path().is_empty() {
+    if req.uri().scheme().is_none() || req.uri().path_and_query().is_none() {
         return Err(bad_handshake(
             "an extended CONNECT needs :scheme and :path (RFC 8441 section 4)\n",
         ));
@@ -265,6 +265,65 @@ fn peer_trusted(ctx: &HttpContext, conn: &ConnInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn connect(protocol: Option<&'static str>) -> hyper::http::request::Builder {
+        let mut b = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("https://example.com/ws")
+            .header(SEC_WEBSOCKET_VERSION, "13");
+        if let Some(p) = protocol {
+            b = b.extension(Protocol::from_static(p));
+        }
+        b
+    }
+
+    fn refusal(req: Request<()>) -> (StatusCode, String) {
+        let r = handshake(&req).unwrap_err();
+        let status = r.status();
+        let body =
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn rfc8441_extended_connect_is_accepted() {
+        let req = connect(Some("websocket")).body(()).unwrap();
+        assert_eq!(handshake(&req).unwrap(), Handshake::Http2);
+    }
+
+    #[test]
+    fn rfc8441_refusals_name_the_problem() {
+        let (s, t) = refusal(connect(None).body(()).unwrap());
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(t.contains("plain CONNECT"), "{t}");
+        let (s, t) = refusal(connect(Some("webtransport")).body(()).unwrap());
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(t.contains("unsupported :protocol `webtransport`"), "{t}");
+        let get = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://example.com/ws")
+            .body(())
+            .unwrap();
+        assert!(refusal(get).1.contains("extended CONNECT"));
+        let keyed = connect(Some("websocket"))
+            .header(SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(())
+            .unwrap();
+        assert!(refusal(keyed).1.contains("not used over HTTP/2"));
+        let no_path = connect(Some("websocket"))
+            .uri("example.com:443")
+            .body(())
+            .unwrap();
+        assert!(refusal(no_path).1.contains(":scheme and :path"));
+        let mut old = connect(Some("websocket")).body(()).unwrap();
+        old.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        assert_eq!(refusal(old).0, StatusCode::UPGRADE_REQUIRED);
+    }
 
     #[test]
     fn key_must_be_base64_of_16_bytes() {

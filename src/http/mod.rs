@@ -13,8 +13,8 @@
 pub mod context;
 pub mod edge;
 pub mod gate;
-pub mod http2;
 pub mod host;
+pub mod http2;
 pub mod logged;
 pub mod path;
 pub mod redirect;

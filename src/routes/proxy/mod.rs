@@ -246,7 +246,8 @@ fn spawn_relay(
         let route = slot.route.clone();
         let started = tokio::time::Instant::now();
         let counters = SessionMetrics::open(&route, &listener);
-        let client = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
+        let client =
+            StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
         let ending = relay::relay(
             client,
             upstream.io,
