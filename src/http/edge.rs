@@ -37,7 +37,7 @@ pub async fn accept_websocket(
 ) -> Response<Body> {
     let handshake = match handshake(&req) {
         Ok(h) => h,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if let Some(origin) = req.headers().get(ORIGIN)
         && let Err(refusal) = browser_allowed(origin, req.headers(), ctx, conn)
@@ -68,7 +68,7 @@ pub async fn accept_websocket(
 /// The version-specific checks: RFC 6455 section 4.2.1 on HTTP/1.1,
 /// RFC 8441 section 4-5 on HTTP/2. A refusal is a clear 400 (426 for a
 /// wrong `Sec-WebSocket-Version`).
-pub fn handshake<B>(req: &Request<B>) -> Result<Handshake, Response<Body>> {
+pub fn handshake<B>(req: &Request<B>) -> Result<Handshake, Box<Response<Body>>> {
     let handshake = if req.version() == Version::HTTP_2 {
         extended_connect(req)?
     } else {
@@ -87,27 +87,29 @@ pub fn handshake<B>(req: &Request<B>) -> Result<Handshake, Response<Body>> {
         );
         r.headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return Err(r);
+        return Err(Box::new(r));
     }
     if let Handshake::Http1 { key } = &handshake
         && !valid_key(key)
     {
-        return Err(refused(
-            StatusCode::BAD_REQUEST,
-            HandshakeFailure::Http,
+        return Err(bad_handshake(
             "missing or malformed Sec-WebSocket-Key header: it must be 16 random bytes in base64 (24 characters ending in ==)\n",
         ));
     }
     Ok(handshake)
 }
 
-fn bad_handshake(text: &str) -> Response<Body> {
-    refused(StatusCode::BAD_REQUEST, HandshakeFailure::Http, text)
+fn bad_handshake(text: &str) -> Box<Response<Body>> {
+    Box::new(refused(
+        StatusCode::BAD_REQUEST,
+        HandshakeFailure::Http,
+        text,
+    ))
 }
 
 /// HTTP/1.1: `GET` with `Upgrade: websocket` (checked by the caller) and a
 /// key (checked once the version is known to be 13).
-fn upgrade_request<B>(req: &Request<B>) -> Result<Handshake, Response<Body>> {
+fn upgrade_request<B>(req: &Request<B>) -> Result<Handshake, Box<Response<Body>>> {
     if req.method() != Method::GET {
         return Err(bad_handshake("a WebSocket upgrade must use GET\n"));
     }
@@ -126,7 +128,7 @@ fn upgrade_request<B>(req: &Request<B>) -> Result<Handshake, Response<Body>> {
 
 /// HTTP/2 (RFC 8441): `CONNECT` with `:protocol websocket`, `:scheme` and
 /// `:path`, and none of HTTP/1.1's key exchange.
-fn extended_connect<B>(req: &Request<B>) -> Result<Handshake, Response<Body>> {
+fn extended_connect<B>(req: &Request<B>) -> Result<Handshake, Box<Response<Body>>> {
     if req.method() != Method::CONNECT {
         return Err(bad_handshake(
             "a WebSocket over HTTP/2 is an extended CONNECT with :protocol websocket (RFC 8441)\n",
@@ -279,7 +281,7 @@ mod tests {
     }
 
     fn refusal(req: Request<()>) -> (StatusCode, String) {
-        let r = handshake(&req).unwrap_err();
+        let r = *handshake(&req).unwrap_err();
         let status = r.status();
         let body =
             futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))

@@ -96,7 +96,7 @@ impl<T> Negotiated for StallGuard<T> {
 /// reads the host the same way on both versions. A `Host` that names
 /// another host than `:authority` makes the request malformed (RFC 9113
 /// section 8.3.1): 400.
-pub fn authority_as_host<B>(req: &mut Request<B>) -> Result<(), Response<Body>> {
+pub fn authority_as_host<B>(req: &mut Request<B>) -> Result<(), Box<Response<Body>>> {
     if req.version() != Version::HTTP_2 {
         return Ok(());
     }
@@ -105,10 +105,10 @@ pub fn authority_as_host<B>(req: &mut Request<B>) -> Result<(), Response<Body>> 
     };
     match req.headers().get(HOST) {
         Some(host) if !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => {
-            Err(text_response(
+            Err(Box::new(text_response(
                 StatusCode::BAD_REQUEST,
                 "the Host header and :authority name different hosts; send one host (RFC 9113 section 8.3.1)\n",
-            ))
+            )))
         }
         Some(_) => Ok(()),
         None => {

@@ -63,7 +63,7 @@ pub async fn serve_connection<IO>(
         let conn = conn.clone();
         async move {
             if let Err(refusal) = http2::authority_as_host(&mut req) {
-                return Ok::<_, Infallible>(counted(refusal));
+                return Ok::<_, Infallible>(counted(*refusal));
             }
             let host = (conn.tls && ctx.hsts)
                 .then(|| req.headers().get(hyper::header::HOST).cloned())
