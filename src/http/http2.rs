@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{Body, text_response};
 use crate::config::limits::MAX_HTTP_BUFFER;
 use crate::metrics::{self, HandshakeFailure};
-use crate::server::stall::{ConnectionAbort, StallGuard};
+use crate::server::stall::{H2Conn, StallGuard};
 
 /// ALPN name of HTTP/2 over TLS.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -134,7 +134,7 @@ pub async fn serve<IO, S>(
 {
     metrics::http2_connection();
     let seen = Arc::new(AtomicBool::new(false));
-    let abort = ConnectionAbort::default();
+    let abort = H2Conn::default();
     let service = Noted {
         inner: service,
         seen: seen.clone(),
@@ -157,10 +157,20 @@ pub async fn serve<IO, S>(
                 }
             }
             _ = shutdown.cancelled() => {
+                // The WebSockets close themselves with 1001 on shutdown,
+                // over this connection: keep it running until they have,
+                // then GOAWAY (hyper would end their streams at once).
+                abort.streams.close();
+                let ended = abort.streams.wait();
+                tokio::pin!(ended);
+                tokio::select! {
+                    result = connection.as_mut() => break result,
+                    _ = &mut ended => {}
+                }
                 connection.as_mut().graceful_shutdown();
                 break connection.await;
             }
-            _ = abort.0.cancelled() => {
+            _ = abort.abort.cancelled() => {
                 // A WebSocket stream's reader stalled past the send timeout
                 // (counted by the guard): GOAWAY, then the connection goes
                 // once its other streams end, or after one more timeout.
@@ -228,11 +238,11 @@ fn error_reason(e: &hyper::Error) -> &'static str {
 }
 
 /// The service, noting that a request arrived (the first-request timeout)
-/// and giving each request the connection's [`ConnectionAbort`].
+/// and giving each request the connection's [`H2Conn`].
 struct Noted<S> {
     inner: S,
     seen: Arc<AtomicBool>,
-    abort: ConnectionAbort,
+    abort: H2Conn,
 }
 
 impl<S: Service<Request<Incoming>>> Service<Request<Incoming>> for Noted<S> {

@@ -25,7 +25,7 @@ use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
 use crate::http::reply::{Body, Handshake, switching_protocols};
 use crate::metrics::SessionMetrics;
-use crate::server::stall::{ConnectionAbort, StallGuard, UpgradedIo};
+use crate::server::stall::{H2Conn, StallGuard, UpgradedIo};
 use crate::session::{self, Ending};
 
 /// The socket a session runs on: the upgraded connection (a TLS or TCP
@@ -150,7 +150,7 @@ pub fn spawn(
     let ticket = env.conn.ticket.clone();
     let who = who(env);
     let upgrade = hyper::upgrade::on(&mut req);
-    let abort = req.extensions().get::<ConnectionAbort>().cloned();
+    let abort = req.extensions().get::<H2Conn>().cloned();
     let task = async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,

@@ -35,6 +35,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::metrics;
 
@@ -106,20 +108,29 @@ impl Abort for tokio::net::TcpStream {
     }
 }
 
-/// Asks an HTTP/2 connection to close: put in each request's extensions by
-/// `http::http2`, cancelled when one of its WebSocket streams stalls past
-/// the send timeout. hyper cannot reset a stream that still holds unsent
-/// data (its send task waits for window the peer never opens), so the
-/// connection goes, as a stalled HTTP/1.1 socket does.
+/// What a WebSocket stream holds of its HTTP/2 connection, put in each
+/// request's extensions by `http::http2`:
+/// - `abort`, cancelled when the stream stalls past the send timeout.
+///   hyper cannot reset a stream that still holds unsent data (its send
+///   task waits for window the peer never opens), so the connection goes,
+///   as a stalled HTTP/1.1 socket does;
+/// - `streams`, one token per live WebSocket: on shutdown the connection
+///   keeps running until they have closed with 1001 (they are its
+///   streams), and only then sends GOAWAY.
 #[derive(Debug, Clone, Default)]
-pub struct ConnectionAbort(pub CancellationToken);
+pub struct H2Conn {
+    pub abort: CancellationToken,
+    pub streams: TaskTracker,
+}
 
 /// A WebSocket's upgraded connection: a TLS or TCP socket on HTTP/1.1
 /// (guarded below TLS already), one stream on HTTP/2 (with its
-/// connection's [`ConnectionAbort`]).
+/// connection's [`H2Conn`]).
 pub struct UpgradedIo {
     io: TokioIo<Upgraded>,
-    abort: Option<ConnectionAbort>,
+    abort: Option<CancellationToken>,
+    /// Counts this WebSocket among its HTTP/2 connection's streams.
+    _stream: Option<TaskTrackerToken>,
     /// The last write or flush returned `Pending` (the stream's window is
     /// shut): dropped in that state, the stream cannot end by itself.
     blocked: bool,
@@ -146,7 +157,7 @@ impl Drop for UpgradedIo {
 impl Abort for UpgradedIo {
     fn abort_on_close(&self) {
         if let Some(abort) = &self.abort {
-            abort.0.cancel();
+            abort.cancel();
         }
     }
 }
@@ -194,16 +205,13 @@ impl StallGuard<UpgradedIo> {
     /// A guard over a WebSocket's upgraded connection. On HTTP/2 it is
     /// one stream: its writes wait on the stream's flow-control window,
     /// which one peer can hold shut while the connection's socket keeps
-    /// moving for the other streams. `abort` is the HTTP/2 connection's
-    /// (from the request's extensions), `None` on HTTP/1.1.
-    pub fn over_upgraded(
-        io: TokioIo<Upgraded>,
-        timeout: Duration,
-        abort: Option<ConnectionAbort>,
-    ) -> Self {
+    /// moving for the other streams. `h2` is the HTTP/2 connection's
+    /// [`H2Conn`] (from the request's extensions), `None` on HTTP/1.1.
+    pub fn over_upgraded(io: TokioIo<Upgraded>, timeout: Duration, h2: Option<H2Conn>) -> Self {
         let io = UpgradedIo {
             io,
-            abort,
+            _stream: h2.as_ref().map(|c| c.streams.token()),
+            abort: h2.map(|c| c.abort),
             blocked: false,
         };
         StallGuard::new(io, timeout, Peer::Client)

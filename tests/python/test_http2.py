@@ -19,6 +19,7 @@ real binary and real HTTP/2 clients: curl --http2 and the `h2` library
 from __future__ import annotations
 
 import json
+import signal
 import ssl
 import subprocess
 import threading
@@ -208,15 +209,19 @@ def test_rapid_reset_is_cut_off_and_others_are_served(wssd):
 def test_rfc8441_on_every_websocket_route_kind(wssd, tmp_path):
     upstream = wssd.__class__(tmp_path / "upstream")
     try:
-        up = upstream.start("--route", "/ws/up=echo", listen=False, http=True)
+        up = upstream.start("--route", "/ws/up=echo", "--route", "/app=static", listen=False, http=True)
         srv = wssd.start("--route", "/ws/echo=echo", "--route", "/ws/chat=chat",
                          "--route", "/ws/news=broadcast", "--route", "/ws/cat=exec:cat",
                          "--route", f"/ws/up=proxy:ws://127.0.0.1:{up.http_port}",
+                         "--route", f"/app=proxy:http://127.0.0.1:{up.http_port}",
                          "--publish-token", "pt-0123456789abcdef0123")
         c = H2Client(srv.tls_port)
         echo_once(c, "/ws/echo")
         echo_once(c, "/ws/cat", b"through cat")
         echo_once(c, "/ws/up", b"through the proxy")
+        # Plain HTTP through the proxy too (an HTTP/2 request, HTTP/1.1 upstream).
+        status, headers, body = c.request("/app/")
+        assert status == 200 and body.lstrip().lower().startswith(b"<!doctype html"), (status, body[:80])
         sid, status, _ = c.connect_ws("/ws/chat")
         assert status == 200
         c.send_ws(sid, TEXT, json.dumps({"type": "join", "room": "r", "username": "h2user"}).encode())
@@ -286,3 +291,15 @@ def test_wrong_websocket_version_over_http2_gets_426(wssd):
     c.wait(lambda: s.headers is not None)
     assert s.headers[":status"] == "426" and s.headers["sec-websocket-version"] == "13"
     c.close()
+
+
+def test_shutdown_closes_http2_websockets_with_1001(wssd):
+    srv = wssd.start("--route", "/ws/echo=echo")
+    c = H2Client(srv.tls_port)
+    streams = [c.connect_ws("/ws/echo")[0] for _ in range(2)]
+    srv.proc.send_signal(signal.SIGTERM)
+    for sid in streams:
+        op, payload = c.recv_ws(sid)
+        assert op == CLOSE and close_code(payload) == 1001
+        c.send_ws(sid, CLOSE, payload)
+    assert srv.proc.wait(15) == 0

@@ -29,7 +29,7 @@ use crate::routes::body_timeout::Paced;
 use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
-use crate::server::stall::{ConnectionAbort, StallGuard};
+use crate::server::stall::{H2Conn, StallGuard};
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::{HOP_BY_HOP, forwarded_headers};
 pub use pool::{ProxyRoute, SetupError, probe_loop};
@@ -232,7 +232,7 @@ fn spawn_relay(
     let ticket = env.conn.ticket.clone();
     let who = super::open::who(env);
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let abort = req.extensions().get::<ConnectionAbort>().cloned();
+    let abort = req.extensions().get::<H2Conn>().cloned();
     pool.members[index].active.fetch_add(1, Ordering::Relaxed);
     let task = async move {
         let upgraded = match client_upgrade.await {
