@@ -181,8 +181,11 @@ impl AsyncWrite for UpgradedIo {
         // hyper copies each write to an HTTP/2 stream into a buffer of its
         // own: keep the copies small (a large message is written from its
         // shared buffer, not copied whole per subscriber).
-        let buf = &buf[..buf.len().min(MAX_STREAM_WRITE)];
         let this = self.get_mut();
+        let buf = match this.abort {
+            Some(_) => &buf[..buf.len().min(MAX_STREAM_WRITE)],
+            None => buf,
+        };
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
         this.note(result)
     }
@@ -198,7 +201,7 @@ impl AsyncWrite for UpgradedIo {
     }
 }
 
-/// Largest single write handed to an upgraded connection.
+/// Largest single write handed to an HTTP/2 stream.
 const MAX_STREAM_WRITE: usize = 16 * 1024;
 
 impl StallGuard<UpgradedIo> {
