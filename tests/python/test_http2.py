@@ -209,6 +209,64 @@ def test_rapid_reset_is_cut_off_and_others_are_served(wssd):
     assert errors.get('{reason="enhance_your_calm"}') == 1, errors
 
 
+def test_streams_the_server_must_reset_are_bounded_too(wssd):
+    """The other reset flood (CVE-2025-8671, "MadeYouReset"): requests the
+    server must reset itself (here malformed: a connection-specific header,
+    forbidden in HTTP/2). Past the bound the connection gets GOAWAY
+    ENHANCE_YOUR_CALM; another client is served."""
+    from hpack import Encoder
+    from hyperframe.frame import HeadersFrame
+    srv = wssd.start("--route", "/ws/echo=echo")
+    abuser = H2Client(srv.tls_port)
+    encoder = Encoder()  # the client library sent no headers on this connection
+    sid, sent = 1, 0
+    got = bytearray()
+    abuser.sock.settimeout(0.01)
+    try:
+        while sent < 5000:
+            out = bytearray()
+            for _ in range(50):
+                block = encoder.encode([(":method", "GET"), (":scheme", "https"),
+                                        (":authority", abuser.authority), (":path", "/"),
+                                        ("connection", "close")])
+                out += HeadersFrame(sid, data=block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+                sid += 2
+                sent += 1
+            abuser.sock.sendall(bytes(out))
+            try:
+                chunk = abuser.sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            except (TimeoutError, ssl.SSLWantReadError):
+                pass
+    except OSError:
+        pass
+    # The server's frames (read raw: the client library never opened these
+    # streams): RST_STREAMs, then GOAWAY.
+    abuser.sock.settimeout(5)
+    try:
+        while chunk := abuser.sock.recv(65536):
+            got += chunk
+    except OSError:
+        pass
+    resets, goaway, pos = 0, None, 0
+    while pos + 9 <= len(got):
+        length = int.from_bytes(got[pos:pos + 3], "big")
+        kind = got[pos + 3]
+        if kind == 0x3:
+            resets += 1
+        elif kind == 0x7:
+            goaway = int.from_bytes(got[pos + 13:pos + 17], "big")
+        pos += 9 + length
+    print(f"server-side resets: {resets} RST_STREAM, then GOAWAY {goaway}, after {sent} malformed requests")
+    assert goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert 0 < resets <= 256 + 1 and sent < 5000
+    echo_once(H2Client(srv.tls_port), "/ws/echo")
+    errors = metric_samples(srv, "wssd_http2_connection_errors_total")
+    assert errors.get('{reason="enhance_your_calm"}') == 1, errors
+
+
 def test_rfc8441_on_every_websocket_route_kind(wssd, tmp_path):
     upstream = wssd.__class__(tmp_path / "upstream")
     try:
