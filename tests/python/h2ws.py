@@ -55,6 +55,8 @@ class H2Client:
         self.streams: dict[int, Stream] = {}
         self.paused: set[int] = set()
         self.goaway: h2.events.ConnectionTerminated | None = None
+        self.goaway_code: int | None = None
+        self.raw: bytearray | None = None
         self.eof = False
         self.remote_settings_seen = False
         self.wait(lambda: self.remote_settings_seen)
@@ -78,10 +80,16 @@ class H2Client:
         if not chunk:
             self.eof = True
             return
+        if self.raw is not None:
+            self.raw_frames(chunk)
+            return
         try:
             events = self.conn.receive_data(chunk)
         except h2.exceptions.ProtocolError:
-            self.eof = True
+            # The library refuses a PING after GOAWAY (a server's graceful
+            # shutdown sends both): from here on, read frames raw.
+            self.raw = bytearray()
+            self.raw_frames(chunk)
             return
         for ev in events:
             self.on_event(ev)
@@ -107,6 +115,23 @@ class H2Client:
             self.stream(ev.stream_id).reset = ev.error_code
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.goaway = ev
+            self.goaway_code = ev.error_code
+
+    def raw_frames(self, chunk: bytes) -> None:
+        """Raw mode: notes GOAWAY and answers PINGs (the chunk that failed in
+        the library is read again from its start, which is a frame's)."""
+        self.raw += chunk
+        while len(self.raw) >= 9:
+            length = int.from_bytes(self.raw[:3], "big")
+            if len(self.raw) < 9 + length:
+                break
+            kind, flags = self.raw[3], self.raw[4]
+            payload = bytes(self.raw[9:9 + length])
+            del self.raw[:9 + length]
+            if kind == 0x7:
+                self.goaway_code = int.from_bytes(payload[4:8], "big")
+            elif kind == 0x6 and not flags & 0x1:
+                self.sock.sendall(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + payload)
 
     def stream(self, sid: int) -> Stream:
         return self.streams.setdefault(sid, Stream())
@@ -114,7 +139,7 @@ class H2Client:
     def wait(self, cond, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.timeout)
         while not cond():
-            if self.eof or self.goaway is not None:
+            if self.eof or self.goaway is not None or self.raw is not None:
                 if cond():
                     return
                 raise Closed(f"connection ended (goaway={self.goaway})")

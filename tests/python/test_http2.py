@@ -144,7 +144,7 @@ def test_a_stalled_reader_does_not_stall_others_and_times_out(wssd):
     assert rounds > 10
     with pytest.raises(Closed):
         c.wait(lambda: False, timeout=10)
-    assert c.goaway is not None or c.eof
+    assert c.goaway_code is not None or c.eof
     assert time.monotonic() - started < 8
     assert metric_samples(srv, "wssd_close_codes_total").get('{code="1008"}') == 1
     # The other three ended with their connection.
@@ -359,8 +359,18 @@ def test_shutdown_closes_http2_websockets_with_1001(wssd):
     c = H2Client(srv.tls_port)
     streams = [c.connect_ws("/ws/echo")[0] for _ in range(2)]
     srv.proc.send_signal(signal.SIGTERM)
+    began = time.monotonic()
     for sid in streams:
         op, payload = c.recv_ws(sid)
         assert op == CLOSE and close_code(payload) == 1001
         c.send_ws(sid, CLOSE, payload)
+        c.conn.end_stream(sid)  # RFC 8441 section 5: the stream ends with the socket
+        c.flush()
+    # Then GOAWAY (NO_ERROR), and the server is gone well within the drain
+    # timeout.
+    deadline = time.monotonic() + 10
+    while not c.eof and time.monotonic() < deadline:
+        c.pump(0.2)
+    assert c.goaway_code == 0
     assert srv.proc.wait(15) == 0
+    assert time.monotonic() - began < 5
