@@ -22,12 +22,18 @@
 //!   by the client before they were served, and [`LOCAL_ERROR_RESETS`]
 //!   streams the server reset for errors, before the connection is closed
 //!   with GOAWAY `ENHANCE_YOUR_CALM` (counted by reason).
-//! - The first request must arrive within the handshake timeout, as on
-//!   HTTP/1.1; keep-alive PINGs close connections whose peer vanished.
+//! - The first request must arrive within the handshake timeout, and a
+//!   connection with no request or WebSocket in progress for that long is
+//!   closed (GOAWAY), as an idle HTTP/1.1 keep-alive connection is;
+//!   keep-alive PINGs close connections whose peer vanished.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 
 use hyper::body::Incoming;
 use hyper::header::{HOST, HeaderValue};
@@ -41,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{Body, text_response};
 use crate::config::limits::MAX_HTTP_BUFFER;
 use crate::metrics::{self, HandshakeFailure};
-use crate::server::stall::{H2Conn, StallGuard};
+use crate::server::stall::{Busy, H2Conn, StallGuard};
 
 /// ALPN name of HTTP/2 over TLS.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -121,47 +127,58 @@ pub fn authority_as_host<B>(req: &mut Request<B>) -> Result<(), Box<Response<Bod
 }
 
 /// Serves HTTP/2 on `io` until the client or the server ends it.
-pub async fn serve<IO, S>(
-    io: IO,
-    service: S,
-    shutdown: CancellationToken,
-    first_request_timeout: Duration,
-) where
+pub async fn serve<IO, S>(io: IO, service: S, shutdown: CancellationToken, idle_timeout: Duration)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<Body>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     metrics::http2_connection();
-    let seen = Arc::new(AtomicBool::new(false));
-    let abort = H2Conn::default();
+    let h2 = H2Conn::default();
+    let mut active = h2.activity.watch();
     let service = Noted {
         inner: service,
-        seen: seen.clone(),
-        abort: abort.clone(),
+        h2: h2.clone(),
     };
     let connection = builder().serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let first = tokio::time::sleep(first_request_timeout);
-    tokio::pin!(first);
-    let mut waiting = true;
+    // Idle (no stream in progress) for the timeout: closed, as an idle
+    // HTTP/1.1 keep-alive connection is. From the start, this is the wait
+    // for the first request.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut served = false;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
-            _ = first.as_mut(), if waiting => {
-                waiting = false;
-                if !seen.load(Ordering::Relaxed) {
+            changed = active.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                served = true;
+                if *active.borrow_and_update() == 0 {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                }
+            }
+            _ = idle.as_mut(), if *active.borrow() == 0 => {
+                if !served {
                     metrics::handshake_failed(HandshakeFailure::Timeout);
                     tracing::debug!("HTTP/2 connection sent no request within the handshake timeout");
                     return;
+                }
+                connection.as_mut().graceful_shutdown();
+                match tokio::time::timeout(STALLED_GRACE, connection.as_mut()).await {
+                    Ok(result) => break result,
+                    Err(_) => return,
                 }
             }
             _ = shutdown.cancelled() => {
                 // The WebSockets close themselves with 1001 on shutdown,
                 // over this connection: keep it running until they have,
                 // then GOAWAY (hyper would end their streams at once).
-                abort.streams.close();
-                let ended = abort.streams.wait();
+                h2.streams.close();
+                let ended = h2.streams.wait();
                 tokio::pin!(ended);
                 tokio::select! {
                     result = connection.as_mut() => break result,
@@ -170,7 +187,7 @@ pub async fn serve<IO, S>(
                 connection.as_mut().graceful_shutdown();
                 break connection.await;
             }
-            _ = abort.abort.cancelled() => {
+            _ = h2.abort.cancelled() => {
                 // A WebSocket stream's reader stalled past the send timeout
                 // (counted by the guard): GOAWAY, then the connection goes
                 // once its other streams end, or after one more timeout.
@@ -237,22 +254,64 @@ fn error_reason(e: &hyper::Error) -> &'static str {
     if e.is_timeout() { "timeout" } else { "other" }
 }
 
-/// The service, noting that a request arrived (the first-request timeout)
-/// and giving each request the connection's [`H2Conn`].
+/// The service, giving each request the connection's [`H2Conn`] and
+/// counting it in progress until its response body has ended.
 struct Noted<S> {
     inner: S,
-    seen: Arc<AtomicBool>,
-    abort: H2Conn,
+    h2: H2Conn,
 }
 
-impl<S: Service<Request<Incoming>>> Service<Request<Incoming>> for Noted<S> {
-    type Response = S::Response;
+type NotedFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
+impl<S> Service<Request<Incoming>> for Noted<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = NotedFuture<S::Error>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.seen.store(true, Ordering::Relaxed);
-        req.extensions_mut().insert(self.abort.clone());
-        self.inner.call(req)
+        let busy = self.h2.activity.busy();
+        req.extensions_mut().insert(self.h2.clone());
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                BusyBody {
+                    inner: body,
+                    _busy: busy,
+                }
+                .boxed()
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted in progress until it
+/// has been sent (or dropped).
+struct BusyBody {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -46,8 +46,8 @@ use router::Router;
 /// Serves one connection until it closes, is upgraded, or the server shuts
 /// down: HTTP/2 when its TLS handshake negotiated `h2` (ALPN), HTTP/1.1
 /// otherwise (plain listeners speak HTTP/1.1 only: no h2c).
-/// `header_timeout` bounds the wait for request headers (on HTTP/2, for the
-/// first request).
+/// `header_timeout` bounds the wait for request headers (on HTTP/2: for the
+/// first request, then how long the connection may stay idle).
 pub async fn serve_connection<IO>(
     io: IO,
     ctx: Arc<HttpContext>,

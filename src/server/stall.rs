@@ -32,8 +32,11 @@ use std::time::Duration;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -116,11 +119,48 @@ impl Abort for tokio::net::TcpStream {
 ///   as a stalled HTTP/1.1 socket does;
 /// - `streams`, one token per live WebSocket: on shutdown the connection
 ///   keeps running until they have closed with 1001 (they are its
-///   streams), and only then sends GOAWAY.
+///   streams), and only then sends GOAWAY;
+/// - `activity`: requests and WebSockets in progress (the idle timeout).
 #[derive(Debug, Clone, Default)]
 pub struct H2Conn {
     pub abort: CancellationToken,
     pub streams: TaskTracker,
+    pub activity: Activity,
+}
+
+/// How many streams of a connection are in progress (a request until its
+/// response body ends, a WebSocket until it closes); watched by the
+/// connection for its idle timeout.
+#[derive(Debug, Clone)]
+pub struct Activity(Arc<watch::Sender<usize>>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(Arc::new(watch::Sender::new(0)))
+    }
+}
+
+impl Activity {
+    /// One more stream in progress, until the guard is dropped.
+    pub fn busy(&self) -> Busy {
+        self.0.send_modify(|n| *n += 1);
+        Busy(self.0.clone())
+    }
+
+    /// Watches the count.
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+}
+
+/// A stream in progress (see [`Activity`]).
+#[derive(Debug)]
+pub struct Busy(Arc<watch::Sender<usize>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// A WebSocket's upgraded connection: a TLS or TCP socket on HTTP/1.1
@@ -130,7 +170,7 @@ pub struct UpgradedIo {
     io: TokioIo<Upgraded>,
     abort: Option<CancellationToken>,
     /// Counts this WebSocket among its HTTP/2 connection's streams.
-    _stream: Option<TaskTrackerToken>,
+    _stream: Option<(TaskTrackerToken, Busy)>,
     /// The last write or flush returned `Pending` (the stream's window is
     /// shut): dropped in that state, the stream cannot end by itself.
     blocked: bool,
@@ -213,7 +253,7 @@ impl StallGuard<UpgradedIo> {
     pub fn over_upgraded(io: TokioIo<Upgraded>, timeout: Duration, h2: Option<H2Conn>) -> Self {
         let io = UpgradedIo {
             io,
-            _stream: h2.as_ref().map(|c| c.streams.token()),
+            _stream: h2.as_ref().map(|c| (c.streams.token(), c.activity.busy())),
             abort: h2.map(|c| c.abort),
             blocked: false,
         };

@@ -374,3 +374,29 @@ def test_shutdown_closes_http2_websockets_with_1001(wssd):
     assert c.goaway_code == 0
     assert srv.proc.wait(15) == 0
     assert time.monotonic() - began < 5
+
+
+def test_idle_connections_close_but_websockets_keep_theirs_open(wssd):
+    """As an idle HTTP/1.1 keep-alive connection, an HTTP/2 connection with
+    nothing in progress for the handshake timeout is closed (GOAWAY); one
+    that carries a WebSocket is not, however quiet the socket."""
+    srv = wssd.start("--route", "/ws/echo=echo", "--route", "/=static", "--handshake-timeout", "1")
+    idle = H2Client(srv.tls_port)
+    assert idle.request("/")[0] == 200
+    began = time.monotonic()
+    while not idle.eof and time.monotonic() - began < 10:
+        idle.pump(0.2)
+    assert idle.goaway_code == 0 and 0.5 < time.monotonic() - began < 5
+    busy = H2Client(srv.tls_port)
+    sid, status, _ = busy.connect_ws("/ws/echo")
+    assert status == 200
+    busy.pump(2.5)
+    assert busy.goaway_code is None and not busy.eof
+    busy.send_ws(sid, TEXT, b"still open")
+    assert busy.recv_ws(sid) == (TEXT, b"still open")
+    # A connection that never sends a request is closed too.
+    silent = H2Client(srv.tls_port)
+    began = time.monotonic()
+    while not silent.eof and time.monotonic() - began < 10:
+        silent.pump(0.2)
+    assert silent.eof and time.monotonic() - began < 5
