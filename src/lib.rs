@@ -36,7 +36,9 @@
 //!   sends plain listeners to https:// (`--redirect-http`); `http2` serves
 //!   connections that negotiated ALPN `h2` (its limits, `:authority` as
 //!   Host; WebSockets over HTTP/2 are RFC 8441 extended CONNECTs, checked
-//!   in `edge`); `reply` is the leaf both `http` and `routes` use (bodies,
+//!   in `edge`); `upgraded` is a WebSocket's upgraded connection under its
+//!   own send timeout (an HTTP/2 stream and what it holds of its
+//!   connection); `reply` is the leaf both `http` and `routes` use (bodies,
 //!   `ConnInfo`, text replies, the 101 or HTTP/2's 200).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind

@@ -45,9 +45,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::reply::{Body, text_response};
+use super::upgraded::{Busy, H2Conn};
 use crate::config::limits::MAX_HTTP_BUFFER;
 use crate::metrics::{self, HandshakeFailure};
-use crate::server::stall::{Busy, H2Conn, StallGuard};
+use crate::server::stall::StallGuard;
 
 /// ALPN name of HTTP/2 over TLS.
 pub const ALPN_H2: &[u8] = b"h2";

@@ -20,6 +20,7 @@ pub mod path;
 pub mod redirect;
 pub mod reply;
 pub mod router;
+pub mod upgraded;
 
 use std::convert::Infallible;
 use std::sync::Arc;

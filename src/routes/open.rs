@@ -24,8 +24,9 @@ use crate::access_log::{self, Who};
 use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
 use crate::http::reply::{Body, Handshake, switching_protocols};
+use crate::http::upgraded::{H2Conn, UpgradedIo};
 use crate::metrics::SessionMetrics;
-use crate::server::stall::{H2Conn, StallGuard, UpgradedIo};
+use crate::server::stall::StallGuard;
 use crate::session::{self, Ending};
 
 /// The socket a session runs on: the upgraded connection (a TLS or TCP

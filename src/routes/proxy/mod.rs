@@ -24,12 +24,13 @@ use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::http::reply::{Body, Handshake, switching_protocols, text_response};
+use crate::http::upgraded::H2Conn;
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::body_timeout::Paced;
 use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
-use crate::server::stall::{H2Conn, StallGuard};
+use crate::server::stall::StallGuard;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::{HOP_BY_HOP, forwarded_headers};
 pub use pool::{ProxyRoute, SetupError, probe_loop};
