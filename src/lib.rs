@@ -12,13 +12,15 @@
 //!   the PROXY protocol header of trusted balancers (`proxy_protocol`),
 //!   admits connections per IP, per IP per second
 //!   (`rate`) and in total (`admission`), counting and summarising refusals
-//!   (`refusals`), puts a stall timer under every socket (`stall`: the send
-//!   timeout), answers plain HTTP on a TLS port (`sniff`), runs TLS, hands
+//!   (`refusals`), puts a stall timer under every socket and over every
+//!   WebSocket's upgraded connection, an HTTP/2 stream included (`stall`:
+//!   the send timeout), answers plain HTTP on a TLS port (`sniff`), runs TLS, hands
 //!   the stream to `http`; tells systemd when it is ready; owns startup of
 //!   background tasks and shutdown.
 //! - [`tls`]: the rustls server config and the one certificate resolver that
 //!   every handshake asks (`resolver`), the TLS-ALPN-01 answers
-//!   (`challenge`). It knows nothing of where certificates come from.
+//!   (`challenge`), ALPN (`h2`, `http/1.1`, `acme-tls/1`). It knows
+//!   nothing of where certificates come from.
 //! - [`certs`]: certificate sources that feed the resolver: PEM files
 //!   (`files`, `watch`), self-signed (`self_signed`), the local CA
 //!   (`local_ca/`: CA, issuance, commands, system and NSS trust stores and
@@ -34,9 +36,13 @@
 //!   taken out, the identity), the access log's view of a request
 //!   (`logged`), then the upgrade checks (`edge`: RFC 6455,
 //!   Origin, Host allowlist in `host`, permit) or plain HTTP; `redirect`
-//!   sends plain listeners to https:// (`--redirect-http`); `reply` is the
-//!   leaf both `http` and `routes` use (bodies, `ConnInfo`, text replies,
-//!   101).
+//!   sends plain listeners to https:// (`--redirect-http`); `http2` serves
+//!   connections that negotiated ALPN `h2` (its limits, `:authority` as
+//!   Host; WebSockets over HTTP/2 are RFC 8441 extended CONNECTs, checked
+//!   in `edge`); `upgraded` is a WebSocket's upgraded connection under its
+//!   own send timeout (an HTTP/2 stream and what it holds of its
+//!   connection); `reply` is the leaf both `http` and `routes` use (bodies,
+//!   `ConnInfo`, text replies, the 101 or HTTP/2's 200).
 //! - [`routes`]: route kinds as plug-ins: `Route`/`RouteRuntime` and the
 //!   per-kind dispatch in `routes/mod.rs`, one file or folder per kind
 //!   (`echo`, `static_files` (tower-http's `ServeDir`) + `static_fs` (the

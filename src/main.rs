@@ -242,7 +242,7 @@ fn check(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(auth) = &config.tls.client_auth {
             let resolver = std::sync::Arc::new(wssd::tls::resolver::CertResolver::default());
-            if let Err(e) = wssd::tls::server_config(resolver, Some(auth), false) {
+            if let Err(e) = wssd::tls::server_config(resolver, Some(auth), false, false) {
                 problems.push(e.to_string());
             }
         }

@@ -210,6 +210,24 @@ pub fn certificate_not_after(name: &str, unix_seconds: i64) {
         .set(unix_seconds as f64);
 }
 
+/// A WebSocket handshake accepted, by HTTP version (`1.1`: Upgrade and
+/// 101; `2`: RFC 8441 extended CONNECT and 200).
+pub fn websocket_accepted(http: &'static str) {
+    counter!("wssd_websocket_upgrades_total", "http" => http).increment(1);
+}
+
+/// An HTTP/2 connection was opened (ALPN `h2`).
+pub fn http2_connection() {
+    counter!("wssd_http2_connections_total").increment(1);
+}
+
+/// An HTTP/2 connection closed with an error (`reason`: the HTTP/2 error
+/// code sent in GOAWAY, e.g. `enhance_your_calm` for a reset flood, or
+/// `io` / `other`).
+pub fn http2_connection_error(reason: &'static str) {
+    counter!("wssd_http2_connection_errors_total", "reason" => reason).increment(1);
+}
+
 /// A binary upgrade (SIGUSR2): `started`, `ok` or `failed`.
 pub fn upgrade(result: &'static str) {
     counter!("wssd_upgrades_total", "result" => result).increment(1);

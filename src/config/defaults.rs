@@ -56,6 +56,8 @@ pub const PROXY_PROTOCOL: bool = false;
 pub const REDIRECT_HTTP: bool = false;
 /// `--watch-config`: a change to the configuration file reloads it.
 pub const WATCH_CONFIG: bool = true;
+/// `--http2`: TLS listeners offer HTTP/2 (ALPN `h2`).
+pub const HTTP2: bool = true;
 /// `--handshake-timeout`: TCP accept to complete request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--ping-interval`.

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub http_max_connections: Option<usize>,
     pub proxy_protocol: Option<bool>,
     pub redirect_http: Option<bool>,
+    // HTTP/2 (issue 15).
+    pub http2: Option<bool>,
     pub handshake_timeout: Option<Spanned<f64>>,
     pub ping_interval: Option<Spanned<f64>>,
     pub idle_timeout: Option<Spanned<f64>>,

@@ -115,6 +115,18 @@ pub struct ServeArgs {
     )]
     pub redirect_http: Option<bool>,
 
+    // HTTP/2 (issue 15).
+    /// TLS listeners offer HTTP/2 (ALPN h2) besides HTTP/1.1, WebSockets over HTTP/2 (RFC 8441) included; off: HTTP/1.1 only [default: on]
+    #[arg(
+        long,
+        env = "WSSD_HTTP2",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub http2: Option<bool>,
+
     /// Seconds from TCP accept to complete HTTP request headers (TLS included) [default: 10]
     #[arg(
         long,

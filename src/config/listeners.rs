@@ -36,6 +36,9 @@ pub struct ListenerOptions {
     pub listen_max_connections: Option<NonZeroUsize>,
     /// `--http-max-connections`: the same per plain listener.
     pub http_max_connections: Option<NonZeroUsize>,
+    // HTTP/2 (issue 15).
+    /// `--http2`: TLS listeners offer ALPN `h2` (else `http/1.1` only).
+    pub http2: bool,
 }
 
 impl ListenerOptions {
@@ -118,6 +121,8 @@ fn options(
             "--http-max-connections",
             problems,
         ),
+        // HTTP/2 (issue 15).
+        http2: pick(&args.http2, file.http2.as_ref()).unwrap_or(defaults::HTTP2),
     }
 }
 

@@ -426,7 +426,15 @@ mod tests {
     #[test]
     fn listener_options_are_merged_and_checked() {
         let c = load(&args(&["--config", "/dev/null"]), &env()).unwrap();
-        assert_eq!(c.listener_options, listeners::ListenerOptions::default());
+        let defaults = listeners::ListenerOptions {
+            http2: defaults::HTTP2,
+            ..Default::default()
+        };
+        assert_eq!(c.listener_options, defaults);
+        let c = load(&args(&["--config", "/dev/null", "--http2", "off"]), &env()).unwrap();
+        assert!(!c.listener_options.http2);
+        let c = load(&args(&["--config", "/dev/null", "--http2"]), &env()).unwrap();
+        assert!(c.listener_options.http2);
         let c = load(
             &args(&[
                 "--config",

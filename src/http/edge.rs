@@ -1,27 +1,33 @@
 //! The edge of the WebSocket path: checks an upgrade request once (method,
-//! version, key, Origin and Host, connection limit) and hands it to the
-//! route kind (`Route::upgrade`), which answers 101 and starts the session.
+//! version, key on HTTP/1.1 or RFC 8441's extended CONNECT on HTTP/2,
+//! Origin and Host, connection limit) and hands it to the route kind
+//! (`Route::upgrade`), which answers 101 (200 on HTTP/2) and starts the
+//! session.
 //! Every refusal is a clear HTTP error before the upgrade.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use hyper::ext::Protocol;
 use hyper::header::{
-    HOST, HeaderMap, HeaderValue, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    HOST, HeaderMap, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION,
 };
 use hyper::{Method, Request, Response, StatusCode, Version};
 
 use super::context::HttpContext;
 pub use super::host::HostAllow;
 use super::host::host_name;
-use super::reply::{Body, ConnInfo, refused, text_response};
+use super::reply::{Body, ConnInfo, Handshake, refused, text_response};
 use crate::auth::Identity;
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::Route;
 
 /// Validates the upgrade request and, if it passes, hands it with its
 /// connection slot and the caller's `identity` (from `gate`) to the route.
+/// HTTP/1.1 Upgrade and HTTP/2 extended CONNECT (RFC 8441) go through the
+/// same checks after their own (`handshake`).
 pub async fn accept_websocket(
     req: Request<Incoming>,
     route: Arc<Route>,
@@ -29,46 +35,9 @@ pub async fn accept_websocket(
     conn: &ConnInfo,
     identity: Option<&Identity>,
 ) -> Response<Body> {
-    if req.method() != Method::GET {
-        return refused(
-            StatusCode::BAD_REQUEST,
-            HandshakeFailure::Http,
-            "a WebSocket upgrade must use GET\n",
-        );
-    }
-    if req.version() != Version::HTTP_11 {
-        return refused(
-            StatusCode::BAD_REQUEST,
-            HandshakeFailure::Http,
-            "a WebSocket upgrade needs HTTP/1.1\n",
-        );
-    }
-    if req
-        .headers()
-        .get(SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        metrics::handshake_failed(HandshakeFailure::Http);
-        metrics::http_response(426);
-        let mut r = text_response(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version; this server speaks version 13 (RFC 6455)\n",
-        );
-        r.headers_mut()
-            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return r;
-    }
-    let Some(key) = req
-        .headers()
-        .get(SEC_WEBSOCKET_KEY)
-        .filter(|k| valid_key(k.as_bytes()))
-        .map(|k| k.as_bytes().to_vec())
-    else {
-        return refused(
-            StatusCode::BAD_REQUEST,
-            HandshakeFailure::Http,
-            "missing or malformed Sec-WebSocket-Key header: it must be 16 random bytes in base64 (24 characters ending in ==)\n",
-        );
+    let handshake = match handshake(&req) {
+        Ok(h) => h,
+        Err(refusal) => return *refusal,
     };
     if let Some(origin) = req.headers().get(ORIGIN)
         && let Err(refusal) = browser_allowed(origin, req.headers(), ctx, conn)
@@ -90,10 +59,108 @@ pub async fn accept_websocket(
         );
     };
 
-    // The kind's own admission, the 101 and the session.
+    // The kind's own admission, the 101 (or 200) and the session.
     route
-        .upgrade(req, key, permit, &ctx.env(conn, identity))
+        .upgrade(req, handshake, permit, &ctx.env(conn, identity))
         .await
+}
+
+/// The version-specific checks: RFC 6455 section 4.2.1 on HTTP/1.1,
+/// RFC 8441 section 4-5 on HTTP/2. A refusal is a clear 400 (426 for a
+/// wrong `Sec-WebSocket-Version`).
+pub fn handshake<B>(req: &Request<B>) -> Result<Handshake, Box<Response<Body>>> {
+    let handshake = if req.version() == Version::HTTP_2 {
+        extended_connect(req)?
+    } else {
+        upgrade_request(req)?
+    };
+    if req
+        .headers()
+        .get(SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        metrics::handshake_failed(HandshakeFailure::Http);
+        metrics::http_response(426);
+        let mut r = text_response(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version; this server speaks version 13 (RFC 6455)\n",
+        );
+        r.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Err(Box::new(r));
+    }
+    if let Handshake::Http1 { key } = &handshake
+        && !valid_key(key)
+    {
+        return Err(bad_handshake(
+            "missing or malformed Sec-WebSocket-Key header: it must be 16 random bytes in base64 (24 characters ending in ==)\n",
+        ));
+    }
+    Ok(handshake)
+}
+
+fn bad_handshake(text: &str) -> Box<Response<Body>> {
+    Box::new(refused(
+        StatusCode::BAD_REQUEST,
+        HandshakeFailure::Http,
+        text,
+    ))
+}
+
+/// HTTP/1.1: `GET` with `Upgrade: websocket` (checked by the caller) and a
+/// key (checked once the version is known to be 13).
+fn upgrade_request<B>(req: &Request<B>) -> Result<Handshake, Box<Response<Body>>> {
+    if req.method() != Method::GET {
+        return Err(bad_handshake("a WebSocket upgrade must use GET\n"));
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(bad_handshake(
+            "a WebSocket upgrade needs HTTP/1.1 (or HTTP/2 extended CONNECT)\n",
+        ));
+    }
+    let key = req
+        .headers()
+        .get(SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes().to_vec())
+        .unwrap_or_default();
+    Ok(Handshake::Http1 { key })
+}
+
+/// HTTP/2 (RFC 8441): `CONNECT` with `:protocol websocket`, `:scheme` and
+/// `:path`, and none of HTTP/1.1's key exchange.
+fn extended_connect<B>(req: &Request<B>) -> Result<Handshake, Box<Response<Body>>> {
+    if req.method() != Method::CONNECT {
+        return Err(bad_handshake(
+            "a WebSocket over HTTP/2 is an extended CONNECT with :protocol websocket (RFC 8441)\n",
+        ));
+    }
+    match req.extensions().get::<Protocol>() {
+        None => {
+            return Err(bad_handshake(
+                "a plain CONNECT (a tunnel) is not served here; a WebSocket over HTTP/2 sends :protocol websocket (RFC 8441)\n",
+            ));
+        }
+        Some(p) if !p.as_str().eq_ignore_ascii_case("websocket") => {
+            return Err(bad_handshake(&format!(
+                "unsupported :protocol `{}`; this server speaks websocket (RFC 8441)\n",
+                p.as_str().escape_debug()
+            )));
+        }
+        Some(_) => {}
+    }
+    if req.uri().scheme().is_none() || req.uri().path_and_query().is_none() {
+        return Err(bad_handshake(
+            "an extended CONNECT needs :scheme and :path (RFC 8441 section 4)\n",
+        ));
+    }
+    if req.headers().contains_key(SEC_WEBSOCKET_KEY)
+        || req.headers().contains_key(SEC_WEBSOCKET_ACCEPT)
+    {
+        return Err(bad_handshake(
+            "Sec-WebSocket-Key and Sec-WebSocket-Accept are not used over HTTP/2 (RFC 8441 section 5); remove them\n",
+        ));
+    }
+    Ok(Handshake::Http2)
 }
 
 /// RFC 6455 section 4.2.1: the key is base64 that decodes to 16 bytes,
@@ -200,6 +267,65 @@ fn peer_trusted(ctx: &HttpContext, conn: &ConnInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn connect(protocol: Option<&'static str>) -> hyper::http::request::Builder {
+        let mut b = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("https://example.com/ws")
+            .header(SEC_WEBSOCKET_VERSION, "13");
+        if let Some(p) = protocol {
+            b = b.extension(Protocol::from_static(p));
+        }
+        b
+    }
+
+    fn refusal(req: Request<()>) -> (StatusCode, String) {
+        let r = *handshake(&req).unwrap_err();
+        let status = r.status();
+        let body =
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn rfc8441_extended_connect_is_accepted() {
+        let req = connect(Some("websocket")).body(()).unwrap();
+        assert_eq!(handshake(&req).unwrap(), Handshake::Http2);
+    }
+
+    #[test]
+    fn rfc8441_refusals_name_the_problem() {
+        let (s, t) = refusal(connect(None).body(()).unwrap());
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(t.contains("plain CONNECT"), "{t}");
+        let (s, t) = refusal(connect(Some("webtransport")).body(()).unwrap());
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(t.contains("unsupported :protocol `webtransport`"), "{t}");
+        let get = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://example.com/ws")
+            .body(())
+            .unwrap();
+        assert!(refusal(get).1.contains("extended CONNECT"));
+        let keyed = connect(Some("websocket"))
+            .header(SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(())
+            .unwrap();
+        assert!(refusal(keyed).1.contains("not used over HTTP/2"));
+        let no_path = connect(Some("websocket"))
+            .uri("example.com:443")
+            .body(())
+            .unwrap();
+        assert!(refusal(no_path).1.contains(":scheme and :path"));
+        let mut old = connect(Some("websocket")).body(()).unwrap();
+        old.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        assert_eq!(refusal(old).0, StatusCode::UPGRADE_REQUIRED);
+    }
 
     #[test]
     fn key_must_be_base64_of_16_bytes() {

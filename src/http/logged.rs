@@ -13,7 +13,7 @@ use hyper::body::{Frame, SizeHint};
 use hyper::{Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 
-use super::reply::{Body, ConnInfo};
+use super::reply::{Body, ConnInfo, WebSocketAccepted};
 use crate::access_log::{HttpRequest, Who};
 use crate::auth::Identity;
 
@@ -51,8 +51,9 @@ pub fn before<B>(req: &Request<B>) -> Option<(String, String, &'static str, Inst
     })
 }
 
-/// Wraps the response body so its line is logged when it ends. A 101 is
-/// not logged here: the WebSocket's own line comes when it ends.
+/// Wraps the response body so its line is logged when it ends. An
+/// accepted WebSocket (101, or 200 on HTTP/2) is not logged here: the
+/// WebSocket's own line comes when it ends.
 pub fn after(
     response: Response<Body>,
     facts: Option<(String, String, &'static str, Instant)>,
@@ -61,7 +62,9 @@ pub fn after(
     let Some((method, path, version, started)) = facts else {
         return response;
     };
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        || response.extensions().get::<WebSocketAccepted>().is_some()
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -14,11 +14,13 @@ pub mod context;
 pub mod edge;
 pub mod gate;
 pub mod host;
+pub mod http2;
 pub mod logged;
 pub mod path;
 pub mod redirect;
 pub mod reply;
 pub mod router;
+pub mod upgraded;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,24 +40,32 @@ use crate::config::limits::{MAX_HEADERS, MAX_HTTP_BUFFER};
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::Route;
 pub use context::HttpContext;
+pub use http2::Negotiated;
 pub use reply::{Body, ConnInfo, empty_body, full_body, text_response};
 use router::Router;
 
-/// Serves HTTP/1.1 on one connection until it closes, is upgraded, or the
-/// server shuts down. `header_timeout` bounds the wait for request headers.
+/// Serves one connection until it closes, is upgraded, or the server shuts
+/// down: HTTP/2 when its TLS handshake negotiated `h2` (ALPN), HTTP/1.1
+/// otherwise (plain listeners speak HTTP/1.1 only: no h2c).
+/// `header_timeout` bounds the wait for request headers (on HTTP/2: for the
+/// first request, then how long the connection may stay idle).
 pub async fn serve_connection<IO>(
     io: IO,
     ctx: Arc<HttpContext>,
     conn: ConnInfo,
     header_timeout: Duration,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Negotiated + Unpin + Send + 'static,
 {
+    let negotiated_h2 = io.http2();
     let shutdown = ctx.shutdown.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req| {
         let ctx = ctx.clone();
         let conn = conn.clone();
         async move {
+            if let Err(refusal) = http2::authority_as_host(&mut req) {
+                return Ok::<_, Infallible>(counted(*refusal));
+            }
             let host = (conn.tls && ctx.hsts)
                 .then(|| req.headers().get(hyper::header::HOST).cloned())
                 .flatten();
@@ -68,6 +78,10 @@ pub async fn serve_connection<IO>(
             Ok::<_, Infallible>(response)
         }
     });
+    if negotiated_h2 {
+        http2::serve(io, service, shutdown, header_timeout).await;
+        return;
+    }
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -268,8 +282,13 @@ fn websocket_paths(router: &Router) -> String {
     }
 }
 
-/// Whether the request asks for a WebSocket upgrade.
+/// Whether the request asks for a WebSocket: an HTTP/1.1 Upgrade, or on
+/// HTTP/2 a CONNECT (RFC 8441's extended CONNECT; `edge` refuses other
+/// CONNECTs with a clear 400).
 fn wants_websocket<B>(req: &Request<B>) -> bool {
+    if req.version() == hyper::Version::HTTP_2 {
+        return req.method() == hyper::Method::CONNECT;
+    }
     let has_token = |name, token: &str| {
         req.headers().get_all(name).iter().any(|v| {
             v.to_str().is_ok_and(|s| {

@@ -1,6 +1,7 @@
 //! What the HTTP layer and the route kinds both speak, kept in a leaf so
 //! neither imports the other for it: the response [`Body`], the facts about
-//! a connection ([`ConnInfo`]), text responses and the 101 reply.
+//! a connection ([`ConnInfo`]), text responses and the reply that accepts
+//! a WebSocket (101 on HTTP/1.1, 200 on HTTP/2).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,9 +52,41 @@ pub fn refused(status: StatusCode, reason: HandshakeFailure, text: &str) -> Resp
     text_response(status, text)
 }
 
-/// The 101 response for a validated key.
-pub fn switching_protocols(key: &[u8]) -> Response<Body> {
+/// How a client asked for a WebSocket, as validated by `http::edge`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// HTTP/1.1 Upgrade (RFC 6455) with its `Sec-WebSocket-Key`.
+    Http1 { key: Vec<u8> },
+    /// HTTP/2 extended CONNECT with `:protocol websocket` (RFC 8441): one
+    /// stream of a multiplexed connection, no key.
+    Http2,
+}
+
+impl Handshake {
+    /// The HTTP version as a metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Handshake::Http1 { .. } => "1.1",
+            Handshake::Http2 => "2",
+        }
+    }
+}
+
+/// Marks the response that accepted a WebSocket (the access log writes the
+/// socket's line when it ends, not one for the handshake).
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocketAccepted;
+
+/// The response that accepts a validated WebSocket handshake: 101 with the
+/// accept key on HTTP/1.1, 200 with no body on HTTP/2 (RFC 8441 section
+/// 5; hyper then hands over the stream). Counted by HTTP version.
+pub fn switching_protocols(handshake: &Handshake) -> Response<Body> {
+    metrics::websocket_accepted(handshake.label());
     let mut r = Response::new(empty_body());
+    r.extensions_mut().insert(WebSocketAccepted);
+    let Handshake::Http1 { key } = handshake else {
+        return r;
+    };
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));

@@ -51,7 +51,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     );
     check(
         old.listener_options != new.listener_options,
-        "--proxy-protocol/--connection-rate-per-ip/--redirect-http/--listen-max-connections/--http-max-connections",
+        "--proxy-protocol/--connection-rate-per-ip/--redirect-http/--listen-max-connections/--http-max-connections/--http2",
     );
     check(
         old.trusted_proxies != new.trusted_proxies,

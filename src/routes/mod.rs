@@ -48,7 +48,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, Payload};
 use crate::config::{Limits, RouteKind, RouteSpec, SessionLimits};
-use crate::http::reply::{Body, refused, text_response};
+use crate::http::reply::{Body, Handshake, refused, text_response};
 use crate::metrics::HandshakeFailure;
 use broadcast::BroadcastRoute;
 use chat::{ChatRoute, PostError};
@@ -226,7 +226,7 @@ impl Route {
     pub async fn upgrade(
         &self,
         req: Request<Incoming>,
-        key: Vec<u8>,
+        handshake: Handshake,
         permit: OwnedSemaphorePermit,
         env: &Env<'_>,
     ) -> Response<Body> {
@@ -234,7 +234,7 @@ impl Route {
         let opened = match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
                 let slot = open::SessionSlot::new(&self.label, self.limits, permit);
-                return proxy::upgrade(req, proxy.clone(), slot, env, key).await;
+                return proxy::upgrade(req, proxy.clone(), slot, env, handshake).await;
             }
             RouteRuntime::Exec(exec) => {
                 match exec.admit(&req, &self.spec.path, env.conn, env.identity) {
@@ -264,7 +264,7 @@ impl Route {
             }
         };
         let slot = open::SessionSlot::new(&self.label, self.limits, permit);
-        open::spawn(req, slot, opened, &key, env)
+        open::spawn(req, slot, opened, &handshake, env)
     }
 
     /// Starts the kind's background tasks (proxy health probes, chat's

@@ -23,12 +23,15 @@ use super::identity::session_span;
 use crate::access_log::{self, Who};
 use crate::budget::BudgetedIo;
 use crate::config::SessionLimits;
-use crate::http::reply::{Body, switching_protocols};
+use crate::http::reply::{Body, Handshake, switching_protocols};
+use crate::http::upgraded::{H2Conn, UpgradedIo};
 use crate::metrics::SessionMetrics;
+use crate::server::stall::StallGuard;
 use crate::session::{self, Ending};
 
-/// The socket a session runs on.
-type Socket = WebSocketStream<BudgetedIo<TokioIo<hyper::upgrade::Upgraded>>>;
+/// The socket a session runs on: the upgraded connection (a TLS or TCP
+/// socket on HTTP/1.1, a stream on HTTP/2) under its own send timeout.
+type Socket = WebSocketStream<BudgetedIo<StallGuard<UpgradedIo>>>;
 
 /// A WebSocket session's place: its route (for logs and metrics), the
 /// route's limits, and the connection slot it holds until it ends.
@@ -140,7 +143,7 @@ pub fn spawn(
     mut req: Request<Incoming>,
     slot: SessionSlot,
     opened: Opened,
-    key: &[u8],
+    handshake: &Handshake,
     env: &Env<'_>,
 ) -> Response<Body> {
     let shutdown = env.shutdown.clone();
@@ -149,6 +152,7 @@ pub fn spawn(
     let ticket = env.conn.ticket.clone();
     let who = who(env);
     let upgrade = hyper::upgrade::on(&mut req);
+    let abort = req.extensions().get::<H2Conn>().cloned();
     let task = async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,
@@ -158,8 +162,9 @@ pub fn spawn(
             }
         };
         // Bytes of messages being received are charged to the memory budget.
+        let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
         let ws = WebSocketStream::from_raw_socket(
-            BudgetedIo::new(TokioIo::new(upgraded)),
+            BudgetedIo::new(io),
             Role::Server,
             Some(session::websocket_config(&slot.limits)),
         )
@@ -176,5 +181,5 @@ pub fn spawn(
     };
     env.tracker
         .spawn(task.instrument(session_span(env.identity)));
-    switching_protocols(key)
+    switching_protocols(handshake)
 }

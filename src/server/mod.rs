@@ -157,6 +157,7 @@ pub async fn run(
             resolver.clone(),
             config.tls.client_auth.as_ref(),
             prepared.acme.is_some(),
+            config.listener_options.http2,
         )?))),
         None => None,
     };

@@ -17,10 +17,15 @@
 //!
 //! Cost: a boolean store per completed write; the timer is allocated the
 //! first time a write blocks, so idle connections pay nothing for it.
+//!
+//! An HTTP/2 WebSocket is one stream of a connection whose socket keeps
+//! moving for the other streams: its writes block on the stream's
+//! flow-control window instead, so every WebSocket session puts a guard of
+//! its own over its upgraded connection (`http::upgraded`; on HTTP/1.1 it
+//! blocks exactly when the one below TLS does).
 
 use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -84,7 +89,21 @@ fn timed_out() -> io::Error {
     )
 }
 
-impl<T: AsFd> StallGuard<T> {
+/// What a guard does to its stream when the send timeout fires.
+pub trait Abort {
+    /// Makes the close that follows abortive (unread data is dropped).
+    fn abort_on_close(&self);
+}
+
+impl Abort for tokio::net::TcpStream {
+    /// `SO_LINGER 0`: closing sends a reset and frees the kernel's send
+    /// buffer at once.
+    fn abort_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl<T: Abort> StallGuard<T> {
     /// A write returned `Pending`: start the clock (unless it runs already)
     /// and fail once it has run out.
     fn blocked<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
@@ -111,7 +130,7 @@ impl<T: AsFd> StallGuard<T> {
             "send timeout: the peer stopped reading"
         );
         // Closing sends a reset and drops the unread bytes at once.
-        let _ = socket2::SockRef::from(&self.inner).set_linger(Some(Duration::ZERO));
+        self.inner.abort_on_close();
         Poll::Ready(Err(timed_out()))
     }
 
@@ -130,7 +149,7 @@ impl<T: AsFd> StallGuard<T> {
     }
 }
 
-impl<T: AsyncRead + AsFd + Unpin> AsyncRead for StallGuard<T> {
+impl<T: AsyncRead + Abort + Unpin> AsyncRead for StallGuard<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -144,7 +163,7 @@ impl<T: AsyncRead + AsFd + Unpin> AsyncRead for StallGuard<T> {
     }
 }
 
-impl<T: AsyncWrite + AsFd + Unpin> AsyncWrite for StallGuard<T> {
+impl<T: AsyncWrite + Abort + Unpin> AsyncWrite for StallGuard<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

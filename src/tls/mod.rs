@@ -1,5 +1,5 @@
 //! The rustls server configuration: TLS 1.2 and 1.3 only, the aws-lc-rs
-//! provider, ALPN `http/1.1`, and the one certificate resolver.
+//! provider, ALPN `h2` and `http/1.1`, and the one certificate resolver.
 //!
 //! Where certificates come from is not this module's business (see `certs`).
 
@@ -14,6 +14,7 @@ use rustls::crypto::CryptoProvider;
 use crate::config::ClientAuthConfig;
 /// Trust roots are read by `config::trust` (a leaf); the old paths stay.
 pub use crate::config::trust::{CaPemError, ca_roots};
+use crate::http::http2::ALPN_H2;
 
 /// The one crypto provider wssd uses everywhere (server, bench client, cert checks).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -30,13 +31,15 @@ pub enum TlsSetupError {
 }
 
 /// Builds the server config around the resolver: TLS 1.3 and 1.2 only,
-/// the provider's (strong) cipher suites, ALPN `http/1.1` (plus
+/// the provider's (strong) cipher suites, ALPN `h2` (unless `http2` is
+/// off: `--http2 off`) then `http/1.1` (plus
 /// `acme-tls/1` when ACME may validate through this listener), and client
 /// certificate verification when mTLS is configured.
 pub fn server_config(
     resolver: Arc<resolver::CertResolver>,
     client_auth: Option<&ClientAuthConfig>,
     acme: bool,
+    http2: bool,
 ) -> Result<rustls::ServerConfig, TlsSetupError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -45,7 +48,11 @@ pub fn server_config(
         Some(auth) => builder.with_client_cert_verifier(client_verifier(auth)?),
     };
     let mut config = builder.with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     if acme {
         config
             .alpn_protocols
@@ -88,4 +95,29 @@ pub fn client_subject(conn: &rustls::ServerConnection) -> Option<String> {
     let cert = conn.peer_certificates()?.first()?;
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     Some(parsed.subject().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resolver::CertSet;
+
+    fn alpn(acme: bool, http2: bool) -> Vec<Vec<u8>> {
+        let resolver = Arc::new(resolver::CertResolver::new(CertSet::default()));
+        server_config(resolver, None, acme, http2)
+            .unwrap()
+            .alpn_protocols
+    }
+
+    #[test]
+    fn alpn_offers_h2_first_unless_off_and_keeps_acme_tls() {
+        let h1 = b"http/1.1".to_vec();
+        assert_eq!(alpn(false, true), vec![b"h2".to_vec(), h1.clone()]);
+        assert_eq!(alpn(false, false), vec![h1.clone()]);
+        assert_eq!(
+            alpn(true, true),
+            vec![b"h2".to_vec(), h1.clone(), b"acme-tls/1".to_vec()]
+        );
+        assert_eq!(alpn(true, false), vec![h1, b"acme-tls/1".to_vec()]);
+    }
 }

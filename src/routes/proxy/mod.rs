@@ -26,11 +26,13 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
-use crate::http::reply::{Body, switching_protocols, text_response};
+use crate::http::reply::{Body, Handshake, switching_protocols, text_response};
+use crate::http::upgraded::H2Conn;
 use crate::metrics::{self, HandshakeFailure, SessionMetrics};
 use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
+use crate::server::stall::StallGuard;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::forwarded_headers;
 use http::bad_gateway;
@@ -45,7 +47,7 @@ pub async fn upgrade(
     proxy: Arc<ProxyRoute>,
     slot: SessionSlot,
     env: &Env<'_>,
-    key: Vec<u8>,
+    handshake: Handshake,
 ) -> Response<Body> {
     // The identity goes on every log line of this socket.
     let span = session_span(env.identity);
@@ -58,7 +60,7 @@ pub async fn upgrade(
     };
     let protocol = upstream.protocol.clone();
     spawn_relay(req, proxy, index, upstream, slot, env, span);
-    let mut r = switching_protocols(&key);
+    let mut r = switching_protocols(&handshake);
     if let Some(p) = protocol {
         r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
@@ -130,6 +132,7 @@ fn spawn_relay(
     let ticket = env.conn.ticket.clone();
     let who = super::open::who(env);
     let client_upgrade = hyper::upgrade::on(&mut req);
+    let abort = req.extensions().get::<H2Conn>().cloned();
     pool.members[index].active.fetch_add(1, Ordering::Relaxed);
     let task = async move {
         let upgraded = match client_upgrade.await {
@@ -143,8 +146,10 @@ fn spawn_relay(
         let route = slot.route.clone();
         let started = tokio::time::Instant::now();
         let counters = SessionMetrics::open(&route, &listener);
+        let client =
+            StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
         let ending = relay::relay(
-            TokioIo::new(upgraded),
+            client,
             upstream.io,
             upstream.buffered,
             slot.limits,
