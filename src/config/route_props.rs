@@ -210,7 +210,7 @@ proptest! {
                 }
             }
             Err(e) => {
-                let known = ["static", "proxy", "exec", "echo", "chat", "broadcast"];
+                let known = ["static", "proxy", "exec", "echo", "chat", "broadcast", "ca"];
                 let message = e.to_string();
                 if !known.contains(&kind.as_str()) {
                     prop_assert!(message.contains(&format!("`{kind}`")), "{message}");
