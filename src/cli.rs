@@ -256,6 +256,10 @@ pub struct BenchEchoArgs {
     /// Messages in flight per connection
     #[arg(long, default_value_t = 1)]
     pub inflight: usize,
+    /// Flush after every message (one TLS record and one write each, as a
+    /// browser sends), not once per burst of --inflight messages
+    #[arg(long)]
+    pub flush_each: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -43,12 +43,17 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         Arc::new(Connector::new(&args.client, ws_config(args.size, args.inflight), true).await?);
     let kind = if args.binary { "binary" } else { "text" };
     print(&format!(
-        "wssd bench echo: {} connections to {} ({}), {} B {kind} messages, {} in flight each, {} s\n",
+        "wssd bench echo: {} connections to {} ({}), {} B {kind} messages, {} in flight each{}, {} s\n",
         args.conns,
         connector.target().url,
         connector.addr(),
         args.size,
         args.inflight,
+        if args.flush_each {
+            ", a flush after each"
+        } else {
+            ""
+        },
         args.secs,
     ));
 
@@ -65,7 +70,10 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         tasks.spawn(run_connection(
             ws,
             Arc::clone(&payload),
-            args.inflight,
+            Pace {
+                inflight: args.inflight,
+                flush_each: args.flush_each,
+            },
             deadline,
             recorder,
         ));
@@ -111,6 +119,7 @@ pub async fn run(args: BenchEchoArgs) -> Result<(), BenchError> {
         size: args.size,
         binary: args.binary,
         inflight: args.inflight,
+        flush_each: args.flush_each,
         secs: secs_f,
         round_trips,
         msgs_per_sec: round_to(per_sec(round_trips as f64, secs_f), 1),
@@ -158,7 +167,14 @@ fn ws_config(size: usize, inflight: usize) -> WebSocketConfig {
         .max_frame_size(Some(limit))
 }
 
-/// What one connection measured.
+/// How a connection sends: messages outstanding, and a flush after each
+/// one (one TLS record each) or once per burst.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    inflight: usize,
+    flush_each: bool,
+}
+
 /// Why one connection stopped before the deadline.
 #[derive(Debug, thiserror::Error)]
 enum ConnectionFailure {
@@ -186,7 +202,10 @@ struct Outcome {
 async fn run_connection(
     ws: Ws,
     payload: Arc<Payload>,
-    inflight: usize,
+    Pace {
+        inflight,
+        flush_each,
+    }: Pace,
     deadline: Instant,
     mut latencies: Recorder,
 ) -> Outcome {
@@ -215,7 +234,13 @@ async fn run_connection(
                     if sent_tx.send((seq, Instant::now())).is_err() {
                         return Ok(());
                     }
-                    if let Err(e) = sink.feed(payload.message(seq)).await {
+                    let message = payload.message(seq);
+                    let sent = if flush_each {
+                        sink.send(message).await
+                    } else {
+                        sink.feed(message).await
+                    };
+                    if let Err(e) = sent {
                         return Err(ConnectionFailure::Send(e));
                     }
                     seq += 1;

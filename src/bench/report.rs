@@ -236,6 +236,8 @@ pub struct EchoReport {
     pub size: usize,
     pub binary: bool,
     pub inflight: usize,
+    /// A flush (one TLS record) after every message (`--flush-each`).
+    pub flush_each: bool,
     pub secs: f64,
     pub round_trips: u64,
     pub msgs_per_sec: f64,
@@ -412,6 +414,7 @@ mod tests {
             size: 64,
             binary: false,
             inflight: 1,
+            flush_each: false,
             secs: 10.0,
             round_trips: 1_234_567,
             msgs_per_sec: 123_456.7,

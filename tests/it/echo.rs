@@ -87,3 +87,43 @@ async fn ipv4_and_ipv6_listeners_side_by_side() {
         Message::text("four")
     );
 }
+
+/// `wssd bench echo --flush-each` (one flush, so one TLS record, per message,
+/// as a browser sends) against a real echo route: every echo checked byte
+/// for byte, none lost, and the JSON line says which pacing ran.
+#[test]
+fn bench_echo_flush_each_runs_and_reports_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(Wssd::builder().spawn());
+    let url = format!("wss://127.0.0.1:{}/ws/echo", server.tls_addr().port());
+    let ca = server.cert_path();
+    for flush_each in [true, false] {
+        let mut cmd = std::process::Command::new(crate::harness::BIN);
+        cmd.args(["bench", "echo", &url, "--ca"]).arg(&ca).args([
+            "--conns",
+            "2",
+            "--inflight",
+            "8",
+            "--secs",
+            "1",
+        ]);
+        if flush_each {
+            cmd.arg("--flush-each");
+        }
+        let out = crate::harness::run_bounded(&mut cmd, std::time::Duration::from_secs(60));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+        assert_eq!(json["flush_each"], flush_each, "{json}");
+        assert_eq!(json["errors"], 0, "{json}");
+        assert!(json["round_trips"].as_u64().unwrap() > 0, "{json}");
+    }
+}
