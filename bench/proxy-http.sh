@@ -17,7 +17,9 @@
 # bench/proxy.sh does).
 # Load: bench/http_load.py (4 keep-alive client connections, 8 pipelined
 # GETs each, BENCH_SECS seconds per front). Prints a table: requests/s,
-# non-200 answers, and upstream connections opened per 1000 requests.
+# non-200 answers, the requests the origin answered (a check that the front
+# really proxied) and the upstream connections it accepted (in all and per
+# 1000 requests); the last two are exact, from the origin's stub_status.
 # Figures are indicative: the machine is shared, and wssd runs the build
 # found (BENCH_WSSD, else target/release/wssd, else target/debug/wssd: a
 # debug build is far slower than a release one; the table says which).
@@ -169,8 +171,8 @@ EOF
 }
 
 say "wssd: $wssd ($profile build); $secs s per front"
-printf '%-22s %12s %8s %22s %16s\n' front requests/s non-200 "upstream conns/1000 req" "origin requests" \
-    >"$tmp/table"
+printf '%-18s %11s %8s %16s %15s %14s\n' front requests/s non-200 "origin requests" "upstream conns" \
+    "conns/1000 req" >"$tmp/table"
 : >"$tmp/commands"
 for front in "${fronts[@]}"; do
     name=${front%%:*}
@@ -187,7 +189,7 @@ name, r = sys.argv[1], json.loads(sys.argv[2])
 opened = acc1 - acc0 - 1  # the stub_status request's own connection
 reached = req1 - req0 - 1  # requests the origin answered, but the stub_status one
 per_k = 1000 * opened / r["requests"] if r["requests"] else float("nan")
-print(f"{name:<22} {r['requests_per_s']:>12.0f} {r['non_200']:>8} {per_k:>22.1f} {reached:>16}")
+print(f"{name:<18} {r['requests_per_s']:>11.0f} {r['non_200']:>8} {reached:>16} {opened:>15} {per_k:>14.2f}")
 EOF
 done
 cat "$tmp/table"
