@@ -114,11 +114,14 @@ function socket(i) {
 }
 window.benchClose = () => sockets.forEach((ws) => ws.close(1000));
 window.addEventListener('load', async () => {
+  const loaded = performance.now();
   const ok = await Promise.all(Array.from({ length: 10 }, (_, i) => socket(i)));
   const done = performance.now();
   const assets = performance.getEntriesByType('resource').filter((r) => r.name.includes('/assets/'));
   window.benchResult = {
     wall_ms: done,
+    load_ms: loaded,
+    ws_ms: done - loaded,
     page_protocol: performance.getEntriesByType('navigation')[0].nextHopProtocol,
     asset_protocols: [...new Set(assets.map((r) => r.nextHopProtocol))].join(','),
     assets: assets.length,
