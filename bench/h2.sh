@@ -254,6 +254,7 @@ mkdir -p "$results_dir"
 {
     machine_facts
     echo "wssd_commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+    echo "wssd_src_commit=$(git -C "$root" log -1 --format=%h -- src Cargo.toml Cargo.lock 2>/dev/null || echo '?') (last commit touching src/ and Cargo files)"
     echo "wssd_binary=built $(date -u -r "$wssd" '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum "$wssd" | cut -c1-16)"
     echo "nginx=$nginx_version"
     echo "caddy=$caddy_version"

@@ -122,8 +122,9 @@ def main():
     w("")
     w("## How it was set up")
     w("")
-    write_machine(w, machine, ["date", "nproc", "cpu", "kernel", "wssd", "wssd_commit", "wssd_binary", "nginx",
-                               "caddy", "chromium", "node", "reps", "server_cpus", "client_cpus"])
+    write_machine(w, machine, ["date", "nproc", "cpu", "kernel", "wssd", "wssd_commit", "wssd_src_commit",
+                               "wssd_binary", "nginx", "caddy", "chromium", "node", "reps", "server_cpus",
+                               "client_cpus"])
     w("Commands (one series per line; `$TMP` is the temporary folder):")
     w("")
     write_code_block(w, os.path.join(tmp, "commands.txt"))

@@ -206,7 +206,7 @@ mkdir -p "$results_dir"
     echo '```'
     echo
     machine_facts | sed 's/^/- /'
-    echo "- wssd build: $profile, $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), built $(date -u -r "$wssd" '+%Y-%m-%d %H:%M UTC')"
+    echo "- wssd build: $profile, $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') (src/ and Cargo files last changed in $(git -C "$root" log -1 --format=%h -- src Cargo.toml Cargo.lock 2>/dev/null || echo '?')), built $(date -u -r "$wssd" '+%Y-%m-%d %H:%M UTC')"
     echo "- nginx: $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'); Caddy: $caddy_version"
     echo "- cores: fronts and origin ${server_cpus:-any}, load generator ${client_cpus:-any}"
     echo
