@@ -1,44 +1,60 @@
 #!/usr/bin/env bash
 # bench/proxy-http.sh: proxied plain-HTTP requests per second on loopback,
 # one origin (nginx answering `ok`, with stub_status counting the
-# connections it accepts) behind three fronts, in one run:
+# connections it accepts) behind four fronts, in one run:
 #
 #   (a) wssd, pooled     proxy route, upstream_keepalive = 32 (the default)
 #   (b) wssd, no pool    the same binary, upstream_keepalive = 0: a new
 #                        upstream connection per request, as before issue 15
 #   (c) nginx            proxy_pass to an upstream block with keepalive 32
 #                        (worker_processes 1)
+#   (d) Caddy            reverse_proxy with its default keep-alive pool
+#                        (GOMAXPROCS=1; installed like bench/proxy.sh does,
+#                        skipped when it cannot be)
 #
+# wssd runs one tokio worker thread. With 2 CPUs or more, the fronts and the
+# origin are pinned to core 0 and the load generator to the others (as
+# bench/proxy.sh does).
 # Load: bench/http_load.py (4 keep-alive client connections, 8 pipelined
 # GETs each, BENCH_SECS seconds per front). Prints a table: requests/s,
-# non-200 answers, and upstream connections opened per 1000 requests.
+# non-200 answers, the requests the origin answered (a check that the front
+# really proxied) and the upstream connections it accepted (in all and per
+# 1000 requests); the last two are exact, from the origin's stub_status.
 # Figures are indicative: the machine is shared, and wssd runs the build
 # found (BENCH_WSSD, else target/release/wssd, else target/debug/wssd: a
 # debug build is far slower than a release one; the table says which).
 #
+# The table goes to stdout and, with the machine, versions and commands, to
+# bench/results/proxy-http-DATE.md.
+#
 # Usage: bench/proxy-http.sh [--quick]
 # Env:   BENCH_SECS (default 10; --quick: 3), BENCH_PORT_BASE (default 18470:
-#        BASE wssd pooled, BASE+1 wssd no pool, BASE+2 nginx, BASE+3 origin),
-#        BENCH_KEEP=1 keeps the temporary folder (configs, logs).
+#        BASE wssd pooled, BASE+1 wssd no pool, BASE+2 nginx, BASE+3 origin,
+#        BASE+4 Caddy), BENCH_KEEP=1 keeps the temporary folder (configs, logs).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for arg in "$@"; do bench_arg "$arg"; done
 timing_settings 1
 port_base=${BENCH_PORT_BASE:-18470}
-[[ $port_base =~ ^[1-9][0-9]*$ ]] && ((port_base + 3 <= 65535)) || die "BENCH_PORT_BASE must be a port number (<= 65532), not '$port_base'"
+[[ $port_base =~ ^[1-9][0-9]*$ ]] && ((port_base + 4 <= 65535)) || die "BENCH_PORT_BASE must be a port number (<= 65531), not '$port_base'"
 pooled_port=$port_base
 unpooled_port=$((port_base + 1))
 nginx_port=$((port_base + 2))
 origin_port=$((port_base + 3))
-drop_env '^WSSD_'
+caddy_port=$((port_base + 4))
+bench_wssd=${BENCH_WSSD:-}
+drop_env '^(WSSD_|CADDY_)'
 
 command -v python3 >/dev/null || die "python3 is needed for the load"
 nginx_bin=$(find_bin nginx)
 [[ -n $nginx_bin ]] || die "nginx is needed (the origin)"
+command -v taskset >/dev/null || die "taskset (util-linux) is needed to pin processes to cores"
+ensure_pkg caddy "its row is skipped."
+caddy_bin=$(find_bin caddy)
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$bench_dir/.." && pwd)
-wssd=${BENCH_WSSD:-}
+wssd=$bench_wssd
 if [[ -z $wssd ]]; then
     for candidate in "$root/target/release/wssd" "$root/target/debug/wssd"; do
         [[ -x $candidate ]] && { wssd=$candidate; break; }
@@ -47,10 +63,11 @@ fi
 [[ -x $wssd ]] || die "no wssd binary (cargo build first, or set BENCH_WSSD)"
 profile=$(basename "$(dirname "$wssd")")
 
-ports_free "$pooled_port" "$unpooled_port" "$nginx_port" "$origin_port"
+plan_cores "fronts, origin and load generator"
+ports_free "$pooled_port" "$unpooled_port" "$nginx_port" "$origin_port" "$caddy_port"
 own_tmp wssd-proxy-http-bench
 cd "$tmp"
-mkdir -p origin/tmp front/tmp state-a state-b
+mkdir -p origin/tmp front/tmp state-a state-b caddy/home caddy/data caddy/config
 
 nginx_conf() { # NAME SERVER-BLOCK [HTTP-EXTRA]
     cat >"$tmp/$1/nginx.conf" <<EOF
@@ -73,7 +90,7 @@ http {
 EOF
 }
 start_nginx_named() { # NAME PORT
-    "$nginx_bin" -p "$tmp/$1" -e "$tmp/$1/error.log" -c "$tmp/$1/nginx.conf" -g 'daemon off;' \
+    "${pin_server[@]}" "$nginx_bin" -p "$tmp/$1" -e "$tmp/$1/error.log" -c "$tmp/$1/nginx.conf" -g 'daemon off;' \
         >"$tmp/$1.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
@@ -104,7 +121,7 @@ kind = "proxy"
 upstream = "http://127.0.0.1:$origin_port"
 upstream_keepalive = $2
 EOF
-    "$wssd" --tls off --http "127.0.0.1:$1" --admin off --log-level warn --state-dir "$tmp/$3" \
+    TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$wssd" --tls off --http "127.0.0.1:$1" --admin off --log-level warn --state-dir "$tmp/$3" \
         --config "$tmp/$3/wssd.toml" --max-connections-per-ip 100000 >"$tmp/$3.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
@@ -113,28 +130,90 @@ EOF
 start_wssd "$pooled_port" 32 state-a
 start_wssd "$unpooled_port" 0 state-b
 
-accepts() { # the origin's accepted-connection counter
+fronts=("wssd pooled:$pooled_port" "wssd no pool:$unpooled_port" "nginx keepalive:$nginx_port")
+caddy_version="not installed"
+if [[ -n $caddy_bin ]]; then
+    caddy_version=$("$caddy_bin" version 2>/dev/null | head -n 1 || echo '?')
+    cat >"$tmp/caddy/Caddyfile" <<EOF
+# Generated by bench/proxy-http.sh.
+{
+	admin off
+	auto_https off
+	storage file_system $tmp/caddy/data
+	grace_period 2s
+	log {
+		output stderr
+		level WARN
+	}
+}
+
+# Any Host (the load sends "Host: bench"; an unmatched one would get an empty 200).
+http://:$caddy_port {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:$origin_port
+}
+EOF
+    HOME="$tmp/caddy/home" XDG_DATA_HOME="$tmp/caddy/data" XDG_CONFIG_HOME="$tmp/caddy/config" GOMAXPROCS=1 \
+        "${pin_server[@]}" "$caddy_bin" run --config "$tmp/caddy/Caddyfile" --adapter caddyfile \
+        >"$tmp/caddy.log" 2>&1 &
+    pids+=("$!")
+    wait_port "$caddy_port" "$!" caddy "$tmp/caddy.log"
+    fronts+=("caddy:$caddy_port")
+fi
+
+accepts() { # the origin's accepted-connection and request counters: "ACCEPTS REQUESTS"
     python3 - "$origin_port" <<'EOF'
 import sys, urllib.request
 text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/nginx_status", timeout=5).read().decode()
-print(text.splitlines()[2].split()[0])
+fields = text.splitlines()[2].split()
+print(fields[0], fields[2])
 EOF
 }
 
 say "wssd: $wssd ($profile build); $secs s per front"
-printf '%-22s %12s %8s %22s\n' front requests/s non-200 "upstream conns/1000 req" >"$tmp/table"
-for front in "wssd pooled:$pooled_port" "wssd no pool:$unpooled_port" "nginx keepalive:$nginx_port"; do
+printf '%-18s %11s %8s %16s %15s %14s\n' front requests/s non-200 "origin requests" "upstream conns" \
+    "conns/1000 req" >"$tmp/table"
+: >"$tmp/commands"
+for front in "${fronts[@]}"; do
     name=${front%%:*}
     port=${front##*:}
     before=$(accepts)
-    result=$(python3 "$bench_dir/http_load.py" "$port" /x "$secs" 4 8)
+    load=("${pin_client[@]}" python3 "$bench_dir/http_load.py" "$port" /x "$secs" 4 8)
+    echo "$name: ${load[*]}" | sed "s#$root/##g" >>"$tmp/commands"
+    result=$("${load[@]}")
     after=$(accepts)
     python3 - "$name" "$result" "$before" "$after" >>"$tmp/table" <<'EOF'
 import json, sys
-name, r, before, after = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-opened = after - before - 1  # the stub_status request itself
+name, r = sys.argv[1], json.loads(sys.argv[2])
+(acc0, req0), (acc1, req1) = (map(int, a.split()) for a in sys.argv[3:5])
+opened = acc1 - acc0 - 1  # the stub_status request's own connection
+reached = req1 - req0 - 1  # requests the origin answered, but the stub_status one
 per_k = 1000 * opened / r["requests"] if r["requests"] else float("nan")
-print(f"{name:<22} {r['requests_per_s']:>12.0f} {r['non_200']:>8} {per_k:>22.1f}")
+print(f"{name:<18} {r['requests_per_s']:>11.0f} {r['non_200']:>8} {reached:>16} {opened:>15} {per_k:>14.2f}")
 EOF
 done
 cat "$tmp/table"
+
+day=$(date -u +%Y-%m-%d)
+mkdir -p "$results_dir"
+{
+    echo "# Proxied plain HTTP requests/s ($day)"
+    echo
+    echo "bench/proxy-http.sh$([[ $quick == 1 ]] && echo ' --quick'), $secs s per front."
+    echo
+    echo '```'
+    cat "$tmp/table"
+    echo '```'
+    echo
+    machine_facts | sed 's/^/- /'
+    echo "- wssd build: $profile, $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') (src/ and Cargo files last changed in $(git -C "$root" log -1 --format=%h -- src Cargo.toml Cargo.lock 2>/dev/null || echo '?')), built $(date -u -r "$wssd" '+%Y-%m-%d %H:%M UTC')"
+    echo "- nginx: $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'); Caddy: $caddy_version"
+    echo "- cores: fronts and origin ${server_cpus:-any}, load generator ${client_cpus:-any}"
+    echo
+    echo "Load commands (origin on port $origin_port):"
+    echo
+    echo '```'
+    cat "$tmp/commands"
+    echo '```'
+} >"$results_dir/proxy-http-$day.md"
+say "wrote $results_dir/proxy-http-$day.md"
