@@ -43,11 +43,13 @@ pub(super) struct PoolSettings {
 
 /// Builds the client for one upstream: `tls` is the route's client config
 /// for TLS upstreams (ALPN `h2` is offered here when `http2` is on), `None`
-/// for plain ones.
+/// for plain ones; `route` names the route on the status page, where every
+/// real connection attempt is recorded.
 pub(super) fn pooled(
     settings: PoolSettings,
     tls: Option<Arc<rustls::ClientConfig>>,
     send_timeout: Duration,
+    route: Arc<str>,
 ) -> Pooled {
     let plain = tls.is_none();
     let tls = tls.map(|config| {
@@ -71,7 +73,11 @@ pub(super) fn pooled(
         // The client's own Host goes upstream, as for WebSockets.
         .set_host(false)
         .http2_only(settings.http2 && plain);
-    builder.build(Connector { tls, send_timeout })
+    builder.build(Connector {
+        tls,
+        send_timeout,
+        route,
+    })
 }
 
 /// Connects to the upstream a request URI names.
@@ -79,6 +85,8 @@ pub(super) fn pooled(
 pub(super) struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     send_timeout: Duration,
+    /// The route's path, for the status page's upstream health.
+    route: Arc<str>,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -93,6 +101,7 @@ impl tower::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let tls = self.tls.clone();
         let send_timeout = self.send_timeout;
+        let route = self.route.clone();
         Box::pin(async move {
             let host = uri
                 .host()
@@ -103,7 +112,9 @@ impl tower::Service<Uri> for Connector {
             let port = uri
                 .port_u16()
                 .unwrap_or(if tls.is_some() { 443 } else { 80 });
-            let (io, h2) = connect_io(&host, port, tls, &uri.to_string(), send_timeout).await?;
+            let connected = connect_io(&host, port, tls, &uri.to_string(), send_timeout).await;
+            crate::status::live::live().upstream_connect(&route, connected.is_ok());
+            let (io, h2) = connected?;
             Ok(Conn {
                 io: TokioIo::new(io),
                 h2,

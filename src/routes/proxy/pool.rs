@@ -121,6 +121,7 @@ impl ProxyRoute {
                         settings,
                         u.scheme.is_tls().then(|| tls.clone()),
                         send_timeout,
+                        Arc::from(path),
                     ),
                 })
                 .collect(),
