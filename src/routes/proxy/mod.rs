@@ -3,10 +3,11 @@
 //! round-robin or least-connections balancing, passive health (a refusing
 //! upstream is skipped for a while) and optional active probes.
 //!
-//! WebSockets are relayed frame by frame by `relay` once both
-//! handshakes are done (each on its own HTTP/1.1 connection, `connect`);
-//! plain HTTP goes through `http` over the pooled client of `client`. Edge checks (Origin, connection limits) happened
-//! before this module is called.
+//! WebSockets are relayed frame by frame by `relay` (each leg a `side`:
+//! its writer, liveness and close) once both handshakes are done (each on
+//! its own HTTP/1.1 connection, `connect`); plain HTTP goes through `http`
+//! over the pooled client of `client`. Edge checks (Origin, connection
+//! limits) happened before this module is called.
 
 mod client;
 mod connect;
@@ -16,6 +17,7 @@ mod headers;
 mod http;
 mod pool;
 pub mod relay;
+mod side;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

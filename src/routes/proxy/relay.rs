@@ -26,30 +26,22 @@
 //! upstream gets 1001), an upstream that stops reading too (the client gets
 //! 1014). A side whose write failed is dead: nothing more (no close frame
 //! in the middle of a frame) is written to it.
-#![allow(
-    clippy::disallowed_types,
-    reason = "last-heard times sit in a std Mutex shared across threads, and seed jitter"
-)]
-
-use std::sync::Mutex as StdMutex;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Mutex, MutexGuard};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
-use crate::keepalive::{Action, CloseReason, Keepalive};
+use crate::keepalive::{Action, CloseReason};
 use crate::metrics::{self, SessionMetrics};
 use crate::rates::Meter;
 use crate::session::Ending;
 
 use super::frame::{
-    MAX_HEADER, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, close_frame,
-    control_frame, new_mask, parse_header, unmask,
+    MAX_HEADER, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parse_header,
+    unmask,
 };
+use super::side::{Side, put_locked};
 
 /// Bytes read at once from either side (the buffer grows only while a
 /// frame header or control frame is incomplete).
@@ -66,147 +58,6 @@ enum Dir {
     Up,
     /// Upstream to client: frames are unmasked; answers go back masked.
     Down,
-}
-
-/// One side's writer and liveness.
-struct Side<W> {
-    writer: Mutex<W>,
-    /// Longest any write to this side (or wait for its writer) may take:
-    /// twice the send timeout, so the socket's own stall timer (once the
-    /// send timeout) fires first for a peer that reads nothing.
-    limit: Duration,
-    /// Whether frames we write to this side must be masked (the upstream).
-    masks: bool,
-    /// Pings to this side and its pongs; the idle clock.
-    keepalive: StdMutex<Keepalive>,
-    /// `--idle-timeout` is set: data either way restarts both sides' clock.
-    idle: bool,
-    /// A close frame was sent to this side.
-    close_sent: std::sync::atomic::AtomicBool,
-    /// A write failed (maybe inside a frame): nothing more is written.
-    dead: std::sync::atomic::AtomicBool,
-}
-
-impl<W: AsyncWrite + Unpin> Side<W> {
-    fn new(writer: W, masks: bool, limits: &SessionLimits) -> Self {
-        Side {
-            writer: Mutex::new(writer),
-            limit: limits.send_timeout.saturating_mul(2),
-            masks,
-            // The idle timeout (off by default) as on every route kind: a
-            // data message either way restarts it (`activity`).
-            keepalive: StdMutex::new(Keepalive::new(limits.ping_interval, limits.idle_timeout)),
-            idle: limits.idle_timeout.is_some(),
-            close_sent: std::sync::atomic::AtomicBool::new(false),
-            dead: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// This side answered a ping.
-    fn pong(&self) {
-        if let Ok(mut k) = self.keepalive.lock() {
-            k.on_pong();
-        }
-    }
-
-    /// A data frame went through (either way): the idle clock restarts.
-    fn activity(&self) {
-        if self.idle
-            && let Ok(mut k) = self.keepalive.lock()
-        {
-            k.on_activity();
-        }
-    }
-
-    fn next_deadline(&self) -> Instant {
-        self.keepalive
-            .lock()
-            .map(|k| k.next_deadline())
-            .unwrap_or_else(|_| Instant::now())
-    }
-
-    fn fire(&self) -> Option<Action> {
-        self.keepalive.lock().ok().and_then(|mut k| k.fire())
-    }
-
-    fn mask(&self) -> Option<[u8; 4]> {
-        self.masks.then(new_mask)
-    }
-
-    /// The writer, unless another task holds it too long.
-    async fn lock(&self) -> Option<MutexGuard<'_, W>> {
-        let guard = tokio::time::timeout(self.limit, self.writer.lock())
-            .await
-            .ok();
-        if guard.is_none() {
-            self.broken();
-        }
-        guard
-    }
-
-    /// A write to this side failed or timed out, maybe inside a frame:
-    /// nothing more may be written to it (not even a close frame).
-    fn broken(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.dead.store(true, SeqCst);
-        self.close_sent.store(true, SeqCst);
-    }
-
-    fn is_dead(&self) -> bool {
-        self.dead.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Writes (and flushes) whole frames at a frame boundary, in time;
-    /// false when that failed (the side is then dead).
-    async fn put(&self, bytes: &[u8]) -> bool {
-        let write = async {
-            let mut w = self.writer.lock().await;
-            // Checked under the lock: a failed streamed write marks the
-            // side dead before it lets go.
-            !self.is_dead() && w.write_all(bytes).await.is_ok() && w.flush().await.is_ok()
-        };
-        let ok = tokio::time::timeout(self.limit, write)
-            .await
-            .unwrap_or(false);
-        if !ok {
-            self.broken();
-        }
-        ok
-    }
-
-    /// Writes one whole control frame at a frame boundary.
-    async fn send_control(&self, opcode: u8, payload: &[u8]) -> bool {
-        let frame = control_frame(opcode, payload, self.mask());
-        self.put(&frame).await
-    }
-
-    /// Sends a close frame unless one was sent already.
-    async fn send_close(&self, reason: CloseReason) {
-        if self
-            .close_sent
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            return;
-        }
-        let frame = close_frame(reason, self.mask());
-        if self.put(&frame).await {
-            metrics::close_code(reason.code());
-        }
-    }
-
-    async fn shutdown(&self) {
-        let shutdown = async {
-            let _ = self.writer.lock().await.shutdown().await;
-        };
-        let _ = tokio::time::timeout(self.limit, shutdown).await;
-    }
-}
-
-/// One write under the lock a streamed frame holds, within `limit`.
-async fn put_locked<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], limit: Duration) -> bool {
-    tokio::time::timeout(limit, w.write_all(bytes))
-        .await
-        .is_ok_and(|r| r.is_ok())
 }
 
 /// How one direction ended.
