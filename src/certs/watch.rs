@@ -4,7 +4,8 @@
 //! changing, `POST /reload`: asked by `crate::server::reload`, which also
 //! tells systemd RELOADING=1 and READY=1 around it), and a slow periodic
 //! check as a backstop for filesystems without inotify. It decides *when*;
-//! `manager` does the work.
+//! `manager` does the work. Its file watcher and debounce also serve the
+//! configuration file's (`reload::file_watch`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -18,8 +19,32 @@ use tokio_util::sync::CancellationToken;
 use super::manager::CertManager;
 
 /// Quiet time after the last file event before reloading (cert and key are
-/// usually written one after the other).
-const DEBOUNCE: Duration = Duration::from_millis(200);
+/// usually written one after the other; a config file is often truncated,
+/// then written).
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A file watcher that sends `()` on `tx` for every event but reads (the
+/// channel is bounded: a full one already holds a wake-up).
+pub fn event_watcher(tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    })
+}
+
+/// After a first event: waits until events stop for [`DEBOUNCE`]; false
+/// when shutdown came first.
+pub async fn settle(rx: &mut mpsc::Receiver<()>, shutdown: &CancellationToken) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            more = tokio::time::timeout(DEBOUNCE, rx.recv()) => {
+                if more.is_err() { return true; }
+            }
+        }
+    }
+}
 
 /// Extra periodic work (renewing generated certificates), run on every tick
 /// on a blocking thread.
@@ -35,20 +60,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
-    let mut watcher =
-        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.try_send(());
-            }
-        }) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(
-                    "file watching unavailable ({e}); relying on SIGHUP and periodic checks"
-                );
-                None
-            }
-        };
+    let mut watcher = match event_watcher(tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "file watching unavailable ({e}); relying on SIGHUP and periodic checks"
+            );
+            None
+        }
+    };
     let mut watched: HashSet<PathBuf> = HashSet::new();
     // Returns whether a folder was added: a file written there between the
     // reload that found the folder and this watch made no event, so the
@@ -85,14 +105,8 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(()) = rx.recv() => {
-                // Debounce: wait until events stop for a moment.
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        more = tokio::time::timeout(DEBOUNCE, rx.recv()) => {
-                            if more.is_err() { break; }
-                        }
-                    }
+                if !settle(&mut rx, &shutdown).await {
+                    return;
                 }
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reload_files(false)).await;

@@ -12,14 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
+
+use crate::certs::watch::{event_watcher, settle};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Request, Requests, Trigger};
-
-/// Quiet time after the last event before the file is read (writers
-/// often truncate, then write).
-const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Watches `file` until shutdown, checking it at least every `interval`.
 pub async fn run(
@@ -31,11 +29,7 @@ pub async fn run(
     let mut last = read(&file).await;
     let (tx, mut rx) = mpsc::channel::<()>(16);
     let folder = folder_of(&file);
-    let _watcher = match notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-        if e.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.try_send(());
-        }
-    }) {
+    let _watcher = match event_watcher(tx) {
         Ok(mut w) => match w.watch(&folder, RecursiveMode::NonRecursive) {
             Ok(()) => Some(w),
             Err(e) => {
@@ -60,13 +54,8 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(()) = rx.recv() => {
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        more = tokio::time::timeout(DEBOUNCE, rx.recv()) => {
-                            if more.is_err() { break; }
-                        }
-                    }
+                if !settle(&mut rx, &shutdown).await {
+                    return;
                 }
             }
             _ = ticker.tick() => {}
