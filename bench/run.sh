@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# bench/run.sh: wssd against nginx at terminating wss:// on loopback, in one run.
+# bench/run.sh: wssd against the naive Rust echo and nginx at terminating wss://
+# on loopback, in one run.
 #
-#   (a) wssd serving wss:// with its echo route
-#   (b) nginx terminating TLS (same certificate) in front of a plain ws:// echo
+#   (a) wssd serving wss:// with its echo route (and the same binary on ws://,
+#       for the cost of TLS and the idle memory of a plain connection)
+#   (b) naive: bench/naive-echo, tokio-tungstenite over tokio-rustls, one task
+#       per connection, a flush per message, defaults (built here)
+#   (c) nginx terminating TLS (same certificate) in front of a plain ws:// echo
 #       backend (wssd --tls off)
 #
-# Measures with `wssd bench`: idle RSS per connection, echo msgs/s (64 B text),
-# echo MB/s (16 KiB binary), connects/s (full handshakes). Writes
-# bench/results/latest.md and bench/results/latest.json. See bench/README.md.
+# Measures with `wssd bench`: idle RSS per connection, echo round trips/s
+# (64 B text, 1 and 8 in flight), echo MB/s (16 KiB binary), connects/s (full
+# handshakes), each also per server CPU-second, and checks issue 16's targets.
+# Writes bench/results/latest.md and bench/results/latest.json. See
+# bench/README.md.
 #
 # Usage: bench/run.sh [--quick] [--no-build]
 # Env:   BENCH_SECS (default 10; --quick: 3), BENCH_IDLE_CONNS (5000),
 #        BENCH_HOLD (idle hold seconds, default 3; --quick: 1),
-#        BENCH_PORT_BASE (default 18440: uses BASE, BASE+1, BASE+2),
+#        BENCH_PORT_BASE (default 18440: uses BASE ... BASE+4),
 #        BENCH_KEEP=1 keeps the temporary folder (configs, logs).
 set -euo pipefail
 # Helpers shared with bench/proxy.sh and bench/fanout.sh; bench/report.py writes the report.
@@ -25,6 +31,9 @@ port_base=${BENCH_PORT_BASE:-18440}
 wssd_port=$port_base
 nginx_port=$((port_base + 1))
 backend_port=$((port_base + 2))
+plain_port=$((port_base + 3))
+naive_port=$((port_base + 4))
+naive="$root/target/naive-echo/release/naive-echo"
 
 # Settings must come from this script only: drop any WSSD_* variable (this
 # also keeps WSSD_BENCH_ALLOW_REMOTE off: loopback only).
@@ -39,12 +48,18 @@ nginx_bin=$(find_bin nginx)
 
 # ---------------------------------------------------------------- build
 build_wssd --release
+if [[ $build == 1 ]]; then
+    say "cargo build --release (bench/naive-echo, into target/naive-echo)"
+    CARGO_TARGET_DIR="$root/target/naive-echo" cargo build --release --quiet \
+        --manifest-path "$root/bench/naive-echo/Cargo.toml"
+fi
+[[ -x $naive ]] || die "$naive not found (run without --no-build)"
 
 # ---------------------------------------------------------------- limits, cores
 raise_fd_limit
 fit_idle_conns "idle connections through nginx"
 plan_cores "server and client"
-ports_free "$wssd_port" "$nginx_port" "$backend_port"
+ports_free "$wssd_port" "$nginx_port" "$backend_port" "$plain_port" "$naive_port"
 
 # ---------------------------------------------------------------- processes we own
 own_tmp wssd-bench
@@ -64,6 +79,20 @@ wssd_pid=$!
 pids+=("$wssd_pid")
 wait_port "$wssd_port" "$wssd_pid" wssd
 
+say "wssd on ws:// (ws://127.0.0.1:$plain_port, core ${server_cpus:-any})"
+TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$wssd" --tls off --http "127.0.0.1:$plain_port" \
+    --admin off --route /ws/echo=echo "${server_limits[@]}" >"$tmp/wssd-ws.log" 2>&1 &
+plain_pid=$!
+pids+=("$plain_pid")
+wait_port "$plain_port" "$plain_pid" "wssd ws://"
+
+say "naive echo (wss://127.0.0.1:$naive_port, one tokio worker, core ${server_cpus:-any})"
+TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$naive" "127.0.0.1:$naive_port" "$tmp/cert.pem" \
+    "$tmp/key.pem" >"$tmp/naive.log" 2>&1 &
+naive_pid=$!
+pids+=("$naive_pid")
+wait_port "$naive_port" "$naive_pid" "naive echo"
+
 have_nginx=0
 if [[ -n $nginx_bin ]]; then
     say "backend: wssd --tls off (ws://127.0.0.1:$backend_port, core ${server_cpus:-any})"
@@ -81,6 +110,8 @@ commands_file="$tmp/commands.txt"
 server_groups() {
     case $1 in
         wssd) echo "wssd=$wssd_pid" ;;
+        wssd-ws) echo "wssd=$plain_pid" ;;
+        naive) echo "naive=$naive_pid" ;;
         nginx) echo "nginx=$nginx_pid,$nginx_worker backend=$backend_pid" ;;
     esac
 }
@@ -109,23 +140,37 @@ bench() {
 
 wssd_url="wss://127.0.0.1:$wssd_port/ws/echo"
 nginx_url="wss://127.0.0.1:$nginx_port/ws/echo"
-each() { # each NAME MODE ARGS... (both servers, back to back)
+plain_url="ws://127.0.0.1:$plain_port/ws/echo"
+naive_url="wss://127.0.0.1:$naive_port/ws/echo"
+# each NAME MODE ARGS...: wssd, the naive echo and nginx, back to back;
+# each_plain also runs wssd on ws:// (the TLS cost is the ratio of the two).
+each() {
     local name=$1 mode=$2
     shift 2
     bench "$name" wssd "$mode" "$wssd_url" "$@"
+    bench "$name" naive "$mode" "$naive_url" "$@"
     if [[ $have_nginx == 1 ]]; then
         bench "$name" nginx "$mode" "$nginx_url" "$@"
     fi
+}
+each_plain() {
+    each "$@"
+    local name=$1 mode=$2
+    shift 2
+    bench "$name" wssd-ws "$mode" "$plain_url" "$@"
 }
 
 # Idle first, on fresh processes: memory freed by earlier runs would otherwise
 # be reused and make the per-connection growth look smaller.
 bench idle wssd idle "$wssd_url" --conns "$idle_conns" --hold "$hold" --pid "$wssd_pid"
+bench idle wssd-ws idle "$plain_url" --conns "$idle_conns" --hold "$hold" --pid "$plain_pid"
+bench idle naive idle "$naive_url" --conns "$idle_conns" --hold "$hold" --pid "$naive_pid"
 if [[ $have_nginx == 1 ]]; then
     bench idle nginx idle "$nginx_url" --conns "$idle_conns" --hold "$hold" \
         --pid "$nginx_pid,$nginx_worker,$backend_pid"
 fi
-each echo64 echo --conns 100 --size 64 --secs "$secs"
+each_plain echo64 echo --conns 100 --size 64 --secs "$secs"
+each_plain echo64x8 echo --conns 100 --size 64 --inflight 8 --secs "$secs"
 each echo16k echo --conns 10 --size 16384 --binary --secs "$secs"
 each connect connect --workers 16 --secs "$secs"
 

@@ -247,7 +247,7 @@ pub fn client_config(
     ca: Option<&Path>,
     resumption: bool,
 ) -> Result<Arc<ClientConfig>, BenchError> {
-    let provider = crate::tls::provider();
+    let provider = Arc::new(browser_like(&crate::tls::provider()));
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| BenchError::TlsConfig(e.to_string()))?;
@@ -270,6 +270,32 @@ pub fn client_config(
         config.resumption = Resumption::disabled();
     }
     Ok(Arc::new(config))
+}
+
+/// The provider with the cipher-suite order current browsers (Chromium,
+/// Firefox, Safari) offer: AES-128-GCM, then AES-256-GCM, then
+/// ChaCha20-Poly1305, per TLS version. Servers that follow the client's order
+/// (rustls, nginx, OpenSSL by default) then pick what they would pick for a
+/// browser. The key-exchange groups stay the provider's: X25519MLKEM768
+/// first, with an X25519 share too, as browsers send.
+fn browser_like(provider: &CryptoProvider) -> CryptoProvider {
+    use rustls::CipherSuite as C;
+    let rank = |suite: &rustls::SupportedCipherSuite| match suite.suite() {
+        C::TLS13_AES_128_GCM_SHA256 | C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => 0,
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 1,
+        C::TLS13_AES_256_GCM_SHA384 | C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => 2,
+        C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 3,
+        _ => 4,
+    };
+    let mut provider = provider.clone();
+    // Stable: TLS 1.3 suites stay ahead of TLS 1.2 ones of the same rank.
+    provider.cipher_suites.sort_by_key(|suite| {
+        (
+            matches!(suite, rustls::SupportedCipherSuite::Tls12(_)),
+            rank(suite),
+        )
+    });
+    provider
 }
 
 fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), BenchError> {
@@ -479,4 +505,31 @@ pub async fn open_many(connector: &Arc<Connector>, n: usize, concurrency: usize)
     }
     opened.elapsed = started.elapsed();
     opened
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_client_offers_what_browsers_offer_first() {
+        let provider = browser_like(&crate::tls::provider());
+        let suites: Vec<_> = provider.cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            suites[0],
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            "{suites:?}"
+        );
+        assert_eq!(
+            suites[1],
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            "{suites:?}"
+        );
+        assert_eq!(suites.len(), crate::tls::provider().cipher_suites.len());
+        assert_eq!(
+            provider.kx_groups[0].name(),
+            rustls::NamedGroup::X25519MLKEM768,
+            "the hybrid post-quantum group comes first"
+        );
+    }
 }
