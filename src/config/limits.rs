@@ -33,8 +33,13 @@ pub const WRITE_BUFFER_SIZE: usize = 4 * 1024;
 pub const MAX_HTTP_BUFFER: usize = 16 * 1024;
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 64;
-/// Ciphertext rustls may queue per connection before writes wait.
-pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
+/// Ciphertext rustls may queue per connection before writes wait: one
+/// full TLS record's plaintext (16 KiB) plus the largest WebSocket frame
+/// header (14 bytes), so a frame of up to 16 KiB is taken in one write and
+/// leaves in one `writev` (at exactly 16 KiB, rustls took the payload and
+/// left the header's bytes for a second record, a second write and a
+/// second segment).
+pub const TLS_BUFFER_LIMIT: usize = 16 * 1024 + 14;
 /// Time allowed for the closing handshake once a close frame was sent.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// TCP connections above `max_connections` that may be in their handshake

@@ -140,6 +140,31 @@ impl AsyncWrite for UpgradedIo {
         this.note(result)
     }
 
+    /// On HTTP/1.1 a frame's header and payload go down in one call (over
+    /// TLS one record sequence and one `writev`, on TCP one segment) instead
+    /// of a 2-10 byte write of its own; an HTTP/2 stream keeps the capped
+    /// single-buffer path above.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.abort.is_some() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.note(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.abort.is_none() && self.io.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_flush(cx);

@@ -1,0 +1,95 @@
+"""How many system calls the server makes to send one frame (issue 16).
+
+A frame's header and payload must leave in one write: over TLS one `writev`
+carrying the records, on TCP one segment. The header written on its own
+costs a system call, a TCP segment and, over TLS, a record (a 22-byte
+envelope and an AEAD pass) per message, and the peer's wake-up for it.
+Checked with strace attached to the real server while one 16 KiB message
+echoes, the size where it went wrong (hyper's upgraded connection lost the
+vectored write, and rustls' 16 KiB queue limit took the payload without its
+header).
+"""
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import run, ws_connect
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/install-test-deps)")
+
+SIZE = 16 * 1024
+WRITES = re.compile(r"^(?:\d+\s+)?(writev|sendto|sendmsg)\(\d+, .*\)\s+=\s+(\d+)$")
+
+
+def traced_writes(pid, send_one):
+    """The (syscall, bytes) writes of every thread of `pid` while send_one() runs."""
+    log = f"/tmp/wssd-writes-{os.getpid()}-{pid}.txt"
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-e", "trace=writev,sendto,sendmsg", "-e", "signal=none",
+         "-s", "0", "-o", log, "-p", str(pid)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # strace prints nothing when attached; wait until every thread is traced.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            traced = [t for t in tasks if re.search(r"^TracerPid:\s+[1-9]",
+                                                    open(f"/proc/{pid}/task/{t}/status").read(), re.M)]
+            if len(traced) == len(tasks):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("strace did not attach (ptrace not permitted here?)")
+        send_one()
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(10)
+    writes = []
+    with open(log) as f:
+        for line in f:
+            m = WRITES.match(line.strip())
+            if m:
+                writes.append((m.group(1), int(m.group(2))))
+    os.unlink(log)
+    return writes
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_a_16_kib_frame_leaves_in_one_write(wssd, scheme):
+    srv = wssd.start(http=True)
+    url = srv.wss_url() if scheme == "wss" else srv.ws_url()
+    ctx = srv.ssl_context() if scheme == "wss" else None
+    payload = os.urandom(SIZE)
+
+    async def echo_once(ws):
+        await ws.send(payload)
+        assert await ws.recv() == payload
+
+    async def scenario():
+        # One connection, warmed up; the trace covers exactly one echo.
+        async with ws_connect(url, ssl=ctx, compression=None) as ws:
+            await ws.send(b"warm up")
+            assert await ws.recv() == b"warm up"
+            loop = asyncio.get_running_loop()
+
+            def traced():
+                def echo():  # scheduled once strace is attached
+                    asyncio.run_coroutine_threadsafe(echo_once(ws), loop).result(20)
+                return traced_writes(srv.proc.pid, echo)
+
+            return await loop.run_in_executor(None, traced)
+
+    writes = run(scenario(), timeout=40)
+    big = [(call, n) for call, n in writes if n >= SIZE // 2]
+    small = [(call, n) for call, n in writes if n < SIZE // 2]
+    # The frame is 16388 bytes (4-byte header); over TLS 16388 + 2 x 22 in two records.
+    assert len(big) == 1, f"the frame took {len(big)} large writes: {writes}"
+    assert not small, f"writes besides the frame's (its header alone?): {writes}"
+    assert big[0][1] >= SIZE + 4, writes
