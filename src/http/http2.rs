@@ -98,6 +98,12 @@ impl<T> Negotiated for StallGuard<T> {
     }
 }
 
+impl<T> Negotiated for crate::server::read_ahead::ReadAhead<T> {
+    fn http2(&self) -> bool {
+        false
+    }
+}
+
 /// An HTTP/2 request names its host in `:authority` (hyper puts it in the
 /// URI): copied into `Host` when absent, so every check and route kind
 /// reads the host the same way on both versions. A `Host` that names

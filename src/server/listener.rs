@@ -21,6 +21,7 @@ use crate::config::limits::TLS_BUFFER_LIMIT;
 use crate::http::reply::ConnInfo;
 use crate::http::{self, HttpContext};
 use crate::metrics::{self, HandshakeFailure};
+use crate::server::read_ahead::ReadAhead;
 use crate::tls::challenge::ACME_TLS_ALPN;
 
 /// One listener's settings.
@@ -193,6 +194,7 @@ async fn serve(
     deadline: Instant,
 ) {
     let Some(acceptor) = tls else {
+        let stream = ReadAhead::new(stream);
         http::serve_connection(stream, ctx, info, remaining(deadline)).await;
         return;
     };
@@ -205,7 +207,7 @@ async fn serve(
         sniff::answer_plain_http(stream, deadline).await;
         return;
     }
-    let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
+    let handshake = tokio::time::timeout_at(deadline, acceptor.accept(ReadAhead::new(stream)));
     let mut tls_stream = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
         result = handshake => match result {

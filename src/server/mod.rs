@@ -13,6 +13,7 @@ pub mod listener;
 pub mod listener_set;
 pub mod proxy_protocol;
 pub mod rate;
+pub mod read_ahead;
 pub mod refusals;
 pub mod reload;
 pub mod sniff;
