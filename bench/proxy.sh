@@ -250,6 +250,7 @@ for server in "${servers[@]}"; do
         --pid "$(front_pids "$server"),$backend_pid"
 done
 each echo64 echo --conns 100 --size 64 --secs "$secs"
+each echo64x8 echo --conns 100 --size 64 --inflight 8 --secs "$secs"
 each echo16k echo --conns 10 --size 16384 --binary --secs "$secs"
 each connect connect --workers 16 --secs "$secs"
 

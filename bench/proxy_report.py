@@ -15,7 +15,7 @@ from common import (cpu_pct, errors_total, fmt, fmt_ratio, kib_per_conn, load_ma
                     write_json, write_machine, write_measured_with, write_method_notes, write_noisy_note,
                     write_runs_table, write_text)
 
-RUNS = ["idle", "echo64", "echo16k", "connect"]
+RUNS = ["idle", "echo64", "echo64x8", "echo16k", "connect"]
 SERVERS = ["wssd", "nginx", "caddy"]
 OTHERS = ["nginx", "caddy"]
 LOGS = [("wssd proxy", "logs.wssd.log.txt"), ("backend", "logs.backend.log.txt"),
@@ -53,6 +53,54 @@ def rss_parts(run):
     return kib_per_conn(pids[:-1], open_), kib_per_conn(pids[-1:], open_)
 
 
+# Issue 16's proxy targets: (label, run, count key, scale). Per busy core-second: the
+# operations divided by the CPU time of the front AND the backend, which share one core.
+TARGETS = [
+    ("64 B echo, 100 conns, 1 in flight: round trips", "echo64", "round_trips", 1),
+    ("64 B echo, 100 conns, 8 in flight: round trips", "echo64x8", "round_trips", 1),
+    ("16 KiB binary echo, 10 conns: MB, both directions", "echo16k", "round_trips", 2 * 16384 / 1e6),
+    ("connects (TLS + upgrade + upstream connect + echo + close)", "connect", "connects", 1),
+]
+TARGET_RATIO = 1.2   # wssd >= 1.2x the best of nginx and Caddy
+MEMORY_RATIO = 2.0   # memory per proxied connection at least 2x below nginx's
+
+
+def per_busy_core_second(runs, name, server, key, scale=1):
+    """Operations (key x scale) per CPU-second of the front and the backend together."""
+    run, cpu, _ = runs.get((name, server), (None, {}, []))
+    if not ok(run) or not run.get(key) or not cpu.get("clk_tck"):
+        return None
+    ticks = cpu.get("front", 0) + cpu.get("backend", 0)
+    if ticks <= 0:
+        return None
+    return run[key] * scale / (ticks / cpu["clk_tck"])
+
+
+def write_targets(w, runs):
+    """The issue 16 table: wssd per busy core-second against the best of nginx and Caddy."""
+    w("## Issue 16's proxy targets")
+    w("")
+    w("Per busy core-second: operations divided by the CPU time of the front end and the backend "
+      "together (both on the server core). Target: wssd at least "
+      f"{TARGET_RATIO:g}x the best of nginx and Caddy on each; memory per proxied connection at "
+      f"least {MEMORY_RATIO:g}x below nginx's.")
+    w("")
+    w("| target | wssd | nginx | caddy | wssd / best | met |")
+    w("|---|---:|---:|---:|---:|---|")
+    for label, name, key, scale in TARGETS:
+        values = [per_busy_core_second(runs, name, s, key, scale) for s in SERVERS]
+        others = [v for v in values[1:] if v is not None]
+        r = ratio_value(values[0], max(others), True) if others else None
+        met = "n/a" if r is None else ("yes" if r >= TARGET_RATIO else "**no**")
+        w(f"| {label} | {' | '.join(fmt(v) for v in values)} | {fmt_ratio(r)} | {met} |")
+    fronts = [rss_parts(runs[("idle", s)][0])[0] for s in SERVERS]
+    r = ratio_value(fronts[0], fronts[1], False)
+    met = "n/a" if r is None else ("yes" if r >= MEMORY_RATIO else "**no**")
+    w(f"| idle memory per proxied connection, front only, KiB (vs nginx) | "
+      f"{' | '.join(fmt(v, 1) for v in fronts)} | {fmt_ratio(r)} | {met} |")
+    w("")
+
+
 def read_log(tmp, filename):
     try:
         with open(os.path.join(tmp, filename)) as f:
@@ -87,6 +135,8 @@ def main():
            True, in_bar=True)
     metric("Echo 64 B: p50 round trip, us (lower is better)", "echo64", "p50_us", False)
     metric("Echo 64 B: p99 round trip, us (lower is better)", "echo64", "p99_us", False)
+    metric("Echo 64 B text, 100 conns, 8 in flight: round trips/s (higher is better)", "echo64x8",
+           "msgs_per_sec", True)
     metric("Echo 16 KiB binary, 10 conns: MB/s, both directions (higher is better)", "echo16k",
            "mb_per_sec", True, 1, in_bar=True)
     metric("Echo 16 KiB: p99 round trip, us (lower is better)", "echo16k", "p99_us", False)
@@ -102,6 +152,7 @@ def main():
         return cpu[group] / cpu["clk_tck"] * 1e6 / run[count_key]
 
     for name, count_key, what in [("echo64", "round_trips", "Echo 64 B"),
+                                  ("echo64x8", "round_trips", "Echo 64 B, 8 in flight"),
                                   ("echo16k", "round_trips", "Echo 16 KiB"),
                                   ("connect", "connects", "Connect")]:
         unit = "connect" if count_key == "connects" else "round trip"
@@ -132,6 +183,7 @@ def main():
                           f"nginx {machine.get('nginx', '?')}; Caddy {machine.get('caddy', '?')}; "
                           f"{machine.get('openssl', '?')}."))
     w("")
+    write_targets(w, runs)
     w("Each front end terminates wss:// with the same certificate and relays to the same plain "
       "`ws://` echo backend (`wssd --tls off`): wssd with its `proxy` route "
       "(`--route /ws/echo=proxy:ws://127.0.0.1:BACKEND`), nginx with `proxy_pass`, Caddy with "
