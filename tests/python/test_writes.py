@@ -39,6 +39,11 @@ def traced_writes(pid, send_one):
         # strace prints nothing when attached; wait until every thread is traced.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if tracer.poll() is not None:
+                err = tracer.stderr.read().decode(errors="replace")
+                if "Operation not permitted" in err:
+                    pytest.skip(f"strace may not attach to another process here: {err.strip()}")
+                pytest.fail(f"strace exited: {err.strip()}")
             tasks = os.listdir(f"/proc/{pid}/task")
             traced = [t for t in tasks if re.search(r"^TracerPid:\s+[1-9]",
                                                     open(f"/proc/{pid}/task/{t}/status").read(), re.M)]
