@@ -19,7 +19,10 @@
 # Env:   BENCH_SECS (default 10; --quick: 3), BENCH_IDLE_CONNS (5000),
 #        BENCH_HOLD (idle hold seconds, default 3; --quick: 1),
 #        BENCH_PORT_BASE (default 18440: uses BASE ... BASE+4),
-#        BENCH_KEEP=1 keeps the temporary folder (configs, logs).
+#        BENCH_KEEP=1 keeps the temporary folder (configs, logs),
+#        BENCH_SERVER_BIN=PATH runs another wssd binary as the measured wssd
+#        (both wssd rows; the client and nginx's backend stay target/release/wssd):
+#        before/after comparisons with the same client.
 set -euo pipefail
 # Helpers shared with bench/proxy.sh and bench/fanout.sh; bench/report.py writes the report.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -54,6 +57,8 @@ if [[ $build == 1 ]]; then
         --manifest-path "$root/bench/naive-echo/Cargo.toml"
 fi
 [[ -x $naive ]] || die "$naive not found (run without --no-build)"
+server_wssd=${BENCH_SERVER_BIN:-$wssd}
+[[ -x $server_wssd ]] || die "BENCH_SERVER_BIN=$server_wssd is not an executable"
 
 # ---------------------------------------------------------------- limits, cores
 raise_fd_limit
@@ -72,7 +77,7 @@ make_cert
 server_limits=(--max-connections 1000000 --max-connections-per-ip 1000000 --log-level warn --state-dir "$tmp/state")
 
 say "wssd (wss://127.0.0.1:$wssd_port, core ${server_cpus:-any})"
-TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$wssd" --listen "127.0.0.1:$wssd_port" --tls files \
+TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$server_wssd" --listen "127.0.0.1:$wssd_port" --tls files \
     --cert "$tmp/cert.pem" --key "$tmp/key.pem" --admin off --route /ws/echo=echo \
     "${server_limits[@]}" >"$tmp/wssd.log" 2>&1 &
 wssd_pid=$!
@@ -80,7 +85,7 @@ pids+=("$wssd_pid")
 wait_port "$wssd_port" "$wssd_pid" wssd
 
 say "wssd on ws:// (ws://127.0.0.1:$plain_port, core ${server_cpus:-any})"
-TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$wssd" --tls off --http "127.0.0.1:$plain_port" \
+TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$server_wssd" --tls off --http "127.0.0.1:$plain_port" \
     --admin off --route /ws/echo=echo "${server_limits[@]}" >"$tmp/wssd-ws.log" 2>&1 &
 plain_pid=$!
 pids+=("$plain_pid")
@@ -181,6 +186,7 @@ mkdir -p "$results_dir"
     echo "nginx=$([[ -n $nginx_bin ]] && "$nginx_bin" -v 2>&1 | sed 's/^nginx version: //' || echo 'not installed')"
     run_settings
     echo "have_nginx=$have_nginx"
+    echo "server_bin=${BENCH_SERVER_BIN:-target/release/wssd}" | sed "s#$root/##"
     echo "quick=$quick"
 } >"$tmp/machine.txt"
 cp "$tmp/nginx/nginx.conf" "$tmp/nginx.conf.txt" 2>/dev/null || true
