@@ -1,16 +1,21 @@
 //! The TLS handshake as clients see it (issue 16, connects): the server's
 //! cipher-suite choice, the hybrid post-quantum group, one session ticket
-//! per full handshake and resumption with it.
+//! per full handshake and resumption with it, and the first bytes read
+//! before the handshake (a ClientHello in pieces, a refused one's alert).
 
 use std::fmt;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Tls13ClientSessionValue};
 use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite, kx_group};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CipherSuite, HandshakeKind, NamedGroup};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::harness::{Wssd, http_get, try_tls_connect};
 
@@ -171,4 +176,69 @@ async fn one_ticket_per_handshake_and_resumption_keeps_working() {
     );
     // One per handshake, the resumed ones included (rustls's default: 2).
     assert_eq!(tickets, [1, 1, 1]);
+}
+
+/// The ClientHello a rustls client sends first.
+fn client_hello(config: &Arc<rustls::ClientConfig>) -> (rustls::ClientConnection, Vec<u8>) {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    (conn, hello)
+}
+
+#[tokio::test]
+async fn a_client_hello_in_pieces_still_handshakes() {
+    let server = Wssd::builder().spawn().await;
+    let config = client(&server, provider::default_provider(), None);
+    let addr = server.tls_addr();
+    // Blocking client: three bytes of the ClientHello, a pause, the rest,
+    // then the handshake and one request, all bounded by read timeouts.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let (mut conn, hello) = client_hello(&config);
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.write_all(&hello[..3]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        tcp.write_all(&hello[3..]).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(outcome.starts_with("HTTP/1.1 200"), "{outcome}");
+}
+
+#[tokio::test]
+async fn a_refused_client_hello_gets_an_alert() {
+    let server = Wssd::builder().spawn().await;
+    // A client that offers only TLS 1.2 with a suite the server lacks
+    // (CHACHA20 over RSA key exchange with an ECDSA certificate).
+    let mut odd = provider::default_provider();
+    odd.cipher_suites = vec![cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256];
+    let config = client(&server, odd, None);
+    let (_, hello) = client_hello(&config);
+    let mut tcp = TcpStream::connect(server.tls_addr()).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut raw)).await;
+    // An alert record (content type 21): handshake_failure (40).
+    assert_eq!(raw.first(), Some(&21), "{raw:?}");
+    assert_eq!(raw.get(6), Some(&40), "{raw:?}");
+    assert_eq!(
+        server
+            .metric("wssd_handshake_failures_total{reason=\"tls\"}")
+            .await,
+        1.0
+    );
 }
