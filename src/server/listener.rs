@@ -120,7 +120,11 @@ pub async fn accept_loop(
         let tls = listener.tls.clone();
         let label = listener.label.clone();
         let admission = admission.clone();
-        ctx.tracker.spawn(async move {
+        // Boxed: the task then holds a pointer, not the whole connection
+        // future (TLS handshake, hyper), which tokio would otherwise copy
+        // whole on every move into and out of its task cell (a few KiB,
+        // several times per connection).
+        ctx.tracker.spawn(Box::pin(async move {
             let deadline = Instant::now() + timeouts.handshake;
             let mut stream = StallGuard::new(stream, timeouts.send, Peer::Client);
             let mut ticket = ticket;
@@ -144,7 +148,7 @@ pub async fn accept_loop(
                 client_subject: None,
             };
             serve(stream, tls, ctx2, info, deadline).await;
-        });
+        }));
     }
 }
 
