@@ -179,7 +179,8 @@ pub fn spawn(
         slot.release();
         drop(ticket);
     };
+    // Boxed, so tokio moves a pointer rather than the whole session future.
     env.tracker
-        .spawn(task.instrument(session_span(env.identity)));
+        .spawn(Box::pin(task).instrument(session_span(env.identity)));
     switching_protocols(handshake)
 }

@@ -121,7 +121,11 @@ pub async fn accept_loop(
         let tls = listener.tls.clone();
         let label = listener.label.clone();
         let admission = admission.clone();
-        ctx.tracker.spawn(async move {
+        // Boxed: the task then holds a pointer, not the whole connection
+        // future (TLS handshake, hyper), which tokio would otherwise copy
+        // whole on every move into and out of its task cell (a few KiB,
+        // several times per connection).
+        ctx.tracker.spawn(Box::pin(async move {
             let deadline = Instant::now() + timeouts.handshake;
             let mut stream = StallGuard::new(stream, timeouts.send, Peer::Client);
             let mut ticket = ticket;
@@ -145,7 +149,7 @@ pub async fn accept_loop(
                 client_subject: None,
             };
             serve(stream, tls, ctx2, info, deadline).await;
-        });
+        }));
     }
 }
 
@@ -200,14 +204,28 @@ async fn serve(
     };
     let first = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
-        first = sniff::peek(&stream, deadline) => first,
+        first = sniff::read_first(&stream, deadline) => first.unwrap_or_default(),
     };
-    if first == Some(FirstBytes::Http) {
+    if sniff::kind(&first) == FirstBytes::Http {
         tracing::debug!(peer = %info.peer, "plain HTTP on a TLS port; answering 400");
-        sniff::answer_plain_http(stream, deadline).await;
+        sniff::answer_plain_http(stream, first, deadline).await;
         return;
     }
-    let handshake = tokio::time::timeout_at(deadline, acceptor.accept(ReadAhead::new(stream)));
+    // Nothing read (no bytes in time, or closed): the handshake finds out.
+    let mut refused = None;
+    let stream = ReadAhead::new(stream);
+    let mut accept = acceptor.accept_with(stream, |conn| refused = sniff::feed(conn, &first).err());
+    drop(first);
+    if let Some(refused) = refused {
+        metrics::handshake_failed(HandshakeFailure::Tls);
+        tracing::debug!(peer = %info.peer, error = %refused.error, "TLS handshake failed");
+        if let Some(io) = accept.get_mut() {
+            let write = tokio::io::AsyncWriteExt::write_all(io, &refused.alert);
+            let _ = tokio::time::timeout_at(deadline, write).await;
+        }
+        return;
+    }
+    let handshake = tokio::time::timeout_at(deadline, accept);
     let mut tls_stream = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
         result = handshake => match result {

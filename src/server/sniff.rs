@@ -1,13 +1,17 @@
 //! Plain HTTP sent to a TLS port: instead of a TLS alert (which curl shows
 //! as "Received HTTP/0.9 when not allowed"), a readable `400` saying to use
-//! https:// (what Caddy and Go's net/http do). The first bytes are peeked,
-//! not read: a TLS record starts with 0x16 and goes to rustls untouched; a
-//! request line (an upper-case method and a space) gets the answer; anything
-//! else goes to rustls too, which refuses it as before.
+//! https:// (what Caddy and Go's net/http do). The first bytes are read
+//! (up to [`FIRST_READ`], a whole ClientHello as a rule) and classified: a
+//! TLS record starts with 0x16 and goes to rustls, which gets the bytes read
+//! ([`feed`]) before it reads the socket itself, so telling TLS from HTTP
+//! costs no system call of its own (a `MSG_PEEK` before: one more per
+//! connection); a request line (an upper-case method and a space) gets the
+//! answer; anything else goes to rustls too, which refuses it as before.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use rustls::ServerConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -15,8 +19,11 @@ use tokio::time::Instant;
 use super::stall::StallGuard;
 use crate::metrics::{self, HandshakeFailure};
 
-/// Bytes peeked to tell TLS from HTTP.
+/// Bytes looked at to tell TLS from HTTP.
 const PEEK: usize = 8;
+/// Most bytes read before the handshake: a ClientHello (1.3-2 KiB with a
+/// post-quantum key share) in one read; the rest is rustls's to read.
+pub const FIRST_READ: usize = 4096;
 /// Most bytes of the request head read (and dropped) before answering.
 const MAX_HEAD: usize = 8 * 1024;
 /// How long the rest of the request may take to arrive and be drained
@@ -49,23 +56,77 @@ pub fn classify(first: &[u8]) -> FirstBytes {
     }
 }
 
-/// Peeks at the first bytes (until `deadline`): `None` when the peer sent
-/// nothing in time or closed (the caller counts the timeout as before).
-pub async fn peek(stream: &StallGuard<TcpStream>, deadline: Instant) -> Option<FirstBytes> {
-    let mut buf = [0u8; PEEK];
-    match tokio::time::timeout_at(deadline, stream.get_ref().peek(&mut buf)).await {
-        Ok(Ok(n)) if n > 0 => Some(classify(&buf[..n])),
-        _ => None,
+/// Reads the first bytes (until `deadline`, at most [`FIRST_READ`]): `None`
+/// when the peer sent nothing in time, closed or failed (the caller counts
+/// the timeout as before). Reads the socket itself, outside the stall
+/// guard, which bounds writes only.
+pub async fn read_first(stream: &StallGuard<TcpStream>, deadline: Instant) -> Option<Vec<u8>> {
+    let tcp = stream.get_ref();
+    let read = async {
+        let mut first = Vec::with_capacity(FIRST_READ);
+        loop {
+            tcp.readable().await.ok()?;
+            match tcp.try_read_buf(&mut first) {
+                Ok(0) => return None,
+                Ok(_) => return Some(first),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout_at(deadline, read).await.ok().flatten()
+}
+
+/// What the first bytes read look like.
+pub fn kind(first: &[u8]) -> FirstBytes {
+    classify(&first[..first.len().min(PEEK)])
+}
+
+/// A handshake refused on the bytes read first: rustls's error and the
+/// alert it wants sent (the TLS records, ready to write).
+#[derive(Debug)]
+pub struct Refused {
+    pub error: rustls::Error,
+    pub alert: Vec<u8>,
+}
+
+/// Hands the bytes read first to rustls and lets it process them, as if
+/// it had read them from the socket (the handshake then reads on from
+/// there). Fails as rustls would have on those bytes.
+pub fn feed(conn: &mut ServerConnection, mut first: &[u8]) -> Result<(), Refused> {
+    while !first.is_empty() {
+        let fed = conn.read_tls(&mut first);
+        let processed = match fed {
+            Ok(0) => return Ok(()),
+            Ok(_) => conn.process_new_packets().map(|_| ()),
+            // Its buffer refused more (cannot happen for FIRST_READ bytes).
+            Err(_) => Err(rustls::Error::General("ClientHello too large".into())),
+        };
+        if let Err(error) = processed {
+            let mut alert = Vec::new();
+            while conn.wants_write() {
+                if conn.write_tls(&mut alert).is_err() {
+                    break;
+                }
+            }
+            return Err(Refused { error, alert });
+        }
     }
+    Ok(())
 }
 
 /// Answers an HTTP request on a TLS port with `400` and the https:// URL,
-/// then closes. Writes run under the stall guard's send timeout.
-pub async fn answer_plain_http(mut stream: StallGuard<TcpStream>, deadline: Instant) {
+/// then closes; `first` is what was read of the request already. Writes
+/// run under the stall guard's send timeout.
+pub async fn answer_plain_http(
+    mut stream: StallGuard<TcpStream>,
+    first: Vec<u8>,
+    deadline: Instant,
+) {
     metrics::handshake_failed(HandshakeFailure::PlainHttp);
     metrics::http_response(400);
     let local = stream.get_ref().local_addr().ok();
-    let head = read_head(&mut stream, deadline).await;
+    let head = read_head(&mut stream, first, deadline).await;
     let host = host_of(&head).or_else(|| local.map(|a| url_host(a.ip())));
     let port = local.map(|a| a.port()).unwrap_or(443);
     let response = response(host.as_deref().unwrap_or("HOST"), port);
@@ -88,10 +149,14 @@ pub async fn answer_plain_http(mut stream: StallGuard<TcpStream>, deadline: Inst
     .await;
 }
 
-/// Reads the request head (up to the blank line, [`MAX_HEAD`] bytes or the
-/// deadline, whichever comes first).
-async fn read_head(stream: &mut StallGuard<TcpStream>, deadline: Instant) -> Vec<u8> {
-    let mut head = Vec::with_capacity(1024);
+/// Reads the request head on from `head` (up to the blank line,
+/// [`MAX_HEAD`] bytes or the deadline, whichever comes first).
+async fn read_head(
+    stream: &mut StallGuard<TcpStream>,
+    mut head: Vec<u8>,
+    deadline: Instant,
+) -> Vec<u8> {
+    head.truncate(MAX_HEAD);
     let mut chunk = [0u8; 1024];
     let _ = tokio::time::timeout_at(deadline, async {
         while head.len() < MAX_HEAD && !head.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -33,3 +33,4 @@ mod startup; // every startup error, config precedence, check, cert commands
 mod static_files; // issue 15: Range, ETag/304, precompressed and on-the-fly compression, with no escape and no private key
 mod status; // the admin status page and GET /status: counts under load, closes, certificates, upstreams, degraded broker, no secrets, documented schema
 mod test_ca; // a throwaway CA signing server and client certificates
+mod tls_handshake; // issue 16: the server's suite choice, the post-quantum group, one ticket per handshake and resumption, the ClientHello read before the handshake
