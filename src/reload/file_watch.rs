@@ -19,17 +19,36 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Request, Requests, Trigger};
 
-/// Watches `file` until shutdown, checking it at least every `interval`.
-pub async fn run(
+/// Starts watching `file`: its bytes now are the baseline and the file
+/// events are subscribed to before this returns, so a change made as soon
+/// as wssd says it is ready is seen (the task that runs the loop may start
+/// later; reading the baseline there missed such a change for good).
+/// Returns the loop, which checks the file at least every `interval` until
+/// shutdown.
+pub async fn start(
     file: PathBuf,
     interval: Duration,
     requests: Requests,
     shutdown: CancellationToken,
-) {
-    let mut last = read(&file).await;
-    let (tx, mut rx) = mpsc::channel::<()>(16);
-    let folder = folder_of(&file);
-    let _watcher = match event_watcher(tx) {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let last = read(&file).await;
+    let (tx, rx) = mpsc::channel::<()>(16);
+    let watcher = subscribe(&file, tx, interval);
+    async move {
+        let _watcher = watcher;
+        watch(file, interval, requests, shutdown, last, rx).await;
+    }
+}
+
+/// Subscribes to the events of the file's folder; `None` (with a warning
+/// naming the fallback) where that is not possible.
+fn subscribe(
+    file: &Path,
+    tx: mpsc::Sender<()>,
+    interval: Duration,
+) -> Option<notify::RecommendedWatcher> {
+    let folder = folder_of(file);
+    match event_watcher(tx) {
         Ok(mut w) => match w.watch(&folder, RecursiveMode::NonRecursive) {
             Ok(()) => Some(w),
             Err(e) => {
@@ -46,7 +65,19 @@ pub async fn run(
             );
             None
         }
-    };
+    }
+}
+
+/// The loop: on a (settled) event or a periodic tick, asks for a reload
+/// when the file's bytes differ from the last ones seen.
+async fn watch(
+    file: PathBuf,
+    interval: Duration,
+    requests: Requests,
+    shutdown: CancellationToken,
+    mut last: Option<Vec<u8>>,
+    mut rx: mpsc::Receiver<()>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -110,12 +141,15 @@ mod tests {
         std::fs::write(&file, "a = 1\n").unwrap();
         let (tx, mut rx) = super::super::queue();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(
-            file.clone(),
-            Duration::from_millis(100),
-            tx,
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(
+            start(
+                file.clone(),
+                Duration::from_millis(100),
+                tx,
+                shutdown.clone(),
+            )
+            .await,
+        );
         // Unchanged across a few periodic checks: nothing.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(rx.try_recv().is_err());
@@ -130,6 +164,33 @@ mod tests {
         assert_eq!(req.trigger, Trigger::File);
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(rx.try_recv().is_err(), "one change, one reload");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_change_made_before_the_loop_first_runs_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wssd.toml");
+        std::fs::write(&file, "a = 1\n").unwrap();
+        let (tx, mut rx) = super::super::queue();
+        let shutdown = CancellationToken::new();
+        // The baseline is taken here, when wssd starts, not when the
+        // spawned loop first runs: the file changes in between.
+        let watching = start(
+            file.clone(),
+            Duration::from_secs(3600),
+            tx,
+            shutdown.clone(),
+        )
+        .await;
+        std::fs::write(&file, "a = 2\n").unwrap();
+        let task = tokio::spawn(watching);
+        let req = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.trigger, Trigger::File);
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -290,12 +290,15 @@ pub async fn run(
         route.spawn_background(&loops);
     }
     if let Some(file) = config.config_file.as_ref().filter(|_| config.watch_config) {
-        loops.spawn(crate::reload::file_watch::run(
-            file.clone(),
-            config.tls.check_interval,
-            reload_requests.clone(),
-            accepting.clone(),
-        ));
+        loops.spawn(
+            crate::reload::file_watch::start(
+                file.clone(),
+                config.tls.check_interval,
+                reload_requests.clone(),
+                accepting.clone(),
+            )
+            .await,
+        );
     }
     drop(reload_requests);
     let mut cert_reloads = None;
