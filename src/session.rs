@@ -133,9 +133,9 @@ fn received_close(frame: Option<CloseFrame>) -> (u16, String) {
 }
 
 /// Drives one WebSocket until it closes, from the connection just upgraded
-/// (`io`: nothing read yet). The codec is dropped whenever the session
-/// waits for the client with nothing half read (`link`): an idle session
-/// holds no read buffer.
+/// (`io`: nothing read yet). The codec's read buffer exists only while the
+/// client sends (`link`): a session that never received holds none, and
+/// one that went quiet drops it at its next keepalive tick.
 ///
 /// The closing paths (`close`, `fail`, `stopped`) are awaited boxed: they
 /// run once per connection, and inline they would make every session's
@@ -304,11 +304,14 @@ where
                         if let Err(stop) = flush_link(&mut link, send_by).await {
                             return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
                         }
+                        // A keepalive tick: a quiet connection drops its
+                        // codec at the next wait (no read buffer while idle).
+                        link.allow_park();
                     }
                     Some(Action::Close(reason)) => {
                         return Box::pin(finish(link, |ws| close_for(ws, reason))).await;
                     }
-                    None => {}
+                    None => link.allow_park(),
                 },
             }
         }
