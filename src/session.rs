@@ -216,7 +216,7 @@ where
                                 if batch >= MAX_BATCH {
                                     break;
                                 }
-                                match link.next().now_or_never() {
+                                match link.next_ready() {
                                     None => {}
                                     Some(Some(Ok(next))) => match next {
                                         Message::Text(_) | Message::Binary(_) => pending = Some(next),

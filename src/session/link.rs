@@ -142,6 +142,20 @@ where
         .await
     }
 
+    /// The next message if the codec has one ready now (the batch loop's
+    /// look-ahead; a link waiting with a small read has none).
+    pub fn next_ready(&mut self) -> Option<Option<Result<Message, WsError>>> {
+        if self.waits_small() {
+            return None;
+        }
+        let State::Live(ws) = &mut self.state else {
+            return None;
+        };
+        let ready = ws.next().now_or_never();
+        self.starved = ready.is_none();
+        ready
+    }
+
     /// The codec, built (without a read buffer) if the link is parked;
     /// `None` if it was lost.
     pub fn live(&mut self) -> Option<&mut WebSocketStream<S>> {
