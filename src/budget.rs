@@ -248,6 +248,8 @@ pub struct BudgetedIo<S> {
     /// Bytes of complete messages, released at the next read.
     done: usize,
     frames: Frames,
+    /// A data message has begun and its final frame has not (fragments).
+    in_message: bool,
     /// A charge was refused: the connection is closing; reads pass through
     /// uncharged (the driver only discards what is left).
     exceeded: bool,
@@ -269,6 +271,7 @@ impl<S> BudgetedIo<S> {
                 head: [0; 14],
                 have: 0,
             },
+            in_message: false,
             exceeded: false,
         }
     }
@@ -305,6 +308,9 @@ impl<S> BudgetedIo<S> {
                     };
                     let fin = head[0] & 0x80 != 0;
                     let data_frame = head[0] & 0x08 == 0;
+                    if data_frame {
+                        self.in_message = !fin;
+                    }
                     self.frames = Frames::Payload {
                         left: len,
                         ends: fin && data_frame,
@@ -327,6 +333,20 @@ impl<S> BudgetedIo<S> {
             }
         }
         complete_at
+    }
+}
+
+/// Whether the bytes read from a connection so far end at a message
+/// boundary: no frame or fragmented data message is partly read. A codec
+/// that has handed out every frame read holds nothing then, and can be
+/// dropped and rebuilt without losing state (`session::link`).
+pub trait MessageBoundary {
+    fn at_message_boundary(&self) -> bool;
+}
+
+impl<S> MessageBoundary for BudgetedIo<S> {
+    fn at_message_boundary(&self) -> bool {
+        !self.exceeded && !self.in_message && matches!(self.frames, Frames::Header { have: 0, .. })
     }
 }
 

@@ -61,7 +61,8 @@
 //!   (`reason`) and load errors (`error`).
 //! - [`session`]: the WebSocket driver (limits, writes under the send
 //!   deadline, large messages written from their shared buffer, close,
-//!   drain); [`keepalive`]: the one ping/pong/idle rule and close-reason
+//!   drain; `link`: the codec held only while there is something to read,
+//!   so an idle session holds no read buffer); [`keepalive`]: the one ping/pong/idle rule and close-reason
 //!   table used by the session, exec and proxy drivers; [`rates`]: the
 //!   per-WebSocket message and byte rate limits the same three enforce.
 //! - [`budget`]: the global memory budget for messages being received and

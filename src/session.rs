@@ -21,29 +21,28 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::access_log::ClosedBy;
+use crate::budget::MessageBoundary;
 use crate::config::SessionLimits;
-use crate::config::limits::{CLOSE_TIMEOUT, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+use crate::config::limits::{CLOSE_TIMEOUT, WRITE_BUFFER_SIZE};
 use crate::config::rate::Exceeded;
 use crate::keepalive::{Action, CloseReason, Keepalive};
 use crate::metrics::{self, SessionMetrics};
 use crate::rates::Meter;
+
+pub mod link;
+use link::{Link, codec_config};
 
 /// Most messages handled between two flushes.
 const MAX_BATCH: usize = 64;
 
 /// The codec settings for one socket: small eager buffers, explicit bounds.
 pub fn websocket_config(limits: &SessionLimits) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(WRITE_BUFFER_SIZE)
-        // A bound, not an allocation: one outgoing message plus slack.
-        .max_write_buffer_size(limits.max_message_size.saturating_mul(2).max(64 * 1024))
-        .max_message_size(Some(limits.max_message_size))
-        .max_frame_size(Some(limits.max_message_size))
+    codec_config(limits.max_message_size)
 }
 
 /// What a route kind does with each data message, and what it sends on its
-/// own (room messages, broker deliveries).
+/// own (room messages, broker deliveries). Borrowed handlers are handlers
+/// too (the session's owner keeps them after it ends).
 pub trait Handler: Send {
     /// Called for every text or binary message; pushes the replies. Returning
     /// `Flow::Close` closes the socket after the replies are sent.
@@ -57,6 +56,20 @@ pub trait Handler: Send {
     /// (it is polled in a `select!`). Default: nothing ever arrives.
     fn next_outbound(&mut self) -> impl std::future::Future<Output = Outbound> + Send {
         std::future::pending()
+    }
+}
+
+impl<H: Handler> Handler for &mut H {
+    fn on_message(
+        &mut self,
+        message: Message,
+        replies: &mut Vec<Message>,
+    ) -> impl std::future::Future<Output = Flow> + Send {
+        (**self).on_message(message, replies)
+    }
+
+    fn next_outbound(&mut self) -> impl std::future::Future<Output = Outbound> + Send {
+        (**self).next_outbound()
     }
 }
 
@@ -119,178 +132,238 @@ fn received_close(frame: Option<CloseFrame>) -> (u16, String) {
     })
 }
 
-/// Drives one WebSocket until it closes.
+/// Drives one WebSocket until it closes, from the connection just upgraded
+/// (`io`: nothing read yet). The codec's read buffer exists only while the
+/// client sends (`link`): a session that never received holds none, and
+/// one that went quiet drops it at its next keepalive tick.
 ///
 /// The closing paths (`close`, `fail`, `stopped`) are awaited boxed: they
 /// run once per connection, and inline they would make every session's
 /// future (idle memory per connection) as large as the largest of them.
-pub async fn run<S, H>(
-    mut ws: WebSocketStream<S>,
+///
+/// A plain function returning the future: an `async fn` would keep a second
+/// copy of its arguments in the state of every session.
+pub fn run<S, H>(
+    io: S,
     limits: SessionLimits,
     shutdown: CancellationToken,
     counters: &SessionMetrics,
-    handler: &mut H,
-) -> Ending
+    mut handler: H,
+) -> impl std::future::Future<Output = Ending>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
     H: Handler,
 {
+    let mut link = Link::new(io, limits.max_message_size);
     let mut keepalive = Keepalive::new(limits.ping_interval, limits.idle_timeout);
     let meter = Meter::new(&limits);
-    let mut replies = Vec::new();
-
-    loop {
-        let deadline = keepalive.next_deadline();
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
-                return Box::pin(close_for(ws, CloseReason::Shutdown)).await;
-            }
-            incoming = ws.next() => {
-                let Some(incoming) = incoming else { return Ending::Dropped };
-                match incoming {
-                    Ok(Message::Close(frame)) => {
-                        let (code, reason) = received_close(frame);
-                        metrics::close_code(code);
-                        // tungstenite queued the reply; flush it and finish.
-                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                        return Ending::ClosedByPeer(code, reason);
-                    }
-                    Ok(Message::Pong(_)) => keepalive.on_pong(),
-                    Ok(Message::Ping(ping)) => {
-                        if let Err(exceeded) = meter.message(ping.len()) {
-                            return Box::pin(close_for_rate(ws, counters, exceeded)).await;
+    let send_timeout = limits.send_timeout;
+    async move {
+        let mut replies = Vec::new();
+        loop {
+            let deadline = keepalive.next_deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    return Box::pin(finish(link, |ws| close_for(ws, CloseReason::Shutdown))).await;
+                }
+                incoming = link.next() => {
+                    let Some(incoming) = incoming else { return Ending::Dropped };
+                    match incoming {
+                        Ok(Message::Close(frame)) => {
+                            return closed_by_peer(&mut link, frame).await;
                         }
-                        // The pong is queued by tungstenite; send it now.
-                        if let Err(stop) = flush_by(&mut ws, Instant::now() + limits.send_timeout).await {
-                            return Box::pin(stopped(ws, stop)).await;
+                        Ok(Message::Pong(_)) => keepalive.on_pong(),
+                        Ok(Message::Ping(ping)) => {
+                            if let Err(exceeded) = meter.message(ping.len()) {
+                                return Box::pin(finish(link, |ws| close_for_rate(ws, counters, exceeded))).await;
+                            }
+                            // The pong is queued by tungstenite; send it now.
+                            if let Err(stop) = flush_link(&mut link, Instant::now() + send_timeout).await {
+                                return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                            }
                         }
-                    }
-                    Ok(Message::Frame(_)) => {}
-                    Ok(message) => {
-                        keepalive.on_activity();
-                        let mut pending = Some(message);
-                        let mut batch = 0;
-                        // One deadline for every write of the batch.
-                        let send_by = Instant::now() + limits.send_timeout;
-                        // Handle what is already buffered (a bounded batch,
-                        // so pings and shutdown are not starved), then flush once.
-                        while let Some(message) = pending.take() {
-                            // Past the rate the message is not handled; the
-                            // replies written so far go out before the close.
-                            if let Err(exceeded) = meter.message(message.len()) {
-                                return Box::pin(close_for_rate(ws, counters, exceeded)).await;
-                            }
-                            batch += 1;
-                            counters.received(message.len() as u64);
-                            let flow = handler.on_message(message, &mut replies).await;
-                            for reply in replies.drain(..) {
-                                counters.sent(reply.len() as u64);
-                                if let Err(stop) = write_by(&mut ws, send_by, reply).await {
-                                    return Box::pin(stopped(ws, stop)).await;
+                        Ok(Message::Frame(_)) => {}
+                        Ok(message) => {
+                            keepalive.on_activity();
+                            let mut pending = Some(message);
+                            let mut batch = 0;
+                            // One deadline for every write of the batch.
+                            let send_by = Instant::now() + send_timeout;
+                            // Handle what is already buffered (a bounded batch,
+                            // so pings and shutdown are not starved), then flush once.
+                            while let Some(message) = pending.take() {
+                                // Past the rate the message is not handled; the
+                                // replies written so far go out before the close.
+                                if let Err(exceeded) = meter.message(message.len()) {
+                                    return Box::pin(finish(link, |ws| close_for_rate(ws, counters, exceeded))).await;
                                 }
-                            }
-                            if let Flow::Close(code, reason) = flow {
-                                if let Err(stop) = flush_by(&mut ws, send_by).await {
-                                    return Box::pin(stopped(ws, stop)).await;
-                                }
-                                return Box::pin(close(ws, code, &reason)).await;
-                            }
-                            if batch >= MAX_BATCH {
-                                break;
-                            }
-                            match ws.next().now_or_never() {
-                                None => {}
-                                Some(Some(Ok(next))) => match next {
-                                    Message::Text(_) | Message::Binary(_) => pending = Some(next),
-                                    Message::Close(frame) => {
-                                        let (code, reason) = received_close(frame);
-                                        metrics::close_code(code);
-                                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                                        return Ending::ClosedByPeer(code, reason);
+                                batch += 1;
+                                counters.received(message.len() as u64);
+                                let flow = handler.on_message(message, &mut replies).await;
+                                for reply in replies.drain(..) {
+                                    counters.sent(reply.len() as u64);
+                                    if let Err(stop) = write_link(&mut link, send_by, reply).await {
+                                        return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
                                     }
-                                    Message::Pong(_) => keepalive.on_pong(),
-                                    // Pongs to pings are queued by tungstenite
-                                    // and go out with the flush below.
-                                    Message::Ping(ping) => {
-                                        if let Err(exceeded) = meter.message(ping.len()) {
-                                            return Box::pin(close_for_rate(ws, counters, exceeded))
-                                                .await;
+                                }
+                                if let Flow::Close(code, reason) = flow {
+                                    if let Err(stop) = flush_link(&mut link, send_by).await {
+                                        return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                                    }
+                                    return Box::pin(finish(link, |ws| close(ws, code, &reason))).await;
+                                }
+                                if batch >= MAX_BATCH {
+                                    break;
+                                }
+                                match link.next_ready() {
+                                    None => {}
+                                    Some(Some(Ok(next))) => match next {
+                                        Message::Text(_) | Message::Binary(_) => pending = Some(next),
+                                        Message::Close(frame) => {
+                                            return closed_by_peer(&mut link, frame).await;
                                         }
+                                        Message::Pong(_) => keepalive.on_pong(),
+                                        // Pongs to pings are queued by tungstenite
+                                        // and go out with the flush below.
+                                        Message::Ping(ping) => {
+                                            if let Err(exceeded) = meter.message(ping.len()) {
+                                                return Box::pin(finish(link, |ws| {
+                                                    close_for_rate(ws, counters, exceeded)
+                                                }))
+                                                .await;
+                                            }
+                                        }
+                                        Message::Frame(_) => {}
+                                    },
+                                    Some(Some(Err(e))) => {
+                                        if let Err(stop) = flush_link(&mut link, send_by).await {
+                                            return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                                        }
+                                        return Box::pin(finish(link, |ws| fail(ws, e))).await;
                                     }
-                                    Message::Frame(_) => {}
-                                },
-                                Some(Some(Err(e))) => {
-                                    if let Err(stop) = flush_by(&mut ws, send_by).await {
-                                        return Box::pin(stopped(ws, stop)).await;
+                                    Some(None) => {
+                                        let _ = flush_link(&mut link, send_by).await;
+                                        return Ending::Dropped;
                                     }
-                                    return Box::pin(fail(ws, e)).await;
-                                }
-                                Some(None) => {
-                                    let _ = flush_by(&mut ws, send_by).await;
-                                    return Ending::Dropped;
                                 }
                             }
+                            if let Err(stop) = flush_link(&mut link, send_by).await {
+                                return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                            }
                         }
-                        if let Err(stop) = flush_by(&mut ws, send_by).await {
-                            return Box::pin(stopped(ws, stop)).await;
+                        Err(e) => return Box::pin(finish(link, |ws| fail(ws, e))).await,
+                    }
+                }
+                outbound = handler.next_outbound() => match outbound {
+                    Outbound::Send(message) => {
+                        // Write what is already queued too (a bounded batch),
+                        // then flush once: fan-out bursts cost one write, not
+                        // one per message.
+                        let mut then_close = None;
+                        let send_by = Instant::now() + send_timeout;
+                        let write = async {
+                            let mut next = Some(message);
+                            let mut batch = 0;
+                            while let Some(message) = next.take() {
+                                counters.sent(message.len() as u64);
+                                write_link(&mut link, send_by, message).await?;
+                                batch += 1;
+                                if batch >= MAX_BATCH {
+                                    break;
+                                }
+                                match handler.next_outbound().now_or_never() {
+                                    Some(Outbound::Send(m)) => next = Some(m),
+                                    Some(Outbound::Close(code, reason)) => {
+                                        then_close = Some((code, reason));
+                                    }
+                                    None => {}
+                                }
+                            }
+                            flush_link(&mut link, send_by).await
+                        };
+                        // A client that stopped reading is closed, so it holds
+                        // nothing and slows no one.
+                        if let Err(stop) = write.await {
+                            return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                        }
+                        if let Some((code, reason)) = then_close {
+                            return Box::pin(finish(link, |ws| close(ws, code, &reason))).await;
                         }
                     }
-                    Err(e) => return Box::pin(fail(ws, e)).await,
-                }
+                    Outbound::Close(code, reason) => {
+                        return Box::pin(finish(link, |ws| close(ws, code, &reason))).await;
+                    }
+                },
+                _ = sleep_until(deadline) => match keepalive.fire() {
+                    Some(Action::SendPing) => {
+                        let send_by = Instant::now() + send_timeout;
+                        if let Err(stop) = write_link(&mut link, send_by, Message::Ping(Bytes::new())).await {
+                            return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                        }
+                        if let Err(stop) = flush_link(&mut link, send_by).await {
+                            return Box::pin(finish(link, |ws| stopped(ws, stop))).await;
+                        }
+                        // A keepalive tick: a quiet connection drops its
+                        // codec at the next wait (no read buffer while idle).
+                        link.allow_park();
+                    }
+                    Some(Action::Close(reason)) => {
+                        return Box::pin(finish(link, |ws| close_for(ws, reason))).await;
+                    }
+                    None => link.allow_park(),
+                },
             }
-            outbound = handler.next_outbound() => match outbound {
-                Outbound::Send(message) => {
-                    // Write what is already queued too (a bounded batch),
-                    // then flush once: fan-out bursts cost one write, not
-                    // one per message.
-                    let mut then_close = None;
-                    let send_by = Instant::now() + limits.send_timeout;
-                    let write = async {
-                        let mut next = Some(message);
-                        let mut batch = 0;
-                        while let Some(message) = next.take() {
-                            counters.sent(message.len() as u64);
-                            write_by(&mut ws, send_by, message).await?;
-                            batch += 1;
-                            if batch >= MAX_BATCH {
-                                break;
-                            }
-                            match handler.next_outbound().now_or_never() {
-                                Some(Outbound::Send(m)) => next = Some(m),
-                                Some(Outbound::Close(code, reason)) => {
-                                    then_close = Some((code, reason));
-                                }
-                                None => {}
-                            }
-                        }
-                        flush_by(&mut ws, send_by).await
-                    };
-                    // A client that stopped reading is closed, so it holds
-                    // nothing and slows no one.
-                    if let Err(stop) = write.await {
-                        return Box::pin(stopped(ws, stop)).await;
-                    }
-                    if let Some((code, reason)) = then_close {
-                        return Box::pin(close(ws, code, &reason)).await;
-                    }
-                }
-                Outbound::Close(code, reason) => return Box::pin(close(ws, code, &reason)).await,
-            },
-            _ = sleep_until(deadline) => match keepalive.fire() {
-                Some(Action::SendPing) => {
-                    let send_by = Instant::now() + limits.send_timeout;
-                    if let Err(stop) = write_by(&mut ws, send_by, Message::Ping(Bytes::new())).await {
-                        return Box::pin(stopped(ws, stop)).await;
-                    }
-                    if let Err(stop) = flush_by(&mut ws, send_by).await {
-                        return Box::pin(stopped(ws, stop)).await;
-                    }
-                }
-                Some(Action::Close(reason)) => return Box::pin(close_for(ws, reason)).await,
-                None => {}
-            },
         }
+    }
+}
+
+/// The client closed: tungstenite queued the reply; flush it and finish.
+async fn closed_by_peer<S>(link: &mut Link<S>, frame: Option<CloseFrame>) -> Ending
+where
+    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
+{
+    let (code, reason) = received_close(frame);
+    metrics::close_code(code);
+    if let Some(ws) = link.live() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
+    }
+    Ending::ClosedByPeer(code, reason)
+}
+
+/// Runs a closing path on the link's codec (a connection whose codec was
+/// lost has dropped).
+async fn finish<S, F, Fut>(link: Link<S>, closing: F) -> Ending
+where
+    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
+    F: FnOnce(WebSocketStream<S>) -> Fut,
+    Fut: std::future::Future<Output = Ending>,
+{
+    match link.into_live() {
+        Some(ws) => closing(ws).await,
+        None => Ending::Dropped,
+    }
+}
+
+/// [`flush_by`] on the link's codec.
+async fn flush_link<S>(link: &mut Link<S>, deadline: Instant) -> Result<(), Stop>
+where
+    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
+{
+    match link.live() {
+        Some(ws) => flush_by(ws, deadline).await,
+        None => Err(Stop::Broken),
+    }
+}
+
+/// [`write_by`] on the link's codec.
+async fn write_link<S>(link: &mut Link<S>, deadline: Instant, message: Message) -> Result<(), Stop>
+where
+    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
+{
+    match link.live() {
+        Some(ws) => write_by(ws, deadline, message).await,
+        None => Err(Stop::Broken),
     }
 }
 

@@ -22,7 +22,9 @@ pub use super::defaults::{
 /// publish bodies): 1 MiB. Fan-out routes carry notifications, not files; a
 /// route that needs more sets its own `max_message_size`.
 pub const DEFAULT_FANOUT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
-/// WebSocket read buffer per connection (tungstenite allocates it eagerly).
+/// WebSocket read buffer per connection while it receives (tungstenite
+/// allocates it with the codec; sessions drop the codec while idle:
+/// `session::link`).
 pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 /// Bytes tungstenite collects before writing to the socket.
 /// Batches of small messages (fan-out bursts, pipelined echoes) go out in

@@ -4,7 +4,11 @@
 //! admission ticket until it ends. The proxy opens its own (it relays raw
 //! frames); every other kind goes through here.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures_util::future::Either;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -29,9 +33,12 @@ use crate::metrics::SessionMetrics;
 use crate::server::stall::StallGuard;
 use crate::session::{self, Ending};
 
-/// The socket a session runs on: the upgraded connection (a TLS or TCP
-/// socket on HTTP/1.1, a stream on HTTP/2) under its own send timeout.
-type Socket = WebSocketStream<BudgetedIo<StallGuard<UpgradedIo>>>;
+/// The connection a session runs on: the upgraded connection (a TLS or TCP
+/// socket on HTTP/1.1, a stream on HTTP/2) under its own send timeout,
+/// its received message bytes charged to the memory budget. The session
+/// driver puts the WebSocket codec over it (`session::link`: only while
+/// there is something to read; exec keeps one for its whole life).
+type Socket = BudgetedIo<StallGuard<UpgradedIo>>;
 
 /// A WebSocket session's place: its route (for logs and metrics), the
 /// route's limits, and the connection slot it holds until it ends.
@@ -67,39 +74,39 @@ pub enum Opened {
 }
 
 impl Opened {
-    /// Runs the session until it closes.
-    async fn run(
+    /// Runs the session until it closes. A plain function returning the
+    /// future: an `async fn` would keep a second copy of its arguments in
+    /// every session's task.
+    fn run<'a>(
         self,
-        ws: Socket,
+        io: Socket,
         limits: SessionLimits,
         shutdown: tokio_util::sync::CancellationToken,
-        counters: &SessionMetrics,
-    ) -> Ending {
+        counters: &'a SessionMetrics,
+    ) -> Either<impl Future<Output = Ending> + Send + 'a, BoxedEnding<'a>> {
         // Kinds other than echo run boxed: a spawned task is as big as its
         // largest branch, and every idle echo connection would pay for it.
         match self {
-            Opened::Echo => session::run(ws, limits, shutdown, counters, &mut Echo).await,
-            Opened::Chat(mut handler) => {
-                Box::pin(async move {
-                    let ending =
-                        session::run(ws, limits, shutdown, counters, handler.as_mut()).await;
-                    handler.finish().await;
-                    ending
-                })
-                .await
-            }
-            Opened::Broadcast(mut handler) => {
-                Box::pin(
-                    async move { session::run(ws, limits, shutdown, counters, &mut handler).await },
-                )
-                .await
-            }
-            Opened::Exec(admitted) => {
-                Box::pin(exec::run(ws, *admitted, limits, shutdown, counters)).await
-            }
+            Opened::Echo => Either::Left(session::run(io, limits, shutdown, counters, Echo)),
+            Opened::Chat(mut handler) => Either::Right(Box::pin(async move {
+                let ending = session::run(io, limits, shutdown, counters, handler.as_mut()).await;
+                handler.finish().await;
+                ending
+            })),
+            Opened::Broadcast(handler) => Either::Right(Box::pin(session::run(
+                io, limits, shutdown, counters, handler,
+            ))),
+            Opened::Exec(admitted) => Either::Right(Box::pin(async move {
+                let config = session::websocket_config(&limits);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                exec::run(ws, *admitted, limits, shutdown, counters).await
+            })),
         }
     }
 }
+
+/// A session driver's future, boxed (see [`Opened::run`]).
+type BoxedEnding<'a> = Pin<Box<dyn Future<Output = Ending> + Send + 'a>>;
 
 /// Who a session's access log line is about.
 pub fn who(env: &Env<'_>) -> Who {
@@ -147,8 +154,6 @@ pub fn spawn(
     env: &Env<'_>,
 ) -> Response<Body> {
     let shutdown = env.shutdown.clone();
-    let listener = env.conn.listener.clone();
-    let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
     let who = who(env);
     let upgrade = hyper::upgrade::on(&mut req);
@@ -157,25 +162,20 @@ pub fn spawn(
         let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "upgrade failed");
+                tracing::debug!(peer = %who.peer, error = %e, "upgrade failed");
                 return;
             }
         };
+        let started = tokio::time::Instant::now();
+        let counters = SessionMetrics::open(&slot.route, &who.listener);
+        tracing::debug!(peer = %who.peer, route = %slot.route, "WebSocket opened");
         // Bytes of messages being received are charged to the memory budget.
         let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
-        let ws = WebSocketStream::from_raw_socket(
-            BudgetedIo::new(io),
-            Role::Server,
-            Some(session::websocket_config(&slot.limits)),
-        )
-        .await;
-        let route = slot.route.clone();
-        let started = tokio::time::Instant::now();
-        let counters = SessionMetrics::open(&route, &listener);
-        tracing::debug!(%peer, %route, "WebSocket opened");
-        let ending = opened.run(ws, slot.limits, shutdown, &counters).await;
-        tracing::debug!(%peer, %route, ?ending, "WebSocket closed");
-        log_end(&who, &route, started, &counters, &ending);
+        let ending = opened
+            .run(BudgetedIo::new(io), slot.limits, shutdown, &counters)
+            .await;
+        tracing::debug!(peer = %who.peer, route = %slot.route, ?ending, "WebSocket closed");
+        log_end(&who, &slot.route, started, &counters, &ending);
         slot.release();
         drop(ticket);
     };

@@ -47,6 +47,11 @@ use super::side::{Side, put_locked};
 /// frame header or control frame is incomplete).
 const READ_SIZE: usize = 4 * 1024;
 
+/// Bytes a pump waiting for a new frame reads into its own state before it
+/// takes a buffer: an idle connection holds no read buffer on either leg,
+/// and a burst of small frames up to this size still comes in one read.
+const IDLE_READ: usize = 1024;
+
 /// Complete frames collected before one write (one TLS record, one syscall).
 const BATCH: usize = 16 * 1024;
 
@@ -113,17 +118,34 @@ where
                 }
                 out.clear();
             }
-            if buf.is_empty() && buf.capacity() > 4 * READ_SIZE {
+            if buf.is_empty() {
+                // Waiting for the next frame (perhaps for hours): no heap
+                // buffer is held meanwhile; a small read on the pump's own
+                // state takes what comes first.
                 buf = Vec::new();
-            }
-            buf.reserve(READ_SIZE);
-            let n = tokio::select! {
-                _ = stop.cancelled() => return PumpEnd::Stopped,
-                n = src.read_buf(&mut buf) => n,
-            };
-            match n {
-                Ok(0) | Err(_) => false,
-                Ok(_) => true,
+                out = Vec::new();
+                let mut head = [0u8; IDLE_READ];
+                let n = tokio::select! {
+                    _ = stop.cancelled() => return PumpEnd::Stopped,
+                    n = src.read(&mut head) => n,
+                };
+                match n {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => {
+                        buf.extend_from_slice(&head[..n]);
+                        true
+                    }
+                }
+            } else {
+                buf.reserve(READ_SIZE);
+                let n = tokio::select! {
+                    _ = stop.cancelled() => return PumpEnd::Stopped,
+                    n = src.read_buf(&mut buf) => n,
+                };
+                match n {
+                    Ok(0) | Err(_) => false,
+                    Ok(_) => true,
+                }
             }
         }};
     }
