@@ -98,3 +98,42 @@ def test_a_16_kib_frame_leaves_in_one_write(wssd, scheme):
     assert len(big) == 1, f"the frame took {len(big)} large writes: {writes}"
     assert not small, f"writes besides the frame's (its header alone?): {writes}"
     assert big[0][1] >= SIZE + 4, writes
+
+
+def test_a_16_kib_frame_crosses_the_proxy_in_one_write_per_leg(wssd, tmp_path):
+    """Through a `proxy` route a frame that is not whole in the relay's
+    buffer when its header arrives is streamed; what of it is already
+    readable goes out with it, so a 16 KiB frame leaves in one write to the
+    upstream and one to the client (before: two on each leg)."""
+    upstream = wssd.__class__(tmp_path / "upstream")
+    try:
+        up = upstream.start("--route", "/ws/up=echo", listen=False, http=True)
+        srv = wssd.start("--route", f"/ws/up=proxy:ws://127.0.0.1:{up.http_port}")
+        url, ctx = srv.wss_url("/ws/up"), srv.ssl_context()
+        payload = os.urandom(SIZE)
+
+        async def echo_once(ws):
+            await ws.send(payload)
+            assert await ws.recv() == payload
+
+        async def scenario():
+            async with ws_connect(url, ssl=ctx, compression=None) as ws:
+                await ws.send(b"warm up")
+                assert await ws.recv() == b"warm up"
+                loop = asyncio.get_running_loop()
+
+                def traced():
+                    def echo():
+                        asyncio.run_coroutine_threadsafe(echo_once(ws), loop).result(20)
+                    return traced_writes(srv.proc.pid, echo)
+
+                return await loop.run_in_executor(None, traced)
+
+        writes = run(scenario(), timeout=40)
+    finally:
+        upstream.stop()
+    big = [(call, n) for call, n in writes if n >= SIZE // 2]
+    small = [(call, n) for call, n in writes if n < SIZE // 2]
+    # One masked frame to the upstream (16392 bytes), one TLS write to the client.
+    assert len(big) == 2, f"the frame took {len(big)} large writes: {writes}"
+    assert not small, f"writes besides the frame's: {writes}"

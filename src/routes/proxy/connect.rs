@@ -10,6 +10,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::server::read_ahead::ReadAhead;
 use crate::server::stall::{Peer, StallGuard};
 
 /// Time allowed to connect (TCP and TLS) to an upstream.
@@ -43,7 +44,9 @@ pub(super) async fn connect_io(
         let _ = tcp.set_nodelay(true);
         // Every write to the upstream (TLS records included) runs under
         // the send timeout.
-        let tcp = StallGuard::new(tcp, send_timeout, Peer::Upstream);
+        // Small reads (the relay's, rustls' 4 KiB ones) come from one
+        // socket read of up to a TLS record.
+        let tcp = ReadAhead::new(StallGuard::new(tcp, send_timeout, Peer::Upstream));
         let Some(config) = tls else {
             return Ok((Box::new(tcp) as BoxIo, false));
         };

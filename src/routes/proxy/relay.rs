@@ -81,6 +81,29 @@ enum PumpEnd {
     Stopped,
 }
 
+/// Appends to `buf` what `src` has ready now, without waiting, up to
+/// `remaining` bytes of the frame being streamed and at most
+/// `4 * READ_SIZE` per call (the buffer's bound); returns the bytes taken.
+/// An error or the end of the stream is left for the next awaited read.
+fn read_ready<R: AsyncRead + Unpin>(src: &mut R, buf: &mut Vec<u8>, remaining: u64) -> usize {
+    use futures_util::FutureExt;
+    let room = usize::try_from(remaining)
+        .unwrap_or(usize::MAX)
+        .min(4 * READ_SIZE);
+    let cap = buf.len() + room;
+    let mut taken = 0;
+    while buf.len() < cap {
+        buf.reserve(cap - buf.len());
+        let want = (cap - buf.len()) as u64;
+        let mut limited = (&mut *src).take(want);
+        match limited.read_buf(buf).now_or_never() {
+            Some(Ok(n)) if n > 0 => taken += n,
+            _ => break,
+        }
+    }
+    taken
+}
+
 /// Reads from `src`, streams data frames to `dst` and answers control
 /// frames on `back` (the writer towards `src`); `meter` holds the rates
 /// `src` must keep (the client's; none for the upstream).
@@ -311,11 +334,14 @@ where
                 }
                 out.clear();
             }
+            // What of the frame is already readable goes out with what
+            // came first: one write per frame when it is all there.
+            let mut remaining = frame_size - buf.len() as u64;
+            remaining -= read_ready(&mut src, &mut buf, remaining) as u64;
             if !put_locked(&mut *w, &buf, limit).await {
                 dst.broken();
                 return PumpEnd::WriteFailed;
             }
-            let mut remaining = frame_size - buf.len() as u64;
             buf.clear();
             while remaining > 0 {
                 buf.reserve((remaining as usize).min(4 * READ_SIZE));
@@ -328,12 +354,13 @@ where
                     Ok(0) | Err(_) => return PumpEnd::Eof { close_seen },
                     Ok(n) => n,
                 };
+                remaining -= n as u64;
+                remaining -= read_ready(&mut src, &mut buf, remaining) as u64;
                 if !put_locked(&mut *w, &buf, limit).await {
                     dst.broken();
                     return PumpEnd::WriteFailed;
                 }
                 buf.clear();
-                remaining -= n as u64;
             }
             if !tokio::time::timeout(limit, w.flush())
                 .await
