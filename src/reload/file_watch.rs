@@ -31,10 +31,26 @@ pub async fn start(
     requests: Requests,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let last = read(&file).await;
+    // A FIFO or device would block the read (and startup) until someone
+    // writes to it: only regular files (or a file not there yet) are watched.
+    let special = tokio::fs::metadata(&file).await.is_ok_and(|m| !m.is_file());
+    if special {
+        tracing::info!(
+            "{} is not a regular file: changes to it are not watched (SIGHUP or POST /reload still reload)",
+            file.display()
+        );
+    }
+    let last = if special { None } else { read(&file).await };
     let (tx, rx) = mpsc::channel::<()>(16);
-    let watcher = subscribe(&file, tx, interval);
+    let watcher = if special {
+        None
+    } else {
+        subscribe(&file, tx, interval)
+    };
     async move {
+        if special {
+            return;
+        }
         let _watcher = watcher;
         watch(file, interval, requests, shutdown, last, rx).await;
     }
