@@ -66,12 +66,8 @@ def traced_writes(pid, send_one):
     return writes
 
 
-@pytest.mark.parametrize("scheme", ["ws", "wss"])
-def test_a_16_kib_frame_leaves_in_one_write(wssd, scheme):
-    srv = wssd.start(http=True)
-    url = srv.wss_url() if scheme == "wss" else srv.ws_url()
-    ctx = srv.ssl_context() if scheme == "wss" else None
-    payload = os.urandom(SIZE)
+def writes_during_one_echo(srv, url, ctx, payload):
+    """The server's writes while one warmed-up connection echoes `payload` once."""
 
     async def echo_once(ws):
         await ws.send(payload)
@@ -91,7 +87,15 @@ def test_a_16_kib_frame_leaves_in_one_write(wssd, scheme):
 
             return await loop.run_in_executor(None, traced)
 
-    writes = run(scenario(), timeout=40)
+    return run(scenario(), timeout=40)
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_a_16_kib_frame_leaves_in_one_write(wssd, scheme):
+    srv = wssd.start(http=True)
+    url = srv.wss_url() if scheme == "wss" else srv.ws_url()
+    ctx = srv.ssl_context() if scheme == "wss" else None
+    writes = writes_during_one_echo(srv, url, ctx, os.urandom(SIZE))
     big = [(call, n) for call, n in writes if n >= SIZE // 2]
     small = [(call, n) for call, n in writes if n < SIZE // 2]
     # The frame is 16388 bytes (4-byte header); over TLS 16388 + 2 x 22 in two records.
@@ -110,26 +114,7 @@ def test_a_16_kib_frame_crosses_the_proxy_in_one_write_per_leg(wssd, tmp_path):
         up = upstream.start("--route", "/ws/up=echo", listen=False, http=True)
         srv = wssd.start("--route", f"/ws/up=proxy:ws://127.0.0.1:{up.http_port}")
         url, ctx = srv.wss_url("/ws/up"), srv.ssl_context()
-        payload = os.urandom(SIZE)
-
-        async def echo_once(ws):
-            await ws.send(payload)
-            assert await ws.recv() == payload
-
-        async def scenario():
-            async with ws_connect(url, ssl=ctx, compression=None) as ws:
-                await ws.send(b"warm up")
-                assert await ws.recv() == b"warm up"
-                loop = asyncio.get_running_loop()
-
-                def traced():
-                    def echo():
-                        asyncio.run_coroutine_threadsafe(echo_once(ws), loop).result(20)
-                    return traced_writes(srv.proc.pid, echo)
-
-                return await loop.run_in_executor(None, traced)
-
-        writes = run(scenario(), timeout=40)
+        writes = writes_during_one_echo(srv, url, ctx, os.urandom(SIZE))
     finally:
         upstream.stop()
     big = [(call, n) for call, n in writes if n >= SIZE // 2]
