@@ -24,36 +24,28 @@ use super::{Request, Requests, Trigger};
 /// as wssd says it is ready is seen (the task that runs the loop may start
 /// later; reading the baseline there missed such a change for good).
 /// Returns the loop, which checks the file at least every `interval` until
-/// shutdown.
+/// shutdown; `None` for a file that is not a regular one (a FIFO or device
+/// would block the read, and startup, until someone writes to it).
 pub async fn start(
     file: PathBuf,
     interval: Duration,
     requests: Requests,
     shutdown: CancellationToken,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    // A FIFO or device would block the read (and startup) until someone
-    // writes to it: only regular files (or a file not there yet) are watched.
-    let special = tokio::fs::metadata(&file).await.is_ok_and(|m| !m.is_file());
-    if special {
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    if tokio::fs::metadata(&file).await.is_ok_and(|m| !m.is_file()) {
         tracing::info!(
             "{} is not a regular file: changes to it are not watched (SIGHUP or POST /reload still reload)",
             file.display()
         );
+        return None;
     }
-    let last = if special { None } else { read(&file).await };
+    let last = read(&file).await;
     let (tx, rx) = mpsc::channel::<()>(16);
-    let watcher = if special {
-        None
-    } else {
-        subscribe(&file, tx, interval)
-    };
-    async move {
-        if special {
-            return;
-        }
+    let watcher = subscribe(&file, tx, interval);
+    Some(async move {
         let _watcher = watcher;
         watch(file, interval, requests, shutdown, last, rx).await;
-    }
+    })
 }
 
 /// Subscribes to the events of the file's folder; `None` (with a warning
@@ -157,15 +149,15 @@ mod tests {
         std::fs::write(&file, "a = 1\n").unwrap();
         let (tx, mut rx) = super::super::queue();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(
-            start(
-                file.clone(),
-                Duration::from_millis(100),
-                tx,
-                shutdown.clone(),
-            )
-            .await,
-        );
+        let watching = start(
+            file.clone(),
+            Duration::from_millis(100),
+            tx,
+            shutdown.clone(),
+        )
+        .await
+        .expect("a regular file is watched");
+        let task = tokio::spawn(watching);
         // Unchanged across a few periodic checks: nothing.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(rx.try_recv().is_err());
@@ -199,7 +191,8 @@ mod tests {
             tx,
             shutdown.clone(),
         )
-        .await;
+        .await
+        .expect("a regular file is watched");
         std::fs::write(&file, "a = 2\n").unwrap();
         let task = tokio::spawn(watching);
         let req = tokio::time::timeout(Duration::from_secs(5), rx.recv())

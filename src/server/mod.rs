@@ -290,15 +290,16 @@ pub async fn run(
         route.spawn_background(&loops);
     }
     if let Some(file) = config.config_file.as_ref().filter(|_| config.watch_config) {
-        loops.spawn(
-            crate::reload::file_watch::start(
-                file.clone(),
-                config.tls.check_interval,
-                reload_requests.clone(),
-                accepting.clone(),
-            )
-            .await,
-        );
+        let watching = crate::reload::file_watch::start(
+            file.clone(),
+            config.tls.check_interval,
+            reload_requests.clone(),
+            accepting.clone(),
+        )
+        .await;
+        if let Some(watching) = watching {
+            loops.spawn(watching);
+        }
     }
     drop(reload_requests);
     let mut cert_reloads = None;
