@@ -34,20 +34,12 @@ const { chromium } = await import(
   path.join(here, '..', 'tests', 'browser', 'node_modules', 'playwright-core', 'index.mjs')
 );
 
-// The arguments tests/browser/lib.mjs gives Chromium (no sandbox, GPU, QUIC,
-// proxy or background traffic), plus a self-signed certificate accepted.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-proxy-server',
-  '--ignore-certificate-errors',
-];
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+// The binary and arguments the browser tests use, plus a self-signed
+// certificate accepted.
+const { CHROMIUM, CHROMIUM_ARGS: TEST_ARGS } = await import(
+  path.join(here, '..', 'tests', 'browser', 'chromium.mjs')
+);
+const CHROMIUM_ARGS = [...TEST_ARGS, '--ignore-certificate-errors'];
 
 function args() {
   const out = {};

@@ -17,28 +17,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 
 /** The wssd binary under test (WSSD_BIN, default <repo>/target/debug/wssd). */
 export const WSSD = path.resolve(process.env.WSSD_BIN || path.join(repo, 'target', 'debug', 'wssd'));
-/** The Chromium binary (CHROMIUM_BIN, default Debian's /usr/bin/chromium). */
-export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 /** Where screenshots go (BROWSER_ARTIFACTS, default <repo>/target/browser). */
 export const ARTIFACTS = path.resolve(process.env.BROWSER_ARTIFACTS || path.join(repo, 'target', 'browser'));
 
-/** Chromium arguments every test uses: no sandbox, GPU, QUIC, proxy or background traffic. */
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-proxy-server',
-];
+export { CHROMIUM, CHROMIUM_ARGS };
 
 /** Asserts that WSSD and CHROMIUM exist, saying how to get them when not. */
 export function checkBinaries() {
