@@ -11,6 +11,7 @@
 
 mod client;
 mod connect;
+mod flag;
 mod frame;
 mod handshake;
 mod headers;

@@ -30,6 +30,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
+use super::flag::Flag;
+
 use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
 use crate::keepalive::{Action, CloseReason};
@@ -117,8 +119,8 @@ async fn pump<R, D, B>(
     max_message: usize,
     meter: &Meter,
     counters: &SessionMetrics,
-    stop: &CancellationToken,
-    closing: &CancellationToken,
+    stop: &Flag,
+    closing: &Flag,
 ) -> PumpEnd
 where
     R: AsyncRead + Unpin,
@@ -149,7 +151,7 @@ where
                 out = Vec::new();
                 let mut head = [0u8; IDLE_READ];
                 let n = tokio::select! {
-                    _ = stop.cancelled() => return PumpEnd::Stopped,
+                    _ = stop.raised() => return PumpEnd::Stopped,
                     n = src.read(&mut head) => n,
                 };
                 match n {
@@ -162,7 +164,7 @@ where
             } else {
                 buf.reserve(READ_SIZE);
                 let n = tokio::select! {
-                    _ = stop.cancelled() => return PumpEnd::Stopped,
+                    _ = stop.raised() => return PumpEnd::Stopped,
                     n = src.read_buf(&mut buf) => n,
                 };
                 match n {
@@ -213,7 +215,7 @@ where
             tracing::debug!(?dir, "relay: protocol error from the peer: {why}");
             back.send_close(CloseReason::ProtocolError).await;
             dst.send_close(CloseReason::PeerProtocolError).await;
-            closing.cancel();
+            closing.raise();
             return PumpEnd::Failed(CloseReason::ProtocolError.code());
         }
         if is_control {
@@ -261,13 +263,13 @@ where
                         .close_sent
                         .swap(true, std::sync::atomic::Ordering::SeqCst)
                     {
-                        closing.cancel();
+                        closing.raise();
                         continue;
                     }
                     if !dst.put(&frame).await {
                         return PumpEnd::WriteFailed;
                     }
-                    closing.cancel();
+                    closing.raise();
                 }
                 _ => {}
             }
@@ -283,7 +285,7 @@ where
         if message_len > max_message as u64 {
             back.send_close(CloseReason::MessageTooBig).await;
             dst.send_close(CloseReason::PeerMessageTooBig).await;
-            closing.cancel();
+            closing.raise();
             return PumpEnd::Failed(CloseReason::MessageTooBig.code());
         }
         let mut charge = Ok(());
@@ -347,7 +349,7 @@ where
                 buf.reserve((remaining as usize).min(4 * READ_SIZE));
                 let mut limited = (&mut src).take(remaining);
                 let n = tokio::select! {
-                    _ = stop.cancelled() => return PumpEnd::Stopped,
+                    _ = stop.raised() => return PumpEnd::Stopped,
                     n = limited.read_buf(&mut buf) => n,
                 };
                 let n = match n {
@@ -391,7 +393,7 @@ async fn rate_exceeded<D, B>(
     dst: &Side<D>,
     back: &Side<B>,
     counters: &SessionMetrics,
-    closing: &CancellationToken,
+    closing: &Flag,
 ) -> PumpEnd
 where
     D: AsyncWrite + Unpin,
@@ -402,7 +404,7 @@ where
     let reason = CloseReason::RateExceeded(exceeded);
     back.send_close(reason).await;
     dst.send_close(CloseReason::PeerRateExceeded).await;
-    closing.cancel();
+    closing.raise();
     PumpEnd::Failed(reason.code())
 }
 
@@ -410,11 +412,7 @@ where
 /// until its close frame (or EOF, or the relay stops: at most the close
 /// timeout), so the close frame sent to it is not lost to the TCP reset that
 /// unread bytes would cause.
-async fn drain_until_close<R: AsyncRead + Unpin>(
-    src: &mut R,
-    mut buf: Vec<u8>,
-    stop: &CancellationToken,
-) {
+async fn drain_until_close<R: AsyncRead + Unpin>(src: &mut R, mut buf: Vec<u8>, stop: &Flag) {
     // Bytes of the current (dropped) frame still to come.
     let mut skip: u64 = 0;
     loop {
@@ -435,7 +433,7 @@ async fn drain_until_close<R: AsyncRead + Unpin>(
         }
         buf.reserve(READ_SIZE);
         let read = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.raised() => return,
             n = src.read_buf(&mut buf) => n,
         };
         if !matches!(read, Ok(n) if n > 0) {
@@ -463,8 +461,8 @@ where
     let (u_read, u_write): (ReadHalf<U>, WriteHalf<U>) = tokio::io::split(upstream);
     let client_side = Side::new(c_write, false, &limits);
     let upstream_side = Side::new(u_write, true, &limits);
-    let stop = CancellationToken::new();
-    let closing = CancellationToken::new();
+    let stop = Flag::default();
+    let closing = Flag::default();
     let max = limits.max_message_size;
     // The client's rates; the upstream is the operator's and has none.
     let client_rates = Meter::new(&limits);
@@ -492,14 +490,14 @@ where
             PumpEnd::BackFailed => {
                 // The client stopped reading (or its connection broke).
                 upstream_side.send_close(CloseReason::ClientGone).await;
-                closing.cancel();
+                closing.raise();
             }
             PumpEnd::WriteFailed => {
                 // The upstream stopped reading (or its connection broke).
                 client_side
                     .send_close(CloseReason::UpstreamNotReading)
                     .await;
-                closing.cancel();
+                closing.raise();
             }
             _ => {}
         }
@@ -524,12 +522,12 @@ where
             PumpEnd::Eof { close_seen: None } | PumpEnd::BackFailed => {
                 // The upstream vanished without a closing handshake.
                 client_side.send_close(CloseReason::UpstreamLost).await;
-                closing.cancel();
+                closing.raise();
             }
             PumpEnd::WriteFailed => {
                 // The client stopped reading (or its connection broke).
                 upstream_side.send_close(CloseReason::ClientGone).await;
-                closing.cancel();
+                closing.raise();
             }
             _ => {}
         }
@@ -542,11 +540,11 @@ where
                 .next_deadline()
                 .min(upstream_side.next_deadline());
             tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = closing.cancelled() => {
+                _ = stop.raised() => return,
+                _ = closing.raised() => {
                     // Bound the closing handshake.
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stop.cancelled()).await;
-                    stop.cancel();
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stop.raised()).await;
+                    stop.raise();
                     return;
                 }
                 _ = shutdown.cancelled() => {
@@ -554,7 +552,7 @@ where
                         client_side.send_close(CloseReason::Shutdown),
                         upstream_side.send_close(CloseReason::Shutdown),
                     );
-                    closing.cancel();
+                    closing.raise();
                 }
                 _ = tokio::time::sleep_until(due) => {
                     let (to_client, to_upstream) = (client_side.fire(), upstream_side.fire());
@@ -567,7 +565,7 @@ where
                             client_side.send_close(reason),
                             upstream_side.send_close(reason),
                         );
-                        closing.cancel();
+                        closing.raise();
                         continue;
                     }
                     if to_client == Some(Action::SendPing) {
@@ -582,7 +580,7 @@ where
     };
     let pumps = async {
         let ends = tokio::join!(up, down);
-        stop.cancel();
+        stop.raise();
         ends
     };
     let ((up_end, down_end), ()) = tokio::join!(pumps, control);
