@@ -27,10 +27,15 @@
 //! 1014). A side whose write failed is dead: nothing more (no close frame
 //! in the middle of a frame) is written to it.
 
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
-use super::flag::Flag;
+use super::flag::{Flag, Slot, Waiter};
 
 use crate::config::SessionLimits;
 use crate::config::limits::CLOSE_TIMEOUT;
@@ -65,6 +70,13 @@ enum Dir {
     Up,
     /// Upstream to client: frames are unmasked; answers go back masked.
     Down,
+}
+
+/// What a branch of the relay ended with.
+enum Branch {
+    Up(PumpEnd),
+    Down(PumpEnd),
+    Control,
 }
 
 /// How one direction ended.
@@ -119,7 +131,7 @@ async fn pump<R, D, B>(
     max_message: usize,
     meter: &Meter,
     counters: &SessionMetrics,
-    stop: &Flag,
+    stop: Waiter<'_>,
     closing: &Flag,
 ) -> PumpEnd
 where
@@ -412,7 +424,7 @@ where
 /// until its close frame (or EOF, or the relay stops: at most the close
 /// timeout), so the close frame sent to it is not lost to the TCP reset that
 /// unread bytes would cause.
-async fn drain_until_close<R: AsyncRead + Unpin>(src: &mut R, mut buf: Vec<u8>, stop: &Flag) {
+async fn drain_until_close<R: AsyncRead + Unpin>(src: &mut R, mut buf: Vec<u8>, stop: Waiter<'_>) {
     // Bytes of the current (dropped) frame still to come.
     let mut skip: u64 = 0;
     loop {
@@ -478,7 +490,7 @@ where
             max,
             &client_rates,
             counters,
-            &stop,
+            stop.waiter(Slot::Up),
             &closing,
         )
         .await;
@@ -514,7 +526,7 @@ where
             max,
             &no_rates,
             counters,
-            &stop,
+            stop.waiter(Slot::Down),
             &closing,
         )
         .await;
@@ -535,15 +547,16 @@ where
         end
     };
     let control = async {
+        let (stopped, closed) = (stop.waiter(Slot::Control), closing.waiter(Slot::Control));
         loop {
             let due = client_side
                 .next_deadline()
                 .min(upstream_side.next_deadline());
             tokio::select! {
-                _ = stop.raised() => return,
-                _ = closing.raised() => {
+                _ = stopped.raised() => return,
+                _ = closed.raised() => {
                     // Bound the closing handshake.
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stop.raised()).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stopped.raised()).await;
                     stop.raise();
                     return;
                 }
@@ -578,12 +591,32 @@ where
             }
         }
     };
-    let pumps = async {
-        let ends = tokio::join!(up, down);
-        stop.raise();
-        ends
+    // Each branch is polled only when it was woken (a joined future would
+    // poll all three, each read and each wait, at every wake-up of either
+    // socket); the control loop ends when both pumps have.
+    let mut branches: FuturesUnordered<Pin<Box<dyn Future<Output = Branch> + Send + '_>>> =
+        FuturesUnordered::new();
+    branches.push(Box::pin(async { Branch::Up(up.await) }));
+    branches.push(Box::pin(async { Branch::Down(down.await) }));
+    branches.push(Box::pin(async {
+        control.await;
+        Branch::Control
+    }));
+    let (mut up_end, mut down_end) = (None, None);
+    while let Some(branch) = branches.next().await {
+        match branch {
+            Branch::Up(end) => up_end = Some(end),
+            Branch::Down(end) => down_end = Some(end),
+            Branch::Control => {}
+        }
+        if up_end.is_some() && down_end.is_some() {
+            stop.raise();
+        }
+    }
+    let (Some(up_end), Some(down_end)) = (up_end, down_end) else {
+        // Unreachable: the loop runs until every branch has ended.
+        return Ending::Dropped;
     };
-    let ((up_end, down_end), ()) = tokio::join!(pumps, control);
     match (up_end, down_end) {
         (
             PumpEnd::Eof {
