@@ -265,7 +265,7 @@ mod tests {
         }
         /// One write of all the slices, as a socket's `writev`.
         fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
+            self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             bufs: &[IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
@@ -297,11 +297,11 @@ mod tests {
         let (mut client, mut server) = pair();
         let mut buf = [0u8; 64];
         client.write_all(b"hello").await.unwrap();
-        server.read(&mut buf).await.unwrap();
+        server.read_exact(&mut buf[..5]).await.unwrap();
         server.write_all(b"flight").await.unwrap();
         server.flush().await.unwrap();
         client.write_all(b"finished").await.unwrap();
-        server.read(&mut buf).await.unwrap();
+        server.read_exact(&mut buf[..8]).await.unwrap();
         server.write_all(b"ticket").await.unwrap();
         server.flush().await.unwrap();
         assert_eq!(server.held(), 6);
@@ -320,10 +320,10 @@ mod tests {
         let (mut client, mut server) = pair();
         let mut buf = [0u8; 64];
         client.write_all(b"hello").await.unwrap();
-        server.read(&mut buf).await.unwrap();
+        server.read_exact(&mut buf[..5]).await.unwrap();
         server.write_all(b"flight").await.unwrap();
         client.write_all(b"finished").await.unwrap();
-        server.read(&mut buf).await.unwrap();
+        server.read_exact(&mut buf[..8]).await.unwrap();
         server.write_all(b"last").await.unwrap();
         // Still handshaking: the server now waits for the client, which
         // waits for "last" (a HelloRetryRequest's flight).
@@ -346,10 +346,10 @@ mod tests {
         let (mut client, mut server) = pair();
         let mut buf = [0u8; 64];
         client.write_all(b"hello").await.unwrap();
-        server.read(&mut buf).await.unwrap();
+        server.read_exact(&mut buf[..5]).await.unwrap();
         server.write_all(b"flight").await.unwrap();
         client.write_all(b"finished").await.unwrap();
-        server.read(&mut buf).await.unwrap();
+        server.read_exact(&mut buf[..8]).await.unwrap();
         let big = vec![7u8; MAX_HELD + 1];
         server.write_all(&big).await.unwrap();
         assert_eq!(server.held(), 0);
