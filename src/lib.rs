@@ -15,7 +15,8 @@
 //!   (`refusals`), puts a stall timer under every socket and over every
 //!   WebSocket's upgraded connection, an HTTP/2 stream included (`stall`:
 //!   the send timeout), answers plain HTTP on a TLS port (`sniff`), serves
-//!   small reads from one socket read (`read_ahead`), runs TLS, hands
+//!   small reads from one socket read (`read_ahead`), runs TLS (its
+//!   session ticket held to leave with the first reply: `ticket_hold`), hands
 //!   the stream to `http`; tells systemd when it is ready; owns startup of
 //!   background tasks and shutdown.
 //! - [`tls`]: the rustls server config and the one certificate resolver that

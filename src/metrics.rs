@@ -60,8 +60,9 @@
 //! (`crate::status::live`): a session's [`SessionMetrics`] also counts
 //! there (relaxed atomics per message).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -275,21 +276,17 @@ impl SessionMetrics {
     /// Counts a new session and returns its counters; the open gauge goes
     /// down again when this is dropped.
     pub fn open(route_label: &Arc<str>, listener: &str) -> Self {
-        let route = route_label.to_string();
         let live = live::live().open(route_label, listener);
-        let listener = listener.to_string();
-        counter!("wssd_connections_total", "route" => route.clone(), "listener" => listener.clone())
-            .increment(1);
-        let open =
-            gauge!("wssd_connections_open", "route" => route.clone(), "listener" => listener);
-        open.increment(1.0);
+        let handles = SessionHandles::of(route_label, listener);
+        handles.connections.increment(1);
+        handles.open.increment(1.0);
         SessionMetrics {
-            messages_in: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "in"),
-            messages_out: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "out"),
-            bytes_in: counter!("wssd_bytes_total", "route" => route.clone(), "direction" => "in"),
-            bytes_out: counter!("wssd_bytes_total", "route" => route, "direction" => "out"),
+            messages_in: handles.messages_in,
+            messages_out: handles.messages_out,
+            bytes_in: handles.bytes_in,
+            bytes_out: handles.bytes_out,
             own: Default::default(),
-            open,
+            open: handles.open,
             live,
             route: route_label.clone(),
         }
@@ -352,6 +349,62 @@ impl SessionMetrics {
 impl Drop for SessionMetrics {
     fn drop(&mut self) {
         self.open.decrement(1.0);
+    }
+}
+
+/// The registry's handles of one route on one listener, looked up once and
+/// then cloned for each session (six labelled lookups, each with its owned
+/// label strings, cost 13 allocations per WebSocket before).
+#[derive(Clone)]
+struct SessionHandles {
+    connections: Counter,
+    open: Gauge,
+    messages_in: Counter,
+    messages_out: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+/// Most (route, listener) pairs kept; beyond (routes renamed by many
+/// reloads) the handles are looked up per session, as before.
+const MAX_CACHED_HANDLES: usize = 1024;
+
+/// Route label -> (listener label, handles); a route has a few listeners.
+type HandleCache = HashMap<Arc<str>, Vec<(Box<str>, SessionHandles)>>;
+
+static HANDLES: Mutex<Option<HandleCache>> = Mutex::new(None);
+
+impl SessionHandles {
+    fn of(route: &Arc<str>, listener: &str) -> SessionHandles {
+        let mut cache = HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if let Some(found) = cache
+            .get(&**route)
+            .and_then(|ls| ls.iter().find(|(l, _)| &**l == listener))
+        {
+            return found.1.clone();
+        }
+        let handles = SessionHandles::lookup(route, listener);
+        if cache.values().map(Vec::len).sum::<usize>() < MAX_CACHED_HANDLES {
+            cache
+                .entry(route.clone())
+                .or_default()
+                .push((listener.into(), handles.clone()));
+        }
+        handles
+    }
+
+    fn lookup(route: &str, listener: &str) -> SessionHandles {
+        let route = route.to_string();
+        let listener = listener.to_string();
+        SessionHandles {
+            connections: counter!("wssd_connections_total", "route" => route.clone(), "listener" => listener.clone()),
+            open: gauge!("wssd_connections_open", "route" => route.clone(), "listener" => listener),
+            messages_in: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "in"),
+            messages_out: counter!("wssd_messages_total", "route" => route.clone(), "direction" => "out"),
+            bytes_in: counter!("wssd_bytes_total", "route" => route.clone(), "direction" => "in"),
+            bytes_out: counter!("wssd_bytes_total", "route" => route, "direction" => "out"),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use super::admission::{Admission, ListenerCap, Refusal, Ticket};
 use super::proxy_protocol;
 use super::sniff::{self, FirstBytes};
 use super::stall::{Peer, StallGuard};
+use super::ticket_hold::TicketHold;
 use crate::config::limits::TLS_BUFFER_LIMIT;
 use crate::http::reply::ConnInfo;
 use crate::http::{self, HttpContext};
@@ -191,7 +192,7 @@ async fn client_address(
 }
 
 async fn serve(
-    stream: StallGuard<TcpStream>,
+    mut stream: StallGuard<TcpStream>,
     tls: Option<TlsAcceptor>,
     ctx: Arc<HttpContext>,
     mut info: ConnInfo,
@@ -204,7 +205,7 @@ async fn serve(
     };
     let first = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
-        first = sniff::read_first(&stream, deadline) => first.unwrap_or_default(),
+        first = sniff::read_first(&mut stream, deadline) => first.unwrap_or_default(),
     };
     if sniff::kind(&first) == FirstBytes::Http {
         tracing::debug!(peer = %info.peer, "plain HTTP on a TLS port; answering 400");
@@ -213,7 +214,7 @@ async fn serve(
     }
     // Nothing read (no bytes in time, or closed): the handshake finds out.
     let mut refused = None;
-    let stream = ReadAhead::new(stream);
+    let stream = TicketHold::new(ReadAhead::new(stream));
     let mut accept = acceptor.accept_with(stream, |conn| refused = sniff::feed(conn, &first).err());
     drop(first);
     if let Some(refused) = refused {
@@ -225,14 +226,16 @@ async fn serve(
         }
         return;
     }
-    let handshake = tokio::time::timeout_at(deadline, accept);
+    let handshake = tokio::time::timeout_at(deadline, accept.into_fallible());
     let mut tls_stream = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
         result = handshake => match result {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
+            Ok(Err((e, mut io))) => {
                 metrics::handshake_failed(HandshakeFailure::Tls);
                 tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
+                // The alert rustls wrote after the client's answer is held.
+                let _ = tokio::time::timeout_at(deadline, io.release()).await;
                 return;
             }
             Err(_) => {
@@ -242,6 +245,17 @@ async fn serve(
             }
         },
     };
+    let (io, session) = tls_stream.get_mut();
+    if session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        // Its session ticket (held) leaves with the first reply.
+        io.replying();
+    } else if tokio::time::timeout_at(deadline, io.release())
+        .await
+        .map_or(true, |written| written.is_err())
+    {
+        // The server's last TLS 1.2 flight could not be written.
+        return;
+    }
     let session = tls_stream.get_mut().1;
     if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
         // A TLS-ALPN-01 validation: the handshake was the whole answer.

@@ -18,6 +18,7 @@ pub mod refusals;
 pub mod reload;
 pub mod sniff;
 pub mod stall;
+pub mod ticket_hold;
 
 use std::sync::Arc;
 

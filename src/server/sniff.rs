@@ -58,20 +58,18 @@ pub fn classify(first: &[u8]) -> FirstBytes {
 
 /// Reads the first bytes (until `deadline`, at most [`FIRST_READ`]): `None`
 /// when the peer sent nothing in time, closed or failed (the caller counts
-/// the timeout as before). Reads the socket itself, outside the stall
-/// guard, which bounds writes only.
-pub async fn read_first(stream: &StallGuard<TcpStream>, deadline: Instant) -> Option<Vec<u8>> {
-    let tcp = stream.get_ref();
+/// the timeout as before). Reads through the stall guard, which bounds
+/// writes only. A read that finds less than it asked for tells tokio the
+/// socket is drained, so rustls's read right after writing the server's
+/// flight waits for the next readiness event instead of making a system
+/// call that finds nothing (`try_read` keeps the readiness: one `recvfrom`
+/// returning `EAGAIN` per handshake).
+pub async fn read_first(stream: &mut StallGuard<TcpStream>, deadline: Instant) -> Option<Vec<u8>> {
     let read = async {
         let mut first = Vec::with_capacity(FIRST_READ);
-        loop {
-            tcp.readable().await.ok()?;
-            match tcp.try_read_buf(&mut first) {
-                Ok(0) => return None,
-                Ok(_) => return Some(first),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => return None,
-            }
+        match stream.read_buf(&mut first).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(first),
         }
     };
     tokio::time::timeout_at(deadline, read).await.ok().flatten()
