@@ -225,7 +225,29 @@ impl CertManager {
     /// real folders behind symlinks (they change when a symlink is swapped).
     pub fn watched_folders(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self
-            .lock()
+            .watched_paths()
+            .iter()
+            .filter_map(|f| f.parent().map(|d| d.to_path_buf()))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// The names of those files, as named in the configuration and as they
+    /// really are behind symlinks: the events in the watched folders that
+    /// matter (`watch::Names`).
+    pub fn watched_names(&self) -> Vec<std::ffi::OsString> {
+        self.watched_paths()
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
+            .collect()
+    }
+
+    /// Every file-backed certificate and key, absolute as configured and
+    /// resolved behind symlinks.
+    fn watched_paths(&self) -> Vec<PathBuf> {
+        self.lock()
             .iter()
             .filter_map(|s| match &s.source {
                 Source::Files { cert, key } => Some([cert.clone(), key.clone()]),
@@ -238,19 +260,10 @@ impl CertManager {
                 } else {
                     std::env::current_dir().ok().map(|d| d.join(&p))
                 };
-                // The folder named in the configuration, and the folder the
-                // file really lives in (behind symlinks), both watched.
                 let real = std::fs::canonicalize(&p).ok();
-                [abs, real]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|f| f.parent().map(|d| d.to_path_buf()))
-                    .collect::<Vec<_>>()
+                [abs, real].into_iter().flatten().collect::<Vec<_>>()
             })
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        dirs
+            .collect()
     }
 
     /// Slots fed by a given kind of source.

@@ -8,8 +8,9 @@
 //! configuration file's (`reload::file_watch`).
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -23,11 +24,50 @@ use super::manager::CertManager;
 /// then written).
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// A file watcher that sends `()` on `tx` for every event but reads (the
-/// channel is bounded: a full one already holds a wake-up).
-pub fn event_watcher(tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+/// The file names whose events matter in a watched folder. Other files
+/// there (a log beside the certificate, a profiler's output) wake nothing:
+/// before this filter every write to any file in the folder woke the
+/// runtime and restarted the debounce. A name starting with `..` always
+/// matters (Kubernetes swaps `..data`, the files' real folder, with a
+/// rename), and so does an event without paths (the watcher lost events
+/// and asks for a rescan).
+#[derive(Clone, Default)]
+pub struct Names(Arc<RwLock<HashSet<OsString>>>);
+
+impl Names {
+    pub fn new(names: impl IntoIterator<Item = OsString>) -> Names {
+        let all = Names::default();
+        all.set(names);
+        all
+    }
+
+    /// Replaces the names (a reload may name other files).
+    pub fn set(&self, names: impl IntoIterator<Item = OsString>) {
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *set = names.into_iter().collect();
+    }
+
+    pub fn matches(&self, paths: &[PathBuf]) -> bool {
+        if paths.is_empty() {
+            return true;
+        }
+        let names = self.0.read().unwrap_or_else(|p| p.into_inner());
+        paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .any(|name| name.as_encoded_bytes().starts_with(b"..") || names.contains(name))
+    }
+}
+
+/// A file watcher that sends `()` on `tx` for every event but reads that
+/// concerns one of `names` (the channel is bounded: a full one already
+/// holds a wake-up).
+pub fn event_watcher(
+    tx: mpsc::Sender<()>,
+    names: Names,
+) -> notify::Result<notify::RecommendedWatcher> {
     notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if event.is_ok_and(|e| !e.kind.is_access() && names.matches(&e.paths)) {
             let _ = tx.try_send(());
         }
     })
@@ -60,7 +100,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
-    let mut watcher = match event_watcher(tx) {
+    let names = Names::new(manager.watched_names());
+    let mut watcher = match event_watcher(tx, names.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(
@@ -77,6 +118,7 @@ pub async fn run(
         let Some(w) = watcher.as_mut() else {
             return false;
         };
+        names.set(manager.watched_names());
         let mut added = false;
         for dir in manager.watched_folders() {
             if watched.contains(&dir) {
@@ -134,5 +176,45 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|n| PathBuf::from("/etc/wssd").join(n))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_watched_files_and_kubernetes_swaps_matter() {
+        let names = Names::new(["cert.pem".into(), "key.pem".into()]);
+        assert!(names.matches(&paths(&["cert.pem"])));
+        assert!(
+            names.matches(&paths(&["cert.pem.tmp", "key.pem"])),
+            "a rename onto the key"
+        );
+        assert!(
+            names.matches(&paths(&["..data"])),
+            "Kubernetes' symlink swap"
+        );
+        assert!(names.matches(&[]), "a rescan after lost events");
+        assert!(
+            !names.matches(&paths(&["wssd.log"])),
+            "a log beside the certificate"
+        );
+        assert!(!names.matches(&paths(&["perf.data", "cert.pem.bak"])));
+    }
+
+    #[test]
+    fn a_reload_that_names_other_files_moves_the_filter() {
+        let names = Names::new(["cert.pem".into()]);
+        names.set(["cert4.pem".into()]);
+        assert!(names.matches(&paths(&["cert4.pem"])));
+        assert!(!names.matches(&paths(&["cert.pem"])));
     }
 }

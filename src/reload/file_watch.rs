@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::certs::watch::{event_watcher, settle};
+use crate::certs::watch::{Names, event_watcher, settle};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +56,8 @@ fn subscribe(
     interval: Duration,
 ) -> Option<notify::RecommendedWatcher> {
     let folder = folder_of(file);
-    match event_watcher(tx) {
+    let names = Names::new(file.file_name().map(|n| n.to_os_string()));
+    match event_watcher(tx, names) {
         Ok(mut w) => match w.watch(&folder, RecursiveMode::NonRecursive) {
             Ok(()) => Some(w),
             Err(e) => {
