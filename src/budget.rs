@@ -225,7 +225,9 @@ enum Frames {
     Header { head: [u8; 14], have: usize },
     /// Reading a payload: `left` bytes to go; `ends` when the frame ends a
     /// data message.
-    Payload { left: u64, ends: bool },
+    /// `ends`: the frame ends a data message; `item`: the codec hands it
+    /// out as one item (a control frame, or a data message's final frame).
+    Payload { left: u64, ends: bool, item: bool },
 }
 
 /// Length of a frame header once its first two bytes are known.
@@ -253,6 +255,9 @@ pub struct BudgetedIo<S> {
     /// A charge was refused: the connection is closing; reads pass through
     /// uncharged (the driver only discards what is left).
     exceeded: bool,
+    /// Frames read whole that the codec turns into one item each (see
+    /// [`MessageBoundary::items_read`]).
+    items: u64,
 }
 
 impl<S> BudgetedIo<S> {
@@ -273,6 +278,7 @@ impl<S> BudgetedIo<S> {
             },
             in_message: false,
             exceeded: false,
+            items: 0,
         }
     }
 
@@ -314,6 +320,7 @@ impl<S> BudgetedIo<S> {
                     self.frames = Frames::Payload {
                         left: len,
                         ends: fin && data_frame,
+                        item: fin || !data_frame,
                     };
                 }
                 Frames::Payload { left, .. } => {
@@ -322,9 +329,17 @@ impl<S> BudgetedIo<S> {
                     data = &data[take..];
                 }
             }
-            if let Frames::Payload { left: 0, ends } = self.frames {
+            if let Frames::Payload {
+                left: 0,
+                ends,
+                item,
+            } = self.frames
+            {
                 if ends {
                     complete_at = total - data.len();
+                }
+                if item {
+                    self.items += 1;
                 }
                 self.frames = Frames::Header {
                     head: [0; 14],
@@ -342,11 +357,22 @@ impl<S> BudgetedIo<S> {
 /// dropped and rebuilt without losing state (`session::link`).
 pub trait MessageBoundary {
     fn at_message_boundary(&self) -> bool;
+
+    /// How many frames read whole so far the codec hands out as one item
+    /// each: control frames and the final frames of data messages (a
+    /// fragmented message is one item, at its last frame). A codec that
+    /// has handed out this many items, over a connection at a message
+    /// boundary, has nothing more to hand out before it reads again.
+    fn items_read(&self) -> u64;
 }
 
 impl<S> MessageBoundary for BudgetedIo<S> {
     fn at_message_boundary(&self) -> bool {
         !self.exceeded && !self.in_message && matches!(self.frames, Frames::Header { have: 0, .. })
+    }
+
+    fn items_read(&self) -> u64 {
+        self.items
     }
 }
 
@@ -489,6 +515,32 @@ mod tests {
         let mut end = [0u8; 1];
         assert_eq!(io.read(&mut end).await.unwrap(), 0);
         assert_eq!(b.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn items_count_control_frames_and_whole_messages() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut io = BudgetedIo::with_budget(server, leak(1 << 20));
+        // A fragmented message around a ping, an empty pong, a whole
+        // binary message cut in two reads.
+        let mut wire = frame(0x01, b"frag");
+        wire.extend(frame(0x89, b"p"));
+        wire.extend(frame(0x00, b"men"));
+        wire.extend(frame(0x80, b"t"));
+        wire.extend(frame(0x8A, b""));
+        let whole = frame(0x82, &[3; 200]);
+        wire.extend_from_slice(&whole[..100]);
+        client.write_all(&wire).await.unwrap();
+        let mut got = vec![0u8; wire.len()];
+        io.read_exact(&mut got).await.unwrap();
+        // The ping, the message (at its final frame), the pong.
+        assert_eq!(io.items_read(), 3);
+        assert!(!io.at_message_boundary());
+        client.write_all(&whole[100..]).await.unwrap();
+        let mut rest = vec![0u8; whole.len() - 100];
+        io.read_exact(&mut rest).await.unwrap();
+        assert_eq!(io.items_read(), 4);
+        assert!(io.at_message_boundary());
     }
 
     #[tokio::test]

@@ -64,6 +64,9 @@ pub struct Link<S> {
     may_park: bool,
     /// The codec's message size limit (its settings: [`codec_config`]).
     max_message_size: usize,
+    /// Items (messages, control frames) the codecs of this link handed out,
+    /// against [`MessageBoundary::items_read`].
+    handed: u64,
 }
 
 // Not boxed: the codec is built and dropped as the client goes busy and
@@ -90,6 +93,7 @@ where
             starved: true,
             may_park: true,
             max_message_size,
+            handed: 0,
         }
     }
 
@@ -134,18 +138,31 @@ where
             return None;
         };
         let starved = &mut self.starved;
+        let handed = &mut self.handed;
         poll_fn(|cx| {
             let polled = ws.poll_next_unpin(cx);
             *starved = polled.is_pending();
+            if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
+                *handed += 1;
+            }
             polled
         })
         .await
     }
 
     /// The next message if the codec has one ready now (the batch loop's
-    /// look-ahead; a link waiting with a small read has none).
+    /// look-ahead; a link waiting with a small read has none). A codec
+    /// that handed out every item read so far is not asked: it would have
+    /// to read, and a client that waits for each reply (one message in
+    /// flight) has sent nothing more, so the attempt (a call down every
+    /// layer of the connection, and tungstenite zero-filling its read
+    /// buffer) would find nothing. What did arrive meanwhile is read by
+    /// the next wait instead, after the flush.
     pub fn next_ready(&mut self) -> Option<Option<Result<Message, WsError>>> {
         if self.waits_small() {
+            return None;
+        }
+        if self.drained() {
             return None;
         }
         let State::Live(ws) = &mut self.state else {
@@ -153,7 +170,22 @@ where
         };
         let ready = ws.next().now_or_never();
         self.starved = ready.is_none();
+        if let Some(Some(Ok(_))) = &ready {
+            self.handed += 1;
+        }
         ready
+    }
+
+    /// The codec handed out every item read so far and nothing is partly
+    /// read: it holds nothing to hand out before it reads again.
+    fn drained(&self) -> bool {
+        match &self.state {
+            State::Live(ws) => {
+                let io = ws.get_ref();
+                io.at_message_boundary() && io.items_read() == self.handed
+            }
+            _ => false,
+        }
     }
 
     /// The codec, built (without a read buffer) if the link is parked;
@@ -332,6 +364,92 @@ mod tests {
             link.next().await.unwrap().unwrap(),
             Message::text("fragment")
         );
+    }
+
+    /// Counts the reads that reach the connection.
+    struct Counted<S> {
+        inner: S,
+        reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            this.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_look_ahead_does_not_read_once_everything_read_was_handed_out() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Counted {
+            inner: server,
+            reads: reads.clone(),
+        };
+        let budget = Box::leak(Box::new(MemoryBudget::new(1 << 20)));
+        let mut link = Link::new(BudgetedIo::with_budget(counted, budget), 1 << 16);
+        let count = || reads.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..3 {
+            // One message in flight: once it is out, the look-ahead has
+            // nothing to find and does not ask the connection.
+            client.write_all(&frame(0x81, b"one")).await.unwrap();
+            assert_eq!(link.next().await.unwrap().unwrap(), Message::text("one"));
+            let before = count();
+            assert!(link.next_ready().is_none());
+            assert_eq!(count(), before, "the look-ahead read the connection");
+        }
+        // Two messages and a ping in one read: the look-ahead hands out
+        // the rest without reading, then stops.
+        let mut wire = frame(0x81, b"a");
+        wire.extend(frame(0x89, b"p"));
+        wire.extend(frame(0x82, b"b"));
+        client.write_all(&wire).await.unwrap();
+        assert_eq!(link.next().await.unwrap().unwrap(), Message::text("a"));
+        let before = count();
+        let ping = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(ping, Message::Ping(b"p".to_vec().into()));
+        let b = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(b, Message::binary(b"b".to_vec()));
+        assert!(link.next_ready().is_none());
+        assert_eq!(count(), before);
+        // Half a frame read: the look-ahead asks for the rest.
+        let whole = frame(0x81, b"later");
+        client.write_all(&whole[..4]).await.unwrap();
+        assert!(link.next().now_or_never().is_none());
+        client.write_all(&whole[4..]).await.unwrap();
+        let next = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(next, Message::text("later"));
     }
 
     #[tokio::test]
