@@ -258,6 +258,9 @@ pub struct BudgetedIo<S> {
     /// Frames read whole that the codec turns into one item each (see
     /// [`MessageBoundary::items_read`]).
     items: u64,
+    /// Bytes read (charged, followed) but put back for the next read
+    /// ([`MessageBoundary::unread`]); `None` whenever empty.
+    back: Option<Bytes>,
 }
 
 impl<S> BudgetedIo<S> {
@@ -279,6 +282,7 @@ impl<S> BudgetedIo<S> {
             in_message: false,
             exceeded: false,
             items: 0,
+            back: None,
         }
     }
 
@@ -364,6 +368,10 @@ pub trait MessageBoundary {
     /// has handed out this many items, over a connection at a message
     /// boundary, has nothing more to hand out before it reads again.
     fn items_read(&self) -> u64;
+
+    /// Puts back bytes just read from this connection: the next reads
+    /// return them first (they stay charged and followed as read).
+    fn unread(&mut self, bytes: &[u8]);
 }
 
 impl<S> MessageBoundary for BudgetedIo<S> {
@@ -374,6 +382,16 @@ impl<S> MessageBoundary for BudgetedIo<S> {
     fn items_read(&self) -> u64 {
         self.items
     }
+
+    fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.back = Some(match self.back.take() {
+            None => Bytes::copy_from_slice(bytes),
+            Some(rest) => [bytes, &rest[..]].concat().into(),
+        });
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for BudgetedIo<S> {
@@ -383,6 +401,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for BudgetedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(back) = this.back.as_mut() {
+            // Already charged and followed; the driver has not handled
+            // them yet, so nothing is released either.
+            let n = back.len().min(buf.remaining());
+            buf.put_slice(&back.split_to(n));
+            if back.is_empty() {
+                this.back = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         if this.exceeded {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
@@ -541,6 +569,32 @@ mod tests {
         io.read_exact(&mut rest).await.unwrap();
         assert_eq!(io.items_read(), 4);
         assert!(io.at_message_boundary());
+    }
+
+    #[tokio::test]
+    async fn bytes_put_back_come_first_and_are_charged_once() {
+        let b = leak(1 << 20);
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut io = BudgetedIo::with_budget(server, b);
+        let one = frame(0x81, b"one");
+        client.write_all(&one).await.unwrap();
+        let mut head = [0u8; 64];
+        let n = io.read(&mut head).await.unwrap();
+        assert_eq!(n, one.len());
+        io.unread(&head[..n]);
+        assert_eq!((io.items_read(), b.used()), (1, one.len()));
+        let mut got = [0u8; 5];
+        io.read_exact(&mut got).await.unwrap();
+        let mut rest = vec![0u8; one.len() - 5];
+        io.read_exact(&mut rest).await.unwrap();
+        assert_eq!([&got[..], &rest[..]].concat(), one);
+        assert!(io.back.is_none(), "emptied: nothing held");
+        // Still charged (not handled yet), released by the next read.
+        assert_eq!(b.used(), one.len());
+        client.write_all(&frame(0x81, b"two")).await.unwrap();
+        let n = io.read(&mut head).await.unwrap();
+        assert_eq!(b.used(), n);
+        assert_eq!(io.items_read(), 2);
     }
 
     #[tokio::test]
