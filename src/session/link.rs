@@ -15,6 +15,14 @@
 //! with nothing half read. Busy connections keep their codec: rebuilding
 //! it per message costs 10-30 % more instructions per echoed message.
 //!
+//! A busy codec that handed out every item read so far (counted against
+//! [`MessageBoundary::items_read`]) is not asked for more by the batch
+//! look-ahead, and, after a small message, is waited for with the same
+//! small read past it, what arrives put back under it
+//! ([`MessageBoundary::unread`]): asking it costs a zero-filled 4 KiB read
+//! attempt and a call down every layer, for nothing while the client waits
+//! for its reply.
+//!
 //! Dropping the codec, or reading past it, loses nothing only when it
 //! holds nothing: no buffered bytes, no fragmented message, no unsent
 //! output. The first two are known from the connection under it
