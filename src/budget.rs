@@ -225,7 +225,9 @@ enum Frames {
     Header { head: [u8; 14], have: usize },
     /// Reading a payload: `left` bytes to go; `ends` when the frame ends a
     /// data message.
-    Payload { left: u64, ends: bool },
+    /// `ends`: the frame ends a data message; `item`: the codec hands it
+    /// out as one item (a control frame, or a data message's final frame).
+    Payload { left: u64, ends: bool, item: bool },
 }
 
 /// Length of a frame header once its first two bytes are known.
@@ -253,6 +255,12 @@ pub struct BudgetedIo<S> {
     /// A charge was refused: the connection is closing; reads pass through
     /// uncharged (the driver only discards what is left).
     exceeded: bool,
+    /// Frames read whole that the codec turns into one item each (see
+    /// [`MessageBoundary::items_read`]).
+    items: u64,
+    /// Bytes read (charged, followed) but put back for the next read
+    /// ([`MessageBoundary::unread`]); `None` whenever empty.
+    back: Option<Bytes>,
 }
 
 impl<S> BudgetedIo<S> {
@@ -273,6 +281,8 @@ impl<S> BudgetedIo<S> {
             },
             in_message: false,
             exceeded: false,
+            items: 0,
+            back: None,
         }
     }
 
@@ -314,6 +324,7 @@ impl<S> BudgetedIo<S> {
                     self.frames = Frames::Payload {
                         left: len,
                         ends: fin && data_frame,
+                        item: fin || !data_frame,
                     };
                 }
                 Frames::Payload { left, .. } => {
@@ -322,9 +333,17 @@ impl<S> BudgetedIo<S> {
                     data = &data[take..];
                 }
             }
-            if let Frames::Payload { left: 0, ends } = self.frames {
+            if let Frames::Payload {
+                left: 0,
+                ends,
+                item,
+            } = self.frames
+            {
                 if ends {
                     complete_at = total - data.len();
+                }
+                if item {
+                    self.items += 1;
                 }
                 self.frames = Frames::Header {
                     head: [0; 14],
@@ -342,11 +361,36 @@ impl<S> BudgetedIo<S> {
 /// dropped and rebuilt without losing state (`session::link`).
 pub trait MessageBoundary {
     fn at_message_boundary(&self) -> bool;
+
+    /// How many frames read whole so far the codec hands out as one item
+    /// each: control frames and the final frames of data messages (a
+    /// fragmented message is one item, at its last frame). A codec that
+    /// has handed out this many items, over a connection at a message
+    /// boundary, has nothing more to hand out before it reads again.
+    fn items_read(&self) -> u64;
+
+    /// Puts back bytes just read from this connection: the next reads
+    /// return them first (they stay charged and followed as read).
+    fn unread(&mut self, bytes: &[u8]);
 }
 
 impl<S> MessageBoundary for BudgetedIo<S> {
     fn at_message_boundary(&self) -> bool {
         !self.exceeded && !self.in_message && matches!(self.frames, Frames::Header { have: 0, .. })
+    }
+
+    fn items_read(&self) -> u64 {
+        self.items
+    }
+
+    fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.back = Some(match self.back.take() {
+            None => Bytes::copy_from_slice(bytes),
+            Some(rest) => [bytes, &rest[..]].concat().into(),
+        });
     }
 }
 
@@ -357,6 +401,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for BudgetedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(back) = this.back.as_mut() {
+            // Already charged and followed; the driver has not handled
+            // them yet, so nothing is released either.
+            let n = back.len().min(buf.remaining());
+            buf.put_slice(&back.split_to(n));
+            if back.is_empty() {
+                this.back = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         if this.exceeded {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
@@ -489,6 +543,58 @@ mod tests {
         let mut end = [0u8; 1];
         assert_eq!(io.read(&mut end).await.unwrap(), 0);
         assert_eq!(b.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn items_count_control_frames_and_whole_messages() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut io = BudgetedIo::with_budget(server, leak(1 << 20));
+        // A fragmented message around a ping, an empty pong, a whole
+        // binary message cut in two reads.
+        let mut wire = frame(0x01, b"frag");
+        wire.extend(frame(0x89, b"p"));
+        wire.extend(frame(0x00, b"men"));
+        wire.extend(frame(0x80, b"t"));
+        wire.extend(frame(0x8A, b""));
+        let whole = frame(0x82, &[3; 200]);
+        wire.extend_from_slice(&whole[..100]);
+        client.write_all(&wire).await.unwrap();
+        let mut got = vec![0u8; wire.len()];
+        io.read_exact(&mut got).await.unwrap();
+        // The ping, the message (at its final frame), the pong.
+        assert_eq!(io.items_read(), 3);
+        assert!(!io.at_message_boundary());
+        client.write_all(&whole[100..]).await.unwrap();
+        let mut rest = vec![0u8; whole.len() - 100];
+        io.read_exact(&mut rest).await.unwrap();
+        assert_eq!(io.items_read(), 4);
+        assert!(io.at_message_boundary());
+    }
+
+    #[tokio::test]
+    async fn bytes_put_back_come_first_and_are_charged_once() {
+        let b = leak(1 << 20);
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut io = BudgetedIo::with_budget(server, b);
+        let one = frame(0x81, b"one");
+        client.write_all(&one).await.unwrap();
+        let mut head = [0u8; 64];
+        let n = io.read(&mut head).await.unwrap();
+        assert_eq!(n, one.len());
+        io.unread(&head[..n]);
+        assert_eq!((io.items_read(), b.used()), (1, one.len()));
+        let mut got = [0u8; 5];
+        io.read_exact(&mut got).await.unwrap();
+        let mut rest = vec![0u8; one.len() - 5];
+        io.read_exact(&mut rest).await.unwrap();
+        assert_eq!([&got[..], &rest[..]].concat(), one);
+        assert!(io.back.is_none(), "emptied: nothing held");
+        // Still charged (not handled yet), released by the next read.
+        assert_eq!(b.used(), one.len());
+        client.write_all(&frame(0x81, b"two")).await.unwrap();
+        let n = io.read(&mut head).await.unwrap();
+        assert_eq!(b.used(), n);
+        assert_eq!(io.items_read(), 2);
     }
 
     #[tokio::test]

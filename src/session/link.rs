@@ -15,6 +15,14 @@
 //! with nothing half read. Busy connections keep their codec: rebuilding
 //! it per message costs 10-30 % more instructions per echoed message.
 //!
+//! A busy codec that handed out every item read so far (counted against
+//! [`MessageBoundary::items_read`]) is not asked for more by the batch
+//! look-ahead, and, after a small message, is waited for with the same
+//! small read past it, what arrives put back under it
+//! ([`MessageBoundary::unread`]): asking it costs a zero-filled 4 KiB read
+//! attempt and a call down every layer, for nothing while the client waits
+//! for its reply.
+//!
 //! Dropping the codec, or reading past it, loses nothing only when it
 //! holds nothing: no buffered bytes, no fragmented message, no unsent
 //! output. The first two are known from the connection under it
@@ -53,6 +61,13 @@ pub fn codec_config(max_message_size: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message_size))
 }
 
+/// Whether a message like this one (its frame header included) arrives
+/// whole in a small read: a client sending such messages is waited for
+/// with one.
+fn fits_small_read(message: &Message) -> bool {
+    message.len() + 8 <= PARKED_READ
+}
+
 /// A server-side WebSocket connection whose codec exists only when needed.
 pub struct Link<S> {
     state: State<S>,
@@ -64,6 +79,11 @@ pub struct Link<S> {
     may_park: bool,
     /// The codec's message size limit (its settings: [`codec_config`]).
     max_message_size: usize,
+    /// Items (messages, control frames) the codecs of this link handed out,
+    /// against [`MessageBoundary::items_read`].
+    handed: u64,
+    /// The last item handed out fits in a small read.
+    small: bool,
 }
 
 // Not boxed: the codec is built and dropped as the client goes busy and
@@ -90,6 +110,8 @@ where
             starved: true,
             may_park: true,
             max_message_size,
+            handed: 0,
+            small: true,
         }
     }
 
@@ -130,22 +152,55 @@ where
                 }
             }
         }
+        if self.small && self.drained() {
+            // The codec holds nothing: wait with a small read past it and
+            // put what arrives back for it, instead of asking it (a
+            // zero-filled 4 KiB read buffer and a call down every layer
+            // that finds nothing, then the same again once woken).
+            // It holds nothing (the connection says so): it may be parked
+            // at a keepalive tick while this wait goes on.
+            self.starved = true;
+            let State::Live(ws) = &mut self.state else {
+                return None;
+            };
+            let mut head = [0u8; PARKED_READ];
+            match ws.get_mut().read(&mut head).await {
+                Ok(0) => return None,
+                Ok(n) => ws.get_mut().unread(&head[..n]),
+                Err(e) => return Some(Err(WsError::Io(e))),
+            }
+        }
         let State::Live(ws) = &mut self.state else {
             return None;
         };
         let starved = &mut self.starved;
+        let handed = &mut self.handed;
+        let small = &mut self.small;
         poll_fn(|cx| {
             let polled = ws.poll_next_unpin(cx);
             *starved = polled.is_pending();
+            if let std::task::Poll::Ready(Some(Ok(message))) = &polled {
+                *handed += 1;
+                *small = fits_small_read(message);
+            }
             polled
         })
         .await
     }
 
     /// The next message if the codec has one ready now (the batch loop's
-    /// look-ahead; a link waiting with a small read has none).
+    /// look-ahead; a link waiting with a small read has none). A codec
+    /// that handed out every item read so far is not asked: it would have
+    /// to read, and a client that waits for each reply (one message in
+    /// flight) has sent nothing more, so the attempt (a call down every
+    /// layer of the connection, and tungstenite zero-filling its read
+    /// buffer) would find nothing. What did arrive meanwhile is read by
+    /// the next wait instead, after the flush.
     pub fn next_ready(&mut self) -> Option<Option<Result<Message, WsError>>> {
         if self.waits_small() {
+            return None;
+        }
+        if self.drained() {
             return None;
         }
         let State::Live(ws) = &mut self.state else {
@@ -153,7 +208,23 @@ where
         };
         let ready = ws.next().now_or_never();
         self.starved = ready.is_none();
+        if let Some(Some(Ok(message))) = &ready {
+            self.handed += 1;
+            self.small = fits_small_read(message);
+        }
         ready
+    }
+
+    /// The codec handed out every item read so far and nothing is partly
+    /// read: it holds nothing to hand out before it reads again.
+    fn drained(&self) -> bool {
+        match &self.state {
+            State::Live(ws) => {
+                let io = ws.get_ref();
+                io.at_message_boundary() && io.items_read() == self.handed
+            }
+            _ => false,
+        }
     }
 
     /// The codec, built (without a read buffer) if the link is parked;
@@ -269,7 +340,7 @@ mod tests {
     }
 
     /// Waits once without blocking: the link parks if it holds nothing.
-    fn wait_once(link: &mut Link<BudgetedIo<DuplexStream>>) {
+    fn wait_once<S: AsyncRead + AsyncWrite + MessageBoundary + Unpin>(link: &mut Link<S>) {
         assert!(link.next().now_or_never().is_none(), "nothing to read");
     }
 
@@ -332,6 +403,150 @@ mod tests {
             link.next().await.unwrap().unwrap(),
             Message::text("fragment")
         );
+    }
+
+    /// Counts the reads that reach the connection (and keeps the size of
+    /// the last one asked for).
+    struct Counted<S> {
+        inner: S,
+        reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            this.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            this.asked
+                .store(buf.remaining(), std::sync::atomic::Ordering::Relaxed);
+            std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_look_ahead_does_not_read_once_everything_read_was_handed_out() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Counted {
+            inner: server,
+            reads: reads.clone(),
+            asked: Default::default(),
+        };
+        let budget = Box::leak(Box::new(MemoryBudget::new(1 << 20)));
+        let mut link = Link::new(BudgetedIo::with_budget(counted, budget), 1 << 16);
+        let count = || reads.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..3 {
+            // One message in flight: once it is out, the look-ahead has
+            // nothing to find and does not ask the connection.
+            client.write_all(&frame(0x81, b"one")).await.unwrap();
+            assert_eq!(link.next().await.unwrap().unwrap(), Message::text("one"));
+            let before = count();
+            assert!(link.next_ready().is_none());
+            assert_eq!(count(), before, "the look-ahead read the connection");
+        }
+        // Two messages and a ping in one read: the look-ahead hands out
+        // the rest without reading, then stops.
+        let mut wire = frame(0x81, b"a");
+        wire.extend(frame(0x89, b"p"));
+        wire.extend(frame(0x82, b"b"));
+        client.write_all(&wire).await.unwrap();
+        assert_eq!(link.next().await.unwrap().unwrap(), Message::text("a"));
+        let before = count();
+        let ping = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(ping, Message::Ping(b"p".to_vec().into()));
+        let b = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(b, Message::binary(b"b".to_vec()));
+        assert!(link.next_ready().is_none());
+        assert_eq!(count(), before);
+        // Half a frame read: the look-ahead asks for the rest.
+        let whole = frame(0x81, b"later");
+        client.write_all(&whole[..4]).await.unwrap();
+        assert!(link.next().now_or_never().is_none());
+        client.write_all(&whole[4..]).await.unwrap();
+        let next = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(next, Message::text("later"));
+    }
+
+    #[tokio::test]
+    async fn a_link_that_handed_out_everything_waits_with_a_small_read() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Counted {
+            inner: server,
+            reads: Default::default(),
+            asked: asked.clone(),
+        };
+        let budget = Box::leak(Box::new(MemoryBudget::new(1 << 20)));
+        let mut link = Link::new(BudgetedIo::with_budget(counted, budget), 1 << 16);
+        let asked = || asked.load(std::sync::atomic::Ordering::Relaxed);
+        for round in 0..3 {
+            client.write_all(&frame(0x81, b"one")).await.unwrap();
+            assert_eq!(link.next().await.unwrap().unwrap(), Message::text("one"));
+            assert!(link.holds_read_buffer(), "the codec is kept while busy");
+            // Nothing more: the wait reads past the codec, a small read.
+            wait_once(&mut link);
+            assert!(
+                asked() <= PARKED_READ,
+                "round {round}: asked for {}",
+                asked()
+            );
+        }
+        // What a small read brings is handed to the codec: several
+        // messages, a frame cut by the read, a larger message next.
+        let mut wire = frame(0x81, b"a");
+        wire.extend(frame(0x82, &[5; 100]));
+        wire.extend(frame(0x81, &[b'c'; 120]));
+        wire.extend(frame(0x81, &[b'd'; 120]));
+        client.write_all(&wire).await.unwrap();
+        assert_eq!(link.next().await.unwrap().unwrap(), Message::text("a"));
+        let two = link.next_ready().unwrap().unwrap().unwrap();
+        assert_eq!(two, Message::binary(vec![5; 100]));
+        for c in [b'c', b'd'] {
+            let got = link.next().await.unwrap().unwrap();
+            assert_eq!(got.into_data().as_ref(), &[c; 120][..]);
+        }
+        let big = vec![b'x'; 3000];
+        let mut long = vec![0x81, 0x80 | 126];
+        long.extend_from_slice(&3000u16.to_be_bytes());
+        long.extend_from_slice(&[0, 0, 0, 0]);
+        long.extend_from_slice(&big);
+        client.write_all(&long).await.unwrap();
+        let got = link.next().await.unwrap().unwrap();
+        assert_eq!(got.into_data().as_ref(), &big[..]);
+        // After a large message the codec reads as it did.
+        wait_once(&mut link);
+        assert!(asked() > PARKED_READ);
+        drop(client);
+        assert!(matches!(link.next().await, None | Some(Err(_))));
     }
 
     #[tokio::test]
