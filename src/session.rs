@@ -160,11 +160,22 @@ where
     let send_timeout = limits.send_timeout;
     async move {
         let mut replies = Vec::new();
+        // Made once, not at every wake (a fan-out session wakes per
+        // delivery): a fresh `cancelled()` joins and leaves the token's
+        // waiter list, which every session shares, and a fresh sleep sets
+        // and clears a timer entry.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let timer = sleep_until(keepalive.next_deadline());
+        tokio::pin!(timer);
         loop {
             let deadline = keepalive.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut cancelled => {
                     return Box::pin(finish(link, |ws| close_for(ws, CloseReason::Shutdown))).await;
                 }
                 incoming = link.next() => {
@@ -295,7 +306,7 @@ where
                         return Box::pin(finish(link, |ws| close(ws, code, &reason))).await;
                     }
                 },
-                _ = sleep_until(deadline) => match keepalive.fire() {
+                _ = &mut timer => match keepalive.fire() {
                     Some(Action::SendPing) => {
                         let send_by = Instant::now() + send_timeout;
                         if let Err(stop) = write_link(&mut link, send_by, Message::Ping(Bytes::new())).await {
