@@ -253,7 +253,7 @@ mod tests {
     #[tokio::test]
     async fn delivers_to_others_not_sender() {
         let hub = Arc::new(Hub::default());
-        let mut a = hub.subscribe("/t".into(), "/t");
+        let a = hub.subscribe("/t".into(), "/t");
         let mut b = hub.subscribe("/t".into(), "/t");
         let _other = hub.subscribe("/u".into(), "/u");
         assert_eq!(hub.deliver(&env("/t", a.id(), "hi")), 1);
