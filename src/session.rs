@@ -8,6 +8,8 @@
 //! What a message *means* is the route kind's business (`crate::routes`); the
 //! session hands data messages to a [`Handler`] and writes what it returns.
 
+use std::future::{Future, poll_fn};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -166,6 +168,10 @@ where
         // and clears a timer entry.
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        // The waker `cancelled` holds: polling it again (a lock on that
+        // shared list) is needed only when the token was cancelled or the
+        // task's waker changed.
+        let mut shutdown_waker: Option<Waker> = None;
         let timer = sleep_until(keepalive.next_deadline());
         tokio::pin!(timer);
         loop {
@@ -175,7 +181,15 @@ where
             }
             tokio::select! {
                 biased;
-                _ = &mut cancelled => {
+                _ = poll_fn(|cx| {
+                    if !shutdown.is_cancelled()
+                        && shutdown_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        return Poll::Pending;
+                    }
+                    shutdown_waker = Some(cx.waker().clone());
+                    cancelled.as_mut().poll(cx)
+                }) => {
                     return Box::pin(finish(link, |ws| close_for(ws, CloseReason::Shutdown))).await;
                 }
                 incoming = link.next() => {
