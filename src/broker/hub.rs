@@ -303,6 +303,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cut_subscriber_releases_what_it_held_at_once() {
+        let budget = Box::leak(Box::new(crate::budget::MemoryBudget::new(1 << 20)));
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.subscribe("/t".into(), "/t");
+        for i in 0..=SUBSCRIBER_QUEUE {
+            let charge = budget.try_charge(64, crate::budget::Kind::Queue).unwrap();
+            let payload = crate::budget::charged_bytes(bytes::Bytes::from(vec![0u8; 64]), charge);
+            let delivered = hub.deliver(&Envelope {
+                topic: "/t".into(),
+                sender: 0,
+                payload: Payload::Binary(payload),
+            });
+            assert_eq!(delivered, usize::from(i < SUBSCRIBER_QUEUE));
+        }
+        // Cut, its session not yet told: the queued payloads are already
+        // released, not held until the session ends.
+        assert_eq!(budget.used(), 0);
+        assert!(matches!(slow.recv().await, Delivery::Lagged));
+    }
+
+    #[tokio::test]
     async fn paced_delivery_waits_for_a_reader_and_cuts_a_stalled_one() {
         let hub = Arc::new(Hub::default());
         let mut reader = hub.subscribe("/t".into(), "/t");
