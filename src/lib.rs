@@ -69,7 +69,8 @@
 //! - [`budget`]: the global memory budget for messages being received and
 //!   queued for fan-out.
 //! - [`broker`]: what is carried (`envelope`, and `wire` between
-//!   instances), topics and subscribers (`hub`: bounded queues), the
+//!   instances), topics and subscribers (`hub`, and `queue`: one
+//!   subscriber's bounded queue), the
 //!   `Backend` trait (`backend`) and its two sources (`memory`, `redis/`:
 //!   link, reconnect, transport, outbox, scripts, rooms, presence, catchup).
 //! - [`publish`]: `POST /publish/...` on the admin listener.

@@ -8,6 +8,8 @@
 //! What a message *means* is the route kind's business (`crate::routes`); the
 //! session hands data messages to a [`Handler`] and writes what it returns.
 
+use std::future::{Future, poll_fn};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -160,11 +162,34 @@ where
     let send_timeout = limits.send_timeout;
     async move {
         let mut replies = Vec::new();
+        // Made once, not at every wake (a fan-out session wakes per
+        // delivery): a fresh `cancelled()` joins and leaves the token's
+        // waiter list, which every session shares, and a fresh sleep sets
+        // and clears a timer entry.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        // The waker `cancelled` holds: polling it again (a lock on that
+        // shared list) is needed only when the token was cancelled or the
+        // task's waker changed.
+        let mut shutdown_waker: Option<Waker> = None;
+        let timer = sleep_until(keepalive.next_deadline());
+        tokio::pin!(timer);
         loop {
             let deadline = keepalive.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = poll_fn(|cx| {
+                    if !shutdown.is_cancelled()
+                        && shutdown_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        return Poll::Pending;
+                    }
+                    shutdown_waker = Some(cx.waker().clone());
+                    cancelled.as_mut().poll(cx)
+                }) => {
                     return Box::pin(finish(link, |ws| close_for(ws, CloseReason::Shutdown))).await;
                 }
                 incoming = link.next() => {
@@ -295,7 +320,7 @@ where
                         return Box::pin(finish(link, |ws| close(ws, code, &reason))).await;
                     }
                 },
-                _ = sleep_until(deadline) => match keepalive.fire() {
+                _ = &mut timer => match keepalive.fire() {
                     Some(Action::SendPing) => {
                         let send_by = Instant::now() + send_timeout;
                         if let Err(stop) = write_link(&mut link, send_by, Message::Ping(Bytes::new())).await {

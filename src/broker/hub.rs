@@ -1,7 +1,7 @@
 //! In-process fan-out: topics to subscribers, each with a bounded queue.
 //!
-//! Publishing clones one reference-counted [`Envelope`] into every queue with
-//! `try_send`, under a read lock. Queues are bounded in messages
+//! Publishing pushes a shared clone of the envelope's payload into every
+//! subscriber's queue (`queue.rs`), under a read lock. Queues are bounded in messages
 //! (`SUBSCRIBER_QUEUE`) and in the bytes of the payloads they hold
 //! (`SUBSCRIBER_QUEUE_BYTES`; an empty queue always admits one message, so
 //! one large message never cuts anyone by itself). Payloads are shared, not
@@ -12,49 +12,23 @@
 //! do.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use std::sync::atomic::AtomicUsize;
-
-use tokio::sync::{Notify, mpsc};
-
-use super::envelope::{Envelope, Topic};
-use crate::config::limits::{SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES};
+use super::envelope::{Envelope, Payload, Topic};
+use super::queue::{Push, Queue, Taken};
 
 /// One subscriber as the hub sees it.
 struct Slot {
-    tx: mpsc::Sender<Envelope>,
-    lagged: Arc<AtomicBool>,
+    queue: Arc<Queue>,
     route: Arc<str>,
-    queue: Arc<QueueBytes>,
 }
 
-/// Payload bytes in one subscriber's queue, and a signal when it drains.
-#[derive(Default)]
-struct QueueBytes {
-    bytes: AtomicUsize,
-    drained: Notify,
-}
-
-impl QueueBytes {
-    /// Counts `len` more bytes if they fit (always when the queue is empty).
-    fn admit(&self, len: usize) -> bool {
-        self.bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used == 0 || used.saturating_add(len) <= SUBSCRIBER_QUEUE_BYTES)
-                    .then(|| used.saturating_add(len))
-            })
-            .is_ok()
-    }
-
-    fn remove(&self, len: usize) {
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                Some(used.saturating_sub(len))
-            });
+impl Drop for Slot {
+    /// Out of the hub (unsubscribed or cut): its reader learns it.
+    fn drop(&mut self) {
+        self.queue.end(false);
     }
 }
 
@@ -68,7 +42,7 @@ pub struct Hub {
 /// What a subscriber gets next.
 #[derive(Debug)]
 pub enum Delivery {
-    Message(Envelope),
+    Message(Payload),
     /// The queue overflowed: this subscriber fell behind and was cut off.
     Lagged,
     /// The hub is gone (shutdown).
@@ -79,9 +53,7 @@ pub enum Delivery {
 pub struct Subscription {
     id: u64,
     topic: Topic,
-    rx: mpsc::Receiver<Envelope>,
-    lagged: Arc<AtomicBool>,
-    queue: Arc<QueueBytes>,
+    queue: Arc<Queue>,
     hub: Arc<Hub>,
 }
 
@@ -98,17 +70,10 @@ impl Subscription {
 
     /// The next delivery. Cancel-safe.
     pub async fn recv(&mut self) -> Delivery {
-        if self.lagged.load(Ordering::Acquire) {
-            return Delivery::Lagged;
-        }
-        match self.rx.recv().await {
-            Some(env) => {
-                self.queue.remove(env.payload.len());
-                self.queue.drained.notify_waiters();
-                Delivery::Message(env)
-            }
-            None if self.lagged.load(Ordering::Acquire) => Delivery::Lagged,
-            None => Delivery::Closed,
+        match self.queue.take().await {
+            Taken::Payload(payload) => Delivery::Message(payload),
+            Taken::Lagged => Delivery::Lagged,
+            Taken::Closed => Delivery::Closed,
         }
     }
 }
@@ -123,14 +88,10 @@ impl Hub {
     /// Adds a subscriber to `topic`; `route` labels its metrics.
     pub fn subscribe(self: &Arc<Self>, topic: Topic, route: &str) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let lagged = Arc::new(AtomicBool::new(false));
-        let queue = Arc::new(QueueBytes::default());
+        let queue = Arc::new(Queue::default());
         let slot = Slot {
-            tx,
-            lagged: lagged.clone(),
-            route: route.into(),
             queue: queue.clone(),
+            route: route.into(),
         };
         if let Ok(mut topics) = self.topics.write() {
             topics.entry(topic.clone()).or_default().insert(id, slot);
@@ -138,8 +99,6 @@ impl Hub {
         Subscription {
             id,
             topic,
-            rx,
-            lagged,
             queue,
             hub: self.clone(),
         }
@@ -151,7 +110,7 @@ impl Hub {
     /// instances).
     pub fn deliver(&self, envelope: &Envelope) -> usize {
         let (delivered, full) = self.try_deliver(envelope);
-        let full: Vec<u64> = full.into_iter().map(|(id, _, _)| id).collect();
+        let full: Vec<u64> = full.into_iter().map(|(id, _)| id).collect();
         self.cut(&envelope.topic, &full);
         delivered
     }
@@ -168,9 +127,8 @@ impl Hub {
             return delivered;
         }
         let deadline = tokio::time::Instant::now() + stall;
-        let len = envelope.payload.len();
         let mut cut = Vec::new();
-        for (id, tx, queue) in full {
+        for (id, queue) in full {
             if id == own {
                 cut.push(id);
                 continue;
@@ -178,24 +136,16 @@ impl Hub {
             // Wait for the subscriber to take messages until both its
             // message count and its bytes leave room.
             loop {
-                let drained = queue.drained.notified();
+                let drained = queue.drained();
                 tokio::pin!(drained);
                 drained.as_mut().enable();
-                if queue.admit(len) {
-                    match tx.try_send(envelope.clone()) {
-                        Ok(()) => {
-                            delivered += 1;
-                            break;
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => queue.remove(len),
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            queue.remove(len);
-                            break;
-                        }
+                match queue.push(&envelope.payload, true) {
+                    Push::Queued => {
+                        delivered += 1;
+                        break;
                     }
-                }
-                if tx.is_closed() {
-                    break;
+                    Push::Gone => break,
+                    Push::Full => {}
                 }
                 if tokio::time::timeout_at(deadline, drained).await.is_err() {
                     cut.push(id);
@@ -207,14 +157,10 @@ impl Hub {
         delivered
     }
 
-    /// One `try_send` per subscriber; returns the count delivered and the
-    /// subscribers whose queues were full (in messages or bytes).
-    #[allow(clippy::type_complexity)]
-    fn try_deliver(
-        &self,
-        envelope: &Envelope,
-    ) -> (usize, Vec<(u64, mpsc::Sender<Envelope>, Arc<QueueBytes>)>) {
-        let len = envelope.payload.len();
+    /// One push per subscriber (a shared clone of the payload); returns
+    /// the count delivered and the subscribers whose queues were full (in
+    /// messages or bytes).
+    fn try_deliver(&self, envelope: &Envelope) -> (usize, Vec<(u64, Arc<Queue>)>) {
         let mut delivered = 0;
         let mut full = Vec::new();
         let Ok(topics) = self.topics.read() else {
@@ -227,18 +173,10 @@ impl Hub {
             if id == envelope.sender {
                 continue;
             }
-            let is_full = || (id, slot.tx.clone(), slot.queue.clone());
-            if !slot.queue.admit(len) {
-                full.push(is_full());
-                continue;
-            }
-            match slot.tx.try_send(envelope.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    slot.queue.remove(len);
-                    full.push(is_full());
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => slot.queue.remove(len),
+            match slot.queue.push(&envelope.payload, false) {
+                Push::Queued => delivered += 1,
+                Push::Full => full.push((id, slot.queue.clone())),
+                Push::Gone => {}
             }
         }
         (delivered, full)
@@ -255,7 +193,7 @@ impl Hub {
         {
             for id in ids {
                 if let Some(slot) = subs.remove(id) {
-                    slot.lagged.store(true, Ordering::Release);
+                    slot.queue.end(true);
                     crate::metrics::subscriber_dropped(&slot.route, "slow");
                     tracing::debug!(%topic, "subscriber fell behind; closing it");
                 }
@@ -302,7 +240,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::envelope::Payload;
+    use crate::config::limits::{SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES};
 
     fn env(topic: &str, sender: u64, text: &str) -> Envelope {
         Envelope {
@@ -315,15 +253,15 @@ mod tests {
     #[tokio::test]
     async fn delivers_to_others_not_sender() {
         let hub = Arc::new(Hub::default());
-        let mut a = hub.subscribe("/t".into(), "/t");
+        let a = hub.subscribe("/t".into(), "/t");
         let mut b = hub.subscribe("/t".into(), "/t");
         let _other = hub.subscribe("/u".into(), "/u");
         assert_eq!(hub.deliver(&env("/t", a.id(), "hi")), 1);
         match b.recv().await {
-            Delivery::Message(e) => assert_eq!(e.payload, Payload::Text("hi".into())),
+            Delivery::Message(p) => assert_eq!(p, Payload::Text("hi".into())),
             other => panic!("{other:?}"),
         }
-        assert!(a.rx.try_recv().is_err());
+        assert_eq!(a.queue.depth(), (0, 0));
         drop(b);
         assert_eq!(hub.subscribers("/t"), 1);
         drop(a);
@@ -365,6 +303,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cut_subscriber_releases_what_it_held_at_once() {
+        let budget = Box::leak(Box::new(crate::budget::MemoryBudget::new(1 << 20)));
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.subscribe("/t".into(), "/t");
+        for i in 0..=SUBSCRIBER_QUEUE {
+            let charge = budget.try_charge(64, crate::budget::Kind::Queue).unwrap();
+            let payload = crate::budget::charged_bytes(bytes::Bytes::from(vec![0u8; 64]), charge);
+            let delivered = hub.deliver(&Envelope {
+                topic: "/t".into(),
+                sender: 0,
+                payload: Payload::Binary(payload),
+            });
+            assert_eq!(delivered, usize::from(i < SUBSCRIBER_QUEUE));
+        }
+        // Cut, its session not yet told: the queued payloads are already
+        // released, not held until the session ends.
+        assert_eq!(budget.used(), 0);
+        assert!(matches!(slow.recv().await, Delivery::Lagged));
+    }
+
+    #[tokio::test]
     async fn paced_delivery_waits_for_a_reader_and_cuts_a_stalled_one() {
         let hub = Arc::new(Hub::default());
         let mut reader = hub.subscribe("/t".into(), "/t");
@@ -386,6 +345,6 @@ mod tests {
         // The reader got everything (the publisher waited for it); the
         // stalled one was cut after its grace.
         assert_eq!(drain.await.unwrap(), 3 * SUBSCRIBER_QUEUE);
-        assert!(stalled.lagged.load(Ordering::Acquire));
+        assert!(stalled.queue.lagged());
     }
 }

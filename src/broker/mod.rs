@@ -4,15 +4,17 @@
 //!
 //! Two layers, always in this order:
 //! - the [`Hub`] (in-process fan-out): every subscriber has a bounded queue;
-//!   a message is one reference-counted [`Envelope`] cloned into each queue;
-//!   a subscriber whose queue is full is cut off, never waited for;
+//!   a message's payload is shared (reference-counted) into each queue;
+//!   a subscriber whose queue is full is cut off after a short, bounded
+//!   grace;
 //! - a [`Backend`] (the one small trait): `memory` keeps room state in this
 //!   process and forwards nothing; `redis` forwards envelopes to the other
 //!   instances over pub/sub and keeps room state in Redis, with expiring
 //!   presence (see `redis/mod.rs` for the delivery guarantee).
 //!
 //! Files: `envelope.rs` (what is carried), `backend.rs` (the trait and its
-//! answers), `hub.rs` (local fan-out), `wire.rs` (the envelope between
+//! answers), `hub.rs` (local fan-out), `queue.rs` (one
+//! subscriber's bounded queue), `wire.rs` (the envelope between
 //! instances), `memory.rs` and `redis/` (the backends); this file re-exports
 //! them and holds the [`Broker`] that puts the hub and a backend together.
 //!
@@ -23,6 +25,7 @@ mod backend;
 mod envelope;
 pub mod hub;
 pub mod memory;
+mod queue;
 pub mod redis;
 pub mod wire;
 

@@ -83,7 +83,7 @@ impl Handler for BroadcastSession {
     async fn next_outbound(&mut self) -> Outbound {
         loop {
             match self.sub.recv().await {
-                Delivery::Message(envelope) => match envelope.payload {
+                Delivery::Message(payload) => match payload {
                     Payload::Text(t) => return Outbound::Send(Message::Text(t)),
                     Payload::Binary(b) => return Outbound::Send(Message::Binary(b)),
                     Payload::Control(_) => {}

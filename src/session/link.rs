@@ -32,7 +32,13 @@
 //! none). The session flushes after everything it writes (and after every
 //! ping it answers) before it waits again, so nothing is left to send.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -84,6 +90,34 @@ pub struct Link<S> {
     handed: u64,
     /// The last item handed out fits in a small read.
     small: bool,
+    /// Made at the first wait (see [`ReadGate`]).
+    gate: Option<(Arc<ReadGate>, Waker)>,
+}
+
+/// Lets a wait skip the read side when nothing happened to it. The session
+/// waits for the client and for its outbound queue at once and wakes for
+/// either; without the gate, every wake for an outbound message (one per
+/// fan-out delivery) polled the whole read stack again down to the
+/// socket's readiness, about 1,300 instructions to learn nothing
+/// (bench/README.md, fan-out profile). The read side is polled with the
+/// gate's own waker, so the gate knows when it has news.
+struct ReadGate {
+    /// Poll the read side at the next wait: its waker fired, the last poll
+    /// returned something, or something else used the codec's read side.
+    due: AtomicBool,
+    /// The session's task.
+    task: AtomicWaker,
+}
+
+impl Wake for ReadGate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.due.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 // Not boxed: the codec is built and dropped as the client goes busy and
@@ -112,6 +146,7 @@ where
             max_message_size,
             handed: 0,
             small: true,
+            gate: None,
         }
     }
 
@@ -128,11 +163,47 @@ where
     /// Lets the next wait drop the codec if it holds nothing.
     pub fn allow_park(&mut self) {
         self.may_park = true;
+        self.read_due();
+    }
+
+    /// Makes the next wait poll the read side.
+    fn read_due(&self) {
+        if let Some((gate, _)) = &self.gate {
+            gate.due.store(true, Ordering::Release);
+        }
     }
 
     /// The next message, as `WebSocketStream::next`: `None` once the
-    /// connection has ended. Cancel-safe.
+    /// connection has ended. Cancel-safe. Polls the read side only when it
+    /// may have news ([`ReadGate`]).
     pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        let (gate, waker) = self
+            .gate
+            .get_or_insert_with(|| {
+                let gate = Arc::new(ReadGate {
+                    due: AtomicBool::new(true),
+                    task: AtomicWaker::new(),
+                });
+                (gate.clone(), Waker::from(gate))
+            })
+            .clone();
+        let mut read = pin!(self.read_next());
+        poll_fn(|cx| {
+            gate.task.register(cx.waker());
+            if !gate.due.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+            let polled = read.as_mut().poll(&mut Context::from_waker(&waker));
+            if polled.is_ready() {
+                gate.due.store(true, Ordering::Release);
+            }
+            polled
+        })
+        .await
+    }
+
+    /// [`Link::next`] without the gate.
+    async fn read_next(&mut self) -> Option<Result<Message, WsError>> {
         if self.may_park {
             self.park_if_idle();
         }
@@ -212,6 +283,8 @@ where
             self.handed += 1;
             self.small = fits_small_read(message);
         }
+        // Polled with no waker: the next wait must poll it again.
+        self.read_due();
         ready
     }
 
@@ -321,6 +394,7 @@ mod tests {
     use super::*;
     use crate::budget::{BudgetedIo, MemoryBudget};
     use futures_util::SinkExt;
+    use std::time::Duration;
     use tokio::io::{AsyncWriteExt, DuplexStream};
 
     /// A masked client frame (mask 0: the payload reads as is).
@@ -547,6 +621,27 @@ mod tests {
         assert!(asked() > PARKED_READ);
         drop(client);
         assert!(matches!(link.next().await, None | Some(Err(_))));
+    }
+
+    #[tokio::test]
+    async fn a_look_ahead_leaves_the_next_wait_reading() {
+        let (mut client, mut link) = link();
+        client.write_all(&frame(0x81, b"one")).await.unwrap();
+        assert_eq!(link.next().await.unwrap().unwrap(), Message::text("one"));
+        // A wait finds nothing; a look-ahead (no waker) after it must not
+        // hide what comes later.
+        wait_once(&mut link);
+        assert!(link.next_ready().is_none());
+        let later = async {
+            tokio::task::yield_now().await;
+            client.write_all(&frame(0x81, b"two")).await.unwrap();
+        };
+        let (got, ()) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(link.next(), later)
+        })
+        .await
+        .expect("the read side was polled");
+        assert_eq!(got.unwrap().unwrap(), Message::text("two"));
     }
 
     #[tokio::test]

@@ -170,7 +170,7 @@ impl Handler for ChatSession {
                 return std::future::pending().await;
             };
             match joined.sub.recv().await {
-                Delivery::Message(envelope) => match envelope.payload {
+                Delivery::Message(payload) => match payload {
                     Payload::Text(t) => return Outbound::Send(Message::Text(t)),
                     Payload::Binary(b) => return Outbound::Send(Message::Binary(b)),
                     Payload::Control(c) => {
