@@ -129,15 +129,17 @@ bench() {
     read -r -a groups <<<"$(server_groups "$server")"
     for group in "${groups[@]}"; do
         IFS=, read -r -a gpids <<<"${group#*=}"
-        before+=("$(cpu_ticks "${gpids[@]}")")
+        before+=("$(cpu_ticks "${gpids[@]}")" "$(CPU_FIELDS='$13' cpu_ticks "${gpids[@]}")")
     done
     bench_exec
     {
         echo "$bench_machine"
         for group in "${groups[@]}"; do
             IFS=, read -r -a gpids <<<"${group#*=}"
+            # All CPU time, then the kernel's part (GROUP_sys).
             echo "${group%%=*} $(($(cpu_ticks "${gpids[@]}") - before[i]))"
-            i=$((i + 1))
+            echo "${group%%=*}_sys $(($(CPU_FIELDS='$13' cpu_ticks "${gpids[@]}") - before[i + 1]))"
+            i=$((i + 2))
         done
     } >"$bench_out.cpu"
     bench_show
