@@ -19,57 +19,20 @@ handshakes (its Finished sent 300 ms late; or with its request in the same
 segment, as a busy client's arrive) and closes.
 """
 
-import os
-import re
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/install-test-deps)")
+from strace_calls import needs_strace, traced_calls
 
-CALL = re.compile(r"^(?:\d+\s+)?(recvfrom|writev|sendto|sendmsg|read|write)\((\d+), .*\)\s+=\s+(-?\d+)(.*)$")
+pytestmark = needs_strace
 
 
 def traced_socket_calls(pid, scenario):
     """(call, fd, result, rest) of every read and write of `pid`'s threads while scenario() runs."""
-    log = f"/tmp/wssd-reads-{os.getpid()}-{pid}.txt"
-    tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "trace=recvfrom,writev,sendto,sendmsg,read,write",
-         "-e", "signal=none", "-s", "0", "-o", log, "-p", str(pid)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if tracer.poll() is not None:
-                err = tracer.stderr.read().decode(errors="replace")
-                if "Operation not permitted" in err:
-                    pytest.skip(f"strace may not attach to another process here: {err.strip()}")
-                pytest.fail(f"strace exited: {err.strip()}")
-            tasks = os.listdir(f"/proc/{pid}/task")
-            traced = [t for t in tasks if re.search(r"^TracerPid:\s+[1-9]",
-                                                    open(f"/proc/{pid}/task/{t}/status").read(), re.M)]
-            if len(traced) == len(tasks):
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("strace did not attach (ptrace not permitted here?)")
-        scenario()
-    finally:
-        tracer.send_signal(signal.SIGINT)
-        tracer.wait(10)
-    calls = []
-    with open(log) as f:
-        for line in f:
-            m = CALL.match(line.strip())
-            if m:
-                calls.append((m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)))
-    os.unlink(log)
-    return calls
+    return traced_calls(pid, ["recvfrom", "writev", "sendto", "sendmsg", "read", "write"], scenario)
 
 
 def handshake(port, ctx, finished_delay=0.0, then=b""):

@@ -12,58 +12,21 @@ header).
 
 import asyncio
 import os
-import re
-import shutil
-import signal
-import subprocess
-import time
 
 import pytest
 
 from conftest import run, ws_connect
+from strace_calls import needs_strace, traced_calls
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/install-test-deps)")
+pytestmark = needs_strace
 
 SIZE = 16 * 1024
-WRITES = re.compile(r"^(?:\d+\s+)?(writev|sendto|sendmsg)\(\d+, .*\)\s+=\s+(\d+)$")
 
 
 def traced_writes(pid, send_one):
     """The (syscall, bytes) writes of every thread of `pid` while send_one() runs."""
-    log = f"/tmp/wssd-writes-{os.getpid()}-{pid}.txt"
-    tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "trace=writev,sendto,sendmsg", "-e", "signal=none",
-         "-s", "0", "-o", log, "-p", str(pid)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        # strace prints nothing when attached; wait until every thread is traced.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if tracer.poll() is not None:
-                err = tracer.stderr.read().decode(errors="replace")
-                if "Operation not permitted" in err:
-                    pytest.skip(f"strace may not attach to another process here: {err.strip()}")
-                pytest.fail(f"strace exited: {err.strip()}")
-            tasks = os.listdir(f"/proc/{pid}/task")
-            traced = [t for t in tasks if re.search(r"^TracerPid:\s+[1-9]",
-                                                    open(f"/proc/{pid}/task/{t}/status").read(), re.M)]
-            if len(traced) == len(tasks):
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("strace did not attach (ptrace not permitted here?)")
-        send_one()
-    finally:
-        tracer.send_signal(signal.SIGINT)
-        tracer.wait(10)
-    writes = []
-    with open(log) as f:
-        for line in f:
-            m = WRITES.match(line.strip())
-            if m:
-                writes.append((m.group(1), int(m.group(2))))
-    os.unlink(log)
-    return writes
+    return [(call, result) for call, _, result, rest in
+            traced_calls(pid, ["writev", "sendto", "sendmsg"], send_one) if result >= 0 and not rest.strip()]
 
 
 def writes_during_one_echo(srv, url, ctx, payload):
