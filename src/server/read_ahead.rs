@@ -16,30 +16,54 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::stall::StallGuard;
 
 /// Most bytes read ahead at once: one full TLS record (16 KiB of
 /// plaintext, its 5-byte header and up to 256 bytes of expansion), which
 /// also covers a 16 KiB WebSocket frame with its header.
 pub const CHUNK: usize = 16 * 1024 + 5 + 256;
 
+/// Whether a read would find data now, without reading: tokio's readiness
+/// of the socket. A connection that brings large reads is read straight
+/// into a heap buffer once it is readable (no copy through the stack), and
+/// nothing is allocated while it waits.
+pub trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl<T: ReadReady> ReadReady for StallGuard<T> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().poll_read_ready(cx)
+    }
+}
+
 /// A connection whose small reads are served from one larger read.
 #[derive(Debug)]
 pub struct ReadAhead<T> {
     inner: T,
     /// Bytes read but not yet taken; `None` whenever it is empty.
-    ahead: Option<Box<Ahead>>,
-}
-
-#[derive(Debug)]
-struct Ahead {
-    bytes: Box<[u8]>,
-    taken: usize,
+    ahead: Option<Box<BytesMut>>,
+    /// The last socket read brought more than its caller could take: the
+    /// next one is made into a heap buffer, once the socket is readable.
+    large: bool,
 }
 
 impl<T> ReadAhead<T> {
     pub fn new(inner: T) -> Self {
-        ReadAhead { inner, ahead: None }
+        ReadAhead {
+            inner,
+            ahead: None,
+            large: false,
+        }
     }
 
     pub fn get_ref(&self) -> &T {
@@ -48,7 +72,7 @@ impl<T> ReadAhead<T> {
 
     /// Bytes read from the socket and not yet handed out.
     pub fn buffered(&self) -> usize {
-        self.ahead.as_ref().map_or(0, |a| a.bytes.len() - a.taken)
+        self.ahead.as_ref().map_or(0, |a| a.len())
     }
 
     /// Hands out what was read ahead; true when there was any.
@@ -56,18 +80,28 @@ impl<T> ReadAhead<T> {
         let Some(ahead) = self.ahead.as_mut() else {
             return false;
         };
-        let rest = &ahead.bytes[ahead.taken..];
-        let n = rest.len().min(dst.remaining());
-        dst.put_slice(&rest[..n]);
-        ahead.taken += n;
-        if ahead.taken == ahead.bytes.len() {
+        let n = ahead.len().min(dst.remaining());
+        dst.put_slice(&ahead[..n]);
+        ahead.advance(n);
+        if ahead.is_empty() {
             self.ahead = None;
         }
         true
     }
+
+    /// Hands `dst` what it can take of `read` and keeps the rest.
+    fn serve(&mut self, dst: &mut ReadBuf<'_>, mut read: BytesMut) {
+        let n = read.len().min(dst.remaining());
+        dst.put_slice(&read[..n]);
+        read.advance(n);
+        self.large = !read.is_empty();
+        if self.large {
+            self.ahead = Some(Box::new(read));
+        }
+    }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
+impl<T: AsyncRead + ReadReady + Unpin> AsyncRead for ReadAhead<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -80,17 +114,28 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         if dst.remaining() >= CHUNK {
             return Pin::new(&mut this.inner).poll_read(cx, dst);
         }
+        if this.large {
+            // Straight into the buffer that keeps what the caller cannot
+            // take (a 16 KiB record read 4 KiB at a time by rustls).
+            ready!(this.inner.poll_read_ready(cx))?;
+            let mut read = BytesMut::with_capacity(CHUNK);
+            ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut this.inner),
+                cx,
+                &mut read
+            ))?;
+            this.serve(dst, read);
+            return Poll::Ready(Ok(()));
+        }
         let mut scratch = [MaybeUninit::<u8>::uninit(); CHUNK];
         let mut read = ReadBuf::uninit(&mut scratch);
         ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
         let got = read.filled();
         let n = got.len().min(dst.remaining());
         dst.put_slice(&got[..n]);
-        if n < got.len() {
-            this.ahead = Some(Box::new(Ahead {
-                bytes: got[n..].into(),
-                taken: 0,
-            }));
+        this.large = n < got.len();
+        if this.large {
+            this.ahead = Some(Box::new(BytesMut::from(&got[n..])));
         }
         Poll::Ready(Ok(()))
     }
@@ -130,6 +175,44 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ReadAhead<T> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    impl ReadReady for tokio::io::DuplexStream {
+        fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_large_read_the_next_goes_straight_to_the_kept_buffer() {
+        let (mut client, server) = tokio::io::duplex(4 * CHUNK);
+        let mut server = ReadAhead::new(server);
+        let record: Vec<u8> = (0..16_000u32).map(|i| (i % 253) as u8).collect();
+        let mut buf = [0u8; 4096];
+        for round in 0..3 {
+            client.write_all(&record).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < record.len() {
+                let n = server.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if got.len() == 4096 {
+                    // One socket read brought the whole record; the rest is kept.
+                    assert_eq!(server.buffered(), record.len() - 4096, "round {round}");
+                }
+            }
+            assert_eq!(got, record, "round {round}");
+            assert!(server.ahead.is_none(), "an emptied read-ahead is freed");
+            assert!(
+                server.large,
+                "round {round}: the next read goes to the heap"
+            );
+        }
+        // A small read ends it: the next one is served from the stack again.
+        client.write_all(b"small").await.unwrap();
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"small");
+        assert!(!server.large);
+        assert!(server.ahead.is_none());
+    }
 
     #[tokio::test]
     async fn small_reads_are_served_from_one_read_then_nothing_is_held() {
