@@ -196,8 +196,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TicketHold<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_after_held(cx, &[IoSlice::new(buf)])
+        let this = self.get_mut();
+        if this.phase == Phase::Through {
+            // The connection's whole life after the handshake.
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        this.poll_write_after_held(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -205,7 +209,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TicketHold<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_after_held(cx, bufs)
+        let this = self.get_mut();
+        if this.phase == Phase::Through {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
+        this.poll_write_after_held(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -292,16 +300,28 @@ mod tests {
         (client, server)
     }
 
-    #[tokio::test]
-    async fn the_write_after_the_answer_leaves_with_the_reply() {
-        let (mut client, mut server) = pair();
-        let mut buf = [0u8; 64];
+    /// The client's hello, the server's first flight (flushed or not) and
+    /// the client's answer: from here a small write is held.
+    async fn answered(
+        client: &mut tokio::io::DuplexStream,
+        server: &mut TicketHold<Counting>,
+        flush: bool,
+    ) {
+        let mut buf = [0u8; 8];
         client.write_all(b"hello").await.unwrap();
         server.read_exact(&mut buf[..5]).await.unwrap();
         server.write_all(b"flight").await.unwrap();
-        server.flush().await.unwrap();
+        if flush {
+            server.flush().await.unwrap();
+        }
         client.write_all(b"finished").await.unwrap();
         server.read_exact(&mut buf[..8]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_write_after_the_answer_leaves_with_the_reply() {
+        let (mut client, mut server) = pair();
+        answered(&mut client, &mut server, true).await;
         server.write_all(b"ticket").await.unwrap();
         server.flush().await.unwrap();
         assert_eq!(server.held(), 6);
@@ -318,12 +338,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_would_wait_sends_what_is_held() {
         let (mut client, mut server) = pair();
-        let mut buf = [0u8; 64];
-        client.write_all(b"hello").await.unwrap();
-        server.read_exact(&mut buf[..5]).await.unwrap();
-        server.write_all(b"flight").await.unwrap();
-        client.write_all(b"finished").await.unwrap();
-        server.read_exact(&mut buf[..8]).await.unwrap();
+        answered(&mut client, &mut server, false).await;
         server.write_all(b"last").await.unwrap();
         // Still handshaking: the server now waits for the client, which
         // waits for "last" (a HelloRetryRequest's flight).
@@ -344,12 +359,7 @@ mod tests {
     #[tokio::test]
     async fn release_writes_a_held_alert_and_large_writes_pass() {
         let (mut client, mut server) = pair();
-        let mut buf = [0u8; 64];
-        client.write_all(b"hello").await.unwrap();
-        server.read_exact(&mut buf[..5]).await.unwrap();
-        server.write_all(b"flight").await.unwrap();
-        client.write_all(b"finished").await.unwrap();
-        server.read_exact(&mut buf[..8]).await.unwrap();
+        answered(&mut client, &mut server, false).await;
         let big = vec![7u8; MAX_HELD + 1];
         server.write_all(&big).await.unwrap();
         assert_eq!(server.held(), 0);

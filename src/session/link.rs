@@ -487,6 +487,24 @@ mod tests {
         asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
 
+    type Count = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
+    /// A link over a connection that counts its reads and the room the
+    /// last one asked for.
+    fn counted_link(
+        server: DuplexStream,
+    ) -> (Link<BudgetedIo<Counted<DuplexStream>>>, Count, Count) {
+        let (reads, asked) = (Count::default(), Count::default());
+        let counted = Counted {
+            inner: server,
+            reads: reads.clone(),
+            asked: asked.clone(),
+        };
+        let budget = Box::leak(Box::new(MemoryBudget::new(1 << 20)));
+        let link = Link::new(BudgetedIo::with_budget(counted, budget), 1 << 16);
+        (link, reads, asked)
+    }
+
     impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         fn poll_read(
             self: std::pin::Pin<&mut Self>,
@@ -529,14 +547,7 @@ mod tests {
     #[tokio::test]
     async fn the_look_ahead_does_not_read_once_everything_read_was_handed_out() {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = Counted {
-            inner: server,
-            reads: reads.clone(),
-            asked: Default::default(),
-        };
-        let budget = Box::leak(Box::new(MemoryBudget::new(1 << 20)));
-        let mut link = Link::new(BudgetedIo::with_budget(counted, budget), 1 << 16);
+        let (mut link, reads, _) = counted_link(server);
         let count = || reads.load(std::sync::atomic::Ordering::Relaxed);
         for _ in 0..3 {
             // One message in flight: once it is out, the look-ahead has
@@ -573,14 +584,7 @@ mod tests {
     #[tokio::test]
     async fn a_link_that_handed_out_everything_waits_with_a_small_read() {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = Counted {
-            inner: server,
-            reads: Default::default(),
-            asked: asked.clone(),
-        };
-        let budget = Box::leak(Box::new(MemoryBudget::new(1 << 20)));
-        let mut link = Link::new(BudgetedIo::with_budget(counted, budget), 1 << 16);
+        let (mut link, _, asked) = counted_link(server);
         let asked = || asked.load(std::sync::atomic::Ordering::Relaxed);
         for round in 0..3 {
             client.write_all(&frame(0x81, b"one")).await.unwrap();
