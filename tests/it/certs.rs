@@ -228,6 +228,77 @@ async fn certificate_files_replaced_20_times_under_load() {
     assert!(ok >= 16.0, "successful reloads counted: {ok}");
 }
 
+/// A log (or a profiler's output) written beside the certificate must not
+/// hold the reload back: only the watched files restart the watcher's
+/// debounce. Before, every write in the folder restarted it, so a
+/// certificate replaced while another file there was written more often
+/// than the debounce was only picked up once those writes stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_change_is_seen_while_another_file_beside_it_is_written() {
+    let ca = TestCa::new("busy folder CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    write(&ca_file, &ca.pem());
+    let certs = tempfile::tempdir().unwrap();
+    let first = ca.leaf(&["localhost"], 1, false);
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    write(&cert, &first.cert_pem);
+    write(&key, &first.key_pem);
+    let server = Wssd::builder()
+        .args(["--tls", "files", "--cert-check-interval", "60"])
+        .args(["--cert", cert.to_str().unwrap()])
+        .args(["--key", key.to_str().unwrap()])
+        .spawn()
+        .await;
+    let client = client_tls_trusting(&ca_file);
+    let addr = server.tls_addr();
+    assert_eq!(served_leaf(addr, &client, "localhost").await, first.der);
+
+    // Another file in the folder, appended to every 40 ms (well inside the
+    // watcher's 200 ms debounce) until the test ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let lines = Arc::new(AtomicU64::new(0));
+    let log = certs.path().join("app.log");
+    let writer = {
+        let (stop, lines) = (stop.clone(), lines.clone());
+        tokio::spawn(async move {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&log).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                writeln!(f, "line {}", lines.fetch_add(1, Ordering::Relaxed)).unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = ca.leaf(&["localhost"], 2, false);
+    write(&key.with_extension("new"), &second.key_pem);
+    write(&cert.with_extension("new"), &second.cert_pem);
+    std::fs::rename(key.with_extension("new"), &key).unwrap();
+    std::fs::rename(cert.with_extension("new"), &cert).unwrap();
+    let at_swap = lines.load(Ordering::Relaxed);
+    let start = Instant::now();
+    loop {
+        if served_leaf(addr, &client, "localhost").await == second.der {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "the new certificate was not served within 4 s while app.log was being written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let written = lines.load(Ordering::Relaxed) - at_swap;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    assert!(
+        written >= 3,
+        "app.log was written throughout the reload ({written} lines between the swap and the new certificate)"
+    );
+}
+
 #[tokio::test]
 async fn sighup_reloads_and_metrics_report_status() {
     let ca = TestCa::new("sighup CA");
