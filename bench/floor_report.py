@@ -21,10 +21,12 @@ from common import (fmt, fmt_ratio, load_machine, load_run, ok, read_lines, run_
                     write_json, write_text)
 
 CLASSES = ("kernel", "crypto", "memory", "other")
-# aws-lc's functions (its C and assembly, with their local labels), as perf names them.
+# aws-lc's functions (its C and assembly with their local labels, its static helpers such as the
+# DRBG and Keccak, and the Rust bindings: aws-lc-rs and rustls' provider over it), as perf names them.
 CRYPTO = re.compile(
-    r"aws_lc_|^_*L[a-z]|ecp_nistz|nistz256|mlkem|mlk_|curve25519|x25519|bignum_|keccak|_aesni|aes_hw"
-    r"|gcm_|ghash|sha(1|256|512|3)_|jent_|p256_|poly1305|chacha")
+    r"aws_lc|^_*L[a-z]|ecp_nistz|nistz256|mlkem|mlk_|curve25519|x25519|bignum_|[Kk]eccak|_aesni|aes_hw"
+    r"|gcm_|ghash|sha(1|256|512|3)_|SHA(1|256|384|512)_|jent_|p256_|poly1305|chacha|rand_bytes|drbg"
+    r"|rdrand|(^|[^a-z])(evp|EVP|bn|BN|ec|EC|RAND|CRYPTO|HMAC|HKDF|ED25519|OPENSSL)_|skip_iv")
 MEMORY = re.compile(r"^(__)?(mem(move|cpy|set)|_?_?int_(malloc|free|realloc)|c?free|malloc|realloc"
                     r"|unlink_chunk|malloc_consolidate|tcache)")
 LINE = re.compile(r"^\s*([0-9.]+)%\s+(\S+)\s+\[(.)\]\s+(\S+)")
