@@ -415,6 +415,44 @@ mod tests {
     }
 
     #[test]
+    fn http2_websockets_take_per_ip_slots_of_the_client_address() {
+        let a = Admission::new(10, 3, None);
+        let balancer: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        // Behind the PROXY protocol: the connection is the header's client.
+        let mut conn = a.admit_total(balancer).unwrap();
+        a.admit_client(&mut conn, client).unwrap();
+        let conn = Arc::new(conn);
+        let s1 = conn.admit_stream().unwrap();
+        let s2 = conn.admit_stream().unwrap();
+        assert_eq!(conn.admit_stream().unwrap_err(), Refusal::PerIp);
+        // Counted per IP, not in the total (TCP connections).
+        assert_eq!(a.open(), 1);
+        assert_eq!(a.state.lock().unwrap().per_ip.get(&client), Some(&3));
+        assert_eq!(a.admit(client).unwrap_err(), Refusal::PerIp);
+        assert!(a.admit(balancer).is_ok(), "the balancer is not charged");
+        drop(s1);
+        let s3 = conn.admit_stream().unwrap();
+        // A stream keeps its connection's slots: dropped last, all go.
+        let held = Arc::downgrade(&conn);
+        drop(conn);
+        assert!(held.upgrade().is_some());
+        drop((s2, s3));
+        assert_eq!(a.open(), 0);
+        assert!(a.state.lock().unwrap().per_ip.is_empty());
+    }
+
+    #[test]
+    fn http2_websockets_take_a_token_of_the_rate() {
+        let a = Admission::new(100, 100, NonZeroU32::new(1));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let conn = Arc::new(a.admit(ip).unwrap());
+        let _s = conn.admit_stream().unwrap();
+        assert_eq!(conn.admit_stream().unwrap_err(), Refusal::Rate);
+        assert_eq!(a.state.lock().unwrap().per_ip.get(&ip), Some(&2));
+    }
+
+    #[test]
     fn rate_refuses_before_the_per_ip_count() {
         let a = Admission::new(100, 100, NonZeroU32::new(2));
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
