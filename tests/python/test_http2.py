@@ -476,6 +476,34 @@ def test_websockets_over_http2_count_against_the_per_ip_cap(wssd):
     c.close()
 
 
+def test_behind_the_proxy_protocol_http2_websockets_count_for_the_carried_address(wssd):
+    """Behind a balancer speaking the PROXY protocol, a WebSocket stream is
+    charged to the client address its connection's header gave, not to the
+    balancer: one client's second stream is refused (cap 2: its connection
+    and one WebSocket), another client's through the same balancer is not."""
+    srv = wssd.start("--route", "/ws/echo=echo", "--max-connections-per-ip", "2",
+                     "--proxy-protocol", "--trusted-proxy", "127.0.0.1")
+    port = srv.tls_port
+
+    def client(ip: str) -> H2Client:
+        return H2Client(port, proxy_header=f"PROXY TCP4 {ip} 127.0.0.1 40000 {port}\r\n".encode())
+
+    a = client("192.0.2.1")
+    sid, status, _ = a.connect_ws("/ws/echo")
+    assert status == 200
+    status, text = refused_ws(a, "/ws/echo")
+    assert status == 503 and "--max-connections-per-ip 2 reached" in text, text
+    b = client("192.0.2.2")
+    other, status, _ = b.connect_ws("/ws/echo")
+    assert status == 200
+    for c, s in ((a, sid), (b, other)):
+        c.send_ws(s, TEXT, b"still here")
+        assert c.recv_ws(s) == (TEXT, b"still here")
+    assert metric_samples(srv, "wssd_connections_refused_total").get('{reason="per_ip"}') == 1
+    a.close()
+    b.close()
+
+
 def test_websockets_over_http2_take_a_token_of_the_per_ip_rate(wssd):
     """--connection-rate-per-ip 1 (burst 2): the connection takes a token and
     each WebSocket stream one more, so within a few streams one gets 503
