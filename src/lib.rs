@@ -11,7 +11,8 @@
 //!   reloads (`reload`: swap the router, retire changed routes), reads
 //!   the PROXY protocol header of trusted balancers (`proxy_protocol`),
 //!   admits connections per IP, per IP per second
-//!   (`rate`) and in total (`admission`), counting and summarising refusals
+//!   (`rate`) and in total (`admission`; a WebSocket carried as an HTTP/2
+//!   stream counts per IP as a connection), counting and summarising refusals
 //!   (`refusals`), puts a stall timer under every socket and over every
 //!   WebSocket's upgraded connection, an HTTP/2 stream included (`stall`:
 //!   the send timeout), answers plain HTTP on a TLS port (`sniff`), serves
@@ -37,7 +38,8 @@
 //!   match (`router`), the route's auth (`gate`: 401/429, the credential
 //!   taken out, the identity), the access log's view of a request
 //!   (`logged`), then the upgrade checks (`edge`: RFC 6455,
-//!   Origin, Host allowlist in `host`, permit) or plain HTTP; `redirect`
+//!   Origin, Host allowlist in `host`, permit, an HTTP/2 WebSocket's own
+//!   per-IP slot) or plain HTTP; `redirect`
 //!   sends plain listeners to https:// (`--redirect-http`); `http2` serves
 //!   connections that negotiated ALPN `h2` (its limits, `:authority` as
 //!   Host; WebSockets over HTTP/2 are RFC 8441 extended CONNECTs, checked

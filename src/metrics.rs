@@ -10,7 +10,9 @@
 //! - `wssd_handshake_failures_total{reason}` (tls, http, limit, timeout,
 //!   auth, plain_http: an HTTP request on a TLS port, answered 400)
 //! - `wssd_connections_refused_total{reason}` connections closed at accept
-//!   (reason: total, per_ip, rate, proxy_protocol, listener)
+//!   (reason: total, per_ip, rate, proxy_protocol, listener), and WebSockets
+//!   over HTTP/2 refused at the upgrade (per_ip, rate: they count as
+//!   connections)
 //! - `wssd_connection_rate_addresses` gauge: client addresses the per-IP
 //!   connection rate remembers
 //! - `wssd_auth_failures_total{route,reason}` requests refused by a route's

@@ -74,13 +74,13 @@ pub struct ServeArgs {
     #[arg(long, env = "WSSD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Most connections from one IP address at once; past it new ones are closed before TLS [default: 4096]
+    /// Most connections from one IP address at once, each WebSocket over HTTP/2 counted as one; past it new connections are closed before TLS, HTTP/2 WebSockets get 503 [default: 4096]
     #[arg(long, env = "WSSD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
     // The listener edge (issue 12): per-IP connection rate, PROXY protocol,
     // http -> https.
-    /// New connections per second from one client IP (IPv6: per /64), burst 2N; past it new ones are closed before TLS [default: off]
+    /// New connections per second from one client IP (IPv6: per /64), each WebSocket over HTTP/2 counted as one, burst 2N; past it new connections are closed before TLS, HTTP/2 WebSockets get 503 [default: off]
     #[arg(long, env = "WSSD_CONNECTION_RATE_PER_IP", value_name = "N")]
     pub connection_rate_per_ip: Option<u32>,
 

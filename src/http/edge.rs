@@ -1,9 +1,14 @@
 //! The edge of the WebSocket path: checks an upgrade request once (method,
 //! version, key on HTTP/1.1 or RFC 8441's extended CONNECT on HTTP/2,
-//! Origin and Host, connection limit) and hands it to the route kind
+//! Origin and Host, connection limits) and hands it to the route kind
 //! (`Route::upgrade`), which answers 101 (200 on HTTP/2) and starts the
 //! session.
 //! Every refusal is a clear HTTP error before the upgrade.
+//!
+//! A WebSocket over HTTP/1.1 has its TCP connection's per-IP slot, taken
+//! at accept; one carried as an HTTP/2 stream takes a per-IP slot (and a
+//! token of the per-IP rate) of its own here, as it would on its own
+//! connection (`server::admission`), and holds it until its session ends.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use super::reply::{Body, ConnInfo, Handshake, refused, text_response};
 use crate::auth::Identity;
 use crate::metrics::{self, HandshakeFailure};
 use crate::routes::Route;
+use crate::server::admission::Refusal;
 
 /// Validates the upgrade request and, if it passes, hands it with its
 /// connection slot and the caller's `identity` (from `gate`) to the route.
@@ -51,6 +57,19 @@ pub async fn accept_websocket(
             "server is shutting down\n",
         );
     }
+    // An HTTP/2 WebSocket's own per-IP slot, in the ticket its session
+    // keeps (with the connection's) until it ends.
+    let stream_conn;
+    let conn = match handshake {
+        Handshake::Http2 => match stream_admitted(conn) {
+            Ok(c) => {
+                stream_conn = c;
+                &stream_conn
+            }
+            Err(refusal) => return *refusal,
+        },
+        Handshake::Http1 { .. } => conn,
+    };
     let Ok(permit) = ctx.sessions.clone().try_acquire_owned() else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -63,6 +82,35 @@ pub async fn accept_websocket(
     route
         .upgrade(req, handshake, permit, &ctx.env(conn, identity))
         .await
+}
+
+/// A WebSocket carried as an HTTP/2 stream of `conn`, admitted per client
+/// address as a connection of its own: `conn` with the stream's ticket, or
+/// 503 naming the limit reached (counted as a refused connection and as a
+/// failed handshake, as it would be at accept).
+fn stream_admitted(conn: &ConnInfo) -> Result<ConnInfo, Box<Response<Body>>> {
+    match conn.ticket.admit_stream() {
+        Ok(ticket) => Ok(ConnInfo {
+            ticket: Arc::new(ticket),
+            ..conn.clone()
+        }),
+        Err(reason) => {
+            let why = conn.ticket.admission().why(reason);
+            let text = match reason {
+                Refusal::Rate => format!(
+                    "too many new connections from your address ({why}; each WebSocket over HTTP/2 counts as a connection); try again later\n"
+                ),
+                _ => format!(
+                    "too many connections from your address ({why}; each WebSocket over HTTP/2 counts as a connection, and so does the HTTP/2 connection itself); try again later\n"
+                ),
+            };
+            Err(Box::new(refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                HandshakeFailure::Limit,
+                &text,
+            )))
+        }
+    }
 }
 
 /// The version-specific checks: RFC 6455 section 4.2.1 on HTTP/1.1,

@@ -7,7 +7,9 @@
 //!
 //! Limits per connection, and why:
 //! - [`MAX_CONCURRENT_STREAMS`] streams (requests and WebSockets) at once;
-//!   WebSockets also take a `--max-connections` slot each, as on HTTP/1.1.
+//!   WebSockets also take a `--max-connections` slot each, as on HTTP/1.1,
+//!   and a `--max-connections-per-ip` slot each on top of the connection's
+//!   (`edge`, `server::admission`).
 //! - Request headers as large as an HTTP/1.1 head ([`MAX_HEADER_LIST`]).
 //! - Flow-control windows: what a client may send before the server reads
 //!   it is [`STREAM_WINDOW`] per stream and [`CONNECTION_WINDOW`] in all.

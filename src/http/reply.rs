@@ -27,7 +27,9 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     pub tls: bool,
     /// The connection's admission slot; released when the last holder
-    /// (the HTTP connection or the WebSocket session) lets go.
+    /// (the HTTP connection or the WebSocket session) lets go. A WebSocket
+    /// over HTTP/2 gets a ticket of its own (its per-IP slot, holding the
+    /// connection's) from `edge`.
     pub ticket: Arc<Ticket>,
     /// Subject of the verified client certificate (mTLS), if one was sent.
     pub client_subject: Option<Arc<str>>,

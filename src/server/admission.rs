@@ -18,6 +18,15 @@
 //! first ([`Admission::admit_listener`]): a connection past it is closed at
 //! accept like the others, counted with reason `listener`, and costs the
 //! other limits nothing.
+//!
+//! A WebSocket carried as an HTTP/2 stream counts as one on its own
+//! connection would ([`Ticket::admit_stream`], asked by `http::edge`): the
+//! TCP connection holds its per-IP slot from accept, and each WebSocket
+//! stream takes one more slot (and one token of the per-IP rate) for its
+//! life, so N WebSockets over one h2 connection cost the per-IP cap N + 1,
+//! where N over HTTP/1.1 cost N. nginx's `limit_conn` counts each HTTP/2
+//! request the same way. Past the cap the stream gets 503; the connection
+//! and its other streams go on.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -52,7 +61,8 @@ struct State {
     per_ip: HashMap<IpAddr, usize>,
 }
 
-/// Held for the life of a TCP connection; releases its slots on drop.
+/// Held for the life of a TCP connection, or of a WebSocket carried as an
+/// HTTP/2 stream ([`Ticket::admit_stream`]); releases its slots on drop.
 #[derive(Debug)]
 pub struct Ticket {
     admission: Arc<Admission>,
@@ -60,6 +70,10 @@ pub struct Ticket {
     ip: Option<IpAddr>,
     /// The slot on its listener's own cap, if it has one.
     listener: Option<ListenerSlot>,
+    /// A stream's ticket: the connection it is carried on, kept (with its
+    /// slots) while the stream lives. A stream is not counted in the total,
+    /// which counts TCP connections.
+    carrier: Option<Arc<Ticket>>,
 }
 
 /// One listener's own cap: open connections accepted by it.
@@ -153,6 +167,7 @@ impl Admission {
             admission: self.clone(),
             ip: None,
             listener: None,
+            carrier: None,
         })
     }
 
@@ -195,6 +210,12 @@ impl Admission {
         *count += 1;
         ticket.ip = Some(ip);
         Ok(())
+    }
+
+    /// The limit a refusal for `reason` met, e.g.
+    /// "--max-connections-per-ip 4096 reached".
+    pub fn why(&self, reason: Refusal) -> &str {
+        self.refusals.why(reason)
     }
 
     /// Counts and logs (summarised) a refused connection from `ip`.
@@ -247,6 +268,51 @@ impl Ticket {
     pub fn hold(&mut self, slot: Option<ListenerSlot>) {
         self.listener = slot;
     }
+
+    /// Admits a WebSocket carried as an HTTP/2 stream of this connection as
+    /// if it were a connection of its own from the same client address
+    /// (behind the PROXY protocol, the header's): a token of the per-IP
+    /// rate, then one more slot on the per-IP cap, held until the returned
+    /// ticket is dropped (with the session). A refusal is counted and
+    /// logged like one at accept; the caller answers it (503), which counts
+    /// it as a failed handshake.
+    pub fn admit_stream(self: &Arc<Self>) -> Result<Ticket, Refusal> {
+        let admission = &self.admission;
+        let mut stream = Ticket {
+            admission: admission.clone(),
+            ip: None,
+            listener: None,
+            carrier: Some(self.clone()),
+        };
+        // Served connections have their address charged already.
+        let Some(ip) = self.ip else {
+            return Ok(stream);
+        };
+        if let Some(rate) = &admission.rate
+            && !rate.allow(ip)
+        {
+            admission.refusals.record(Refusal::Rate, ip);
+            return Err(Refusal::Rate);
+        }
+        let mut state = admission.state.lock().unwrap_or_else(|p| p.into_inner());
+        let count = state.per_ip.entry(ip).or_insert(0);
+        if *count >= admission.max_per_ip {
+            if *count == 0 {
+                state.per_ip.remove(&ip);
+            }
+            drop(state);
+            admission.refusals.record(Refusal::PerIp, ip);
+            return Err(Refusal::PerIp);
+        }
+        *count += 1;
+        stream.ip = Some(ip);
+        Ok(stream)
+    }
+
+    /// The admission that issued this ticket.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
 }
 
 impl Drop for Ticket {
@@ -256,7 +322,9 @@ impl Drop for Ticket {
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        state.total = state.total.saturating_sub(1);
+        if self.carrier.is_none() {
+            state.total = state.total.saturating_sub(1);
+        }
         if let Some(ip) = self.ip
             && let Some(count) = state.per_ip.get_mut(&ip)
         {
@@ -344,6 +412,44 @@ mod tests {
         held.pop();
         assert_eq!(cap.open(), 1, "closing one frees its slot");
         assert!(a.admit_listener(Some(&cap), ip).unwrap().is_some());
+    }
+
+    #[test]
+    fn http2_websockets_take_per_ip_slots_of_the_client_address() {
+        let a = Admission::new(10, 3, None);
+        let balancer: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        // Behind the PROXY protocol: the connection is the header's client.
+        let mut conn = a.admit_total(balancer).unwrap();
+        a.admit_client(&mut conn, client).unwrap();
+        let conn = Arc::new(conn);
+        let s1 = conn.admit_stream().unwrap();
+        let s2 = conn.admit_stream().unwrap();
+        assert_eq!(conn.admit_stream().unwrap_err(), Refusal::PerIp);
+        // Counted per IP, not in the total (TCP connections).
+        assert_eq!(a.open(), 1);
+        assert_eq!(a.state.lock().unwrap().per_ip.get(&client), Some(&3));
+        assert_eq!(a.admit(client).unwrap_err(), Refusal::PerIp);
+        assert!(a.admit(balancer).is_ok(), "the balancer is not charged");
+        drop(s1);
+        let s3 = conn.admit_stream().unwrap();
+        // A stream keeps its connection's slots: dropped last, all go.
+        let held = Arc::downgrade(&conn);
+        drop(conn);
+        assert!(held.upgrade().is_some());
+        drop((s2, s3));
+        assert_eq!(a.open(), 0);
+        assert!(a.state.lock().unwrap().per_ip.is_empty());
+    }
+
+    #[test]
+    fn http2_websockets_take_a_token_of_the_rate() {
+        let a = Admission::new(100, 100, NonZeroU32::new(1));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let conn = Arc::new(a.admit(ip).unwrap());
+        let _s = conn.admit_stream().unwrap();
+        assert_eq!(conn.admit_stream().unwrap_err(), Refusal::Rate);
+        assert_eq!(a.state.lock().unwrap().per_ip.get(&ip), Some(&2));
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Connections refused at accept, counted and summarised: every refusal is
+//! Connections refused at accept (and WebSockets carried as HTTP/2 streams
+//! refused at the upgrade for the per-IP cap or rate, which count as
+//! connections: `admission`), counted and summarised: every refusal is
 //! counted in `wssd_connections_refused_total{reason}`, but the log gets
 //! one line for the first refusal of a burst and then one summary line per
 //! [`SUMMARY_INTERVAL`] while refusals go on ("refused 5234 connections in
@@ -22,7 +24,8 @@ pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 /// Most (reason, address) pairs counted per interval.
 pub const MAX_TOP: usize = 1024;
 
-/// Why a connection was refused at accept.
+/// Why a connection was refused at accept (or an HTTP/2 WebSocket stream
+/// at the upgrade: `PerIp`, `Rate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// `--max-connections` (plus the handshake headroom) open already.
@@ -109,6 +112,11 @@ impl Refusals {
                 by_address: HashMap::new(),
             }),
         }
+    }
+
+    /// The limit a refusal for `reason` met (see [`Refusals::new`]).
+    pub fn why(&self, reason: Refusal) -> &str {
+        &self.why[reason.index()]
     }
 
     /// Counts a refusal of a connection from `ip`; the first of a burst is

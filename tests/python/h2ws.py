@@ -37,13 +37,18 @@ class Stream:
 
 class H2Client:
     def __init__(self, port: int, host: str = "localhost", timeout: float = 10.0,
-                 context: ssl.SSLContext | None = None) -> None:
+                 context: ssl.SSLContext | None = None,
+                 proxy_header: bytes | None = None) -> None:
+        """`proxy_header`: sent before TLS, as a balancer speaking the PROXY
+        protocol would."""
         ctx = context or ssl.create_default_context()
         if context is None:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         ctx.set_alpn_protocols(["h2"])
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if proxy_header is not None:
+            raw.sendall(proxy_header)
         self.sock = ctx.wrap_socket(raw, server_hostname=host)
         assert self.sock.selected_alpn_protocol() == "h2", self.sock.selected_alpn_protocol()
         self.authority = f"{host}:{port}"

@@ -400,3 +400,128 @@ def test_idle_connections_close_but_websockets_keep_theirs_open(wssd):
     while not silent.eof and time.monotonic() - began < 10:
         silent.pump(0.2)
     assert silent.eof and time.monotonic() - began < 5
+
+
+def refused_ws(c: H2Client, path: str) -> tuple[int, str]:
+    """An extended CONNECT the server answers with an error: (status, text)."""
+    sid, status, _ = c.connect_ws(path)
+    if status == 200:
+        return status, "admitted"
+    s = c.stream(sid)
+    c.wait(lambda: s.ended or s.reset is not None)
+    return status, s.data.decode()
+
+
+def admitted_again(c: H2Client, path: str, timeout: float = 5.0) -> int:
+    """A WebSocket stream admitted once a slot has been freed (the session
+    lets go of it just after the stream ends): its stream id."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sid, status, _ = c.connect_ws(path)
+        if status == 200:
+            return sid
+        assert status == 503 and time.monotonic() < deadline, "the slot was not released"
+        time.sleep(0.05)
+
+
+def test_websockets_over_http2_count_against_the_per_ip_cap(wssd):
+    """The HTTP/2 connection holds its per-IP slot and each WebSocket stream
+    one more while it is open, as on connections of their own: with a cap of
+    3, one connection carries 2 WebSockets, the third gets 503 naming the
+    option (counted as a per-IP refusal) while the others keep working; a
+    stream that closes, is reset or whose connection drops frees its slot."""
+    srv = wssd.start("--route", "/ws/echo=echo", "--max-connections-per-ip", "3")
+    c = H2Client(srv.tls_port)
+    a, status, _ = c.connect_ws("/ws/echo")
+    assert status == 200
+    b, status, _ = c.connect_ws("/ws/echo")
+    assert status == 200
+    status, text = refused_ws(c, "/ws/echo")
+    assert status == 503, text
+    assert "--max-connections-per-ip 3 reached" in text, text
+    refused = metric_samples(srv, "wssd_connections_refused_total")
+    assert refused.get('{reason="per_ip"}') == 1, refused
+    assert metric_samples(srv, "wssd_handshake_failures_total").get('{reason="limit"}') == 1
+    # The connection and its WebSockets go on.
+    for sid in (a, b):
+        c.send_ws(sid, TEXT, b"still here")
+        assert c.recv_ws(sid) == (TEXT, b"still here")
+    assert c.request("/nothing-here")[0] == 404
+    # The address is full: a connection of its own is refused at accept too.
+    with pytest.raises((ssl.SSLError, OSError)):
+        H2Client(srv.tls_port, timeout=3)
+    # A WebSocket that closes frees its slot.
+    c.send_ws(a, CLOSE, close_payload(1000))
+    assert c.recv_ws(a)[0] == CLOSE
+    a = admitted_again(c, "/ws/echo")
+    c.send_ws(a, TEXT, b"admitted again")
+    assert c.recv_ws(a) == (TEXT, b"admitted again")
+    # So does one the client resets.
+    c.conn.reset_stream(a)
+    c.flush()
+    a = admitted_again(c, "/ws/echo")
+    # And the client dropping the connection frees all three.
+    c.sock.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            c = H2Client(srv.tls_port, timeout=3)
+            break
+        except (ssl.SSLError, OSError, Closed):
+            assert time.monotonic() < deadline, "the dropped connection's slots were not released"
+            time.sleep(0.05)
+    for _ in range(2):
+        admitted_again(c, "/ws/echo")
+    assert refused_ws(c, "/ws/echo")[0] == 503
+    c.close()
+
+
+def test_behind_the_proxy_protocol_http2_websockets_count_for_the_carried_address(wssd):
+    """Behind a balancer speaking the PROXY protocol, a WebSocket stream is
+    charged to the client address its connection's header gave, not to the
+    balancer: one client's second stream is refused (cap 2: its connection
+    and one WebSocket), another client's through the same balancer is not."""
+    srv = wssd.start("--route", "/ws/echo=echo", "--max-connections-per-ip", "2",
+                     "--proxy-protocol", "--trusted-proxy", "127.0.0.1")
+    port = srv.tls_port
+
+    def client(ip: str) -> H2Client:
+        return H2Client(port, proxy_header=f"PROXY TCP4 {ip} 127.0.0.1 40000 {port}\r\n".encode())
+
+    a = client("192.0.2.1")
+    sid, status, _ = a.connect_ws("/ws/echo")
+    assert status == 200
+    status, text = refused_ws(a, "/ws/echo")
+    assert status == 503 and "--max-connections-per-ip 2 reached" in text, text
+    b = client("192.0.2.2")
+    other, status, _ = b.connect_ws("/ws/echo")
+    assert status == 200
+    for c, s in ((a, sid), (b, other)):
+        c.send_ws(s, TEXT, b"still here")
+        assert c.recv_ws(s) == (TEXT, b"still here")
+    assert metric_samples(srv, "wssd_connections_refused_total").get('{reason="per_ip"}') == 1
+    a.close()
+    b.close()
+
+
+def test_websockets_over_http2_take_a_token_of_the_per_ip_rate(wssd):
+    """--connection-rate-per-ip 1 (burst 2): the connection takes a token and
+    each WebSocket stream one more, so within a few streams one gets 503
+    naming the option, counted as a rate refusal; the others go on."""
+    srv = wssd.start("--route", "/ws/echo=echo", "--connection-rate-per-ip", "1")
+    c = H2Client(srv.tls_port)
+    admitted = []
+    for _ in range(4):
+        sid, status, _ = c.connect_ws("/ws/echo")
+        if status != 200:
+            break
+        admitted.append(sid)
+    assert status == 503, f"{len(admitted)} WebSockets admitted at a rate of 1 per second"
+    s = c.stream(sid)
+    c.wait(lambda: s.ended or s.reset is not None)
+    assert "--connection-rate-per-ip 1 exceeded" in s.data.decode(), s.data
+    assert metric_samples(srv, "wssd_connections_refused_total").get('{reason="rate"}') == 1
+    for sid in admitted:
+        c.send_ws(sid, TEXT, b"still here")
+        assert c.recv_ws(sid) == (TEXT, b"still here")
+    c.close()
