@@ -50,7 +50,8 @@
 //!   (`echo`, `static_files` (tower-http's `ServeDir`) + `static_fs` (the
 //!   folder confined, for every file it opens) + `bundled` + `key_guard`
 //!   (never a private key), `proxy/` (`http` + `client`: plain requests
-//!   over pooled keep-alive connections), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
+//!   over pooled keep-alive connections; `cap`: connections per upstream,
+//!   `upstream_max_conns`), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
 //!   CA's install page)); `open` starts a kind's session after the 101;
 //!   `identity` is how kinds pass the caller's identity on (one encoding
 //!   for a header value and an environment variable, the session's log
