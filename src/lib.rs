@@ -65,7 +65,9 @@
 //!   deadline, large messages written from their shared buffer, close,
 //!   drain; `link`: the codec held only while there is something to read,
 //!   so an idle session holds no read buffer); [`keepalive`]: the one ping/pong/idle rule and close-reason
-//!   table used by the session, exec and proxy drivers; [`rates`]: the
+//!   table used by the session, exec and proxy drivers; [`stop`]: a
+//!   route's stop signal, fired by the shutdown or by a reload retiring the
+//!   route, and the close reason each means; [`rates`]: the
 //!   per-WebSocket message and byte rate limits the same three enforce.
 //! - [`budget`]: the global memory budget for messages being received and
 //!   queued for fan-out.
@@ -142,6 +144,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod status;
+pub mod stop;
 pub mod systemd;
 pub mod tls;
 pub mod upgrade;

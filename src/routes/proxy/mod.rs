@@ -141,7 +141,6 @@ fn spawn_relay(
     env: &Env<'_>,
     span: tracing::Span,
 ) {
-    let shutdown = env.shutdown.clone();
     let listener = env.conn.listener.clone();
     let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
@@ -166,7 +165,7 @@ fn spawn_relay(
             upstream.io,
             upstream.buffered,
             slot.limits,
-            shutdown,
+            slot.stop.clone(),
             &counters,
         )
         .await;
