@@ -234,8 +234,9 @@ impl Route {
         let env = &self.own_env(env);
         let opened = match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
-                let slot = open::SessionSlot::new(&self.label, self.limits, &self.stop, permit);
-                return proxy::upgrade(req, proxy.clone(), slot, env, handshake).await;
+                let slot = open::SessionSlot::new(&self.label, self.limits, permit);
+                let stop = self.stop.clone();
+                return proxy::upgrade(req, proxy.clone(), slot, stop, env, handshake).await;
             }
             RouteRuntime::Exec(exec) => {
                 match exec.admit(&req, &self.spec.path, env.conn, env.identity) {
@@ -264,8 +265,8 @@ impl Route {
                 );
             }
         };
-        let slot = open::SessionSlot::new(&self.label, self.limits, &self.stop, permit);
-        open::spawn(req, slot, opened, &handshake, env)
+        let slot = open::SessionSlot::new(&self.label, self.limits, permit);
+        open::spawn(req, slot, opened, &handshake, self.stop.clone(), env)
     }
 
     /// Starts the kind's background tasks (proxy health probes, chat's

@@ -42,26 +42,18 @@ use crate::stop::StopSignal;
 type Socket = BudgetedIo<StallGuard<UpgradedIo>>;
 
 /// A WebSocket session's place: its route (for logs and metrics), the
-/// route's limits and stop signal, and the connection slot it holds until
-/// it ends.
+/// route's limits, and the connection slot it holds until it ends.
 pub struct SessionSlot {
     pub route: Arc<str>,
     pub limits: SessionLimits,
-    pub stop: StopSignal,
     permit: OwnedSemaphorePermit,
 }
 
 impl SessionSlot {
-    pub fn new(
-        route: &Arc<str>,
-        limits: SessionLimits,
-        stop: &StopSignal,
-        permit: OwnedSemaphorePermit,
-    ) -> Self {
+    pub fn new(route: &Arc<str>, limits: SessionLimits, permit: OwnedSemaphorePermit) -> Self {
         SessionSlot {
             route: route.clone(),
             limits,
-            stop: stop.clone(),
             permit,
         }
     }
@@ -153,13 +145,15 @@ pub fn log_end(
     .log();
 }
 
-/// Answers 101 and spawns the session on the upgraded connection; its log
-/// lines carry the caller's identity, if any.
+/// Answers 101 and spawns the session on the upgraded connection, closed
+/// when `stop` (its route's) fires; its log lines carry the caller's
+/// identity, if any.
 pub fn spawn(
     mut req: Request<Incoming>,
     slot: SessionSlot,
     opened: Opened,
     handshake: &Handshake,
+    stop: StopSignal,
     env: &Env<'_>,
 ) -> Response<Body> {
     let ticket = env.conn.ticket.clone();
@@ -180,12 +174,7 @@ pub fn spawn(
         // Bytes of messages being received are charged to the memory budget.
         let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
         let ending = opened
-            .run(
-                BudgetedIo::new(io),
-                slot.limits,
-                slot.stop.clone(),
-                &counters,
-            )
+            .run(BudgetedIo::new(io), slot.limits, stop, &counters)
             .await;
         tracing::debug!(peer = %who.peer, route = %slot.route, ?ending, "WebSocket closed");
         log_end(&who, &slot.route, started, &counters, &ending);

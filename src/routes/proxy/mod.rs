@@ -36,6 +36,7 @@ use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
 use crate::server::stall::StallGuard;
+use crate::stop::StopSignal;
 use cap::Hold;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::forwarded_headers;
@@ -44,12 +45,15 @@ pub use http::forward_http;
 pub use pool::{ProxyRoute, SetupError, probe_loop};
 
 /// Connects a WebSocket to an upstream, then answers the client's upgrade
-/// (101 with the upstream's subprotocol, 502 when no upstream answers, or
-/// the upstream's own refusal status) and relays until either side closes.
+/// (101 with the upstream's subprotocol, 502 when no upstream answers, 503
+/// when every upstream is at `upstream_max_conns`, or the upstream's own
+/// refusal status) and relays until either side closes or `stop` (the
+/// route's) fires.
 pub async fn upgrade(
     req: Request<Incoming>,
     proxy: Arc<ProxyRoute>,
     slot: SessionSlot,
+    stop: StopSignal,
     env: &Env<'_>,
     handshake: Handshake,
 ) -> Response<Body> {
@@ -63,7 +67,7 @@ pub async fn upgrade(
         Err(refusal) => return refusal,
     };
     let protocol = upstream.protocol.clone();
-    spawn_relay(req, hold, upstream, slot, env, span);
+    spawn_relay(req, hold, upstream, slot, stop, env, span);
     let mut r = switching_protocols(&handshake);
     if let Some(p) = protocol {
         r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
@@ -138,6 +142,7 @@ fn spawn_relay(
     hold: Hold,
     upstream: Upgraded,
     slot: SessionSlot,
+    stop: StopSignal,
     env: &Env<'_>,
     span: tracing::Span,
 ) {
@@ -165,7 +170,7 @@ fn spawn_relay(
             upstream.io,
             upstream.buffered,
             slot.limits,
-            slot.stop.clone(),
+            stop,
             &counters,
         )
         .await;
