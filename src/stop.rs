@@ -22,8 +22,8 @@ pub struct StopSignal(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     token: CancellationToken,
-    /// Set by [`StopSignal::retire`] before it cancels `token`: one of
-    /// the `RETIRED_*` values (0: not retired).
+    /// Set by [`StopSignal::retire`] before it cancels `token`: a
+    /// [`Retired`] as `u8` (0: not retired).
     retired: AtomicU8,
 }
 
