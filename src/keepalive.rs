@@ -130,7 +130,12 @@ impl Keepalive {
 /// (Closes a route kind decides, such as chat's kicks, carry their own.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// The server is shutting down (its route's stop signal, `stop`).
     Shutdown,
+    /// A configuration reload changed the session's route, or removed it,
+    /// and the grace ended (`stop`).
+    RouteChanged,
+    RouteRemoved,
     PingTimeout,
     Idle,
     /// The client accepted nothing for the send timeout.
@@ -169,6 +174,8 @@ impl CloseReason {
         const BAD_GATEWAY: CloseCode = CloseCode::Bad(1014);
         match self {
             CloseReason::Shutdown => (Away, "server shutting down"),
+            CloseReason::RouteChanged => (Away, "route changed by reload"),
+            CloseReason::RouteRemoved => (Away, "route removed by reload"),
             CloseReason::PingTimeout => (Away, "ping timeout"),
             CloseReason::Idle => (Normal, "idle timeout"),
             CloseReason::NotReading => (Policy, "not reading"),

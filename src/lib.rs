@@ -52,7 +52,8 @@
 //!   (`echo`, `static_files` (tower-http's `ServeDir`) + `static_fs` (the
 //!   folder confined, for every file it opens) + `bundled` + `key_guard`
 //!   (never a private key), `proxy/` (`http` + `client`: plain requests
-//!   over pooled keep-alive connections), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
+//!   over pooled keep-alive connections; `cap`: connections per upstream,
+//!   `upstream_max_conns`), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
 //!   CA's install page)); `open` starts a kind's session after the 101;
 //!   `identity` is how kinds pass the caller's identity on (one encoding
 //!   for a header value and an environment variable, the session's log
@@ -66,7 +67,9 @@
 //!   deadline, large messages written from their shared buffer, close,
 //!   drain; `link`: the codec held only while there is something to read,
 //!   so an idle session holds no read buffer); [`keepalive`]: the one ping/pong/idle rule and close-reason
-//!   table used by the session, exec and proxy drivers; [`rates`]: the
+//!   table used by the session, exec and proxy drivers; [`stop`]: a
+//!   route's stop signal, fired by the shutdown or by a reload retiring the
+//!   route, and the close reason each means; [`rates`]: the
 //!   per-WebSocket message and byte rate limits the same three enforce.
 //! - [`budget`]: the global memory budget for messages being received and
 //!   queued for fan-out.
@@ -143,6 +146,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod status;
+pub mod stop;
 pub mod systemd;
 pub mod tls;
 pub mod upgrade;

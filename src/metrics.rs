@@ -38,6 +38,9 @@
 //!   progress for the send timeout (peer: client, upstream)
 //! - `wssd_body_timeouts_total` proxied request bodies that paused longer
 //!   than the send timeout (answered 408)
+//! - `wssd_upstream_max_conns_refused_total{route,request}` proxied requests
+//!   answered 503 because every upstream not marked down had
+//!   `upstream_max_conns` connections open (request: websocket, http)
 //! - `wssd_forged_identity_headers_total` proxied requests (upgrades and
 //!   plain HTTP) whose client sent its own `X-Wssd-Identity` or
 //!   `X-Wssd-Identity-Source`, removed before forwarding
@@ -179,6 +182,13 @@ pub fn private_key_refused() {
 
 pub fn body_timeout() {
     counter!("wssd_body_timeouts_total").increment(1);
+}
+
+/// A proxy route answered 503: every upstream was at `upstream_max_conns`
+/// (`request`: websocket, http).
+pub fn upstream_max_conns_refused(route: &str, request: &'static str) {
+    counter!("wssd_upstream_max_conns_refused_total", "route" => route.to_string(), "request" => request)
+        .increment(1);
 }
 
 /// A proxied request arrived with its own identity header (removed).

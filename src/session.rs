@@ -3,7 +3,8 @@
 //! size; pings, pong deadline and idle timeout through `crate::keepalive`;
 //! the message and byte rates through `crate::rates`),
 //! answers protocol errors with the close code of `keepalive::CloseReason`,
-//! sends 1001 on shutdown and counts everything.
+//! sends 1001 when its route's stop signal fires (shutdown, or a reload
+//! retiring the route: `crate::stop`) and counts everything.
 //!
 //! What a message *means* is the route kind's business (`crate::routes`); the
 //! session hands data messages to a [`Handler`] and writes what it returns.
@@ -12,6 +13,7 @@ use std::future::{Future, poll_fn};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use crate::stop::StopSignal;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until};
@@ -20,7 +22,6 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, Pro
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_util::sync::CancellationToken;
 
 use crate::access_log::ClosedBy;
 use crate::budget::MessageBoundary;
@@ -148,7 +149,7 @@ fn received_close(frame: Option<CloseFrame>) -> (u16, String) {
 pub fn run<S, H>(
     io: S,
     limits: SessionLimits,
-    shutdown: CancellationToken,
+    stop: StopSignal,
     counters: &SessionMetrics,
     mut handler: H,
 ) -> impl std::future::Future<Output = Ending>
@@ -166,7 +167,7 @@ where
         // delivery): a fresh `cancelled()` joins and leaves the token's
         // waiter list, which every session shares, and a fresh sleep sets
         // and clears a timer entry.
-        let cancelled = shutdown.cancelled();
+        let cancelled = stop.token().cancelled();
         tokio::pin!(cancelled);
         // The waker `cancelled` holds: polling it again (a lock on that
         // shared list) is needed only when the token was cancelled or the
@@ -182,7 +183,7 @@ where
             tokio::select! {
                 biased;
                 _ = poll_fn(|cx| {
-                    if !shutdown.is_cancelled()
+                    if !stop.token().is_cancelled()
                         && shutdown_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
                     {
                         return Poll::Pending;
@@ -190,7 +191,8 @@ where
                     shutdown_waker = Some(cx.waker().clone());
                     cancelled.as_mut().poll(cx)
                 }) => {
-                    return Box::pin(finish(link, |ws| close_for(ws, CloseReason::Shutdown))).await;
+                    let reason = stop.reason();
+                    return Box::pin(finish(link, move |ws| close_for(ws, reason))).await;
                 }
                 incoming = link.next() => {
                     let Some(incoming) = incoming else { return Ending::Dropped };

@@ -132,6 +132,10 @@ pub struct ProxySpec {
     /// is sent (`None`: no limit).
     pub header_timeout: Option<Duration>,
     // -- end of pooled upstream HTTP --
+    /// Most connections open or opening to each upstream: proxied
+    /// WebSockets and plain requests in flight (0: no cap). Past it the
+    /// upstream is skipped; when all are, 503 (`upstream_max_conns`).
+    pub max_conns: usize,
 }
 
 /// Idle connections kept per upstream by default (nginx's `keepalive`
@@ -142,6 +146,13 @@ pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 32;
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Wait for response headers (nginx's `proxy_read_timeout`).
 pub const DEFAULT_UPSTREAM_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections open or opening to each upstream (`upstream_max_conns`):
+/// the `--max-connections` default, so a default deployment's WebSockets
+/// never meet it first, while plain requests (many per HTTP/2 client
+/// connection) can no longer open an unbounded number. nginx's `max_conns`
+/// and HAProxy's server `maxconn` default to no cap; a backend that takes
+/// fewer (uvicorn's `--limit-concurrency`) sets its own number.
+pub const DEFAULT_UPSTREAM_MAX_CONNS: usize = super::defaults::MAX_CONNECTIONS;
 
 /// An exec route's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,6 +333,7 @@ pub(super) fn proxy_spec(list: &[String], place: &str) -> Result<ProxySpec, Rout
         keepalive: DEFAULT_UPSTREAM_KEEPALIVE,
         idle_timeout: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
         header_timeout: Some(DEFAULT_UPSTREAM_HEADER_TIMEOUT),
+        max_conns: DEFAULT_UPSTREAM_MAX_CONNS,
     })
 }
 

@@ -58,6 +58,8 @@ pub struct RouteTable {
     /// Seconds to wait for response headers (0 = no limit).
     pub upstream_header_timeout: Option<f64>,
     // -- end of pooled upstream HTTP --
+    /// Most connections open or opening per upstream (0 = no cap).
+    pub upstream_max_conns: Option<usize>,
     /// Command for `exec` routes: a string (split like a shell) or a list.
     pub command: Option<StringOrList>,
     /// Relay raw bytes instead of lines (`exec`).
@@ -126,6 +128,9 @@ impl RouteTable {
         if let Some(s) = self.upstream_header_timeout {
             p.header_timeout = seconds(s, place, "upstream_header_timeout")?;
         }
+        if let Some(n) = self.upstream_max_conns {
+            p.max_conns = n;
+        }
         Ok(())
     }
 
@@ -181,6 +186,7 @@ impl RouteTable {
                 "upstream_header_timeout",
                 self.upstream_header_timeout.is_some(),
             ),
+            ("upstream_max_conns", self.upstream_max_conns.is_some()),
         ] {
             misplaced(key, present && !is("proxy"), "proxy")?;
         }
@@ -332,6 +338,7 @@ mod upstream_pool_tests {
     use super::*;
     use crate::config::route::{
         DEFAULT_UPSTREAM_HEADER_TIMEOUT, DEFAULT_UPSTREAM_IDLE_TIMEOUT, DEFAULT_UPSTREAM_KEEPALIVE,
+        DEFAULT_UPSTREAM_MAX_CONNS,
     };
 
     fn spec(extra: &str) -> Result<RouteSpec, RouteSpecError> {
@@ -354,6 +361,15 @@ mod upstream_pool_tests {
         assert_eq!(p.keepalive, DEFAULT_UPSTREAM_KEEPALIVE);
         assert_eq!(p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT);
         assert_eq!(p.header_timeout, Some(DEFAULT_UPSTREAM_HEADER_TIMEOUT));
+        assert_eq!(p.max_conns, DEFAULT_UPSTREAM_MAX_CONNS);
+        assert_eq!(
+            proxy(spec("upstream_max_conns = 2\n").unwrap()).max_conns,
+            2
+        );
+        assert_eq!(
+            proxy(spec("upstream_max_conns = 0\n").unwrap()).max_conns,
+            0
+        );
         let p = proxy(
             spec("upstream_http2 = true\nupstream_keepalive = 0\nupstream_idle_timeout = 1.5\nupstream_header_timeout = 0\n")
                 .unwrap(),

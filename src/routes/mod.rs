@@ -50,6 +50,7 @@ use crate::broker::{Broker, Payload};
 use crate::config::{Limits, RouteKind, RouteSpec, SessionLimits};
 use crate::http::reply::{Body, Handshake, refused, text_response};
 use crate::metrics::HandshakeFailure;
+use crate::stop::StopSignal;
 use broadcast::BroadcastRoute;
 use chat::{ChatRoute, PostError};
 pub use env::Env;
@@ -66,11 +67,11 @@ pub struct Route {
     pub runtime: RouteRuntime,
     /// The path, shared by the logs and metrics of the route's sessions.
     label: Arc<str>,
-    /// A child of the server's shutdown: cancelled at shutdown, or when a
+    /// A child of the server's shutdown: fired at shutdown, or when a
     /// configuration reload retires the route (changed or removed) and its
-    /// grace ends. Its sessions and background tasks watch it, so they
-    /// close with 1001 exactly as at shutdown.
-    pub stop: CancellationToken,
+    /// grace ends. Its sessions and background tasks watch it; sessions
+    /// close with 1001 and the reason it gives (`crate::stop`).
+    pub stop: StopSignal,
 }
 
 /// The state each route kind keeps across connections.
@@ -172,7 +173,7 @@ impl Route {
             label: spec.path.as_str().into(),
             spec: spec.clone(),
             runtime,
-            stop: shutdown.child_token(),
+            stop: StopSignal::child_of(shutdown),
         })
     }
 
@@ -189,7 +190,7 @@ impl Route {
     fn own_env<'a>(&'a self, env: &Env<'a>) -> Env<'a> {
         Env {
             conn: env.conn,
-            shutdown: &self.stop,
+            shutdown: self.stop.token(),
             tracker: env.tracker,
             trusted_proxies: env.trusted_proxies,
             identity: env.identity,
@@ -234,7 +235,8 @@ impl Route {
         let opened = match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
                 let slot = open::SessionSlot::new(&self.label, self.limits, permit);
-                return proxy::upgrade(req, proxy.clone(), slot, env, handshake).await;
+                let stop = self.stop.clone();
+                return proxy::upgrade(req, proxy.clone(), slot, stop, env, handshake).await;
             }
             RouteRuntime::Exec(exec) => {
                 match exec.admit(&req, &self.spec.path, env.conn, env.identity) {
@@ -264,13 +266,13 @@ impl Route {
             }
         };
         let slot = open::SessionSlot::new(&self.label, self.limits, permit);
-        open::spawn(req, slot, opened, &handshake, env)
+        open::spawn(req, slot, opened, &handshake, self.stop.clone(), env)
     }
 
     /// Starts the kind's background tasks (proxy health probes, chat's
     /// sweep of idle rooms) on `tasks`; they end with [`Route::stop`].
     pub fn spawn_background(&self, tasks: &TaskTracker) {
-        let shutdown = &self.stop;
+        let shutdown = self.stop.token();
         match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
                 tasks.spawn(proxy::probe_loop(proxy.clone(), shutdown.clone()));

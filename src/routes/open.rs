@@ -32,6 +32,7 @@ use crate::http::upgraded::{H2Conn, UpgradedIo};
 use crate::metrics::SessionMetrics;
 use crate::server::stall::StallGuard;
 use crate::session::{self, Ending};
+use crate::stop::StopSignal;
 
 /// The connection a session runs on: the upgraded connection (a TLS or TCP
 /// socket on HTTP/1.1, a stream on HTTP/2) under its own send timeout,
@@ -81,25 +82,25 @@ impl Opened {
         self,
         io: Socket,
         limits: SessionLimits,
-        shutdown: tokio_util::sync::CancellationToken,
+        stop: StopSignal,
         counters: &'a SessionMetrics,
     ) -> Either<impl Future<Output = Ending> + Send + 'a, BoxedEnding<'a>> {
         // Kinds other than echo run boxed: a spawned task is as big as its
         // largest branch, and every idle echo connection would pay for it.
         match self {
-            Opened::Echo => Either::Left(session::run(io, limits, shutdown, counters, Echo)),
+            Opened::Echo => Either::Left(session::run(io, limits, stop, counters, Echo)),
             Opened::Chat(mut handler) => Either::Right(Box::pin(async move {
-                let ending = session::run(io, limits, shutdown, counters, handler.as_mut()).await;
+                let ending = session::run(io, limits, stop, counters, handler.as_mut()).await;
                 handler.finish().await;
                 ending
             })),
-            Opened::Broadcast(handler) => Either::Right(Box::pin(session::run(
-                io, limits, shutdown, counters, handler,
-            ))),
+            Opened::Broadcast(handler) => {
+                Either::Right(Box::pin(session::run(io, limits, stop, counters, handler)))
+            }
             Opened::Exec(admitted) => Either::Right(Box::pin(async move {
                 let config = session::websocket_config(&limits);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                exec::run(ws, *admitted, limits, shutdown, counters).await
+                exec::run(ws, *admitted, limits, stop, counters).await
             })),
         }
     }
@@ -144,16 +145,17 @@ pub fn log_end(
     .log();
 }
 
-/// Answers 101 and spawns the session on the upgraded connection; its log
-/// lines carry the caller's identity, if any.
+/// Answers 101 and spawns the session on the upgraded connection, closed
+/// when `stop` (its route's) fires; its log lines carry the caller's
+/// identity, if any.
 pub fn spawn(
     mut req: Request<Incoming>,
     slot: SessionSlot,
     opened: Opened,
     handshake: &Handshake,
+    stop: StopSignal,
     env: &Env<'_>,
 ) -> Response<Body> {
-    let shutdown = env.shutdown.clone();
     let ticket = env.conn.ticket.clone();
     let who = who(env);
     let upgrade = hyper::upgrade::on(&mut req);
@@ -172,7 +174,7 @@ pub fn spawn(
         // Bytes of messages being received are charged to the memory budget.
         let io = StallGuard::over_upgraded(TokioIo::new(upgraded), slot.limits.send_timeout, abort);
         let ending = opened
-            .run(BudgetedIo::new(io), slot.limits, shutdown, &counters)
+            .run(BudgetedIo::new(io), slot.limits, stop, &counters)
             .await;
         tracing::debug!(peer = %who.peer, route = %slot.route, ?ending, "WebSocket closed");
         log_end(&who, &slot.route, started, &counters, &ending);

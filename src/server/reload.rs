@@ -7,7 +7,8 @@
 //! allowlists, start and stop listeners, and retire the routes that
 //! changed or went away: their sessions go on for the grace
 //! (`--drain-timeout`, the bound shutdown and upgrades already use), then
-//! get 1001 as at shutdown (their route's stop signal). Routes that did
+//! get 1001 as at shutdown, saying "route changed by reload" or "route
+//! removed by reload" (their route's stop signal, `crate::stop`). Routes that did
 //! not change are the same objects: their sessions never notice. The
 //! certificates are reloaded after, as SIGHUP always did, and systemd
 //! hears RELOADING=1 ... READY=1 around the whole.
@@ -27,6 +28,7 @@ use crate::http::HttpContext;
 use crate::http::host::HostAllow;
 use crate::http::router::{RouteChanges, Router};
 use crate::reload::{Outcome, Request, Trigger, restart};
+use crate::stop::Retired;
 use crate::systemd::Notifier;
 
 /// Loads the configuration again (blocking: it reads files).
@@ -216,15 +218,28 @@ impl Reloader {
         }
         if !routes.retired.is_empty() {
             let shutdown = self.shutdown.clone();
-            let retired = routes.retired;
+            let retired: Vec<_> = routes
+                .retired
+                .into_iter()
+                .map(|r| {
+                    let how = if routes.removed.contains(&r.spec.path) {
+                        Retired::Removed
+                    } else {
+                        Retired::Changed
+                    };
+                    (r, how)
+                })
+                .collect();
             self.loops.spawn(async move {
                 tokio::select! {
-                    _ = shutdown.cancelled() => {}
+                    // The shutdown fires every route's signal itself: its
+                    // sessions say "server shutting down".
+                    _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(grace) => {}
                 }
-                for r in &retired {
-                    tracing::info!(route = %r.spec.path, "reload: grace over; closing the retired route's WebSockets with 1001");
-                    r.stop.cancel();
+                for (r, how) in &retired {
+                    tracing::info!(route = %r.spec.path, "reload: grace over; closing the retired route's WebSockets with 1001 ({})", how.reason().text());
+                    r.stop.retire(*how);
                 }
             });
         }

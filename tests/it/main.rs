@@ -21,8 +21,8 @@ mod http; // static files, 404, clear errors for wrong request kinds
 mod identity; // the identity (client certificate) to proxy upstreams, exec programs and logs
 mod limits; // 1009, 503 past the limit, handshake timeout, metrics
 mod listener_caps; // issue 13: per-listener caps (--listen-max-connections, --http-max-connections)
-mod proxy; // proxy routes in front of real echo backends
-mod proxy_pool; // issue 15: pooled upstream HTTP: reuse, idle timeout, closing upstreams, idle bound, h2c, header timeout
+mod proxy; // proxy routes in front of real echo backends, upstream_max_conns for WebSockets
+mod proxy_pool; // issue 15: pooled upstream HTTP: reuse, idle timeout, closing upstreams, idle bound, h2c, header timeout, upstream_max_conns
 mod rates; // per-WebSocket message and byte rates on every route kind: 1008 past them
 mod redis; // a real redis-server for tests; the redis backend across instances, outages
 mod scaleout; // two wssd instances on one redis: chat, broadcast, outage, SIGKILL

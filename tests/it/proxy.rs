@@ -1,7 +1,8 @@
 //! The proxy route in front of real wssd echo backends: relay both ways over
 //! wss://, close codes relayed, 502 when no upstream answers, two upstreams
 //! balanced with a dead one skipped, keepalive pings on both legs, plain
-//! HTTP forwarded.
+//! HTTP forwarded, `upstream_max_conns` (503 past it, a full upstream
+//! skipped, the slot back when the relay ends).
 
 use std::time::{Duration, Instant};
 
@@ -539,4 +540,127 @@ async fn malformed_chunked_body_is_400_not_502() {
     let r = crate::harness::parse_response(&raw);
     assert_eq!(r.status, 400, "{}", r.body_text());
     assert!(r.body_text().contains("chunked"), "{}", r.body_text());
+}
+
+/// A plain-listener front whose one proxy route goes to `upstreams` with
+/// `upstream_max_conns = cap`.
+async fn capped_front(upstreams: &[String], cap: usize) -> (Wssd, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wssd.toml");
+    let list: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[[route]]\npath = \"/\"\nkind = \"proxy\"\nupstream = [{}]\nupstream_max_conns = {cap}\n",
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    let server = Wssd::builder()
+        .plain_only()
+        .args(["--config", config.to_str().unwrap()])
+        .spawn()
+        .await;
+    (server, dir)
+}
+
+/// The status of a WebSocket upgrade to `server` that is not completed.
+async fn upgrade_refusal(server: &Wssd) -> crate::harness::HttpResponse {
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let tcp = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
+    http_get(tcp, "localhost", "/ws/echo", &upgrade).await
+}
+
+async fn echoes<S>(ws: &mut S, text: &str)
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
+        + futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    ws.send(Message::text(text)).await.unwrap();
+    assert_eq!(next_data(ws).await, Message::text(text));
+}
+
+#[tokio::test]
+async fn upstream_max_conns_refuses_the_third_websocket_until_one_closes() {
+    let back = backend(&[]).await;
+    let upstream = format!("ws://127.0.0.1:{}", back.http_addr().port());
+    let (front, _dir) = capped_front(&[upstream], 2).await;
+    let mut a = front.ws("/ws/echo").await;
+    let mut b = front.ws("/ws/echo").await;
+    echoes(&mut a, "a").await;
+    echoes(&mut b, "b").await;
+    let r = upgrade_refusal(&front).await;
+    assert_eq!(r.status, 503, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("upstream_max_conns"),
+        "{}",
+        r.body_text()
+    );
+    assert_eq!(
+        front
+            .metric("wssd_upstream_max_conns_refused_total{route=\"/\",request=\"websocket\"}")
+            .await,
+        1.0
+    );
+    // The backend never saw the third.
+    assert_eq!(connections(&back).await, 2.0);
+    // One closes: its slot comes back when its relay ends.
+    a.close(None).await.unwrap();
+    while let Some(Ok(_)) = a.next().await {}
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut c = loop {
+        let tcp = tokio::net::TcpStream::connect(front.http_addr())
+            .await
+            .unwrap();
+        let url = format!("ws://127.0.0.1:{}/ws/echo", front.http_addr().port());
+        match tokio_tungstenite::client_async(url, tcp).await {
+            Ok((ws, _)) => break ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status(), 503);
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed WebSocket's slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    echoes(&mut c, "c").await;
+    echoes(&mut b, "b again").await;
+    // Two again: the next is refused.
+    assert_eq!(upgrade_refusal(&front).await.status, 503);
+}
+
+#[tokio::test]
+async fn a_full_upstream_is_skipped_and_503_only_when_all_are_full() {
+    let one = backend(&[]).await;
+    let two = backend(&[]).await;
+    let list = [
+        format!("ws://127.0.0.1:{}", one.http_addr().port()),
+        format!("ws://127.0.0.1:{}", two.http_addr().port()),
+    ];
+    let (front, _dir) = capped_front(&list, 1).await;
+    let mut a = front.ws("/ws/echo").await;
+    let mut b = front.ws("/ws/echo").await;
+    // Whichever upstream round robin offered first, each holds one.
+    let mut c = None;
+    for _ in 0..4 {
+        let r = upgrade_refusal(&front).await;
+        assert_eq!(r.status, 503, "{}", r.body_text());
+        c.get_or_insert(r);
+    }
+    echoes(&mut a, "a").await;
+    echoes(&mut b, "b").await;
+    assert_eq!(connections(&one).await, 1.0);
+    assert_eq!(connections(&two).await, 1.0);
+    assert!(c.unwrap().body_text().contains("upstream_max_conns"));
 }

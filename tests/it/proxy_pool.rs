@@ -4,7 +4,9 @@
 //! close after `upstream_idle_timeout`, an upstream that closes a pooled
 //! connection does not break the next request, the idle bound holds after
 //! 100 concurrent requests, HTTP/2 (h2c) when asked, and 504 when the
-//! response headers do not come within `upstream_header_timeout`.
+//! response headers do not come within `upstream_header_timeout`, and
+//! `upstream_max_conns`: requests in flight past it get 503, not a new
+//! upstream connection, however many one HTTP/2 client multiplexes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -330,4 +332,102 @@ async fn http2_asked_of_an_http1_tls_upstream_falls_back_over_alpn() {
         let (status, body) = get(&mut c, "/hello.txt").await;
         assert_eq!((status, &body[..]), (200, &b"over TLS"[..]));
     }
+}
+
+#[tokio::test]
+async fn requests_past_upstream_max_conns_get_503_and_open_nothing() {
+    let (port, seen) = counting_upstream(false, Duration::from_millis(1500)).await;
+    let (server, _dir) = front(
+        &format!("http://127.0.0.1:{port}"),
+        "upstream_max_conns = 2\n",
+    )
+    .await;
+    let mut slow = Vec::new();
+    for n in 0..2 {
+        let mut c = client(&server).await;
+        slow.push(tokio::spawn(async move {
+            get(&mut c, &format!("/slow{n}")).await
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.accepted() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Both in flight: the third is refused at once, on any client connection.
+    let mut c = client(&server).await;
+    let (status, body) = get(&mut c, "/third").await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("upstream_max_conns"), "{text}");
+    assert_eq!(
+        server
+            .metric("wssd_upstream_max_conns_refused_total{route=\"/\",request=\"http\"}")
+            .await,
+        1.0
+    );
+    for t in slow {
+        let (status, body) = t.await.unwrap();
+        assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+    }
+    assert_eq!(seen.accepted(), 2, "no upstream connection past the cap");
+    // Their slots are back once their responses were sent.
+    let (status, body) = get(&mut c, "/after").await;
+    assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+}
+
+#[tokio::test]
+async fn requests_multiplexed_on_one_http2_client_connection_share_the_cap() {
+    let (port, seen) = counting_upstream(false, Duration::from_millis(1500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wssd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[route]]\npath = \"/\"\nkind = \"proxy\"\nupstream = \"http://127.0.0.1:{port}\"\nupstream_max_conns = 2\n"
+        ),
+    )
+    .unwrap();
+    // The TLS listener, where clients negotiate HTTP/2.
+    let server = Wssd::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .spawn()
+        .await;
+    let mut tls = (*server.client_tls()).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let stream = crate::harness::tls_connect(server.tls_addr(), &Arc::new(tls)).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let mut sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get(format!("https://localhost/m{n}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == 503 {
+            assert!(String::from_utf8_lossy(&body).contains("upstream_max_conns"));
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    // Six streams on one client connection: two reach the upstream.
+    assert_eq!(statuses, [200, 200, 503, 503, 503, 503]);
+    assert_eq!(seen.accepted(), 2);
 }

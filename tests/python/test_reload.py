@@ -7,8 +7,13 @@ changes nothing and is counted.
 
 - SIGHUP: 50 WebSockets echo continuously on an unchanged route across the
   reload (every reply checked, each one echoes after it), 50 on a changed
-  and 10 on a removed route get 1001 after the grace; the added route
-  serves, the removed one 404s.
+  and 10 on a removed route get 1001 after the grace ("route changed by
+  reload", "route removed by reload"); the added route serves, the removed
+  one 404s.
+- Close reasons on every driver: echo (the session), exec and proxy
+  WebSockets on changed routes say "route changed by reload", on a removed
+  one "route removed by reload"; at SIGTERM the same drivers say "server
+  shutting down".
 - File change: an invalid file (two problems, both logged) changes nothing;
   the next valid change applies.
 - POST /reload: no or a wrong token 401 (counted), GET 405, an invalid file
@@ -151,14 +156,15 @@ async def pump(ws, stop: asyncio.Event, stats: dict, t_reload: list[float]):
         await asyncio.sleep(0.01)
 
 
-async def closed_at(ws) -> tuple[int | None, float]:
-    """Wait for the server to close; (close code, when)."""
+async def closed_at(ws) -> tuple[int | None, float, str | None]:
+    """Wait for the server to close; (close code, when, close reason)."""
     try:
         while True:
             await ws.recv()
     except ConnectionClosed as e:
         code = e.rcvd.code if e.rcvd else None
-        return code, time.monotonic()
+        reason = e.rcvd.reason if e.rcvd else None
+        return code, time.monotonic(), reason
 
 
 def test_sighup_keeps_unchanged_routes_and_closes_changed_and_removed_ones(wssd):
@@ -196,12 +202,14 @@ def test_sighup_keeps_unchanged_routes_and_closes_changed_and_removed_ones(wssd)
         return t0, t_applied, done, stats
 
     t0, t_applied, done, stats = run(scenario(), timeout=60)
-    codes = [code for code, _ in done]
+    codes = [code for code, _, _ in done]
     assert codes == [1001] * 60, codes
-    waits = [when - t_applied for _, when in done]
+    reasons = [reason for _, _, reason in done]
+    assert reasons == ["route changed by reload"] * 50 + ["route removed by reload"] * 10, reasons
+    waits = [when - t_applied for _, when, _ in done]
     timings["reload_logged_to_1001_min"] = min(waits)
     timings["reload_logged_to_1001_max"] = max(waits)
-    timings["signal_to_1001_max"] = max(when - t0 for _, when in done)
+    timings["signal_to_1001_max"] = max(when - t0 for _, when, _ in done)
     timings["reload_as_logged"] = srv.log().split("configuration reloaded (SIGHUP, ")[1].split(")")[0]
     # Not before the grace (less what the log poll may lag), bounded after it.
     assert min(waits) >= GRACE - 0.2, waits
@@ -414,8 +422,8 @@ auth = { kind = "token", tokens_file = "tokens.txt" }
             tokens.write_text("bob:bob-token-0123456789abc\n")
             status, body = await asyncio.to_thread(post_reload, srv)
             assert status == 200 and "route changed: /private" in body, body
-            code, _ = await asyncio.wait_for(closed_at(ws), GRACE + 10)
-            assert code == 1001
+            code, _, reason = await asyncio.wait_for(closed_at(ws), GRACE + 10)
+            assert (code, reason) == (1001, "route changed by reload")
         assert await ws_status_auth(url, "alice-token-0123456789") == 401
         assert await ws_status_auth(url, "bob-token-0123456789abc") == 101
 
@@ -430,3 +438,79 @@ async def ws_status_auth(url: str, token: str) -> int:
             return 101
     except InvalidStatus as e:
         return e.response.status_code
+
+
+def drivers(upstream_port: int, changed: bool) -> str:
+    """An echo (session driver), an exec and a proxy route, and with
+    CHANGED=False a route the change removes; CHANGED=True: the three with
+    another limit."""
+    limit = "max_message_size = 32768\n" if changed else ""
+    routes = f"""
+[[route]]
+path = "/echo"
+kind = "echo"
+{limit}
+[[route]]
+path = "/exec"
+kind = "exec"
+command = "cat"
+{limit}
+[[route]]
+path = "/proxy"
+kind = "proxy"
+upstream = "ws://127.0.0.1:{upstream_port}"
+{limit}
+"""
+    if not changed:
+        routes += """
+[[route]]
+path = "/gone"
+kind = "echo"
+"""
+    return routes
+
+
+def test_every_driver_says_why_it_closed_retired_by_a_reload_or_at_sigterm(wssd):
+    from websockets.asyncio.server import serve
+
+    upstream_port = free_port()
+    srv = start(wssd, "--watch-config", "false", routes=drivers(upstream_port, changed=False))
+
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async def open_all(paths):
+        sockets = []
+        for path in paths:
+            ws = await ws_connect(srv.ws_url(path))
+            await ws.send(f"hello {path}")
+            assert await asyncio.wait_for(ws.recv(), 10) == f"hello {path}"
+            sockets.append(ws)
+        return sockets
+
+    async def scenario():
+        async with serve(echo, "127.0.0.1", upstream_port):
+            retired = await open_all(["/echo", "/exec", "/proxy", "/gone"])
+            closes = [asyncio.create_task(closed_at(ws)) for ws in retired]
+            write_config(srv, drivers(upstream_port, changed=True))
+            status, body = await asyncio.to_thread(post_reload, srv)
+            assert status == 200 and "route removed: /gone" in body, body
+            done = await asyncio.wait_for(asyncio.gather(*closes), GRACE + 10)
+            assert [(code, reason) for code, _, reason in done] == [
+                (1001, "route changed by reload"),
+                (1001, "route changed by reload"),
+                (1001, "route changed by reload"),
+                (1001, "route removed by reload"),
+            ], done
+            # The new routes serve; SIGTERM's drain still says why it closes.
+            serving = await open_all(["/echo", "/exec", "/proxy"])
+            closes = [asyncio.create_task(closed_at(ws)) for ws in serving]
+            srv.signal(signal.SIGTERM)
+            done = await asyncio.wait_for(asyncio.gather(*closes), 15)
+            assert [(code, reason) for code, _, reason in done] == [
+                (1001, "server shutting down")
+            ] * 3, done
+
+    run(scenario(), timeout=60)
+    assert srv.wait() == 0

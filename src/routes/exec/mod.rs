@@ -65,11 +65,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::stop::StopSignal;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::Identity;
@@ -161,7 +161,7 @@ pub async fn run<S>(
         process,
     }: Admitted,
     limits: SessionLimits,
-    shutdown: CancellationToken,
+    stop: StopSignal,
     counters: &SessionMetrics,
 ) -> Ending
 where
@@ -181,7 +181,7 @@ where
     let ctx = Ctx {
         binary: route.spec.binary,
         limits: &limits,
-        shutdown: &shutdown,
+        stop: &stop,
         counters,
     };
     let stop = relay(&mut ws, &mut program, &ctx).await;

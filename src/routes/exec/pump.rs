@@ -7,6 +7,7 @@ use std::io;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::stop::StopSignal;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,7 +15,6 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 
 use super::program::{KILL_GRACE, Program, signal_group};
 use crate::config::SessionLimits;
@@ -53,7 +53,7 @@ pub(super) enum Stop {
 pub(super) struct Ctx<'a> {
     pub(super) binary: bool,
     pub(super) limits: &'a SessionLimits,
-    pub(super) shutdown: &'a CancellationToken,
+    pub(super) stop: &'a StopSignal,
     pub(super) counters: &'a SessionMetrics,
 }
 
@@ -85,7 +85,7 @@ where
         let timer = keepalive.next_deadline();
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Stop::Closed(CloseReason::Shutdown),
+            _ = ctx.stop.token().cancelled() => return Stop::Closed(ctx.stop.reason()),
             status = p.child.wait(), if p.exited.is_none() => {
                 let status = match status {
                     Ok(status) => status,
@@ -247,7 +247,7 @@ async fn guarded<T>(
     let limit = tokio::time::sleep(stall);
     tokio::select! {
         biased;
-        _ = ctx.shutdown.cancelled() => Err(Stop::Closed(CloseReason::Shutdown)),
+        _ = ctx.stop.token().cancelled() => Err(Stop::Closed(ctx.stop.reason())),
         done = write => Ok(done),
         _ = limit => Err(Stop::Stalled),
     }

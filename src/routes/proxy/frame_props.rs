@@ -244,6 +244,8 @@ proptest! {
 fn close_frames_fit_and_carry_the_code() {
     for reason in [
         CloseReason::Shutdown,
+        CloseReason::RouteChanged,
+        CloseReason::RouteRemoved,
         CloseReason::PingTimeout,
         CloseReason::Idle,
         CloseReason::MessageTooBig,

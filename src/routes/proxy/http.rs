@@ -3,7 +3,10 @@
 //! headers (`headers`), the request body paced (`body_timeout`), and the
 //! response headers awaited at most `upstream_header_timeout`. An upstream
 //! that cannot be connected to is marked down and the next one tried with
-//! the same request, as long as no byte of its body was read.
+//! the same request, as long as no byte of its body was read. Each request
+//! holds a slot of its upstream's `upstream_max_conns` (`cap`) until its
+//! response body is sent; an upstream at its cap is skipped, and 503 comes
+//! when every healthy one is.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
 use tracing::Instrument;
 
+use super::cap::{self, HeldBody, Hold};
 use super::client::{Reclaim, Reclaimable};
 use super::headers::{HOP_BY_HOP, forwarded_headers};
 use super::pool::ProxyRoute;
@@ -81,10 +85,15 @@ async fn forward(
         // 8.3.1). The client's host is in X-Forwarded-Host.
         headers.remove(header::HOST);
     }
+    let mut full = false;
     for i in proxy.candidates() {
         if !reclaim.untouched() {
             break;
         }
+        let Some(hold) = Hold::take(&proxy, i) else {
+            full = true;
+            continue;
+        };
         let uri = match proxy.http_uri(i, parts.uri.path(), rest, parts.uri.query()) {
             Ok(u) => u,
             Err(e) => return bad_gateway(&format!("cannot build the upstream request: {e}\n")),
@@ -93,14 +102,13 @@ async fn forward(
             Ok(r) => r,
             Err(e) => return bad_gateway(&format!("cannot build the upstream request: {e}\n")),
         };
-        proxy.members[i].active.fetch_add(1, Ordering::Relaxed);
         let sent = proxy.members[i].client.request(upstream_req);
         let result = await_headers(sent, &reclaim, proxy.spec.header_timeout).await;
-        proxy.members[i].active.fetch_sub(1, Ordering::Relaxed);
         let failed = match result {
-            Ok(resp) => return relay(resp),
+            Ok(resp) => return relay(resp, hold),
             Err(f) => f,
         };
+        drop(hold);
         match failed {
             Failed::Connect(why) if reclaim.untouched() => {
                 proxy.mark_down(i, why);
@@ -110,6 +118,9 @@ async fn forward(
             _ => {}
         }
         return refusal(&proxy, i, failed, &paused, &client_body_failed);
+    }
+    if full {
+        return cap::all_full(&proxy, "http");
     }
     bad_gateway("no upstream is available (all refused connections or are marked down)\n")
 }
@@ -163,8 +174,9 @@ where
     }
 }
 
-/// The upstream's answer, without hop-by-hop headers.
-fn relay(resp: Response<Incoming>) -> Response<Body> {
+/// The upstream's answer, without hop-by-hop headers; its body keeps the
+/// upstream's slot until it is done.
+fn relay(resp: Response<Incoming>, hold: Hold) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     for h in HOP_BY_HOP {
         parts.headers.remove(*h);
@@ -172,7 +184,7 @@ fn relay(resp: Response<Incoming>) -> Response<Body> {
     // An HTTP/2 upstream's answer goes to the client in the client's own
     // version (hyper picks it from the connection).
     parts.version = Version::default();
-    let body = body.map_err(std::io::Error::other).boxed();
+    let body = HeldBody::new(body.map_err(std::io::Error::other), hold).boxed();
     Response::from_parts(parts, body)
 }
 

@@ -9,6 +9,7 @@
 //! over the pooled client of `client`. Edge checks (Origin, connection
 //! limits) happened before this module is called.
 
+mod cap;
 mod client;
 mod connect;
 mod flag;
@@ -21,7 +22,6 @@ pub mod relay;
 mod side;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use hyper::body::Incoming;
 use hyper::header;
@@ -36,6 +36,8 @@ use crate::routes::env::Env;
 use crate::routes::identity::session_span;
 use crate::routes::open::SessionSlot;
 use crate::server::stall::StallGuard;
+use crate::stop::StopSignal;
+use cap::Hold;
 use handshake::{Upgraded, UpstreamRefusal, handshake_upstream};
 use headers::forwarded_headers;
 use http::bad_gateway;
@@ -43,18 +45,21 @@ pub use http::forward_http;
 pub use pool::{ProxyRoute, SetupError, probe_loop};
 
 /// Connects a WebSocket to an upstream, then answers the client's upgrade
-/// (101 with the upstream's subprotocol, 502 when no upstream answers, or
-/// the upstream's own refusal status) and relays until either side closes.
+/// (101 with the upstream's subprotocol, 502 when no upstream answers, 503
+/// when every upstream is at `upstream_max_conns`, or the upstream's own
+/// refusal status) and relays until either side closes or `stop` (the
+/// route's) fires.
 pub async fn upgrade(
     req: Request<Incoming>,
     proxy: Arc<ProxyRoute>,
     slot: SessionSlot,
+    stop: StopSignal,
     env: &Env<'_>,
     handshake: Handshake,
 ) -> Response<Body> {
     // The identity goes on every log line of this socket.
     let span = session_span(env.identity);
-    let (index, upstream) = match connect_upstream(&req, &proxy, &slot.route, env)
+    let (hold, upstream) = match connect_upstream(&req, &proxy, &slot.route, env)
         .instrument(span.clone())
         .await
     {
@@ -62,7 +67,7 @@ pub async fn upgrade(
         Err(refusal) => return refusal,
     };
     let protocol = upstream.protocol.clone();
-    spawn_relay(req, proxy, index, upstream, slot, env, span);
+    spawn_relay(req, hold, upstream, slot, stop, env, span);
     let mut r = switching_protocols(&handshake);
     if let Some(p) = protocol {
         r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
@@ -70,16 +75,23 @@ pub async fn upgrade(
     r
 }
 
-/// Tries the healthy upstreams in order until one completes the WebSocket
-/// handshake; the refusal to answer the client with otherwise.
+/// Tries the healthy upstreams below their cap in order until one
+/// completes the WebSocket handshake (its slot held from before the dial);
+/// the refusal to answer the client with otherwise: 503 when every healthy
+/// upstream was at `upstream_max_conns`.
 async fn connect_upstream(
     req: &Request<Incoming>,
-    proxy: &ProxyRoute,
+    proxy: &Arc<ProxyRoute>,
     route: &str,
     env: &Env<'_>,
-) -> Result<(usize, Upgraded), Response<Body>> {
+) -> Result<(Hold, Upgraded), Response<Body>> {
     let headers = forwarded_headers(req.headers(), env, true);
+    let mut full = false;
     for i in proxy.candidates() {
+        let Some(hold) = Hold::take(proxy, i) else {
+            full = true;
+            continue;
+        };
         let Some(io) = proxy.connect_or_mark_down(i).await else {
             continue;
         };
@@ -97,7 +109,7 @@ async fn connect_upstream(
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}:{}", up.host, up.port));
         match handshake_upstream(io, &host, &target, &headers).await {
-            Ok(done) => return Ok((i, done)),
+            Ok(done) => return Ok((hold, done)),
             Err(UpstreamRefusal::Status(status)) => {
                 tracing::info!(%route, upstream = %up.url, %status, "upstream refused the WebSocket upgrade");
                 metrics::handshake_failed(HandshakeFailure::Http);
@@ -112,6 +124,10 @@ async fn connect_upstream(
             }
         }
     }
+    if full {
+        metrics::handshake_failed(HandshakeFailure::Limit);
+        return Err(cap::all_full(proxy, "websocket"));
+    }
     metrics::handshake_failed(HandshakeFailure::Http);
     Err(bad_gateway(
         "no upstream is available (all refused connections or are marked down)\n",
@@ -119,30 +135,28 @@ async fn connect_upstream(
 }
 
 /// Spawns the relay between the client (once hyper hands over its
-/// upgraded connection) and upstream `index`, holding the session's slot.
+/// upgraded connection) and the upstream `hold` is a slot of, holding the
+/// session's slot and the upstream's until it ends.
 fn spawn_relay(
     mut req: Request<Incoming>,
-    pool: Arc<ProxyRoute>,
-    index: usize,
+    hold: Hold,
     upstream: Upgraded,
     slot: SessionSlot,
+    stop: StopSignal,
     env: &Env<'_>,
     span: tracing::Span,
 ) {
-    let shutdown = env.shutdown.clone();
     let listener = env.conn.listener.clone();
     let peer = env.conn.peer;
     let ticket = env.conn.ticket.clone();
     let who = super::open::who(env);
     let client_upgrade = hyper::upgrade::on(&mut req);
     let abort = req.extensions().get::<H2Conn>().cloned();
-    pool.members[index].active.fetch_add(1, Ordering::Relaxed);
     let task = async move {
         let upgraded = match client_upgrade.await {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "client upgrade failed");
-                pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
         };
@@ -156,13 +170,13 @@ fn spawn_relay(
             upstream.io,
             upstream.buffered,
             slot.limits,
-            shutdown,
+            stop,
             &counters,
         )
         .await;
         super::open::log_end(&who, &route, started, &counters, &ending);
-        tracing::debug!(%peer, %route, upstream = %pool.members[index].upstream.url, ?ending, "proxied WebSocket closed");
-        pool.members[index].active.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(%peer, %route, upstream = %hold.url(), ?ending, "proxied WebSocket closed");
+        drop(hold);
         slot.release();
         drop(ticket);
     };

@@ -57,7 +57,8 @@ pub(super) struct Member {
     pub(super) upstream: Upstream,
     /// Milliseconds since `epoch` until which the upstream is skipped.
     down_until: AtomicU64,
-    /// Open connections (least-connections balancing).
+    /// Connections open or opening: proxied WebSockets and plain requests
+    /// in flight, each a `cap::Hold` (the cap, least-connections).
     pub(super) active: AtomicUsize,
     /// Keep-alive connections for plain HTTP requests.
     pub(super) client: Pooled,

@@ -30,10 +30,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::stop::StopSignal;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio_util::sync::CancellationToken;
 
 use super::flag::{Flag, Slot, Waiter};
 
@@ -462,7 +462,7 @@ pub async fn relay<C, U>(
     upstream: U,
     upstream_buffered: Vec<u8>,
     limits: SessionLimits,
-    shutdown: CancellationToken,
+    stop_signal: StopSignal,
     counters: &SessionMetrics,
 ) -> Ending
 where
@@ -560,10 +560,11 @@ where
                     stop.raise();
                     return;
                 }
-                _ = shutdown.cancelled() => {
+                _ = stop_signal.token().cancelled() => {
+                    let reason = stop_signal.reason();
                     tokio::join!(
-                        client_side.send_close(CloseReason::Shutdown),
-                        upstream_side.send_close(CloseReason::Shutdown),
+                        client_side.send_close(reason),
+                        upstream_side.send_close(reason),
                     );
                     closing.raise();
                 }

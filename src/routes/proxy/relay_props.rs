@@ -106,7 +106,7 @@ fn run_relay(input: Vec<u8>, cuts: Vec<usize>) -> Run {
             upstream_far,
             Vec::new(),
             limits(),
-            CancellationToken::new(),
+            crate::stop::StopSignal::child_of(&CancellationToken::new()),
             &counters,
         );
         let client_side = async move {
