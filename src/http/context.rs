@@ -52,7 +52,6 @@ impl HttpContext {
     pub fn env<'a>(&'a self, conn: &'a ConnInfo, identity: Option<&'a Identity>) -> Env<'a> {
         Env {
             conn,
-            shutdown: &self.shutdown,
             tracker: &self.tracker,
             trusted_proxies: &self.trusted_proxies,
             identity,

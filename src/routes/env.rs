@@ -1,7 +1,6 @@
 //! What every route kind gets from the server for one request: a leaf, so
 //! the kinds need nothing from `routes/mod.rs` (which dispatches to them).
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
@@ -11,10 +10,6 @@ use crate::http::reply::ConnInfo;
 /// What a route kind gets from the server for one request.
 pub struct Env<'a> {
     pub conn: &'a ConnInfo,
-    /// Cancelled when the server shuts down, or when a configuration
-    /// reload retires the route and its grace ends (the route's own
-    /// `Route::stop`, a child of the server's shutdown).
-    pub shutdown: &'a CancellationToken,
     /// Sessions are spawned here, so shutdown can wait for them.
     pub tracker: &'a TaskTracker,
     /// Peers whose X-Forwarded-* headers are kept.

@@ -185,18 +185,6 @@ impl Route {
         limits.for_route(&spec.limits, fanout)
     }
 
-    /// What the route's kind gets for a request: `env` with the route's own
-    /// stop signal in place of the server's shutdown.
-    fn own_env<'a>(&'a self, env: &Env<'a>) -> Env<'a> {
-        Env {
-            conn: env.conn,
-            shutdown: self.stop.token(),
-            tracker: env.tracker,
-            trusted_proxies: env.trusted_proxies,
-            identity: env.identity,
-        }
-    }
-
     /// Answers a plain HTTP request on an HTTP kind (`spec.kind.is_http()`);
     /// `rest` is the path below the route prefix, `path` the whole one.
     pub async fn serve_http(
@@ -206,7 +194,6 @@ impl Route {
         path: &str,
         env: &Env<'_>,
     ) -> Response<Body> {
-        let env = &self.own_env(env);
         match &self.runtime {
             RouteRuntime::Proxy(proxy) => proxy::forward_http(req, proxy.clone(), env, rest).await,
             RouteRuntime::Static(source) => {
@@ -231,7 +218,6 @@ impl Route {
         permit: OwnedSemaphorePermit,
         env: &Env<'_>,
     ) -> Response<Body> {
-        let env = &self.own_env(env);
         let opened = match &self.runtime {
             RouteRuntime::Proxy(proxy) => {
                 let slot = open::SessionSlot::new(&self.label, self.limits, permit);

@@ -610,6 +610,10 @@ async fn upstream_max_conns_refuses_the_third_websocket_until_one_closes() {
             .await,
         1.0
     );
+    // Operators see it in the log too (summarised: at most every 10 s).
+    front
+        .wait_for_log("every upstream is at upstream_max_conns (2): 1 request(s) refused with 503")
+        .await;
     // The backend never saw the third.
     assert_eq!(connections(&back).await, 2.0);
     // One closes: its slot comes back when its relay ends.

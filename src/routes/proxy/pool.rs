@@ -76,6 +76,8 @@ pub struct ProxyRoute {
     /// Longest a write to an upstream may make no progress
     /// (`proxy_send_timeout`), and a request body may pause.
     pub(super) send_timeout: Duration,
+    /// Refusals because every upstream was full, summarised in the log.
+    pub(super) full: super::cap::FullLog,
 }
 
 impl ProxyRoute {
@@ -132,10 +134,11 @@ impl ProxyRoute {
             epoch: StdInstant::now(),
             tls,
             send_timeout,
+            full: super::cap::FullLog::default(),
         })
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
