@@ -53,7 +53,7 @@
 //!   folder confined, for every file it opens) + `bundled` + `key_guard`
 //!   (never a private key), `proxy/` (`http` + `client`: plain requests
 //!   over pooled keep-alive connections; `cap`: connections per upstream,
-//!   `upstream_max_conns`), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
+//!   `upstream_max_conns`, its refusals summarised by `full_log`), `exec/`, `chat/`, `broadcast`, `ca_page/` (the local
 //!   CA's install page)); `open` starts a kind's session after the 101;
 //!   `identity` is how kinds pass the caller's identity on (one encoding
 //!   for a header value and an environment variable, the session's log

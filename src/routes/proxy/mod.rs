@@ -14,6 +14,7 @@ mod client;
 mod connect;
 mod flag;
 mod frame;
+mod full_log;
 mod handshake;
 mod headers;
 mod http;

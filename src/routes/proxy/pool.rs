@@ -77,7 +77,7 @@ pub struct ProxyRoute {
     /// (`proxy_send_timeout`), and a request body may pause.
     pub(super) send_timeout: Duration,
     /// Refusals because every upstream was full, summarised in the log.
-    pub(super) full: super::cap::FullLog,
+    pub(super) full: super::full_log::FullLog,
 }
 
 impl ProxyRoute {
@@ -134,7 +134,7 @@ impl ProxyRoute {
             epoch: StdInstant::now(),
             tls,
             send_timeout,
-            full: super::cap::FullLog::default(),
+            full: super::full_log::FullLog::default(),
         })
     }
 
