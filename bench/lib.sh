@@ -1,10 +1,12 @@
-# bench/lib.sh: shell helpers shared by bench/run.sh, bench/proxy.sh and
-# bench/fanout.sh; sourced by them (after `set -euo pipefail`), not run.
+# bench/lib.sh: shell helpers shared by bench/run.sh, bench/proxy.sh,
+# bench/fanout.sh and bench/floor.sh; sourced by them (after `set -euo
+# pipefail`), not run.
 #
 # It owns: messages, --help and the common arguments; the BENCH_SECS /
 # BENCH_HOLD / BENCH_IDLE_CONNS checks; the repository paths (root, wssd,
-# results_dir); finding and installing Debian packages; building wssd; the
-# open-file limit and the split of cores between servers and client; ports;
+# results_dir); finding and installing Debian packages; building wssd and the
+# naive echo; the open-file limit and the split of cores between servers and
+# client; ports;
 # the temporary folder and the processes a script owns (stopped by PID when it
 # exits); the ws:// echo backend and nginx in front of it; CPU, memory and
 # thread figures from /proc; and one measured `wssd bench` run.
@@ -111,6 +113,20 @@ build_wssd() {
 }
 
 # ---------------------------------------------------------------- limits, cores
+
+# build_naive: builds bench/naive-echo into target/naive-echo (unless
+# --no-build) and checks it is there (naive); sets server_wssd, the wssd the
+# runs measure (BENCH_SERVER_BIN, or target/release/wssd).
+build_naive() {
+    if [[ $build == 1 ]]; then
+        say "cargo build --release (bench/naive-echo, into target/naive-echo)"
+        CARGO_TARGET_DIR="$root/target/naive-echo" cargo build --release --quiet \
+            --manifest-path "$root/bench/naive-echo/Cargo.toml"
+    fi
+    [[ -x $naive ]] || die "$naive not found (run without --no-build)"
+    server_wssd=${BENCH_SERVER_BIN:-$wssd}
+    [[ -x $server_wssd ]] || die "BENCH_SERVER_BIN=$server_wssd is not an executable"
+}
 
 # raise_fd_limit: raises the open-file limit to the hard limit; sets fd_limit.
 raise_fd_limit() {

@@ -51,14 +51,7 @@ nginx_bin=$(find_bin nginx)
 
 # ---------------------------------------------------------------- build
 build_wssd --release
-if [[ $build == 1 ]]; then
-    say "cargo build --release (bench/naive-echo, into target/naive-echo)"
-    CARGO_TARGET_DIR="$root/target/naive-echo" cargo build --release --quiet \
-        --manifest-path "$root/bench/naive-echo/Cargo.toml"
-fi
-[[ -x $naive ]] || die "$naive not found (run without --no-build)"
-server_wssd=${BENCH_SERVER_BIN:-$wssd}
-[[ -x $server_wssd ]] || die "BENCH_SERVER_BIN=$server_wssd is not an executable"
+build_naive
 
 # ---------------------------------------------------------------- limits, cores
 raise_fd_limit

@@ -57,6 +57,51 @@ async fn wait_for_leaf(
     }
 }
 
+/// A server with `--tls files` on `cert.pem` and `key.pem` in a folder of
+/// their own (a leaf of `ca` with `serial`), already serving it, and a
+/// client trusting `ca`.
+struct FilesServer {
+    server: Wssd,
+    client: Arc<rustls::ClientConfig>,
+    certs: tempfile::TempDir,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    first: Pair,
+    _ca_dir: tempfile::TempDir,
+}
+
+async fn serving_files(ca: &TestCa, serial: u64) -> FilesServer {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("ca.pem");
+    write(&ca_file, &ca.pem());
+    let certs = tempfile::tempdir().unwrap();
+    let first = ca.leaf(&["localhost"], serial, false);
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    write(&cert, &first.cert_pem);
+    write(&key, &first.key_pem);
+    let server = Wssd::builder()
+        .args(["--tls", "files", "--cert-check-interval", "60"])
+        .args(["--cert", cert.to_str().unwrap()])
+        .args(["--key", key.to_str().unwrap()])
+        .spawn()
+        .await;
+    let client = client_tls_trusting(&ca_file);
+    assert_eq!(
+        served_leaf(server.tls_addr(), &client, "localhost").await,
+        first.der
+    );
+    FilesServer {
+        server,
+        client,
+        certs,
+        cert,
+        key,
+        first,
+        _ca_dir: ca_dir,
+    }
+}
+
 /// How a swap puts the new files in place.
 #[derive(Debug, Clone, Copy)]
 enum Swap {
@@ -114,23 +159,15 @@ fn place(dir: &Path, how: Swap, n: usize, cert: &str, key: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_files_replaced_20_times_under_load() {
     let ca = TestCa::new("reload test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    write(&ca_file, &ca.pem());
-    let certs = tempfile::tempdir().unwrap();
-    let first = ca.leaf(&["localhost"], 1000, false);
-    write(&certs.path().join("cert.pem"), &first.cert_pem);
-    write(&certs.path().join("key.pem"), &first.key_pem);
-    let cert_path = certs.path().join("cert.pem");
-    let server = Wssd::builder()
-        .args(["--tls", "files", "--cert-check-interval", "60"])
-        .args(["--cert", cert_path.to_str().unwrap()])
-        .args(["--key", certs.path().join("key.pem").to_str().unwrap()])
-        .spawn()
-        .await;
-    let client = client_tls_trusting(&ca_file);
+    let FilesServer {
+        server,
+        client,
+        certs,
+        cert: cert_path,
+        first,
+        ..
+    } = serving_files(&ca, 1000).await;
     let addr = server.tls_addr();
-    assert_eq!(served_leaf(addr, &client, "localhost").await, first.der);
 
     // Streaming clients: every message must come back, in order.
     let stop = Arc::new(AtomicBool::new(false));
@@ -236,24 +273,15 @@ async fn certificate_files_replaced_20_times_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_change_is_seen_while_another_file_beside_it_is_written() {
     let ca = TestCa::new("busy folder CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    write(&ca_file, &ca.pem());
-    let certs = tempfile::tempdir().unwrap();
-    let first = ca.leaf(&["localhost"], 1, false);
-    let cert = certs.path().join("cert.pem");
-    let key = certs.path().join("key.pem");
-    write(&cert, &first.cert_pem);
-    write(&key, &first.key_pem);
-    let server = Wssd::builder()
-        .args(["--tls", "files", "--cert-check-interval", "60"])
-        .args(["--cert", cert.to_str().unwrap()])
-        .args(["--key", key.to_str().unwrap()])
-        .spawn()
-        .await;
-    let client = client_tls_trusting(&ca_file);
+    let FilesServer {
+        server,
+        client,
+        certs,
+        cert,
+        key,
+        ..
+    } = serving_files(&ca, 1).await;
     let addr = server.tls_addr();
-    assert_eq!(served_leaf(addr, &client, "localhost").await, first.der);
 
     // Another file in the folder, appended to every 40 ms (well inside the
     // watcher's 200 ms debounce) until the test ends.
