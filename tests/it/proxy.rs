@@ -545,23 +545,12 @@ async fn malformed_chunked_body_is_400_not_502() {
 /// A plain-listener front whose one proxy route goes to `upstreams` with
 /// `upstream_max_conns = cap`.
 async fn capped_front(upstreams: &[String], cap: usize) -> (Wssd, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("wssd.toml");
     let list: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "[[route]]\npath = \"/\"\nkind = \"proxy\"\nupstream = [{}]\nupstream_max_conns = {cap}\n",
-            list.join(", ")
-        ),
+    crate::proxy_pool::proxy_front(
+        &format!("[{}]", list.join(", ")),
+        &format!("upstream_max_conns = {cap}\n"),
     )
-    .unwrap();
-    let server = Wssd::builder()
-        .plain_only()
-        .args(["--config", config.to_str().unwrap()])
-        .spawn()
-        .await;
-    (server, dir)
+    .await
 }
 
 /// The status of a WebSocket upgrade to `server` that is not completed.

@@ -98,11 +98,18 @@ async fn counting_upstream(h2c: bool, delay: Duration) -> (u16, Seen) {
 
 /// wssd with one proxy route to `upstream` and extra route keys.
 async fn front(upstream: &str, keys: &str) -> (Wssd, tempfile::TempDir) {
+    proxy_front(&format!("\"{upstream}\""), keys).await
+}
+
+/// A plain-listener wssd whose one route, `/`, proxies to `upstream` (its
+/// TOML value: a quoted URL or a list of them), with the route's other
+/// `keys` (TOML lines).
+pub(crate) async fn proxy_front(upstream: &str, keys: &str) -> (Wssd, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("wssd.toml");
     std::fs::write(
         &config,
-        format!("[[route]]\npath = \"/\"\nkind = \"proxy\"\nupstream = \"{upstream}\"\n{keys}"),
+        format!("[[route]]\npath = \"/\"\nkind = \"proxy\"\nupstream = {upstream}\n{keys}"),
     )
     .unwrap();
     let server = Wssd::builder()
