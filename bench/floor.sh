@@ -20,12 +20,13 @@
 # adds in kernel and crypto). A target above it cannot be met by changing
 # wssd's code on this machine.
 #
-# Fan-out: one burst to many subscribers (bench/fanout.sh's baseline, 10,000
-# subscribers at 2 msg/s: one message's deliveries at a time, nothing queued
-# behind it). Server (unpinned, default workers, as fanout.sh) and client are
-# both sampled; the floor of a burst is subscribers x (server + client kernel
-# and crypto per delivery) spread over every core: its last delivery cannot
-# arrive sooner, so p99 cannot be below about that.
+# Fan-out: 10,000 subscribers at 2 msg/s (bench/fanout.sh's baseline: one
+# message's deliveries at a time, nothing queued behind it) and at 20 msg/s
+# (issue 16's case: a burst every 50 ms). Server (unpinned, default workers,
+# as fanout.sh) and client are both sampled; the floor of a burst is
+# subscribers x (server + client kernel and crypto per delivery) spread over
+# every core: its last delivery cannot arrive sooner, so p99 cannot be below
+# about that.
 #
 # Writes bench/results/floor-latest.md and floor-latest.json.
 #
@@ -139,18 +140,18 @@ for run in "echo64 echo --conns 100 --size 64" \
     fi
 done
 
-# sample_fanout: one burst at a time to fanout_subs subscribers of a fresh
-# broadcast server; perf samples the server and the client for 3 s once every
-# subscriber is connected; their CPU ticks over the same seconds.
+# sample_fanout RATE: RATE messages a second to fanout_subs subscribers of a
+# fresh broadcast server; perf samples the server and the client for 3 s
+# once every subscriber is connected; their CPU ticks over the same seconds.
 sample_fanout() {
-    local url="wss://127.0.0.1:$fanout_port/ws/news" out="$tmp/runs/fanout" rate=2 fan_pid client_pid i
+    local url="wss://127.0.0.1:$fanout_port/ws/news" rate=$1 out="$tmp/runs/fanout-$1" fan_pid client_pid i
     say "fanout: $fanout_subs subscribers, $rate msg/s (unpinned, as bench/fanout.sh)"
     "$server_wssd" --listen "127.0.0.1:$fanout_port" --tls files --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
-        --admin off --route /ws/news=broadcast "${server_limits[@]}" >"$tmp/fanout.log" 2>&1 &
+        --admin off --route /ws/news=broadcast "${server_limits[@]}" >"$tmp/fanout-$rate.log" 2>&1 &
     fan_pid=$!
     pids+=("$fan_pid")
     wait_port "$fanout_port" "$fan_pid" "wssd broadcast"
-    echo "[fanout] target/release/wssd bench fanout $url --ca \$TMP/cert.pem --subscribers $fanout_subs" \
+    echo "[fanout, $rate msg/s] target/release/wssd bench fanout $url --ca \$TMP/cert.pem --subscribers $fanout_subs" \
         "--messages $((rate * 12)) --rate $rate --size 64 --json" >>"$commands_file"
     "$wssd" bench fanout "$url" --ca "$tmp/cert.pem" --subscribers "$fanout_subs" --messages $((rate * 12)) \
         --rate "$rate" --size 64 --json >"$out.json" 2>"$out.err" &
@@ -188,7 +189,8 @@ sample_fanout() {
     wait "$client_pid" || { echo "   the fan-out client failed: $(tail -n 3 "$out.err")" >&2; failures=$((failures + 1)); }
     stop_pids "$fan_pid"
 }
-sample_fanout
+sample_fanout 2
+sample_fanout 20
 
 mkdir -p "$results_dir"
 {
