@@ -14,8 +14,10 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use crate::stop::StopSignal;
+use futures_util::future::Either;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::error::Elapsed;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -289,8 +291,10 @@ where
                         // one per message.
                         let mut then_close = None;
                         let send_by = Instant::now() + send_timeout;
+                        // Outside the block: captured by reference, not
+                        // kept twice in its state.
+                        let mut next = Some(message);
                         let write = async {
-                            let mut next = Some(message);
                             let mut batch = 0;
                             while let Some(message) = next.take() {
                                 counters.sent(message.len() as u64);
@@ -372,25 +376,33 @@ where
     }
 }
 
-/// [`flush_by`] on the link's codec.
-async fn flush_link<S>(link: &mut Link<S>, deadline: Instant) -> Result<(), Stop>
+/// [`flush_by`] on the link's codec. The write paths are plain functions
+/// returning their futures, built from the futures that do the work: an
+/// `async fn` keeps a copy of its arguments beside the future it awaits,
+/// and these futures sit in every session's task (idle memory per
+/// connection).
+fn flush_link<S>(link: &mut Link<S>, deadline: Instant) -> impl Future<Output = Result<(), Stop>>
 where
     S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
 {
     match link.live() {
-        Some(ws) => flush_by(ws, deadline).await,
-        None => Err(Stop::Broken),
+        Some(ws) => Either::Left(flush_by(ws, deadline)),
+        None => Either::Right(std::future::ready(Err(Stop::Broken))),
     }
 }
 
 /// [`write_by`] on the link's codec.
-async fn write_link<S>(link: &mut Link<S>, deadline: Instant, message: Message) -> Result<(), Stop>
+fn write_link<S>(
+    link: &mut Link<S>,
+    deadline: Instant,
+    message: Message,
+) -> impl Future<Output = Result<(), Stop>>
 where
     S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
 {
     match link.live() {
-        Some(ws) => write_by(ws, deadline, message).await,
-        None => Err(Stop::Broken),
+        Some(ws) => Either::Left(write_by(ws, deadline, message)),
+        None => Either::Right(std::future::ready(Err(Stop::Broken))),
     }
 }
 
@@ -440,12 +452,21 @@ where
     }
 }
 
-/// Flushes the codec's buffer before `deadline`.
-async fn flush_by<S>(ws: &mut WebSocketStream<S>, deadline: Instant) -> Result<(), Stop>
+/// Flushes the codec's buffer before `deadline` (a plain function: see
+/// [`flush_link`]).
+fn flush_by<S>(
+    ws: &mut WebSocketStream<S>,
+    deadline: Instant,
+) -> impl Future<Output = Result<(), Stop>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout_at(deadline, ws.flush()).await {
+    tokio::time::timeout_at(deadline, ws.flush()).map(codec_write_result)
+}
+
+/// A codec write or flush that had until a deadline, as a [`Stop`].
+fn codec_write_result(result: Result<Result<(), WsError>, Elapsed>) -> Result<(), Stop> {
+    match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(WsError::Io(e))) => Err(Stop::after_io_error(&e)),
         Ok(Err(_)) => Err(Stop::Broken),
@@ -460,11 +481,12 @@ where
 /// then the frame header and the payload go to the connection. Server
 /// frames are unmasked, so nothing is copied per connection (over TLS,
 /// rustls takes at most `TLS_BUFFER_LIMIT` of plaintext per write).
-async fn write_by<S>(
+/// A plain function: see [`flush_link`].
+fn write_by<S>(
     ws: &mut WebSocketStream<S>,
     deadline: Instant,
     message: Message,
-) -> Result<(), Stop>
+) -> impl Future<Output = Result<(), Stop>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -472,17 +494,14 @@ where
         Message::Binary(b) if b.len() > DIRECT_WRITE_MIN => (OP_BINARY, b),
         Message::Text(t) if t.len() > DIRECT_WRITE_MIN => (OP_TEXT, Bytes::from(t)),
         small => {
-            return match tokio::time::timeout_at(deadline, ws.feed(small)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(WsError::Io(e))) => Err(Stop::after_io_error(&e)),
-                Ok(Err(_)) => Err(Stop::Broken),
-                Err(_) => Err(Stop::Stalled { torn: false }),
-            };
+            return Either::Left(
+                tokio::time::timeout_at(deadline, ws.feed(small)).map(codec_write_result),
+            );
         }
     };
     // Boxed: only large messages take this path; inline, its state would
     // enlarge every session's future (idle memory per connection).
-    Box::pin(write_direct(ws, deadline, opcode, payload)).await
+    Either::Right(Box::pin(write_direct(ws, deadline, opcode, payload)))
 }
 
 /// Writes one large data message from its payload buffer: the codec is

@@ -241,7 +241,7 @@ impl Route {
             }
             // Subscribed before the 101, so nothing published once the
             // client sees the upgrade is missed.
-            RouteRuntime::Broadcast(b) => Opened::Broadcast(b.session()),
+            RouteRuntime::Broadcast(b) => Opened::Broadcast(Box::new(b.session())),
             RouteRuntime::Echo => Opened::Echo,
             RouteRuntime::Static(_) | RouteRuntime::Ca(_) => {
                 return refused(

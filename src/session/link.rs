@@ -33,15 +33,16 @@
 //! ping it answers) before it waits again, so nothing is left to send.
 
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::ops::ControlFlow;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use futures_util::task::AtomicWaker;
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
@@ -66,6 +67,9 @@ pub fn codec_config(max_message_size: usize) -> WebSocketConfig {
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }
+
+/// What a wait for the next message ends with (`Link::next`).
+type Next = Option<Result<Message, WsError>>;
 
 /// Whether a message like this one (its frame header included) arrives
 /// whole in a small read: a client sending such messages is waited for
@@ -120,12 +124,12 @@ impl Wake for ReadGate {
     }
 }
 
-// Not boxed: the codec is built and dropped as the client goes busy and
-// idle, and the enum lives in the session's task either way.
-#[allow(clippy::large_enum_variant, reason = "see above")]
 enum State<S> {
-    /// The codec, around the connection.
-    Live(WebSocketStream<S>),
+    /// The codec, around the connection. Boxed: the enum lives in every
+    /// session's task, and inline the codec's state (its settings, frame
+    /// and message decoders) would stay there while the connection is
+    /// parked too.
+    Live(Box<WebSocketStream<S>>),
     /// The connection alone: nothing is half read or unsent.
     Parked(S),
     /// Lost while the codec was being built (never expected).
@@ -207,21 +211,10 @@ where
         if self.may_park {
             self.park_if_idle();
         }
-        if self.waits_small() {
-            let mut head = [0u8; PARKED_READ];
-            let read = match &mut self.state {
-                State::Parked(io) => io.read(&mut head).await,
-                State::Live(ws) => ws.get_mut().read(&mut head).await,
-                State::Gone => return None,
-            };
-            match read {
-                Ok(0) => return None,
-                Ok(n) => self.rebuild(&head[..n]),
-                Err(e) => {
-                    self.unpark();
-                    return Some(Err(WsError::Io(e)));
-                }
-            }
+        if self.waits_small()
+            && let ControlFlow::Break(ended) = poll_fn(|cx| self.poll_small_read(cx)).await
+        {
+            return ended;
         }
         if self.small && self.drained() {
             // The codec holds nothing: wait with a small read past it and
@@ -231,14 +224,8 @@ where
             // It holds nothing (the connection says so): it may be parked
             // at a keepalive tick while this wait goes on.
             self.starved = true;
-            let State::Live(ws) = &mut self.state else {
-                return None;
-            };
-            let mut head = [0u8; PARKED_READ];
-            match ws.get_mut().read(&mut head).await {
-                Ok(0) => return None,
-                Ok(n) => ws.get_mut().unread(&head[..n]),
-                Err(e) => return Some(Err(WsError::Io(e))),
+            if let ControlFlow::Break(ended) = poll_fn(|cx| self.poll_read_past(cx)).await {
+                return ended;
             }
         }
         let State::Live(ws) = &mut self.state else {
@@ -257,6 +244,54 @@ where
             polled
         })
         .await
+    }
+
+    /// A small read while the link waits small ([`Link::waits_small`]); a
+    /// codec with a read buffer is built around what it brings. `Break`:
+    /// the wait's end (the connection ended or failed). The buffer is on
+    /// the stack of this poll, not in the session's task: a pending read
+    /// leaves nothing in it (`AsyncRead`), so every idle connection would
+    /// otherwise keep 256 bytes for nothing.
+    fn poll_small_read(&mut self, cx: &mut Context<'_>) -> Poll<ControlFlow<Next>> {
+        let mut head = [0u8; PARKED_READ];
+        let mut buf = ReadBuf::new(&mut head);
+        let polled = match &mut self.state {
+            State::Parked(io) => Pin::new(io).poll_read(cx, &mut buf),
+            State::Live(ws) => Pin::new(ws.get_mut()).poll_read(cx, &mut buf),
+            State::Gone => return Poll::Ready(ControlFlow::Break(None)),
+        };
+        Poll::Ready(match ready!(polled) {
+            Ok(()) if buf.filled().is_empty() => ControlFlow::Break(None),
+            Ok(()) => {
+                self.rebuild(buf.filled());
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                self.unpark();
+                ControlFlow::Break(Some(Err(WsError::Io(e))))
+            }
+        })
+    }
+
+    /// A small read past a codec that holds nothing, what it brings put
+    /// back under the codec. `Break`: the wait's end. The buffer is on the
+    /// stack of this poll (see [`Link::poll_small_read`]).
+    fn poll_read_past(&mut self, cx: &mut Context<'_>) -> Poll<ControlFlow<Next>> {
+        let State::Live(ws) = &mut self.state else {
+            return Poll::Ready(ControlFlow::Break(None));
+        };
+        let mut head = [0u8; PARKED_READ];
+        let mut buf = ReadBuf::new(&mut head);
+        Poll::Ready(
+            match ready!(Pin::new(ws.get_mut()).poll_read(cx, &mut buf)) {
+                Ok(()) if buf.filled().is_empty() => ControlFlow::Break(None),
+                Ok(()) => {
+                    ws.get_mut().unread(buf.filled());
+                    ControlFlow::Continue(())
+                }
+                Err(e) => ControlFlow::Break(Some(Err(WsError::Io(e)))),
+            },
+        )
     }
 
     /// The next message if the codec has one ready now (the batch loop's
@@ -305,7 +340,7 @@ where
     pub fn live(&mut self) -> Option<&mut WebSocketStream<S>> {
         self.unpark();
         match &mut self.state {
-            State::Live(ws) => Some(ws),
+            State::Live(ws) => Some(ws.as_mut()),
             _ => None,
         }
     }
@@ -314,7 +349,7 @@ where
     pub fn into_live(mut self) -> Option<WebSocketStream<S>> {
         self.unpark();
         match self.state {
-            State::Live(ws) => Some(ws),
+            State::Live(ws) => Some(*ws),
             _ => None,
         }
     }
@@ -361,7 +396,7 @@ where
             WebSocketStream::from_partially_read(io, read.to_vec(), Role::Server, Some(config))
                 .now_or_never();
         if let Some(ws) = built {
-            self.state = State::Live(ws);
+            self.state = State::Live(Box::new(ws));
         }
         self.reads = true;
         self.starved = false;
@@ -382,7 +417,7 @@ where
         if let Some(ws) =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never()
         {
-            self.state = State::Live(ws);
+            self.state = State::Live(Box::new(ws));
         }
         self.reads = false;
         self.starved = true;
@@ -395,7 +430,7 @@ mod tests {
     use crate::budget::{BudgetedIo, MemoryBudget};
     use futures_util::SinkExt;
     use std::time::Duration;
-    use tokio::io::{AsyncWriteExt, DuplexStream};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     /// A masked client frame (mask 0: the payload reads as is).
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
@@ -416,6 +451,27 @@ mod tests {
     /// Waits once without blocking: the link parks if it holds nothing.
     fn wait_once<S: AsyncRead + AsyncWrite + MessageBoundary + Unpin>(link: &mut Link<S>) {
         assert!(link.next().now_or_never().is_none(), "nothing to read");
+    }
+
+    /// What a waiting link keeps in its session's task (idle memory per
+    /// connection): not the codec's state (boxed, and dropped while
+    /// parked), and no read buffer in the wait.
+    #[test]
+    fn a_waiting_link_keeps_neither_the_codec_nor_a_buffer_inline() {
+        type Io = BudgetedIo<DuplexStream>;
+        let codec = std::mem::size_of::<WebSocketStream<Io>>();
+        let inline = std::mem::size_of::<Link<Io>>();
+        assert!(
+            inline < codec,
+            "a link ({inline} B) holds the codec ({codec} B) inline"
+        );
+        let (_client, mut link) = link();
+        let wait = link.next();
+        let size = std::mem::size_of_val(&wait);
+        assert!(
+            size < PARKED_READ,
+            "the wait ({size} B) keeps a {PARKED_READ} B read buffer"
+        );
     }
 
     #[tokio::test]
