@@ -63,10 +63,11 @@
 //!   credentials are read (`extract`), the verifiers (`token`, `jwt`,
 //!   `basic` for htpasswd), the orchestrator (`check`), refusal reasons
 //!   (`reason`) and load errors (`error`).
-//! - [`session`]: the WebSocket driver (limits, writes under the send
-//!   deadline, large messages written from their shared buffer, close,
-//!   drain; `link`: the codec held only while there is something to read,
-//!   so an idle session holds no read buffer); [`keepalive`]: the one ping/pong/idle rule and close-reason
+//! - [`session`]: the WebSocket driver (limits, drain; `write`: writes
+//!   under the send deadline, large messages written from their shared
+//!   buffer; `close`: the closing handshake for every reason; `ending`: how
+//!   a session ended; `link`: the codec held only while there is something
+//!   to read, so an idle session holds no read buffer); [`keepalive`]: the one ping/pong/idle rule and close-reason
 //!   table used by the session, exec and proxy drivers; [`stop`]: a
 //!   route's stop signal, fired by the shutdown or by a reload retiring the
 //!   route, and the close reason each means; [`rates`]: the

@@ -11,31 +11,31 @@
 
 use std::future::{Future, poll_fn};
 use std::task::{Poll, Waker};
-use std::time::Duration;
 
 use crate::stop::StopSignal;
-use futures_util::future::Either;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::error::Elapsed;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-use crate::access_log::ClosedBy;
 use crate::budget::MessageBoundary;
 use crate::config::SessionLimits;
-use crate::config::limits::{CLOSE_TIMEOUT, WRITE_BUFFER_SIZE};
-use crate::config::rate::Exceeded;
-use crate::keepalive::{Action, CloseReason, Keepalive};
+use crate::config::limits::CLOSE_TIMEOUT;
+use crate::keepalive::{Action, Keepalive};
 use crate::metrics::{self, SessionMetrics};
 use crate::rates::Meter;
 
+mod close;
+mod ending;
 pub mod link;
+mod write;
+pub use close::{close, close_and_linger, close_for, close_for_rate, fail};
+pub use ending::Ending;
 use link::{Link, codec_config};
+use write::{flush_link, stopped, write_link};
 
 /// Most messages handled between two flushes.
 const MAX_BATCH: usize = 64;
@@ -92,42 +92,6 @@ pub enum Outbound {
     Send(Message),
     /// Close with this code and reason (kicked, fell behind, ...).
     Close(CloseCode, String),
-}
-
-/// Why a session ended, for logs and the access log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
-    /// The client closed (with this code, 1005 when none, and its reason).
-    ClosedByPeer(u16, String),
-    /// We closed with this code and reason.
-    ClosedByUs(u16, String),
-    /// Proxy routes: the upstream closed with this code.
-    ClosedByUpstream(u16),
-    /// Exec routes: the program ended; the close sent for it.
-    ClosedByProgram(u16, String),
-    /// The TCP connection dropped without a closing handshake.
-    Dropped,
-}
-
-impl Ending {
-    /// Close code (1006 when the connection dropped), reason, who closed.
-    pub fn summary(&self) -> (u16, &str, ClosedBy) {
-        match self {
-            Ending::ClosedByPeer(code, reason) => (*code, reason, ClosedBy::Client),
-            Ending::ClosedByUs(code, reason) => (*code, reason, ClosedBy::Server),
-            Ending::ClosedByUpstream(code) => (*code, "", ClosedBy::Upstream),
-            Ending::ClosedByProgram(code, reason) => (*code, reason, ClosedBy::Program),
-            Ending::Dropped => (1006, "", ClosedBy::Client),
-        }
-    }
-
-    /// This ending, told as the program's doing (exec: it exited).
-    pub fn by_program(self) -> Ending {
-        match self {
-            Ending::ClosedByUs(code, reason) => Ending::ClosedByProgram(code, reason),
-            other => other,
-        }
-    }
 }
 
 /// The close code and reason of a received close frame (1005 when none).
@@ -374,336 +338,4 @@ where
         Some(ws) => closing(ws).await,
         None => Ending::Dropped,
     }
-}
-
-/// [`flush_by`] on the link's codec. The write paths are plain functions
-/// returning their futures, built from the futures that do the work: an
-/// `async fn` keeps a copy of its arguments beside the future it awaits,
-/// and these futures sit in every session's task (idle memory per
-/// connection).
-fn flush_link<S>(link: &mut Link<S>, deadline: Instant) -> impl Future<Output = Result<(), Stop>>
-where
-    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
-{
-    match link.live() {
-        Some(ws) => Either::Left(flush_by(ws, deadline)),
-        None => Either::Right(std::future::ready(Err(Stop::Broken))),
-    }
-}
-
-/// [`write_by`] on the link's codec.
-fn write_link<S>(
-    link: &mut Link<S>,
-    deadline: Instant,
-    message: Message,
-) -> impl Future<Output = Result<(), Stop>>
-where
-    S: AsyncRead + AsyncWrite + MessageBoundary + Unpin,
-{
-    match link.live() {
-        Some(ws) => Either::Left(write_by(ws, deadline, message)),
-        None => Either::Right(std::future::ready(Err(Stop::Broken))),
-    }
-}
-
-/// Data messages longer than this are written from their own (shared)
-/// buffer instead of being copied into the codec's write buffer.
-const DIRECT_WRITE_MIN: usize = WRITE_BUFFER_SIZE;
-
-/// Why a write did not finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// The connection failed.
-    Broken,
-    /// The deadline passed (the client does not read). `torn`: a frame was
-    /// cut in the middle, so nothing more (not even a close) may be sent.
-    Stalled { torn: bool },
-}
-
-impl Stop {
-    /// A failed write: the socket's stall timer (`server::stall`) reports
-    /// `TimedOut` when the client read nothing for the send timeout; the
-    /// socket is then reset and refuses every later write, so it is a stall
-    /// where not even a close can be sent. Any other error: the peer is gone.
-    fn after_io_error(error: &std::io::Error) -> Stop {
-        if error.kind() == std::io::ErrorKind::TimedOut {
-            Stop::Stalled { torn: true }
-        } else {
-            Stop::Broken
-        }
-    }
-}
-
-/// Ends a session after a failed write: a stalled client gets a 1008 close
-/// (itself bounded by the close timeout) unless a frame was cut, then the
-/// connection is dropped.
-async fn stopped<S>(ws: WebSocketStream<S>, stop: Stop) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match stop {
-        Stop::Stalled { torn: false } => close_for(ws, CloseReason::NotReading).await,
-        Stop::Stalled { torn: true } => {
-            metrics::close_code(u16::from(CloseCode::Policy));
-            tracing::debug!("client stopped reading inside a frame; dropping it");
-            Ending::Dropped
-        }
-        Stop::Broken => Ending::Dropped,
-    }
-}
-
-/// Flushes the codec's buffer before `deadline` (a plain function: see
-/// [`flush_link`]).
-fn flush_by<S>(
-    ws: &mut WebSocketStream<S>,
-    deadline: Instant,
-) -> impl Future<Output = Result<(), Stop>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    tokio::time::timeout_at(deadline, ws.flush()).map(codec_write_result)
-}
-
-/// A codec write or flush that had until a deadline, as a [`Stop`].
-fn codec_write_result(result: Result<Result<(), WsError>, Elapsed>) -> Result<(), Stop> {
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(WsError::Io(e))) => Err(Stop::after_io_error(&e)),
-        Ok(Err(_)) => Err(Stop::Broken),
-        Err(_) => Err(Stop::Stalled { torn: false }),
-    }
-}
-
-/// Writes one message before `deadline`. Small messages go to the codec's
-/// buffer (batched, sent by the next flush); a larger data message is
-/// written straight from its payload buffer, which may be shared with every
-/// other subscriber: the codec is flushed (pongs it queued go out first),
-/// then the frame header and the payload go to the connection. Server
-/// frames are unmasked, so nothing is copied per connection (over TLS,
-/// rustls takes at most `TLS_BUFFER_LIMIT` of plaintext per write).
-/// A plain function: see [`flush_link`].
-fn write_by<S>(
-    ws: &mut WebSocketStream<S>,
-    deadline: Instant,
-    message: Message,
-) -> impl Future<Output = Result<(), Stop>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (opcode, payload) = match message {
-        Message::Binary(b) if b.len() > DIRECT_WRITE_MIN => (OP_BINARY, b),
-        Message::Text(t) if t.len() > DIRECT_WRITE_MIN => (OP_TEXT, Bytes::from(t)),
-        small => {
-            return Either::Left(
-                tokio::time::timeout_at(deadline, ws.feed(small)).map(codec_write_result),
-            );
-        }
-    };
-    // Boxed: only large messages take this path; inline, its state would
-    // enlarge every session's future (idle memory per connection).
-    Either::Right(Box::pin(write_direct(ws, deadline, opcode, payload)))
-}
-
-/// Writes one large data message from its payload buffer: the codec is
-/// flushed (pongs it queued go out first), then the frame header and the
-/// payload go to the connection.
-async fn write_direct<S>(
-    ws: &mut WebSocketStream<S>,
-    deadline: Instant,
-    opcode: u8,
-    payload: Bytes,
-) -> Result<(), Stop>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    flush_by(ws, deadline).await?;
-    let header = frame_header(opcode, payload.len());
-    let mut started = false;
-    let write = write_frame(ws.get_mut(), &header, &payload, &mut started);
-    let result = tokio::time::timeout_at(deadline, write).await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Stop::after_io_error(&e)),
-        Err(_) => Err(Stop::Stalled { torn: started }),
-    }
-}
-
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-
-/// The header of a final, unmasked server frame.
-fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
-    let mut h = Vec::with_capacity(10);
-    h.push(0x80 | opcode);
-    match len {
-        n if n < 126 => h.push(n as u8),
-        n if n <= 0xFFFF => {
-            h.push(126);
-            h.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            h.push(127);
-            h.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    h
-}
-
-/// Writes a header and its payload: both in one vectored write when the
-/// connection takes it (one TLS record, no tiny segment), then the rest of
-/// the payload as the connection accepts it; the caller flushes. `started` turns true once any
-/// byte went out.
-async fn write_frame<W>(
-    w: &mut W,
-    header: &[u8],
-    payload: &[u8],
-    started: &mut bool,
-) -> std::io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
-    use std::io::IoSlice;
-    use tokio::io::AsyncWriteExt;
-    let mut head = header;
-    let mut body = payload;
-    while !head.is_empty() {
-        let n = w
-            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-            .await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        *started = true;
-        if n < head.len() {
-            head = &head[n..];
-        } else {
-            body = &body[n - head.len()..];
-            head = &[];
-        }
-    }
-    // Flushed (TLS) with the rest of the batch.
-    w.write_all(body).await
-}
-
-/// Maps a read error to the close code RFC 6455 asks for and closes.
-pub async fn fail<S>(ws: WebSocketStream<S>, error: WsError) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let reason = match &error {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::MessageTooBig,
-        WsError::Capacity(_) => CloseReason::FrameTooBig,
-        WsError::Utf8(_) => CloseReason::InvalidUtf8,
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            return Ending::Dropped;
-        }
-        WsError::Protocol(_) => CloseReason::ProtocolError,
-        // The message being received does not fit in the memory budget.
-        WsError::Io(e) if crate::budget::is_exceeded(e) => CloseReason::MemoryBudget,
-        WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
-            return Ending::Dropped;
-        }
-        _ => CloseReason::Internal,
-    };
-    let (code, reason) = reason.frame();
-    tracing::debug!(%error, "closing WebSocket with {}", u16::from(code));
-    if matches!(code, CloseCode::Size | CloseCode::Again) {
-        // The rest of the oversized message is still on its way.
-        close_and_linger(ws, code, reason).await
-    } else {
-        close(ws, code, reason).await
-    }
-}
-
-/// Closes for one of wssd's own reasons (see [`CloseReason`]).
-pub async fn close_for<S>(ws: WebSocketStream<S>, reason: CloseReason) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    close(ws, reason.frame().0, &reason.text()).await
-}
-
-/// Closes a session whose client sent faster than its rate: 1008 with the
-/// limit in the reason, counted per route and limit.
-pub async fn close_for_rate<S>(
-    ws: WebSocketStream<S>,
-    counters: &SessionMetrics,
-    exceeded: Exceeded,
-) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    counters.rate_limited(exceeded.unit.label());
-    tracing::debug!("closing WebSocket: {exceeded}");
-    close_for(ws, CloseReason::RateExceeded(exceeded)).await
-}
-
-/// Counts a close we send and builds its frame.
-fn counted_close_frame(code: CloseCode, reason: &str) -> (u16, CloseFrame) {
-    let numeric = u16::from(code);
-    metrics::close_code(numeric);
-    let frame = CloseFrame {
-        code,
-        reason: reason.to_string().into(),
-    };
-    (numeric, frame)
-}
-
-/// Most bytes discarded while lingering after an error close.
-const LINGER_BUDGET: usize = 64 * 1024 * 1024;
-/// Lingering stops once the peer has been silent this long.
-const LINGER_QUIET: Duration = Duration::from_millis(250);
-
-/// Sends a close frame after a read error, then discards whatever the peer
-/// is still sending (the rest of an oversized message, its close reply)
-/// until it goes quiet or closes, so the close frame is not lost to a TCP
-/// reset (nginx's "lingering close").
-pub async fn close_and_linger<S>(
-    mut ws: WebSocketStream<S>,
-    code: CloseCode,
-    reason: &str,
-) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (numeric, frame) = counted_close_frame(code, reason);
-    let linger = async {
-        if ws.close(Some(frame)).await.is_err() {
-            return;
-        }
-        let raw = ws.get_mut();
-        let _ = raw.flush().await;
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut discarded = 0usize;
-        while discarded < LINGER_BUDGET {
-            match tokio::time::timeout(LINGER_QUIET, raw.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => discarded += n,
-                _ => break,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, linger).await;
-    Ending::ClosedByUs(numeric, reason.to_string())
-}
-
-/// Sends a close frame and waits (bounded) for the peer's reply.
-pub async fn close<S>(mut ws: WebSocketStream<S>, code: CloseCode, reason: &str) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (numeric, frame) = counted_close_frame(code, reason);
-    let finish = async {
-        if ws.close(Some(frame)).await.is_err() {
-            return;
-        }
-        // Read until the peer answers the close (or gives up).
-        while let Some(Ok(message)) = ws.next().await {
-            if message.is_close() {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
-    Ending::ClosedByUs(numeric, reason.to_string())
 }
