@@ -193,10 +193,17 @@ impl Admission {
         if ticket.ip.is_some() {
             return Ok(());
         }
+        self.charge(ticket, ip)
+            .map_err(|reason| self.refuse(reason, ip))
+    }
+
+    /// The new-connection rate, then one more slot on the per-IP cap for
+    /// `ip`, held by `ticket`; the limit met otherwise (not yet counted).
+    fn charge(&self, ticket: &mut Ticket, ip: IpAddr) -> Result<(), Refusal> {
         if let Some(rate) = &self.rate
             && !rate.allow(ip)
         {
-            return Err(self.refuse(Refusal::Rate, ip));
+            return Err(Refusal::Rate);
         }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let count = state.per_ip.entry(ip).or_insert(0);
@@ -204,8 +211,7 @@ impl Admission {
             if *count == 0 {
                 state.per_ip.remove(&ip);
             }
-            drop(state);
-            return Err(self.refuse(Refusal::PerIp, ip));
+            return Err(Refusal::PerIp);
         }
         *count += 1;
         ticket.ip = Some(ip);
@@ -288,24 +294,10 @@ impl Ticket {
         let Some(ip) = self.ip else {
             return Ok(stream);
         };
-        if let Some(rate) = &admission.rate
-            && !rate.allow(ip)
-        {
-            admission.refusals.record(Refusal::Rate, ip);
-            return Err(Refusal::Rate);
-        }
-        let mut state = admission.state.lock().unwrap_or_else(|p| p.into_inner());
-        let count = state.per_ip.entry(ip).or_insert(0);
-        if *count >= admission.max_per_ip {
-            if *count == 0 {
-                state.per_ip.remove(&ip);
-            }
-            drop(state);
-            admission.refusals.record(Refusal::PerIp, ip);
-            return Err(Refusal::PerIp);
-        }
-        *count += 1;
-        stream.ip = Some(ip);
+        // Counted and logged here; the caller's 503 counts the handshake.
+        admission
+            .charge(&mut stream, ip)
+            .inspect_err(|&reason| admission.refusals.record(reason, ip))?;
         Ok(stream)
     }
 
